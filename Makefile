@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:
+#   make demo   set everything up (.venv) and run ingest -> train -> predict -> motifs on example_data/
+#   make test   set everything up (.venv) and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q
+DEMO_OUT ?= demo_out
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.setup-done
+
+# torch first: a bare `torch` requirement pulls a multi-GB CUDA build. Without an NVIDIA GPU we
+# take a local CPU wheel when pip can find one offline, else PyTorch's CPU index.
+$(VENV)/.setup-done: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	if $(PY) -c "import torch" 2>/dev/null; then :; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install "torch>=2.3"; \
+	elif $(PIP) install --no-index --no-deps "torch==2.13.0" 2>/dev/null; then :; \
+	else $(PIP) install "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu \
+	                                   --extra-index-url https://pypi.org/simple; fi
+	$(PIP) install -e ".[test]"
+	touch $@
+
+demo: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh $(DEMO_OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/train.py
+	$(PY) benchmarks/predict.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

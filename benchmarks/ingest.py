@@ -1,0 +1,119 @@
+"""Ingest speed and memory: `repclass ingest` against a bare `polars.read_csv` of the same file.
+
+Makes a synthetic AIRR rearrangement TSV (default 5 million rows) and its gzip, then times, each
+in a fresh subprocess so peak RSS is that run's own:
+  reference   polars.read_csv(file, separator="\\t")  (parse only, nothing normalised)
+  repclass    repclass ingest sheet file --out store   (parse, filter, normalise, merge, write)
+
+    python benchmarks/ingest.py [--rows 5000000] [--threads 2] [--workdir benchmarks/out]
+
+Prints a table (seconds, rows/s, peak RSS, repclass/reference ratio).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
+
+
+def make_airr(path: Path, n_rows: int, seed: int = 0) -> None:
+    """A realistic-looking AIRR TSV: anchored junctions of 10-20 residues, TRB genes, counts, ~2% F."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    chunk = 1_000_000
+    v_genes = np.array([f"TRBV{f}-{g}*01" for f in range(2, 31) for g in (1, 2)])
+    j_genes = np.array([f"TRBJ{f}-{g}*01" for f in (1, 2) for g in range(1, 8)])
+    with open(path, "wb") as handle:
+        for start in range(0, n_rows, chunk):
+            n = min(chunk, n_rows - start)
+            lengths = rng.integers(10, 21, size=n)
+            width = 20
+            body = AMINO[rng.integers(0, 20, size=(n, width))]
+            body[:, 0] = ord("C")
+            body[np.arange(n), lengths - 1] = ord("F")
+            mask = np.arange(width)[None, :] < lengths[:, None]
+            flat = body[mask]
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
+            raw = flat.tobytes()
+            junctions = [raw[offsets[i]:offsets[i + 1]].decode() for i in range(n)]
+            productive = np.where(rng.random(n) < 0.02, "F", "T")
+            frame = pl.DataFrame({
+                "sequence_id": [f"seq{start + i}" for i in range(n)],
+                "junction_aa": junctions,
+                "v_call": v_genes[rng.integers(0, len(v_genes), n)],
+                "j_call": j_genes[rng.integers(0, len(j_genes), n)],
+                "duplicate_count": rng.geometric(0.5, n),
+                "productive": productive,
+                "locus": ["TRB"] * n,
+            })
+            buffer = frame.write_csv(separator="\t", include_header=start == 0)
+            handle.write(buffer.encode())
+
+
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run `command` under a fresh Python that reports that child's own peak RSS."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", probe, *command], check=True, env=env, capture_output=True,
+                         text=True)
+    seconds, peak = out.stdout.split()
+    return float(seconds), float(peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "ingest")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row of the table")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    tsv = args.workdir / f"bench_{args.rows}.tsv"
+    gz = args.workdir / f"bench_{args.rows}.tsv.gz"
+    if not tsv.exists():
+        t = time.perf_counter()
+        make_airr(tsv, args.rows)
+        print(f"made {tsv} ({tsv.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    if not gz.exists():
+        with open(tsv, "rb") as src, gzip.open(gz, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
+    sheet = args.workdir / "sheet.tsv"
+    env = dict(os.environ, POLARS_MAX_THREADS=str(args.threads))
+
+    rows = []
+    for path in (tsv, gz):
+        sheet.write_text(f"sample_id\tfile\tstatus\nbench\t{path.name}\t+\n")
+        reference = [sys.executable, "-c", f"import polars as pl; pl.read_csv({str(path)!r}, separator='\\t')"]
+        store = args.workdir / "store"
+        ours = [sys.executable, "-m", "repclass", "-q", "ingest", str(sheet), "--out", str(store), "--force",
+                "--threads", str(args.threads)]
+        ref_s, ref_rss = min(measure(reference, env) for _ in range(args.repeats))
+        our_runs = [measure(ours, env) for _ in range(args.repeats)]
+        our_s = min(r[0] for r in our_runs)
+        our_rss = max(r[1] for r in our_runs)
+        rows.append((path.name, "polars.read_csv", ref_s, args.rows / ref_s, ref_rss, 1.0))
+        rows.append((path.name, "repclass ingest", our_s, args.rows / our_s, our_rss, our_s / ref_s))
+
+    print(f"# ingest benchmark: {args.rows:,} rows, {args.threads} threads, {platform.processor() or platform.machine()}"
+          f", {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"| file | method | seconds | rows/s | peak RSS (MB) | x reference |")
+    print(f"|---|---|---:|---:|---:|---:|")
+    for name, method, seconds, rate, rss, ratio in rows:
+        print(f"| {name} | {method} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss:.0f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

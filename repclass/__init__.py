@@ -1,0 +1,34 @@
+"""repclass: immune repertoire classification with DeepRC.
+
+The public API is re-exported here lazily, so that importing repclass (and running
+`repclass --help`) does not pay for torch or polars.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+from .errors import InputFileError, ModelFileError, RepclassError, SheetError, StoreError, UsageError
+
+_LAZY = {
+    "ingest": ("repclass.ingestion", "ingest"),
+    "combine": ("repclass.ingestion", "combine"),
+    "Store": ("repclass.store", "Store"),
+    "ReadOptions": ("repclass.reader", "ReadOptions"),
+    "read_repertoire": ("repclass.reader", "read_repertoire"),
+    "ColumnOverrides": ("repclass.formats", "ColumnOverrides"),
+}
+
+__all__ = ["__version__", "RepclassError", "InputFileError", "SheetError", "StoreError", "ModelFileError",
+           "UsageError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'repclass' has no attribute {name!r}")

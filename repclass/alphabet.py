@@ -1,0 +1,38 @@
+"""The amino-acid alphabet and the integer codes the model sees.
+
+This module is the only place that knows the codes: 0..19 are the 20 standard amino acids in
+alphabetical one-letter order, 20 is padding.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+N_AMINO_ACIDS = len(AMINO_ACIDS)
+PAD_CODE = N_AMINO_ACIDS
+#: A regular-expression character class matching any letter outside the alphabet.
+INVALID_RESIDUE_PATTERN = f"[^{AMINO_ACIDS}]"
+
+# Byte -> code lookup; 255 marks a byte that is not in the alphabet.
+_BYTE_TO_CODE = np.full(256, 255, dtype=np.uint8)
+for _code, _letter in enumerate(AMINO_ACIDS):
+    _BYTE_TO_CODE[ord(_letter)] = _code
+
+
+def encode_flat(sequence_bytes: np.ndarray) -> np.ndarray:
+    """Map the concatenated ASCII bytes of many sequences to codes (uint8), checking the alphabet."""
+    codes = _BYTE_TO_CODE[sequence_bytes]
+    if codes.size and codes.max() == 255:
+        bad = sequence_bytes[codes == 255][0]
+        raise ValueError(f"residue {chr(bad)!r} is not one of the 20 amino acids {AMINO_ACIDS}")
+    return codes
+
+
+def encode(sequence: str) -> np.ndarray:
+    """Codes of one sequence (uint8)."""
+    return encode_flat(np.frombuffer(sequence.encode("ascii"), dtype=np.uint8))
+
+
+def decode(codes: np.ndarray) -> str:
+    """The sequence of a code vector, padding dropped."""
+    return "".join(AMINO_ACIDS[c] for c in np.asarray(codes) if c < N_AMINO_ACIDS)

@@ -1,0 +1,61 @@
+"""Progress reporting: a rich bar on a terminal, plain log lines anywhere else.
+
+Pipelines capture stderr into log files, where a redrawn bar is noise; there each step is one
+log line instead. Library code asks for a `Progress` and never checks where it runs.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+log = logging.getLogger("repclass")
+
+
+def on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """Counts finished steps of a task of known size."""
+
+    def __init__(self, total: int, description: str, *, min_interval: float = 5.0) -> None:
+        self.total = total
+        self.description = description
+        self.done = 0
+        self._min_interval = min_interval
+        self._last_log = 0.0
+        self._rich = None
+        self._task = None
+
+    def advance(self, steps: int = 1, status: str = "") -> None:
+        self.done += steps
+        if self._rich is not None:
+            self._rich.update(self._task, advance=steps, status=status)
+            return
+        now = time.monotonic()
+        if self.done >= self.total or now - self._last_log >= self._min_interval:
+            self._last_log = now
+            log.info("%s: %d/%d%s", self.description, self.done, self.total, f" {status}" if status else "")
+
+
+@contextmanager
+def progress(total: int, description: str, *, enabled: bool | None = None) -> Iterator[Progress]:
+    """A progress reporter; a rich bar only when stderr is a terminal (or `enabled` says so)."""
+    tracker = Progress(total, description)
+    use_rich = on_terminal() if enabled is None else enabled
+    if not use_rich:
+        yield tracker
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichProgress
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+    with RichProgress(*columns, console=Console(stderr=True), transient=False) as bar:
+        tracker._rich = bar
+        tracker._task = bar.add_task(description, total=total, status="")
+        yield tracker

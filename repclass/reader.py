@@ -1,0 +1,318 @@
+"""Reading one repertoire file into the store's normalised table.
+
+Rows are read by polars (never line by line in Python) and normalised:
+junction amino acids upper-cased and checked against the 20-letter alphabet, the junction
+convention checked, productive-only and locus filters applied, counts parsed (missing -> 1),
+V/J calls mapped to IMGT names, and identical (junction_aa, v_call, j_call) rows merged by
+summing their counts. Every dropped row is counted under one reason.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .alphabet import AMINO_ACIDS, INVALID_RESIDUE_PATTERN
+from .errors import InputFileError, UsageError
+from .formats import NULL_VALUES, ColumnOverrides, FileLayout, sniff
+from .genes import LOCI, normalise_gene
+
+log = logging.getLogger(__name__)
+
+#: Why a row was left out, in the order the checks apply (a row counts under the first).
+DROP_REASONS = ("missing_junction", "non_productive", "locus", "invalid_residue", "no_anchor", "zero_count")
+CONVENTIONS = ("junction", "cdr3")
+#: Columns of a repertoire table in the store.
+STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
+
+_NULLS = set(NULL_VALUES)
+_TRUE = {"t", "true", "1", "yes", "y", "in"}
+_FALSE = {"f", "false", "0", "no", "n", "out", "stop"}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How rows are filtered and normalised; the same for every file of a store."""
+
+    productive_only: bool = True
+    locus: str | None = None
+    #: "auto" keeps each file's own convention; "cdr3" strips the anchors from junctions.
+    convention: str = "auto"
+    #: In the junction convention, keep only junctions that start with C and end with F or W.
+    anchor_check: bool = True
+    overrides: ColumnOverrides = field(default_factory=ColumnOverrides)
+
+    def __post_init__(self) -> None:
+        if self.convention not in ("auto", *CONVENTIONS):
+            raise UsageError(f"unknown junction convention {self.convention!r}; use auto, junction or cdr3")
+        if self.locus is not None and self.locus not in LOCI:
+            raise UsageError(f"unknown locus {self.locus!r}; use one of {', '.join(LOCI)}")
+
+
+@dataclass
+class RepertoireRead:
+    """One file's normalised rows and what happened to the others."""
+
+    table: pl.DataFrame
+    layout: FileLayout
+    convention: str
+    rows_read: int
+    dropped: dict[str, int]
+
+    @property
+    def n_sequences(self) -> int:
+        return self.table.height
+
+    @property
+    def n_templates(self) -> int:
+        return int(self.table["duplicate_count"].sum()) if self.table.height else 0
+
+
+def _translate_unique(values: list[str]) -> dict[str, str]:
+    """Nucleotide junctions to amino acids; out-of-frame ones become '_' (dropped as invalid)."""
+    from Bio.Seq import Seq
+
+    table = {}
+    for nt in values:
+        nt_clean = nt.strip().upper()
+        if len(nt_clean) % 3:
+            table[nt] = "_"
+        else:
+            table[nt] = str(Seq(nt_clean).translate())
+    return table
+
+
+def _gene_map(series: pl.Series) -> pl.Series:
+    uniques = series.drop_nulls().unique().to_list()
+    mapping = {name: None if name.strip() in _NULLS else normalise_gene(name) for name in uniques}
+    if all(k == v for k, v in mapping.items()):
+        return series
+    return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def _upper_distinct(series: pl.Series) -> pl.Series:
+    """Trimmed, upper-cased values of a low-cardinality column, computed once per distinct value."""
+    mapping = {v: v.strip().upper() for v in series.drop_nulls().unique().to_list()}
+    return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def _flag_is(df: pl.DataFrame, column: str, layout: FileLayout, wanted: bool) -> pl.Series:
+    """Rows whose boolean-ish flag (T/F, True/False, 1/0, In/Out/Stop) is `wanted`; null never is.
+
+    The spellings are checked once per distinct value, not per row.
+    """
+    raw = df[column]
+    matching = []
+    for value in raw.drop_nulls().unique().to_list():
+        key = value.strip().lower()
+        if value.strip() in _NULLS:
+            continue
+        if key in _TRUE or key in _FALSE:
+            if (key in _TRUE) == wanted:
+                matching.append(value)
+            continue
+        row = int((raw == value).arg_true()[0])
+        raise InputFileError(layout.path, f"column {layout.columns[column]!r} has {value!r}; expected "
+                                          "T/F, True/False, 1/0 or In/Out/Stop", line=layout.header_line + 1 + row)
+    return raw.is_in(matching).fill_null(False)
+
+
+def _parse_counts(df: pl.DataFrame, layout: FileLayout) -> pl.Series:
+    if "count" not in df.columns:
+        return pl.repeat(1, df.height, dtype=pl.Int64, eager=True).alias("count")
+    raw = df["count"]
+    if raw.dtype == pl.Int64:  # read as integers: only the sign is left to check
+        if (raw.min() or 0) >= 0:
+            return raw.fill_null(1).alias("count")
+        raw = raw.cast(pl.String)
+    as_int = raw.str.strip_chars().str.to_integer(strict=False)
+    if as_int.null_count() == raw.null_count() and (as_int.min() or 0) >= 0:
+        return as_int.fill_null(1).alias("count")  # the common case: whole numbers
+    raw = pl.select(pl.when(raw.str.strip_chars().is_in(NULL_VALUES)).then(None).otherwise(raw)).to_series()
+    parsed = raw.str.strip_chars().cast(pl.Float64, strict=False)
+    bad = (raw.is_not_null() & (parsed.is_null() | parsed.is_nan() | parsed.is_infinite())) | (parsed < 0)
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        value = raw[row]
+        problem = "is negative" if (parsed[row] is not None and parsed[row] < 0) else "is not a number"
+        raise InputFileError(layout.path, f"count {value!r} in column {layout.columns['count']!r} {problem}; "
+                                          "counts must be non-negative numbers (fix the row or give another "
+                                          "column with --count-column)", line=layout.header_line + 1 + row)
+    # Missing counts mean one clone; fractional counts (MiXCR) round to the nearest whole one, but a
+    # present clone never rounds to zero.
+    filled = parsed.fill_null(1.0)
+    rounded = filled.round(0)
+    return (pl.select(pl.when(filled > 0).then(rounded.clip(lower_bound=1.0)).otherwise(rounded))
+            .to_series().cast(pl.Int64).alias("count"))
+
+
+def _read_columns(layout: FileLayout, skip: set[str] = frozenset(), typed_counts: bool = True) -> pl.DataFrame:
+    """The file's rows, only the mapped columns, under canonical names.
+
+    Everything is read as strings except the count column, which is first tried as integers
+    (much cheaper to parse); a file whose counts are not all whole numbers is read again with
+    counts as strings, so that `_parse_counts` can name the offending row.
+    """
+    # Null spellings ("NA", "None", "unresolved", ...) are not given to the CSV reader: matching
+    # them on every field of every row costs more than the whole parse. Each column deals with
+    # them where it is cheap (distinct values, or only the rows that fail a check).
+    wanted = {canonical: name for canonical, name in layout.columns.items() if canonical not in skip}
+    count_column = wanted.get("count")
+    overrides = {count_column: pl.Int64} if typed_counts and count_column else None
+    try:
+        frame = pl.scan_csv(
+            layout.path,
+            separator=layout.separator,
+            has_header=True,
+            skip_rows=layout.header_line - 1,
+            infer_schema=False,
+            schema_overrides=overrides,
+            quote_char='"',
+        )
+        return frame.select([pl.col(name).alias(canonical) for canonical, name in wanted.items()]).collect()
+    except OSError as exc:
+        raise InputFileError(layout.path, f"cannot read {layout.compression} data ({exc}); "
+                                          "the file is corrupt or truncated: copy it again") from exc
+    except pl.exceptions.ComputeError as exc:
+        if overrides:
+            return _read_columns(layout, skip, typed_counts=False)
+        raise _parse_error(layout, exc) from exc
+    except pl.exceptions.PolarsError as exc:
+        raise _parse_error(layout, exc) from exc
+
+
+def _parse_error(layout: FileLayout, exc: Exception) -> InputFileError:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputFileError(layout.path, f"cannot parse the table ({first_line}); check that every row has "
+                                       "as many fields as the header")
+
+
+def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> RepertoireRead:
+    """Read and normalise one repertoire file.
+
+    Returns the merged table (junction_aa, v_call, j_call, duplicate_count), sorted so that the
+    same input always gives the same rows in the same order, with the count of rows read and
+    dropped per reason.
+    """
+    options = options or ReadOptions()
+    layout = sniff(path, options.overrides)
+    convention = layout.convention if options.convention == "auto" else options.convention
+    if layout.convention == "cdr3" and convention == "junction":
+        raise UsageError(f"{layout.path}: column {layout.columns['junction_aa']!r} holds CDR3s without the "
+                         "conserved anchors; they cannot be turned into junctions: use --convention cdr3")
+    # Columns that no option asks for are not parsed at all.
+    unused = set()
+    if options.locus is None:
+        unused.add("locus")
+    if not options.productive_only:
+        unused |= {"productive", "vj_in_frame", "stop_codon"}
+    df = _read_columns(layout, skip=unused)
+    rows_read = df.height
+
+    junction = df["junction_aa"] if "junction_aa" in df.columns else pl.repeat(None, rows_read, dtype=pl.String,
+                                                                                eager=True)
+    if "junction_nt" in df.columns:
+        needs = (junction.is_null() | junction.is_in(NULL_VALUES)) & df["junction_nt"].is_not_null()
+        if needs.any():
+            todo = df["junction_nt"].filter(needs).unique().to_list()
+            translated = df["junction_nt"].replace_strict(_translate_unique(todo), default=None,
+                                                          return_dtype=pl.String)
+            junction = pl.select(pl.when(needs).then(translated).otherwise(junction)).to_series()
+    anchored = layout.convention == "junction" and (options.anchor_check or convention == "cdr3")
+    junction, junction_reason = _check_junctions(junction.alias("junction_aa"), anchored)
+
+    flags: dict[str, pl.Series] = {"missing_junction": junction_reason == 1}
+    if options.productive_only:
+        # A missing flag counts as productive: many exports leave it out.
+        if "productive" in df.columns:
+            flags["non_productive"] = _flag_is(df, "productive", layout, False)
+        elif "vj_in_frame" in df.columns:
+            flags["non_productive"] = _flag_is(df, "vj_in_frame", layout, False)
+            if "stop_codon" in df.columns:
+                flags["non_productive"] = flags["non_productive"] | _flag_is(df, "stop_codon", layout, True)
+    no_calls = pl.repeat(None, rows_read, dtype=pl.String, eager=True)
+    v_call = _gene_map(df["v_call"]) if "v_call" in df.columns else no_calls
+    j_call = _gene_map(df["j_call"]) if "j_call" in df.columns else no_calls
+    if options.locus is not None:
+        if "locus" in df.columns:
+            locus = _upper_distinct(df["locus"])
+        else:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
+            locus = v_call.str.slice(0, 3).fill_null(j_call.str.slice(0, 3))
+        flags["locus"] = locus.fill_null("") != options.locus
+    flags["invalid_residue"] = junction_reason == 2
+    flags["no_anchor"] = junction_reason == 3
+    counts = _parse_counts(df, layout)
+    flags["zero_count"] = counts == 0
+
+    # Each dropped row counts under the first reason that applies.
+    dropped = {name: 0 for name in DROP_REASONS}
+    keep = pl.repeat(True, rows_read, eager=True)
+    for name in DROP_REASONS:
+        if name in flags:
+            hit = keep & flags[name]
+            dropped[name] = int(hit.sum())
+            keep = keep & ~hit
+
+    kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call,
+                         "duplicate_count": counts}).filter(keep)
+    if layout.convention == "junction" and convention == "cdr3":
+        kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
+    table = _merge_identical(kept).cast(STORE_COLUMNS)
+    return RepertoireRead(table=table, layout=layout, convention=convention, rows_read=rows_read, dropped=dropped)
+
+
+_VALID = f"^[{AMINO_ACIDS}]+$"
+_VALID_ANCHORED = f"^C[{AMINO_ACIDS}]*[FW]$"
+
+
+def _check_junctions(junction: pl.Series, anchored: bool) -> tuple[pl.Series, pl.Series]:
+    """Normalised junctions and a reason code per row (0 ok, 1 missing, 2 invalid residue, 3 no anchor).
+
+    One regular-expression pass over all rows; only rows failing it are upper-cased, trimmed
+    and looked at again (nearly all rows of a real export pass as they are).
+    """
+    pattern = _VALID_ANCHORED if anchored else _VALID
+    ok = junction.str.contains(pattern).fill_null(False)
+    if not anchored:  # "NA" and "NONE" are amino acids too
+        ok = ok & ~junction.is_in(NULL_VALUES)
+    reason = pl.zeros(len(junction), dtype=pl.UInt8, eager=True)
+    if ok.all():
+        return junction, reason
+    failed = (~ok).arg_true()
+    normalised = junction.gather(failed).str.strip_chars()
+    normalised = pl.select(pl.when(normalised.is_in(NULL_VALUES)).then(None).otherwise(normalised.str.to_uppercase())
+                           ).to_series()
+    fixed = normalised.str.contains(pattern).fill_null(False)
+    if fixed.any():
+        junction = junction.scatter(failed.filter(fixed), normalised.filter(fixed))
+    rest = normalised.filter(~fixed)
+    missing = rest.is_null() | (rest.str.len_bytes() == 0)
+    invalid = rest.str.contains(INVALID_RESIDUE_PATTERN).fill_null(False)
+    codes = pl.select(pl.when(missing).then(1).when(invalid).then(2).otherwise(3).cast(pl.UInt8)).to_series()
+    reason = reason.scatter(failed.filter(~fixed), codes)
+    return junction, reason
+
+
+def _merge_identical(kept: pl.DataFrame) -> pl.DataFrame:
+    """Sum the counts of identical (junction_aa, v_call, j_call) rows, in order of first appearance.
+
+    A 64-bit hash of the key finds out cheaply whether there is anything to merge; groups are
+    then formed on the hash and checked against the strings, so a hash collision can never merge
+    two different clonotypes (it falls back to grouping on the strings).
+    """
+    keys = ["junction_aa", "v_call", "j_call"]
+    if kept.height == 0:
+        return kept
+    hashed = kept.with_columns(pl.struct(keys).hash(seed=0).alias("_key"))
+    if hashed["_key"].n_unique() == kept.height:
+        return kept
+    merged = (hashed.group_by("_key", maintain_order=True)
+              .agg(*[pl.col(k).first() for k in keys], pl.col("duplicate_count").sum(), pl.len().alias("_n")))
+    multi = merged.filter(pl.col("_n") > 1).select("_key", *[pl.col(k).alias(f"_first_{k}") for k in keys])
+    members = hashed.join(multi, on="_key", how="inner")
+    collided = pl.any_horizontal([pl.col(k).ne_missing(pl.col(f"_first_{k}")) for k in keys])
+    if members.select(collided.any()).item():
+        return kept.group_by(keys, maintain_order=True).agg(pl.col("duplicate_count").sum())
+    return merged.select(*keys, "duplicate_count")

@@ -1,0 +1,305 @@
+"""The repertoire store: a folder any polars/pandas/DuckDB user can open.
+
+    STORE/
+      manifest.json            format version, repclass version, alphabet, junction convention,
+                               read options, per-sample file and sha256
+      samples.tsv              one row per repertoire: id, labels, sequences and templates kept,
+                               rows read and dropped by reason, source file and its sha256
+      repertoires/<id>.parquet junction_aa, v_call, j_call, duplicate_count (zstd Parquet)
+
+A store is written into a temporary sibling folder and renamed into place at the end, so a
+failed or killed write never leaves a folder that looks complete. The same inputs give
+byte-identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+
+from ._version import __version__
+from .alphabet import AMINO_ACIDS
+from .errors import OutputExistsError, StoreError
+
+STORE_FORMAT = "repclass-store"
+STORE_FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SAMPLES_NAME = "samples.tsv"
+REPERTOIRE_DIR = "repertoires"
+#: Columns of samples.tsv that are not labels.
+STAT_COLUMNS = ("n_sequences", "n_templates", "rows_read", "rows_kept")
+SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sha256_of(path: str | Path, chunk_size: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def repertoire_filename(sample_id: str) -> str:
+    """A file name for a sample id: unsafe characters become '_' (the id itself is kept intact)."""
+    return f"{_UNSAFE_FILENAME.sub('_', sample_id)}.parquet"
+
+
+@dataclass
+class SampleRecord:
+    """One repertoire's row of samples.tsv and its entry in the manifest."""
+
+    sample_id: str
+    labels: dict[str, str | None]
+    n_sequences: int
+    n_templates: int
+    rows_read: int
+    dropped: dict[str, int]
+    source_file: str
+    source_sha256: str
+    source_format: str
+    file: str = ""
+    sha256: str = ""
+
+
+def write_atomically(final: Path, force: bool) -> Path:
+    """Check an output path and return a temporary sibling to write into (see `publish`)."""
+    final = Path(final)
+    if final.exists() and not force:
+        raise OutputExistsError(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary) if temporary.is_dir() else temporary.unlink()
+    return temporary
+
+
+def publish(temporary: Path, final: Path) -> None:
+    """Move a finished temporary output into place, replacing an old one only at the very end."""
+    final = Path(final)
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(temporary, final)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        os.replace(temporary, final)
+
+
+class StoreWriter:
+    """Builds a store in a temporary folder; `commit()` moves it into place.
+
+    Use as a context manager: leaving the block with an exception removes the temporary folder.
+    """
+
+    def __init__(self, path: str | Path, *, convention: str, read_options: dict[str, Any],
+                 label_columns: list[str], force: bool = False) -> None:
+        self.path = Path(path)
+        self.convention = convention
+        self.read_options = read_options
+        self.label_columns = list(label_columns)
+        self._temporary = write_atomically(self.path, force)
+        (self._temporary / REPERTOIRE_DIR).mkdir(parents=True)
+        self._records: dict[str, SampleRecord] = {}
+        self._files: set[str] = set()
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def _claim_file(self, record: SampleRecord) -> str:
+        if record.sample_id in self._records:
+            raise StoreError(f"sample id {record.sample_id!r} occurs twice; sample ids must be unique")
+        name = repertoire_filename(record.sample_id)
+        if name in self._files:
+            raise StoreError(f"sample id {record.sample_id!r} gives the same file name {name!r} as another id; "
+                             "rename one of them")
+        self._files.add(name)
+        return f"{REPERTOIRE_DIR}/{name}"
+
+    def add(self, record: SampleRecord, table: pl.DataFrame) -> None:
+        """Write one repertoire's table."""
+        record.file = self._claim_file(record)
+        target = self._temporary / record.file
+        table.write_parquet(target, compression="zstd", compression_level=1, statistics=False)
+        record.sha256 = sha256_of(target)
+        self._records[record.sample_id] = record
+
+    def add_file(self, record: SampleRecord, parquet: Path) -> None:
+        """Copy an already written repertoire file (from another store), checking its checksum."""
+        expected = record.sha256
+        record.file = self._claim_file(record)
+        target = self._temporary / record.file
+        shutil.copyfile(parquet, target)
+        record.sha256 = sha256_of(target)
+        if record.sha256 != expected:
+            raise StoreError(f"{parquet}: checksum differs from the one in its store's manifest; "
+                             "the store is corrupt: ingest that sample again")
+        self._records[record.sample_id] = record
+
+    def abort(self) -> None:
+        shutil.rmtree(self._temporary, ignore_errors=True)
+
+    def commit(self) -> "Store":
+        if not self._records:
+            raise StoreError(f"{self.path}: no repertoires to write")
+        records = [self._records[sample_id] for sample_id in sorted(self._records)]
+        _samples_frame(records, self.label_columns).write_csv(self._temporary / SAMPLES_NAME, separator="\t")
+        manifest = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_FORMAT_VERSION,
+            "repclass_version": __version__,
+            "alphabet": AMINO_ACIDS,
+            "junction_convention": self.convention,
+            "read_options": self.read_options,
+            "label_columns": self.label_columns,
+            "samples": [{"sample_id": r.sample_id, "file": r.file, "sha256": r.sha256,
+                         "n_sequences": r.n_sequences} for r in records],
+        }
+        # The manifest is written last: a folder without it is never taken for a store.
+        (self._temporary / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        publish(self._temporary, self.path)
+        return Store.open(self.path)
+
+
+def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.DataFrame:
+    from .reader import DROP_REASONS
+
+    data: dict[str, list[Any]] = {"sample_id": [r.sample_id for r in records]}
+    for column in label_columns:
+        data[column] = [r.labels.get(column) for r in records]
+    data["n_sequences"] = [r.n_sequences for r in records]
+    data["n_templates"] = [r.n_templates for r in records]
+    data["rows_read"] = [r.rows_read for r in records]
+    data["rows_kept"] = [r.rows_read - sum(r.dropped.values()) for r in records]
+    for reason in DROP_REASONS:
+        data[f"dropped_{reason}"] = [r.dropped.get(reason, 0) for r in records]
+    data["source_file"] = [r.source_file for r in records]
+    data["source_sha256"] = [r.source_sha256 for r in records]
+    data["source_format"] = [r.source_format for r in records]
+    schema = {name: (pl.String if name in label_columns or name in ("sample_id", *SOURCE_COLUMNS) else pl.Int64)
+              for name in data}
+    return pl.DataFrame(data, schema=schema)
+
+
+@dataclass
+class Store:
+    """An ingested cohort: open with `Store.open(path)`."""
+
+    path: Path
+    manifest: dict[str, Any]
+    samples: pl.DataFrame = field(repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Store":
+        path = Path(path)
+        manifest_path = path / MANIFEST_NAME
+        if not path.is_dir():
+            raise StoreError(f"{path}: no such store (expected a folder written by `repclass ingest`)")
+        if not manifest_path.exists():
+            raise StoreError(f"{path}: not a repertoire store, or an incomplete one ({MANIFEST_NAME} is missing); "
+                             "run `repclass ingest` again")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{manifest_path}: not valid JSON ({exc}); the store is corrupt") from exc
+        if manifest.get("format") != STORE_FORMAT:
+            raise StoreError(f"{manifest_path}: not a repertoire store manifest")
+        version = manifest.get("format_version")
+        if version != STORE_FORMAT_VERSION:
+            raise StoreError(f"{path}: store format version {version} is not supported by repclass {__version__} "
+                             f"(it reads version {STORE_FORMAT_VERSION}); ingest the data again with this version")
+        label_columns = manifest.get("label_columns", [])
+        schema = {"sample_id": pl.String, **{c: pl.String for c in label_columns}}
+        samples = pl.read_csv(path / SAMPLES_NAME, separator="\t", schema_overrides=schema,
+                              null_values=[""], quote_char=None)
+        return cls(path=path, manifest=manifest, samples=samples)
+
+    # --- what the store holds ---------------------------------------------------------------
+    @property
+    def sample_ids(self) -> list[str]:
+        return [entry["sample_id"] for entry in self.manifest["samples"]]
+
+    @property
+    def label_columns(self) -> list[str]:
+        return list(self.manifest.get("label_columns", []))
+
+    @property
+    def junction_convention(self) -> str:
+        return self.manifest["junction_convention"]
+
+    @property
+    def alphabet(self) -> str:
+        return self.manifest["alphabet"]
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the manifest: names the exact data a model was trained on."""
+        return hashlib.sha256((self.path / MANIFEST_NAME).read_bytes()).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.manifest["samples"])
+
+    def labels(self, column: str) -> dict[str, str | None]:
+        if column not in self.label_columns:
+            raise StoreError(f"{self.path}: no label column {column!r}; the store has: "
+                             f"{', '.join(self.label_columns) or 'no label columns'}")
+        return dict(zip(self.samples["sample_id"].to_list(), self.samples[column].to_list()))
+
+    def n_sequences(self) -> dict[str, int]:
+        return {entry["sample_id"]: int(entry["n_sequences"]) for entry in self.manifest["samples"]}
+
+    def repertoire_path(self, sample_id: str) -> Path:
+        for entry in self.manifest["samples"]:
+            if entry["sample_id"] == sample_id:
+                return self.path / entry["file"]
+        raise StoreError(f"{self.path}: no sample {sample_id!r} in the store")
+
+    def read(self, sample_id: str, columns: list[str] | None = None) -> pl.DataFrame:
+        """One repertoire's table (all columns unless `columns` names some)."""
+        path = self.repertoire_path(sample_id)
+        if not path.exists():
+            raise StoreError(f"{path}: repertoire file missing from the store; ingest the data again")
+        return pl.read_parquet(path, columns=columns)
+
+    def iter_tables(self, columns: list[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
+        for sample_id in self.sample_ids:
+            yield sample_id, self.read(sample_id, columns)
+
+    def records(self) -> list[SampleRecord]:
+        """The per-sample records, as `combine` needs them to copy samples into another store."""
+        from .reader import DROP_REASONS
+
+        entries = {e["sample_id"]: e for e in self.manifest["samples"]}
+        result = []
+        for row in self.samples.iter_rows(named=True):
+            entry = entries[row["sample_id"]]
+            result.append(SampleRecord(
+                sample_id=row["sample_id"],
+                labels={c: row[c] for c in self.label_columns},
+                n_sequences=row["n_sequences"], n_templates=row["n_templates"], rows_read=row["rows_read"],
+                dropped={reason: row[f"dropped_{reason}"] for reason in DROP_REASONS},
+                source_file=row["source_file"], source_sha256=row["source_sha256"],
+                source_format=row["source_format"], file=entry["file"], sha256=entry["sha256"],
+            ))
+        return result
+
+    def verify(self) -> None:
+        """Check every repertoire file against the checksum in the manifest."""
+        for entry in self.manifest["samples"]:
+            path = self.path / entry["file"]
+            if not path.exists():
+                raise StoreError(f"{path}: repertoire file missing from the store")
+            if sha256_of(path) != entry["sha256"]:
+                raise StoreError(f"{path}: checksum differs from the manifest; the store is corrupt")

@@ -1,0 +1,54 @@
+"""Shared fixtures: small hand-written repertoire files, the bundled example cohort, and a tiny
+seeded cohort with an implanted motif for model tests."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_DATA = ROOT / "example_data"
+PUBLIC_DATA = Path(__file__).resolve().parent / "data" / "public"
+
+AIRR_HEADER = ["sequence_id", "junction_aa", "v_call", "j_call", "duplicate_count", "productive", "locus"]
+
+
+def write_table(path: Path, header: list[str], rows: list[list[object]], separator: str = "\t",
+                compress: bool = False) -> Path:
+    text = separator.join(header) + "\n" + "".join(
+        separator.join("" if v is None else str(v) for v in row) + "\n" for row in rows)
+    if compress:
+        with gzip.open(path, "wb") as handle:
+            handle.write(text.encode())
+    else:
+        path.write_text(text)
+    return path
+
+
+def write_airr(path: Path, rows: list[list[object]], compress: bool = False) -> Path:
+    return write_table(path, AIRR_HEADER, rows, compress=compress)
+
+
+@pytest.fixture
+def small_cohort(tmp_path: Path) -> tuple[Path, Path]:
+    """Three AIRR files with distinct sequences and a sheet; returns (sheet, folder)."""
+    folder = tmp_path / "reps"
+    folder.mkdir()
+    write_airr(folder / "s1.tsv", [
+        ["a", "CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 3, "T", "TRB"],
+        ["b", "CASSPGTGELFF", "TRBV7-9*01", "TRBJ2-2*01", 1, "T", "TRB"],
+        ["c", "CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 2, "T", "TRB"],   # merged with a
+        ["d", "CASS*GQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 1, "F", "TRB"],   # non-productive
+    ])
+    write_airr(folder / "s2.tsv.gz", [
+        ["a", "CSARDRTGNGYTF", "TRBV20-1*01", "TRBJ1-2*01", 5, "T", "TRB"],
+        ["b", "CASSXGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 1, "T", "TRB"],   # invalid residue
+    ], compress=True)
+    write_airr(folder / "s3.tsv", [
+        ["a", "CAWSVGQGAYEQYF", "TRBV30*01", "TRBJ2-7*01", None, "T", "TRB"],  # count missing -> 1
+        ["b", "ASSLGQETQY", "TRBV5-1*01", "TRBJ2-5*01", 1, "T", "TRB"],        # partial: no anchors
+    ])
+    sheet = write_table(tmp_path / "samples.tsv", ["sample_id", "status", "age"],
+                        [["s1", "+", 40], ["s2", "-", 51], ["s3", "+", 33]])
+    return sheet, folder
