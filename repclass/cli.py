@@ -163,5 +163,178 @@ def combine(parts: tuple[Path, ...], out: Path, force: bool) -> None:
     log.info("wrote %s: %d repertoires from %d stores", store.path, len(store), len(parts))
 
 
+# ----------------------------------------------------------------------------------------------
+# train / predict
+# ----------------------------------------------------------------------------------------------
+def _column_map(values: tuple[str, ...], option: str) -> dict[str, str]:
+    mapping = {}
+    for value in values:
+        column, sep, setting = value.partition("=")
+        if not sep or not column or not setting:
+            raise click.BadParameter(f"expected COLUMN=VALUE, got {value!r}", param_hint=option)
+        mapping[column] = setting
+    return mapping
+
+
+def _prepare_compute(threads: int | None) -> None:
+    from .runtime import set_threads, tune_allocator
+
+    tune_allocator()
+    set_threads(threads)
+
+
+device_option = click.option("--device", default="auto", show_default=True,
+                             help="auto (CUDA when available), cpu or cuda.")
+
+
+@main.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("-t", "--target", "targets", multiple=True, required=True,
+              help="Label column to predict (repeatable: several targets, one model).")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
+@click.option("--type", "types", multiple=True, metavar="COLUMN=TYPE",
+              help="binary, multiclass or regression (default: inferred from the labels).")
+@click.option("--positive", "positives", multiple=True, metavar="COLUMN=CLASS",
+              help="Positive class of a binary target (default: inferred from +/-, True/False, 1/0, yes/no).")
+@click.option("--loss-weight", "loss_weights", multiple=True, metavar="COLUMN=WEIGHT",
+              help="Weight of a target's loss in the sum (default 1).")
+@click.option("--split-column", default=None, help="Sheet column with train/validation/test per repertoire.")
+@click.option("--folds", type=int, default=None, help="k-fold cross-validation: one model per fold.")
+@click.option("--fold", type=int, default=None, help="With --folds: train only this fold (1-based), e.g. one "
+                                                      "pipeline job per fold.")
+@click.option("--validation-fraction", type=float, default=0.2, show_default=True)
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, initialisation and sampling.")
+@click.option("--updates", "max_updates", type=int, default=5000, show_default=True, help="Maximum updates.")
+@click.option("--eval-every", type=int, default=100, show_default=True, help="Updates between evaluations.")
+@click.option("--patience", type=int, default=10, show_default=True,
+              help="Stop after this many evaluations without a better validation loss.")
+@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Repertoires per update.")
+@click.option("--sequences-per-bag", type=int, default=10_000, show_default=True,
+              help="Sequences sampled per repertoire per update.")
+@click.option("--sampling", type=click.Choice(["uniform", "count"]), default="uniform", show_default=True,
+              help="Sample sequences uniformly or in proportion to clone counts.")
+@click.option("--selection", type=click.Choice(["sample", "top"]), default="sample", show_default=True,
+              help="Gradient-pass sequences: sampled by attention weight, or the paper's top fraction.")
+@click.option("--reduction-fraction", type=float, default=0.1, show_default=True,
+              help="Share of each repertoire's sequences that the attention softmax sees.")
+@click.option("--use-counts", is_flag=True, help="Let clone counts raise attention (log-count bias).")
+@click.option("--kernel-size", type=int, default=9, show_default=True)
+@click.option("--kernels", "n_kernels", type=int, default=32, show_default=True)
+@click.option("--attention-layers", type=int, default=2, show_default=True)
+@click.option("--attention-units", type=int, default=32, show_default=True)
+@click.option("--output-layers", type=int, default=0, show_default=True)
+@click.option("--output-units", type=int, default=32, show_default=True)
+@click.option("--checkpoint-every", type=int, default=0, show_default=True,
+              help="Updates between resumable checkpoints (0: at every evaluation).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
+@click.option("--chunk-size", type=int, default=8192, show_default=True,
+              help="Sequences per chunk in the no-gradient pass (memory only; results unchanged).")
+@click.option("--cache-gb", type=float, default=4.0, show_default=True,
+              help="Memory for decoded repertoires kept between updates.")
+@device_option
+@force_option
+@threads_option
+def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ...], positives: tuple[str, ...],
+          loss_weights: tuple[str, ...], split_column: str | None, folds: int | None, fold: int | None,
+          validation_fraction: float, test_fraction: float, seed: int, max_updates: int, eval_every: int,
+          patience: int, learning_rate: float, weight_decay: float, batch_size: int, sequences_per_bag: int,
+          sampling: str, selection: str, reduction_fraction: float, use_counts: bool, kernel_size: int,
+          n_kernels: int, attention_layers: int, attention_units: int, output_layers: int, output_units: int,
+          checkpoint_every: int, resume: bool, chunk_size: int, cache_gb: float, device: str, force: bool,
+          threads: int | None) -> None:
+    """Train DeepRC on a store.
+
+    \b
+    repclass train cohort.store --target status --out model/
+    repclass train cohort.store --target status --target age --type age=regression --out model/
+    repclass train cohort.store --target status --folds 5 --out cv/
+    """
+    _prepare_compute(threads)
+    from .config import ModelConfig, TrainConfig
+    from .errors import UsageError
+    from .training import SplitSpec, TargetSpec
+    from .training import train as train_api
+
+    if fold is not None and folds is None:
+        raise UsageError("--fold needs --folds")
+    kinds, chosen_positives = _column_map(types, "--type"), _column_map(positives, "--positive")
+    try:
+        weights = {k: float(v) for k, v in _column_map(loss_weights, "--loss-weight").items()}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--loss-weight") from exc
+    for option, mapping in (("--type", kinds), ("--positive", chosen_positives), ("--loss-weight", weights)):
+        stray = sorted(set(mapping) - set(targets))
+        if stray:
+            raise UsageError(f"{option} names {', '.join(stray)}, which is not a --target")
+    specs = [TargetSpec(column=t, kind=kinds.get(t), positive=chosen_positives.get(t), weight=weights.get(t, 1.0))
+             for t in targets]
+    try:
+        config = TrainConfig(batch_size=batch_size, sequences_per_bag=sequences_per_bag, sampling=sampling,
+                             selection=selection, learning_rate=learning_rate, weight_decay=weight_decay,
+                             max_updates=max_updates, eval_every=eval_every, patience=patience,
+                             checkpoint_every=checkpoint_every, validation_fraction=validation_fraction,
+                             test_fraction=test_fraction, seed=seed, chunk_size=chunk_size, cache_gb=cache_gb)
+        model_config = ModelConfig(kernel_size=kernel_size, n_kernels=n_kernels, attention_layers=attention_layers,
+                                   attention_units=attention_units, output_layers=output_layers,
+                                   output_units=output_units, use_counts=use_counts,
+                                   reduction_fraction=reduction_fraction)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    result = train_api(store, out, targets=specs, config=config, model_config=model_config,
+                       split=SplitSpec(column=split_column, folds=folds, fold=fold), device=device, resume=resume,
+                       force=force)
+    if result.folds:
+        for key, value in sorted(result.metrics.items()):
+            if key.startswith("test:"):
+                log.info("%s: %.3f +- %.3f over %d folds", key, value["mean"], value["sd"] or 0.0, len(result.folds))
+    else:
+        for split in ("validation", "test"):
+            for spec in specs:
+                values = result.metrics[split].get(spec.column, {})
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n")
+                log.info("%s %s: %s", split, spec.column, shown)
+    log.info("wrote %s", result.path)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Predictions TSV to write.")
+@click.option("--sample", "samples", multiple=True, help="Score only this sample of the store (repeatable).")
+@click.option("--attention", "attention_top_n", type=int, default=0, show_default=True,
+              help="Also write each repertoire's top-N sequences by attention weight.")
+@click.option("--attention-out", type=click.Path(path_type=Path), default=None,
+              help="Where to write them (default: <out stem>.attention.tsv).")
+@click.option("--chunk-size", type=int, default=8192, show_default=True,
+              help="Sequences per chunk (memory only; results unchanged).")
+@device_option
+@force_option
+@threads_option
+def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], attention_top_n: int,
+            attention_out: Path | None, chunk_size: int, device: str, force: bool, threads: int | None) -> None:
+    """Score repertoires with a trained model.
+
+    MODEL is a model folder or its model.safetensors; INPUTS is a store, or repertoire files
+    (any format ingest reads; ingested on the fly with the training store's rules).
+
+    \b
+    repclass predict model/ cohort.store --out predictions.tsv --attention 50
+    repclass predict model/ new_sample.tsv.gz --out new_sample.predictions.tsv
+    """
+    _prepare_compute(threads)
+    from .prediction import predict as predict_api
+
+    result = predict_api(model, list(inputs), out, samples=list(samples) or None, attention_top_n=attention_top_n,
+                         attention_out=attention_out, device=device, chunk_size=chunk_size, force=force)
+    if result.metrics:
+        for column, values in result.metrics.items():
+            log.info("%s: %s", column, ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n"))
+    log.info("wrote %s (%d repertoires)%s", result.path, result.table.height,
+             f" and {result.attention_path}" if result.attention_path else "")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -30,6 +30,11 @@ class Progress:
         self._rich = None
         self._task = None
 
+    @property
+    def rich(self) -> bool:
+        """True when a rich bar shows progress (so per-step log lines would be noise)."""
+        return self._rich is not None
+
     def advance(self, steps: int = 1, status: str = "") -> None:
         self.done += steps
         if self._rich is not None:

@@ -1,0 +1,174 @@
+"""Model files that are safe to share between labs.
+
+A model file is one safetensors file: the weights (tensors only, never pickled code) and, in its
+metadata, a JSON document with everything needed to use the weights correctly: architecture,
+alphabet, junction convention, targets (names, types, classes, positive class), the fingerprint
+of the store it was trained on, the split seed, metrics, and the repclass and torch versions.
+Loading checks all of it and refuses with a message that says what does not fit.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._version import __version__
+from .alphabet import AMINO_ACIDS
+from .config import ModelConfig
+from .errors import ModelFileError
+from .model import DeepRC
+from .targets import Target
+
+MODEL_FORMAT = "repclass-model"
+MODEL_FORMAT_VERSION = 1
+MODEL_FILENAME = "model.safetensors"
+_METADATA_KEY = "repclass"
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about its weights."""
+
+    model_config: ModelConfig
+    targets: list[Target]
+    alphabet: str = AMINO_ACIDS
+    junction_convention: str = "junction"
+    #: read options of the training store, applied when predict ingests raw files
+    read_options: dict[str, Any] = field(default_factory=dict)
+    store_fingerprint: str = ""
+    split_seed: int = 0
+    splits: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    repclass_version: str = __version__
+    torch_version: str = torch.__version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "repclass_version": self.repclass_version,
+            "torch_version": self.torch_version,
+            "model_config": self.model_config.to_dict(),
+            "targets": [t.to_dict() for t in self.targets],
+            "alphabet": self.alphabet,
+            "junction_convention": self.junction_convention,
+            "read_options": self.read_options,
+            "store_fingerprint": self.store_fingerprint,
+            "split_seed": self.split_seed,
+            "splits": self.splits,
+            "metrics": self.metrics,
+            "train_config": self.train_config,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> "ModelInfo":
+        if data.get("format") != MODEL_FORMAT:
+            raise ModelFileError(f"{path}: not a repclass model file")
+        version = data.get("format_version")
+        if version != MODEL_FORMAT_VERSION:
+            raise ModelFileError(f"{path}: model format version {version} is not supported by repclass "
+                                 f"{__version__} (it reads version {MODEL_FORMAT_VERSION}); use the repclass "
+                                 f"version that wrote it ({data.get('repclass_version', 'unknown')}) or retrain")
+        try:
+            return cls(
+                model_config=ModelConfig.from_dict(data["model_config"]),
+                targets=[Target.from_dict(t) for t in data["targets"]],
+                alphabet=data["alphabet"],
+                junction_convention=data["junction_convention"],
+                read_options=data.get("read_options", {}),
+                store_fingerprint=data.get("store_fingerprint", ""),
+                split_seed=data.get("split_seed", 0),
+                splits=data.get("splits", {}),
+                metrics=data.get("metrics", {}),
+                train_config=data.get("train_config", {}),
+                repclass_version=data.get("repclass_version", "unknown"),
+                torch_version=data.get("torch_version", "unknown"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: model description is incomplete or invalid ({exc})") from exc
+
+
+def save_model(path: str | Path, model: DeepRC, info: ModelInfo) -> Path:
+    """Write weights and description to one safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous()
+               for name, tensor in model.state_dict().items()}
+    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    save_file(tensors, str(temporary), metadata={_METADATA_KEY: json.dumps(info.to_dict(), sort_keys=True)})
+    os.replace(temporary, path)
+    return path
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILENAME
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file (give a model file or the folder `repclass train` wrote)")
+    return path
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """The description of a model file, without loading its weights."""
+    from safetensors import safe_open
+
+    path = resolve_model_path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for foreign files
+        raise ModelFileError(f"{path}: not a safetensors model file ({exc})") from exc
+    if _METADATA_KEY not in metadata:
+        raise ModelFileError(f"{path}: a safetensors file, but not one written by repclass (no description)")
+    try:
+        data = json.loads(metadata[_METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: model description is not valid JSON ({exc})") from exc
+    return ModelInfo.from_dict(data, path)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[DeepRC, ModelInfo]:
+    """Rebuild a model from its file, checking that the weights fit its description."""
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(path)
+    info = read_info(path)
+    if info.alphabet != AMINO_ACIDS:
+        raise ModelFileError(f"{path}: model alphabet {info.alphabet!r} differs from this repclass's "
+                             f"{AMINO_ACIDS!r}")
+    model = DeepRC(info.model_config)
+    tensors = load_file(str(path))
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing weights: {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected weights: {', '.join(unexpected)}")
+        raise ModelFileError(f"{path}: weights do not match the architecture it describes ({'; '.join(parts)})")
+    wrong = [f"{name} {tuple(tensors[name].shape)} (expected {tuple(t.shape)})" for name, t in expected.items()
+             if tensors[name].shape != t.shape]
+    if wrong:
+        raise ModelFileError(f"{path}: weights of the wrong shape: {', '.join(wrong)}")
+    model.load_state_dict(tensors)
+    model.eval()
+    return model.to(device), info
+
+
+def check_store_fits(info: ModelInfo, store_convention: str, store_alphabet: str, where: str) -> None:
+    """Refuse data whose alphabet or junction convention differs from the model's."""
+    if store_alphabet != info.alphabet:
+        raise ModelFileError(f"{where}: alphabet {store_alphabet!r} differs from the model's {info.alphabet!r}")
+    if store_convention != info.junction_convention:
+        raise ModelFileError(
+            f"{where}: holds {store_convention} sequences but the model was trained on {info.junction_convention} "
+            f"sequences; ingest the data again with --convention {info.junction_convention}")

@@ -1,0 +1,161 @@
+"""`repclass predict`: score repertoires with a trained model.
+
+Input is a store, or raw repertoire files that are ingested on the fly with the training
+store's rules. Full repertoires are scored (never subsampled) in bounded memory. One row per
+repertoire: probabilities / predicted class / predicted value per target, and the label when
+the store has one (then metrics too). `attention_top_n` also exports each repertoire's
+top-N sequences with their attention weights.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+from .checkpoint import check_store_fits, load_model
+from .data import encode_table
+from .errors import OutputExistsError, RepclassError, UsageError
+from .formats import ColumnOverrides
+from .progress import progress
+from .reader import ReadOptions, read_repertoire
+from .runtime import resolve_device
+from .scoring import score_repertoire
+from .sheet import file_stem
+from .store import MANIFEST_NAME, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    path: Path
+    table: pl.DataFrame
+    metrics: dict[str, Any] | None
+    attention_path: Path | None
+
+
+def _read_options(saved: dict[str, Any], convention: str) -> ReadOptions:
+    return ReadOptions(productive_only=saved.get("productive_only", True), locus=saved.get("locus"),
+                       convention=convention, anchor_check=saved.get("anchor_check", True),
+                       overrides=ColumnOverrides(**saved.get("overrides", {})))
+
+
+def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
+             ) -> tuple[Store | None, list[tuple[str, Callable[[list[str] | None], pl.DataFrame]]]]:
+    """(store or None, [(sample id, read(columns) -> table)])."""
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise UsageError("give a store or repertoire files to score")
+    if len(paths) == 1 and paths[0].is_dir() and (paths[0] / MANIFEST_NAME).exists():
+        store = Store.open(paths[0])
+        check_store_fits(info, store.junction_convention, store.alphabet, str(store.path))
+        ids = store.sample_ids
+        if samples:
+            unknown = [s for s in samples if s not in set(ids)]
+            if unknown:
+                raise UsageError(f"{store.path}: no sample(s) {', '.join(unknown)} in the store")
+            ids = [s for s in ids if s in set(samples)]
+        return store, [(i, (lambda columns, i=i: store.read(i, columns))) for i in ids]
+    options = _read_options(info.read_options, info.junction_convention)
+    sources = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(f"{path}: a folder but not a store (no {MANIFEST_NAME}); give the store or the files")
+        sample_id = file_stem(path.name)
+        if sample_id in seen:
+            raise UsageError(f"{path} and {seen[sample_id]} give the same sample id {sample_id!r}")
+        seen[sample_id] = path
+
+        def read(columns: list[str] | None, path: Path = path, memo: dict = {}) -> pl.DataFrame:
+            if path not in memo:  # keep only the file being scored: scoring and export read it twice
+                memo.clear()
+                memo[path] = read_repertoire(path, options).table
+            table = memo[path]
+            if table.height == 0:
+                raise RepclassError(f"{path}: no sequences left after filtering with the training store's rules")
+            return table if columns is None else table.select(columns)
+
+        sources.append((sample_id, read))
+    return None, sources
+
+
+def _write_tsv(table: pl.DataFrame, path: Path) -> None:
+    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    table.write_csv(temporary, separator="\t", float_precision=6)
+    temporary.replace(path)
+
+
+def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, samples: Sequence[str] | None = None,
+            attention_top_n: int = 0, attention_out: str | Path | None = None, device: str = "auto",
+            chunk_size: int = 8192, force: bool = False) -> PredictResult:
+    """Score repertoires; writes `out` (TSV), `<out stem>.metrics.json` when labels are known, and
+    `<out stem>.attention.tsv` (or `attention_out`) when `attention_top_n` > 0."""
+    out = Path(out)
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    metrics_path = out.parent / f"{stem}.metrics.json"
+    attention_path = Path(attention_out) if attention_out else out.parent / f"{stem}.attention.tsv"
+    for path in [out] + ([attention_path] if attention_top_n > 0 else []):
+        if path.exists() and not force:
+            raise OutputExistsError(path)
+    if attention_top_n < 0:
+        raise UsageError("--attention must be a positive number of sequences")
+    device_obj = resolve_device(device)
+    network, info = load_model(model, device_obj)
+    store, sources = _sources(inputs, info, samples)
+    if not sources:
+        raise UsageError("no repertoires to score")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    columns = ["junction_aa", "duplicate_count"]
+    rows: list[dict[str, Any]] = []
+    outputs = []
+    attention_tables = []
+    with progress(len(sources), "predict") as bar:
+        for sample_id, read in sources:
+            table = read(columns)
+            if table.height == 0:
+                raise RepclassError(f"sample {sample_id!r} has no sequences to score")
+            score = score_repertoire(network, encode_table(table), device_obj, chunk_size)
+            outputs.append(score.outputs)
+            rows.append({"sample_id": sample_id, "n_sequences": score.n_sequences})
+            if attention_top_n > 0:
+                top = min(attention_top_n, len(score.rows))
+                full = read(None)[score.rows[:top].tolist()]
+                attention_tables.append(full.with_columns(
+                    pl.lit(sample_id).alias("sample_id"), pl.Series("rank", np.arange(1, top + 1)),
+                    pl.Series("attention", score.weights[:top]), pl.Series("logit", score.logits[:top]),
+                ).select("sample_id", "rank", "junction_aa", "v_call", "j_call", "duplicate_count", "attention",
+                         "logit"))
+            bar.advance(status=sample_id)
+
+    all_outputs = np.stack(outputs)
+    table = pl.DataFrame(rows)
+    for target in info.targets:
+        table = table.with_columns(*[pl.Series(name, values) for name, values in
+                                     target.predictions(all_outputs).items()])
+    metrics = None
+    if store is not None:
+        known = [t for t in info.targets if t.column in store.label_columns]
+        if known:
+            ids = table["sample_id"].to_list()
+            metrics = {}
+            for target in known:
+                labels = store.labels(target.column)
+                column_labels = [labels[i] for i in ids]
+                table = table.with_columns(pl.Series(f"{target.column}:label", column_labels, dtype=pl.String))
+                values, present = target.encode(column_labels)
+                metrics[target.column] = target.metrics(all_outputs, values, present)
+    _write_tsv(table, out)
+    if metrics is not None:
+        metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if attention_top_n > 0:
+        _write_tsv(pl.concat(attention_tables), attention_path)
+    return PredictResult(path=out, table=table, metrics=metrics,
+                         attention_path=attention_path if attention_top_n > 0 else None)

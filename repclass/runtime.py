@@ -1,0 +1,73 @@
+"""Where computations run: device choice, threads, mixed precision, allocator tuning.
+
+The model never chooses its device; training and prediction ask this module once.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import platform
+
+import torch
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in the process instead of returning it to the OS after every tensor.
+
+    glibc hands large allocations (> 128 KiB) to mmap and gives them back on free, so every
+    new activation tensor costs page faults; on small CPU machines (and in VMs) that is a large
+    share of a training update. Raising the thresholds, as tcmalloc/jemalloc users get by
+    default, makes updates ~20-30% faster here (benchmarks/train.py). Linux/glibc only; a no-op
+    elsewhere.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or platform.system() != "Linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+    libc.mallopt(m_trim_threshold, 512 << 20)
+    _ALLOCATOR_TUNED = True
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 mixed precision on CUDA; plain fp32 on CPU (fp16/bf16 are slower there, not faster)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def worker_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,214 @@
+"""Prediction targets: what a label column means, its loss, its activation and its metrics.
+
+A target owns its slice of the model's outputs: 1 for binary and regression, C for a C-class
+multiclass target. Repertoires whose label is missing are skipped for that target only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import metrics as M
+from .errors import UsageError
+
+KINDS = ("binary", "multiclass", "regression")
+# Label pairs whose positive class is obvious, compared case-insensitively.
+_KNOWN_POSITIVES = [("+", "-"), ("true", "false"), ("1", "0"), ("yes", "no"), ("positive", "negative"),
+                    ("pos", "neg"), ("case", "control"), ("t", "f"), ("y", "n")]
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+@dataclass
+class Target:
+    column: str
+    kind: str
+    weight: float = 1.0
+    #: binary: [negative, positive]; multiclass: class names in output order
+    classes: list[str] | None = None
+    #: binary: weight of positive examples in the loss (n_negative / n_positive in training)
+    pos_weight: float = 1.0
+    #: regression: labels are standardised with these for the loss
+    mean: float = 0.0
+    std: float = 1.0
+    offset: int = 0  # first output of this target
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.kind == "multiclass" else 1
+
+    @property
+    def positive(self) -> str | None:
+        return self.classes[1] if self.kind == "binary" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Target":
+        return cls(**data)
+
+    # ---- labels ----------------------------------------------------------------------------
+    def encode(self, labels: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Labels -> (values (n,) float64: class index or number, present (n,) bool)."""
+        values = np.zeros(len(labels), dtype=np.float64)
+        present = np.array([label is not None for label in labels], dtype=bool)
+        for i, label in enumerate(labels):
+            if label is None:
+                continue
+            if self.kind == "regression":
+                values[i] = float(label)
+            else:
+                index = _class_index(self.classes, label)
+                if index is None:
+                    raise UsageError(f"target {self.column!r}: label {label!r} is not one of the model's classes "
+                                     f"({', '.join(self.classes)})")
+                values[i] = index
+        return values, present
+
+    # ---- loss and outputs ------------------------------------------------------------------
+    def outputs(self, all_outputs: torch.Tensor) -> torch.Tensor:
+        return all_outputs[:, self.offset:self.offset + self.n_outputs]
+
+    def loss(self, all_outputs: torch.Tensor, values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the repertoires that have this label (0 if none has)."""
+        if not bool(present.any()):
+            return all_outputs.sum() * 0.0
+        out = self.outputs(all_outputs)[present].float()
+        y = values[present]
+        if self.kind == "binary":
+            return F.binary_cross_entropy_with_logits(out[:, 0], y.float(),
+                                                      pos_weight=torch.tensor(self.pos_weight, device=out.device))
+        if self.kind == "multiclass":
+            return F.cross_entropy(out, y.long())
+        return F.mse_loss(out[:, 0], ((y - self.mean) / self.std).float())
+
+    def predictions(self, all_outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns for a predictions table: probabilities / predicted class / predicted value."""
+        out = all_outputs[:, self.offset:self.offset + self.n_outputs].astype(np.float64)
+        if self.kind == "binary":
+            probability = 1.0 / (1.0 + np.exp(-out[:, 0]))
+            return {f"{self.column}:p({self.positive})": probability,
+                    f"{self.column}:predicted": np.where(probability >= 0.5, self.classes[1], self.classes[0])}
+        if self.kind == "multiclass":
+            shifted = np.exp(out - out.max(axis=1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+            columns = {f"{self.column}:p({c})": probabilities[:, i] for i, c in enumerate(self.classes)}
+            columns[f"{self.column}:predicted"] = np.array(self.classes, dtype=object)[probabilities.argmax(axis=1)]
+            return columns
+        return {f"{self.column}:predicted": out[:, 0] * self.std + self.mean}
+
+    def metrics(self, all_outputs: np.ndarray, values: np.ndarray, present: np.ndarray) -> dict[str, float]:
+        out = all_outputs[present, self.offset:self.offset + self.n_outputs].astype(np.float64)
+        y = values[present]
+        result: dict[str, float] = {"n": float(len(y))}
+        if len(y) == 0:
+            return result
+        with torch.no_grad():
+            result["loss"] = float(self.loss(torch.from_numpy(all_outputs[present]), torch.from_numpy(y),
+                                             torch.ones(len(y), dtype=torch.bool)))
+        if self.kind == "binary":
+            probability = 1.0 / (1.0 + np.exp(-out[:, 0]))
+            predicted = probability >= 0.5
+            result.update(roc_auc=M.roc_auc(y == 1, probability),
+                          balanced_accuracy=M.balanced_accuracy(y == 1, predicted),
+                          f1=M.f1_score(y == 1, predicted))
+        elif self.kind == "multiclass":
+            shifted = np.exp(out - out.max(axis=1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+            result.update(macro_auc=M.macro_auc(y.astype(int), probabilities),
+                          accuracy=float((probabilities.argmax(axis=1) == y).mean()))
+        else:
+            result.update(M.regression_metrics(y, out[:, 0] * self.std + self.mean))
+        return result
+
+    @property
+    def headline_metric(self) -> str:
+        return {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}[self.kind]
+
+
+def _class_index(classes: list[str] | None, label: str) -> int | None:
+    if classes is None:
+        return None
+    if label in classes:
+        return classes.index(label)
+    lowered = [c.lower() for c in classes]
+    return lowered.index(label.lower()) if label.lower() in lowered else None
+
+
+def infer_target(column: str, labels: list[str | None], kind: str | None = None, positive: str | None = None,
+                 weight: float = 1.0) -> Target:
+    """Decide a target's kind and classes from its labels (in the training data).
+
+    Two distinct values make a binary target whose positive class is named with `positive` or
+    recognised (`+`/`-`, `True`/`False`, `1`/`0`, `yes`/`no`, ...); numbers with more than two
+    values make a regression target; anything else is multiclass.
+    """
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"target {column!r}: unknown type {kind!r}; use one of {', '.join(KINDS)}")
+    values = sorted({label for label in labels if label is not None})
+    if not values:
+        raise UsageError(f"target {column!r}: no repertoire has a label in this column")
+    numeric = all(_is_number(v) for v in values)
+    if kind is None:
+        kind = "binary" if len(values) == 2 else "regression" if numeric else "multiclass"
+    if kind == "regression":
+        if not numeric:
+            bad = next(v for v in values if not _is_number(v))
+            raise UsageError(f"target {column!r}: regression needs numbers, found {bad!r}")
+        numbers = np.array([float(v) for v in labels if v is not None])
+        std = float(numbers.std()) or 1.0
+        return Target(column=column, kind=kind, weight=weight, mean=float(numbers.mean()), std=std)
+    if kind == "multiclass":
+        if len(values) < 2:
+            raise UsageError(f"target {column!r}: a classification target needs at least two classes, found "
+                             f"{values[0]!r}")
+        return Target(column=column, kind=kind, weight=weight, classes=values)
+    # binary
+    if len(values) != 2:
+        raise UsageError(f"target {column!r}: binary needs exactly two classes, found {len(values)}: "
+                         f"{', '.join(values[:10])}")
+    if positive is None:
+        lowered = {v.lower(): v for v in values}
+        for pos, neg in _KNOWN_POSITIVES:
+            if set(lowered) == {pos, neg}:
+                positive = lowered[pos]
+                break
+        else:
+            raise UsageError(f"target {column!r}: cannot tell which of {values[0]!r} and {values[1]!r} is the "
+                             f"positive class; name it with --positive {column}={values[0]}")
+    matched = _class_index(values, positive)
+    if matched is None:
+        raise UsageError(f"target {column!r}: positive class {positive!r} is not one of its labels "
+                         f"({', '.join(values)})")
+    positive = values[matched]
+    negative = values[1 - matched]
+    n_positive = sum(1 for v in labels if v is not None and v == positive)
+    n_negative = sum(1 for v in labels if v is not None and v == negative)
+    return Target(column=column, kind="binary", weight=weight, classes=[negative, positive],
+                  pos_weight=(n_negative / n_positive) if n_positive else 1.0)
+
+
+def assign_offsets(targets: list[Target]) -> int:
+    """Give each target its slice of the outputs; returns the total number of outputs."""
+    offset = 0
+    for target in targets:
+        target.offset = offset
+        offset += target.n_outputs
+    return offset
+
+
+def total_loss(targets: list[Target], outputs: torch.Tensor, values: torch.Tensor,
+               present: torch.Tensor) -> torch.Tensor:
+    """Weighted sum of the targets' losses. values/present: (n_bags, n_targets)."""
+    return sum(t.weight * t.loss(outputs, values[:, i], present[:, i]) for i, t in enumerate(targets))

@@ -1,0 +1,457 @@
+"""`repclass train`: DeepRC on a store, with splits, evaluation, checkpoints and resume.
+
+Each update samples `batch_size` training repertoires and up to `sequences_per_bag` sequences
+from each (seeded by (seed, update), so a resumed run draws what an uninterrupted one would),
+scores all of them without gradients, keeps each repertoire's top `reduction_fraction` by
+attention and runs the gradient pass on those. The model with the lowest validation loss wins.
+
+Work happens in `OUT.partial/` (holding a resumable checkpoint); the finished folder is renamed
+to OUT at the very end, so a killed run never leaves a folder that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import MODEL_FILENAME, ModelInfo, save_model
+from .config import ModelConfig, TrainConfig
+from .data import Batch, RepertoireCache, make_batch, sample_rows
+from .errors import OutputExistsError, RepclassError, UsageError
+from .model import DeepRC, top_k_per_bag
+from .progress import progress
+from .runtime import autocast, describe, resolve_device
+from .scoring import score_repertoire
+from .splits import SPLITS, column_split, kfold_splits, random_split
+from .store import Store, publish
+from .targets import Target, assign_offsets, infer_target, total_loss
+
+log = logging.getLogger(__name__)
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A label column to predict, as the user names it."""
+
+    column: str
+    kind: str | None = None  # binary / multiclass / regression; inferred when None
+    positive: str | None = None  # binary: the positive class; inferred from +/-, True/False, 1/0, ...
+    weight: float = 1.0  # weight of this target's loss in the sum
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How repertoires are split: a sheet column, k folds, or (default) a seeded stratified split."""
+
+    column: str | None = None
+    folds: int | None = None
+    fold: int | None = None  # 1-based: train only this fold of `folds`
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    metrics: dict[str, Any]
+    best_update: int
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# data for one training run
+# ----------------------------------------------------------------------------------------------
+class _Labels:
+    """Per-repertoire target values as arrays aligned with a list of sample ids."""
+
+    def __init__(self, store: Store, targets: list[Target], ids: list[str]) -> None:
+        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
+        columns = [store.labels(t.column) for t in targets]
+        self.values = np.zeros((len(ids), len(targets)))
+        self.present = np.zeros((len(ids), len(targets)), dtype=bool)
+        for j, (target, labels) in enumerate(zip(targets, columns)):
+            self.values[:, j], self.present[:, j] = target.encode([labels[i] for i in ids])
+
+    def rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        index = [self.index[i] for i in ids]
+        return self.values[index], self.present[index]
+
+
+def _sorted_batch(batch: Batch) -> Batch:
+    """The batch's sequences ordered by length (the model then skips sorting)."""
+    return batch.select(np.argsort(batch.lengths.numpy().astype(np.uint16), kind="stable"))
+
+
+def _batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, first_update: int,
+             pin: bool) -> Iterator[tuple[int, list[str], Batch]]:
+    for update in range(first_update, config.max_updates):
+        rng = np.random.default_rng([config.seed, update])
+        chosen = [train_ids[i] for i in rng.choice(len(train_ids), min(config.batch_size, len(train_ids)),
+                                                   replace=False)]
+        repertoires = [cache.get(sample_id) for sample_id in chosen]
+        rows = [sample_rows(r, config.sequences_per_bag, rng, config.sampling) for r in repertoires]
+        batch = _sorted_batch(make_batch(repertoires, rows))
+        if config.selection == "sample":
+            batch.noise = torch.from_numpy(rng.gumbel(size=len(batch.lengths)).astype(np.float32))
+        yield update, chosen, batch.pin_memory() if pin else batch
+
+
+def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator in a background thread, `depth` items ahead (numpy/polars release the GIL)."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def train_step(model: DeepRC, optimizer: torch.optim.Optimizer, batch: Batch, targets: list[Target],
+               values: torch.Tensor, present: torch.Tensor, device: torch.device, chunk_size: int) -> float:
+    """One update: score all sequences without gradients, keep each bag's top fraction, learn."""
+    batch = batch.to(device, non_blocking=True)
+    with autocast(device):
+        with torch.no_grad():
+            embeddings = model.embed(batch.codes, batch.lengths, chunk_size, presorted=True)
+            logits = model.attention_logits(embeddings, batch.counts).float()
+            if batch.noise is not None:  # Gumbel top-k: sample without replacement by attention weight
+                logits = logits + batch.noise
+        keep = top_k_per_bag(logits, batch.bag_index, batch.n_bags, model.config.reduction_fraction)
+        outputs = model(batch.codes[keep], batch.lengths[keep], batch.bag_index[keep], batch.n_bags,
+                        batch.counts[keep], chunk_size, presorted=True)
+        loss = total_loss(targets, outputs.float(), values, present)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def evaluate(model: DeepRC, cache: RepertoireCache, ids: list[str], targets: list[Target], labels: _Labels,
+             device: torch.device, chunk_size: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Score full repertoires; returns outputs (n, n_outputs) and loss/metrics per target."""
+    model.eval()
+    outputs = np.stack([score_repertoire(model, cache.get(i), device, chunk_size).outputs for i in ids]) \
+        if ids else np.zeros((0, model.config.n_outputs))
+    values, present = labels.rows(ids)
+    result: dict[str, Any] = {"n": len(ids)}
+    if ids:
+        with torch.no_grad():
+            result["loss"] = float(total_loss(targets, torch.from_numpy(outputs), torch.from_numpy(values),
+                                              torch.from_numpy(present)))
+    for j, target in enumerate(targets):
+        result[target.column] = target.metrics(outputs, values[:, j], present[:, j])
+    model.train()
+    return outputs, result
+
+
+# ----------------------------------------------------------------------------------------------
+# one model
+# ----------------------------------------------------------------------------------------------
+def _settings_fingerprint(store: Store, targets: list[TargetSpec], config: TrainConfig, model_config: ModelConfig,
+                          assignment: dict[str, str]) -> str:
+    return json.dumps({"store": store.fingerprint, "targets": [t.__dict__ for t in targets],
+                       "train": config.to_dict(), "model": model_config.to_dict(),
+                       "splits": assignment}, sort_keys=True)
+
+
+def _build_targets(store: Store, specs: list[TargetSpec], train_ids: list[str]) -> list[Target]:
+    targets = []
+    for spec in specs:
+        labels = store.labels(spec.column)
+        targets.append(infer_target(spec.column, [labels[i] for i in train_ids], spec.kind, spec.positive,
+                                    spec.weight))
+    assign_offsets(targets)
+    return targets
+
+
+def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: dict[str, str], config: TrainConfig,
+               model_config: ModelConfig, device: torch.device, resume: bool, label: str) -> dict[str, Any]:
+    """Train one model in `work` (a folder that becomes a finished model folder)."""
+    ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
+    if not ids["train"]:
+        raise UsageError("no repertoires left for training; lower --validation-fraction/--test-fraction")
+    targets = _build_targets(store, specs, ids["train"])
+    model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in targets)})
+    all_ids = ids["train"] + ids["validation"] + ids["test"]
+    labels = _Labels(store, targets, all_ids)
+    cache = RepertoireCache(store, int(config.cache_gb * (1 << 30)))
+
+    torch.manual_seed(config.seed)
+    model = DeepRC(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
+                                 weight_decay=config.weight_decay)
+    settings = _settings_fingerprint(store, specs, config, model_config, assignment)
+    state: dict[str, Any] = {"update": 0, "best_val_loss": math.inf, "best_update": 0, "stale_evals": 0,
+                             "history": [], "loss_sum": 0.0, "loss_count": 0}
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    checkpoint_path = work / CHECKPOINT_NAME
+    if resume and checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if saved["settings"] != settings:
+            raise UsageError(f"{checkpoint_path}: was made with other data or settings; start again without --resume")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        best_weights = saved["best_model"]
+        state = saved["state"]
+        log.info("%sresuming from update %d", label, state["update"])
+    elif resume:
+        log.info("%sno checkpoint in %s; starting from the beginning", label, work)
+
+    def save_checkpoint() -> None:
+        temporary = work / f".{CHECKPOINT_NAME}.tmp"
+        torch.save({"settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "best_model": best_weights, "state": state}, temporary)
+        temporary.replace(checkpoint_path)
+
+    log.info("%straining on %d repertoires (validation %d, test %d), %s, targets: %s", label, len(ids["train"]),
+             len(ids["validation"]), len(ids["test"]), describe(device),
+             ", ".join(f"{t.column} ({t.kind}{', positive ' + repr(t.positive) if t.positive else ''})"
+                       for t in targets))
+    train_values, train_present = labels.rows(ids["train"])
+    row_of = {sample_id: i for i, sample_id in enumerate(ids["train"])}
+    headline = f"{targets[0].column}:{targets[0].headline_metric}"
+    checkpoint_every = config.checkpoint_every or config.eval_every
+    model.train()
+    started = time.perf_counter()
+    last_status = ""
+    with progress(config.max_updates - state["update"], f"{label}train") as bar:
+        batches = _prefetch(_batches(cache, ids["train"], config, state["update"], device.type == "cuda"))
+        for update, chosen, batch in batches:
+            rows = [row_of[c] for c in chosen]
+            values = torch.from_numpy(train_values[rows]).to(device)
+            present = torch.from_numpy(train_present[rows]).to(device)
+            loss = train_step(model, optimizer, batch, targets, values, present, device, config.chunk_size)
+            if not math.isfinite(loss):
+                raise RepclassError(f"training diverged at update {update + 1} (loss {loss}); lower --lr")
+            state["loss_sum"] += loss
+            state["loss_count"] += 1
+            state["update"] = update + 1
+            finished = state["update"] == config.max_updates
+            if state["update"] % config.eval_every == 0 or finished:
+                _, validation = evaluate(model, cache, ids["validation"], targets, labels, device, config.chunk_size)
+                train_loss = state["loss_sum"] / max(state["loss_count"], 1)
+                state["loss_sum"], state["loss_count"] = 0.0, 0
+                row = {"update": state["update"], "seconds": round(time.perf_counter() - started, 3),
+                       "train_loss": train_loss, "validation_loss": validation.get("loss", math.nan)}
+                for target in targets:
+                    row[f"{target.column}:{target.headline_metric}"] = validation[target.column].get(
+                        target.headline_metric, math.nan)
+                state["history"].append(row)
+                improved = ids["validation"] and validation["loss"] < state["best_val_loss"]
+                if improved or not ids["validation"]:
+                    state["best_val_loss"] = validation.get("loss", math.inf)
+                    state["best_update"] = state["update"]
+                    state["stale_evals"] = 0
+                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    state["stale_evals"] += 1
+                last_status = (f"loss {train_loss:.4f} val_loss {row['validation_loss']:.4f} "
+                               f"val {headline} {row.get(headline, math.nan):.3f}")
+                if not bar.rich:
+                    log.info("%supdate %d/%d: %s", label, state["update"], config.max_updates, last_status)
+                if state["stale_evals"] >= config.patience:
+                    log.info("%sstopping early: validation loss has not improved for %d evaluations (best at "
+                             "update %d)", label, config.patience, state["best_update"])
+                    finished = True
+            if state["update"] % checkpoint_every == 0 or finished:
+                save_checkpoint()
+            bar.advance(status=f"loss {loss:.4f} {last_status}")
+            if finished:
+                break
+
+    model.load_state_dict(best_weights)
+    metrics: dict[str, Any] = {"best_update": state["best_update"], "updates": state["update"],
+                               "seconds": round(time.perf_counter() - started, 3)}
+    prediction_rows = []
+    for split in SPLITS:
+        outputs, split_metrics = evaluate(model, cache, ids[split], targets, labels, device, config.chunk_size)
+        metrics[split] = split_metrics
+        prediction_rows.append((split, ids[split], outputs))
+    info = ModelInfo(model_config=model_config, targets=targets, junction_convention=store.junction_convention,
+                     read_options=store.manifest.get("read_options", {}), store_fingerprint=store.fingerprint,
+                     split_seed=config.seed, splits=assignment, metrics=metrics, train_config=config.to_dict())
+    _write_outputs(work, model, info, state["history"], prediction_rows, labels, store)
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _write_outputs(work: Path, model: DeepRC, info: ModelInfo, history: list[dict[str, Any]],
+                   prediction_rows: list[tuple[str, list[str], np.ndarray]], labels: _Labels, store: Store) -> None:
+    import polars as pl
+
+    from .plot import plot_training_curve
+
+    save_model(work / MODEL_FILENAME, model, info)
+    (work / "model.json").write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
+    (work / "config.json").write_text(json.dumps({"train": info.train_config, "model": info.model_config.to_dict(),
+                                                  "targets": [t.to_dict() for t in info.targets],
+                                                  "store": str(store.path), "store_fingerprint": info.store_fingerprint},
+                                                 indent=2, sort_keys=True) + "\n")
+    (work / "metrics.json").write_text(json.dumps(info.metrics, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    metric_rows = []
+    for split in SPLITS:
+        for target in info.targets:
+            for name, value in info.metrics[split].get(target.column, {}).items():
+                metric_rows.append({"split": split, "target": target.column, "metric": name, "value": float(value)})
+    pl.DataFrame(metric_rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
+                                      "value": pl.Float64}).write_csv(work / "metrics.tsv", separator="\t")
+    curve = pl.DataFrame(history) if history else pl.DataFrame({"update": []})
+    curve.write_csv(work / "training_curve.tsv", separator="\t")
+    plot_training_curve(history, work / "training_curve.png")
+    tables = []
+    for split, ids, outputs in prediction_rows:
+        if not ids:
+            continue
+        columns: dict[str, Any] = {"sample_id": ids, "split": [split] * len(ids)}
+        for target in info.targets:
+            for name, values in target.predictions(outputs).items():
+                columns[name] = values
+            column_labels = store.labels(target.column)
+            columns[f"{target.column}:label"] = [column_labels[i] for i in ids]
+        tables.append(pl.DataFrame(columns))
+    if tables:
+        pl.concat(tables, how="diagonal").write_csv(work / "predictions.tsv", separator="\t")
+
+
+# ----------------------------------------------------------------------------------------------
+# the public entry point
+# ----------------------------------------------------------------------------------------------
+def _split_assignments(store: Store, specs: list[TargetSpec], split: SplitSpec, config: TrainConfig
+                       ) -> list[dict[str, str]]:
+    usable = [i for i in store.sample_ids if any(store.labels(s.column)[i] is not None for s in specs)]
+    dropped = len(store.sample_ids) - len(usable)
+    if dropped:
+        log.warning("%d repertoires have no label for any target and are left out", dropped)
+    if split.column is not None:
+        values = store.labels(split.column)
+        return [column_split(usable, [values[i] for i in usable], split.column)]
+    # Stratify by the first classification target (regression targets do not stratify).
+    strata: list[str | None] = [None] * len(usable)
+    for spec in specs:
+        labels = store.labels(spec.column)
+        values = [labels[i] for i in usable]
+        numeric_many = len({v for v in values if v is not None}) > 2 and spec.kind != "multiclass"
+        if spec.kind != "regression" and not numeric_many:
+            strata = values
+            break
+    if split.folds is not None:
+        folds = kfold_splits(usable, strata, split.folds, config.seed)
+        if split.fold is not None:
+            if not 1 <= split.fold <= split.folds:
+                raise UsageError(f"--fold must be between 1 and {split.folds}, got {split.fold}")
+            return [folds[split.fold - 1]]
+        return folds
+    return [random_split(usable, strata, config.validation_fraction, config.test_fraction, config.seed)]
+
+
+def partial_path(out: Path) -> Path:
+    return out.parent / f"{out.name}.partial"
+
+
+def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[TargetSpec | str],
+          config: TrainConfig | None = None, model_config: ModelConfig | None = None,
+          split: SplitSpec | None = None, device: str = "auto", resume: bool = False,
+          force: bool = False) -> TrainResult:
+    """Train DeepRC on a store and write a model folder at `out`.
+
+    The folder holds model.safetensors (the shareable model file), metrics.json/.tsv,
+    training_curve.tsv/.png, predictions.tsv (every repertoire with its split) and config.json.
+    With `split.folds` (and no `split.fold`) it holds fold_1 ... fold_K model folders and
+    folds_summary.tsv/.json instead.
+    """
+    config = config or TrainConfig()
+    model_config = model_config or ModelConfig()
+    split = split or SplitSpec()
+    specs = [TargetSpec(t) if isinstance(t, str) else t for t in targets]
+    if not specs:
+        raise UsageError("name at least one target column with --target")
+    if len({s.column for s in specs}) != len(specs):
+        raise UsageError("a target column is named twice")
+    store = store if isinstance(store, Store) else Store.open(store)
+    for spec in specs:
+        store.labels(spec.column)  # raises a clear error for an unknown column
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(out)
+    device_obj = resolve_device(device)
+    assignments = _split_assignments(store, specs, split, config)
+    work = partial_path(out)
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    if len(assignments) == 1:
+        metrics = _train_one(store, work, specs, assignments[0], config, model_config, device_obj, resume, "")
+        publish(work, out)
+        return TrainResult(path=out, metrics=metrics, best_update=metrics["best_update"])
+
+    fold_metrics = []
+    for index, assignment in enumerate(assignments, start=1):
+        fold_dir = work / f"fold_{index}"
+        if (fold_dir / MODEL_FILENAME).exists() and not (fold_dir / CHECKPOINT_NAME).exists():
+            log.info("fold %d/%d already finished", index, len(assignments))
+            fold_metrics.append(json.loads((fold_dir / "metrics.json").read_text()))
+            continue
+        fold_dir.mkdir(exist_ok=True)
+        fold_metrics.append(_train_one(store, fold_dir, specs, assignment, config, model_config, device_obj,
+                                       resume, f"fold {index}/{len(assignments)}: "))
+    summary = _write_fold_summary(work, fold_metrics, specs)
+    publish(work, out)
+    return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
+
+
+def _write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]], specs: list[TargetSpec]) -> dict[str, Any]:
+    import polars as pl
+
+    rows = []
+    for fold, metrics in enumerate(fold_metrics, start=1):
+        for split in SPLITS:
+            for spec in specs:
+                for name, value in metrics[split].get(spec.column, {}).items():
+                    rows.append({"fold": str(fold), "split": split, "target": spec.column, "metric": name,
+                                 "value": float(value)})
+    table = pl.DataFrame(rows, schema={"fold": pl.String, "split": pl.String, "target": pl.String,
+                                       "metric": pl.String, "value": pl.Float64})
+    summary_rows = (table.group_by(["split", "target", "metric"], maintain_order=True)
+                    .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd")))
+    table.write_csv(work / "folds.tsv", separator="\t")
+    summary_rows.write_csv(work / "folds_summary.tsv", separator="\t")
+    summary = {f"{r['split']}:{r['target']}:{r['metric']}": {"mean": r["mean"], "sd": r["sd"]}
+               for r in summary_rows.iter_rows(named=True)}
+    (work / "folds_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
