@@ -17,6 +17,15 @@ _LAZY = {
     "ReadOptions": ("repclass.reader", "ReadOptions"),
     "read_repertoire": ("repclass.reader", "read_repertoire"),
     "ColumnOverrides": ("repclass.formats", "ColumnOverrides"),
+    "train": ("repclass.training", "train"),
+    "TargetSpec": ("repclass.training", "TargetSpec"),
+    "SplitSpec": ("repclass.training", "SplitSpec"),
+    "TrainConfig": ("repclass.config", "TrainConfig"),
+    "ModelConfig": ("repclass.config", "ModelConfig"),
+    "DeepRC": ("repclass.model", "DeepRC"),
+    "load_model": ("repclass.checkpoint", "load_model"),
+    "predict": ("repclass.prediction", "predict"),
+    "motifs": ("repclass.interpret", "motifs"),
 }
 
 __all__ = ["__version__", "RepclassError", "InputFileError", "SheetError", "StoreError", "ModelFileError",

@@ -336,5 +336,44 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
              f" and {result.attention_path}" if result.attention_path else "")
 
 
+# ----------------------------------------------------------------------------------------------
+# motifs
+# ----------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
+@click.option("--sample", "samples", multiple=True,
+              help="Analyse these repertoires (repeatable; default: those predicted positive / of --class).")
+@click.option("--target", default=None, help="Target to explain (default: the model's first).")
+@click.option("--class", "class_name", default=None,
+              help="Explain repertoires predicted as this class (default: the positive class).")
+@click.option("--top-sequences", type=int, default=500, show_default=True,
+              help="Sequences (ranked by contribution) that get residue attributions and form motifs.")
+@click.option("--motifs", "n_motifs", type=int, default=10, show_default=True, help="Motifs to report.")
+@click.option("--ig-steps", type=int, default=64, show_default=True,
+              help="Integrated-gradients steps (more steps, smaller completeness error).")
+@device_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@force_option
+@threads_option
+def motifs(model: Path, store: Path, out: Path, samples: tuple[str, ...], target: str | None,
+           class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, device: str, seed: int,
+           force: bool, threads: int | None) -> None:
+    """Which sequences and residues drive the predictions: tables, sequence logos, a report.
+
+    \b
+    repclass motifs model/ cohort.store --out motifs/
+    """
+    _prepare_compute(threads)
+    from .interpret import motifs as motifs_api
+
+    result = motifs_api(model, store, out, samples=list(samples) or None, target=target, class_name=class_name,
+                        top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device,
+                        seed=seed, force=force)
+    log.info("wrote %s", result.report)
+    click.echo(str(result.report))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

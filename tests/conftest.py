@@ -52,3 +52,31 @@ def small_cohort(tmp_path: Path) -> tuple[Path, Path]:
     sheet = write_table(tmp_path / "samples.tsv", ["sample_id", "status", "age"],
                         [["s1", "+", 40], ["s2", "-", 51], ["s3", "+", 33]])
     return sheet, folder
+
+
+# ---- a tiny trained model, shared by the model, predict and motif tests -------------------------
+TINY_TRAIN = dict(max_updates=300, eval_every=50, patience=100, sequences_per_bag=10_000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory):
+    """(store path, implanted sequences per sample) for a 16-repertoire cohort, motif at 5%."""
+    from cohort import make_cohort
+    from repclass import ingest
+
+    folder = tmp_path_factory.mktemp("tiny")
+    sheet, reps, implanted = make_cohort(folder)
+    store = ingest(sheet, folder / "tiny.store", [reps])
+    return store.path, implanted
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_cohort, tmp_path_factory):
+    """A model trained on the tiny cohort (about 15 s on 2 CPU cores)."""
+    from repclass.config import TrainConfig
+    from repclass.training import train
+
+    store_path, _ = tiny_cohort
+    out = tmp_path_factory.mktemp("model") / "model"
+    result = train(store_path, out, targets=["status"], config=TrainConfig(**TINY_TRAIN), device="cpu")
+    return result
