@@ -1,0 +1,154 @@
+"""DeepRC model: the fast embedding equals the dense reference, masking, attention, top-k."""
+import numpy as np
+import pytest
+import torch
+
+from repclass.alphabet import PAD_CODE
+from repclass.config import ModelConfig
+from repclass.model import DeepRC, position_features, top_k_per_bag
+from repclass.reference import reference_embed, reference_forward
+
+
+def random_batch(n, seed, min_length=3, max_length=25, width=None):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(min_length, max_length + 1, (n,), generator=generator)
+    width = width or int(lengths.max())
+    codes = torch.full((n, width), PAD_CODE, dtype=torch.uint8)
+    for i, length in enumerate(lengths.tolist()):
+        codes[i, :length] = torch.randint(0, 20, (length,), generator=generator, dtype=torch.uint8)
+    return codes, lengths
+
+
+def random_model(seed, **settings):
+    torch.manual_seed(seed)
+    model = DeepRC(ModelConfig(**settings))
+    with torch.no_grad():  # weights far from the small initialisation, so every term matters
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5)
+    return model
+
+
+def relative_error(a, b):
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_embedding_equals_dense_reference(seed):
+    model = random_model(seed)
+    codes, lengths = random_batch(2000, seed)
+    fast = model.embed(codes, lengths, chunk_size=300)
+    dense = reference_embed(model, codes, lengths)
+    assert relative_error(fast, dense) < 1e-5
+
+
+@pytest.mark.parametrize("settings", [{}, {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8}])
+def test_outputs_and_gradients_equal_reference(settings):
+    model = random_model(3, n_outputs=2, **settings)
+    codes, lengths = random_batch(600, 3)
+    bag_index = torch.randint(0, 3, (600,), generator=torch.Generator().manual_seed(1))
+    counts = torch.randint(1, 50, (600,)).float()
+    fast = model(codes, lengths, bag_index, 3, counts, chunk_size=128)
+    dense = reference_forward(model, codes, lengths, bag_index, 3, counts)
+    assert relative_error(fast, dense) < 1e-5
+    weights = torch.randn_like(fast)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), list(model.parameters()))
+    dense_grads = torch.autograd.grad((dense * weights).sum(), list(model.parameters()))
+    scale = max(float(g.abs().max()) for g in dense_grads)
+    fast, dense = fast.detach(), dense.detach()
+    for (name, _), a, b in zip(model.named_parameters(), fast_grads, dense_grads):
+        # relative to the largest gradient: the last attention bias has a true gradient of 0
+        assert float((a - b).abs().max()) <= 1e-5 * scale, name
+
+
+def test_padding_never_changes_a_result():
+    model = random_model(4)
+    codes, lengths = random_batch(300, 4, max_length=18)
+    wide = torch.full((300, 40), PAD_CODE, dtype=torch.uint8)
+    wide[:, : codes.shape[1]] = codes
+    bag_index = torch.arange(300) % 2
+    narrow_out = model(codes, lengths, bag_index, 2)
+    wide_out = model(wide, lengths, bag_index, 2, chunk_size=7)
+    assert torch.allclose(narrow_out, wide_out, rtol=1e-6, atol=1e-6)
+    # one sequence scored alone equals the same sequence inside a big batch
+    alone = model.embed(codes[:1, : int(lengths[0])], lengths[:1])
+    assert torch.allclose(alone, model.embed(wide, lengths)[:1], rtol=1e-6, atol=1e-6)
+
+
+def test_sequences_shorter_than_the_kernel():
+    model = random_model(5)
+    codes, lengths = random_batch(50, 5, min_length=1, max_length=8)
+    assert relative_error(model.embed(codes, lengths), reference_embed(model, codes, lengths)) < 1e-5
+
+
+def test_attention_sums_to_one_per_bag():
+    logits = torch.randn(1000)
+    bag_index = torch.randint(0, 7, (1000,))
+    weights = DeepRC.attention_weights(logits, bag_index, 7)
+    sums = torch.zeros(7).index_add(0, bag_index, weights)
+    assert torch.allclose(sums, torch.ones(7), atol=1e-6)
+    assert (weights >= 0).all()
+
+
+def test_top_k_per_bag_keeps_the_best_fraction():
+    logits = torch.tensor([5.0, 1.0, 3.0, 2.0, 9.0, 0.0, 4.0, 8.0])
+    bag_index = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    kept = top_k_per_bag(logits, bag_index, 2, 0.5)
+    assert kept.tolist() == [0, 2, 4, 7]
+    assert top_k_per_bag(logits, bag_index, 2, 0.01).tolist() == [0, 4]  # at least one per bag
+
+
+def test_top_k_with_all_sequences_matches_unreduced_model():
+    from repclass.data import EncodedRepertoire
+    from repclass.scoring import score_repertoire
+
+    model = random_model(6, reduction_fraction=1.0)
+    codes, lengths = random_batch(700, 6)
+    repertoire = EncodedRepertoire(codes.numpy(), lengths.numpy(), np.ones(700, dtype=np.int64))
+    scored = score_repertoire(model, repertoire, torch.device("cpu"), chunk_size=64, block_size=100)
+    with torch.no_grad():
+        unreduced = model(codes, lengths, torch.zeros(700, dtype=torch.long), 1)
+    assert np.allclose(scored.outputs, unreduced[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert abs(scored.weights.sum() - 1) < 1e-5
+
+
+def test_scoring_in_blocks_equals_one_block():
+    from repclass.data import EncodedRepertoire
+    from repclass.scoring import score_repertoire
+
+    model = random_model(7)
+    codes, lengths = random_batch(5000, 7)
+    repertoire = EncodedRepertoire(codes.numpy(), lengths.numpy(), np.ones(5000, dtype=np.int64))
+    one = score_repertoire(model, repertoire, torch.device("cpu"), block_size=10_000)
+    many = score_repertoire(model, repertoire, torch.device("cpu"), chunk_size=100, block_size=333)
+    assert np.allclose(one.outputs, many.outputs, rtol=1e-5, atol=1e-6)
+    assert set(one.rows.tolist()) == set(many.rows.tolist())
+    assert len(one.rows) == 500
+
+
+def test_position_features_match_the_paper():
+    features = position_features(torch.tensor([5]), 7)[0]  # (3, 7)
+    assert torch.allclose(features[2, :5], torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0]))  # centre peak
+    assert torch.allclose(features[0, :5], torch.tensor([1.0, 0.5, 0.0, 0.0, 0.0]))  # first half ramp
+    assert torch.allclose(features[1, :5], torch.tensor([0.0, 0.0, 0.0, 0.5, 1.0]))  # second half ramp
+    assert features[:, 5:].abs().sum() == 0
+
+
+def test_same_seed_same_weights():
+    torch.manual_seed(11)
+    a = DeepRC(ModelConfig()).state_dict()
+    torch.manual_seed(11)
+    b = DeepRC(ModelConfig()).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_counts_do_not_erase_singletons():
+    model = random_model(8, use_counts=True)
+    with torch.no_grad():
+        model.count_scale.fill_(1.0)  # its initial value
+    codes, lengths = random_batch(10, 8)
+    embeddings = model.embed(codes, lengths)
+    singletons = model.attention_logits(embeddings, torch.ones(10))
+    assert torch.allclose(singletons, model.attention(embeddings).squeeze(-1))
+    more = model.attention_logits(embeddings, torch.full((10,), 100.0))
+    assert (more > singletons).all()  # expanded clones weigh more

@@ -1,0 +1,170 @@
+"""repclass train: learning, outputs, every target type, splits, reproducibility, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_TRAIN
+from repclass.checkpoint import load_model
+from repclass.config import TrainConfig
+from repclass.data import RepertoireCache
+from repclass.errors import OutputExistsError, UsageError
+from repclass.scoring import score_repertoire
+from repclass.store import Store
+from repclass.training import SplitSpec, TargetSpec, train
+
+
+def test_tiny_cohort_motif_is_learned(tiny_model, tiny_cohort):
+    # A motif in 5% of the positives' sequences, 16 repertoires, a few seconds of CPU.
+    metrics = tiny_model.metrics
+    assert metrics["validation"]["status"]["roc_auc"] >= 0.9
+    assert metrics["test"]["status"]["roc_auc"] >= 0.9
+    store_path, implanted = tiny_cohort
+    model, _ = load_model(tiny_model.path)
+    store = Store.open(store_path)
+    cache = RepertoireCache(store)
+    for sample_id, sequences in implanted.items():
+        if not sequences:
+            continue
+        score = score_repertoire(model, cache.get(sample_id), torch.device("cpu"))
+        junctions = store.read(sample_id)["junction_aa"].to_list()
+        mass = sum(w for row, w in zip(score.rows, score.weights) if junctions[row] in sequences)
+        assert mass > 0.5, f"{sample_id}: attention on implanted sequences {mass:.2f}"
+
+
+def test_model_folder_contents(tiny_model):
+    names = {p.name for p in tiny_model.path.iterdir()}
+    assert {"model.safetensors", "model.json", "metrics.json", "metrics.tsv", "training_curve.tsv",
+            "training_curve.png", "config.json", "predictions.tsv"} <= names
+    metrics = json.loads((tiny_model.path / "metrics.json").read_text())
+    for split in ("train", "validation", "test"):
+        assert {"loss", "roc_auc", "balanced_accuracy", "f1"} <= set(metrics[split]["status"])
+    curve = pl.read_csv(tiny_model.path / "training_curve.tsv", separator="\t")
+    assert curve.columns == ["update", "train_loss", "validation_loss", "status:roc_auc"]
+    assert curve["update"].to_list() == list(range(50, 301, 50))
+    predictions = pl.read_csv(tiny_model.path / "predictions.tsv", separator="\t")
+    assert predictions.height == 16 and set(predictions["split"]) == {"train", "validation", "test"}
+    assert not (tiny_model.path.parent / "model.partial").exists()
+
+
+def test_every_target_type_with_missing_labels(tmp_path):
+    from cohort import make_cohort
+    from repclass import ingest
+
+    sheet, reps, _ = make_cohort(tmp_path, n_repertoires=12, n_sequences=200, extra_labels=True)
+    store = ingest(sheet, tmp_path / "store", [reps])
+    specs = [TargetSpec("status_partial"), TargetSpec("hla"), TargetSpec("age", kind="regression", weight=0.5)]
+    result = train(store, tmp_path / "model", targets=specs, device="cpu",
+                   config=TrainConfig(max_updates=20, eval_every=10, seed=1))
+    _, info = load_model(result.path)
+    assert [(t.column, t.kind) for t in info.targets] == [("status_partial", "binary"), ("hla", "multiclass"),
+                                                         ("age", "regression")]
+    assert info.model_config.n_outputs == 1 + 3 + 1
+    test = result.metrics["test"]
+    assert {"macro_auc", "accuracy"} <= set(test["hla"]) and {"r2", "mae", "mse", "pearson_r"} <= set(test["age"])
+    predictions = pl.read_csv(result.path / "predictions.tsv", separator="\t")
+    assert {"status_partial:p(+)", "hla:p(A)", "hla:predicted", "age:predicted", "age:label"} <= set(
+        predictions.columns)
+    # the repertoire without a status_partial label still trained the other targets
+    assert result.metrics["train"]["status_partial"]["n"] + result.metrics["validation"]["status_partial"]["n"] + \
+        result.metrics["test"]["status_partial"]["n"] == 11
+
+
+def _train_small(store_path, out, **settings):
+    config = TrainConfig(**{**TINY_TRAIN, "max_updates": 40, "eval_every": 20, **settings})
+    return train(store_path, out, targets=["status"], config=config, device="cpu")
+
+
+def test_same_seed_same_model(tiny_cohort, tmp_path):
+    store_path, _ = tiny_cohort
+    a = _train_small(store_path, tmp_path / "a")
+    b = _train_small(store_path, tmp_path / "b")
+    c = _train_small(store_path, tmp_path / "c", seed=5)
+    weights_a, weights_b = load_file(a.path / "model.safetensors"), load_file(b.path / "model.safetensors")
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert (a.path / "model.safetensors").read_bytes() == (b.path / "model.safetensors").read_bytes()
+    weights_c = load_file(c.path / "model.safetensors")
+    assert not all(torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
+
+
+def test_kfold_writes_one_model_per_fold(tiny_cohort, tmp_path):
+    store_path, _ = tiny_cohort
+    result = train(store_path, tmp_path / "cv", targets=["status"], split=SplitSpec(folds=4), device="cpu",
+                   config=TrainConfig(max_updates=10, eval_every=10))
+    assert len(result.folds) == 4
+    for fold in range(1, 5):
+        assert (tmp_path / "cv" / f"fold_{fold}" / "model.safetensors").exists()
+    summary = pl.read_csv(tmp_path / "cv" / "folds_summary.tsv", separator="\t")
+    assert {"split", "target", "metric", "mean", "sd"} == set(summary.columns)
+    tested = []
+    for fold in range(1, 5):
+        _, info = load_model(tmp_path / "cv" / f"fold_{fold}")
+        tested += [i for i, s in info.splits.items() if s == "test"]
+    assert sorted(tested) == sorted(Store.open(store_path).sample_ids)
+    # one fold alone (a pipeline job per fold) is the same model as that fold of the full run
+    single = train(store_path, tmp_path / "fold2", targets=["status"], split=SplitSpec(folds=4, fold=2),
+                   device="cpu", config=TrainConfig(max_updates=10, eval_every=10))
+    assert load_model(single.path)[1].splits == load_model(tmp_path / "cv" / "fold_2")[1].splits
+
+
+def test_split_column(tmp_path):
+    from cohort import make_cohort
+    from repclass import ingest
+
+    sheet, reps, _ = make_cohort(tmp_path, n_repertoires=8, n_sequences=100)
+    lines = sheet.read_text().splitlines()
+    splits = ["train"] * 4 + ["validation"] * 2 + ["test"] * 2
+    sheet.write_text("\n".join([lines[0] + "\tsplit"] + [f"{l}\t{s}" for l, s in zip(lines[1:], splits)]) + "\n")
+    store = ingest(sheet, tmp_path / "store", [reps])
+    result = train(store, tmp_path / "m", targets=["status"], split=SplitSpec(column="split"), device="cpu",
+                   config=TrainConfig(max_updates=5, eval_every=5))
+    assert (result.metrics["train"]["n"], result.metrics["validation"]["n"], result.metrics["test"]["n"]) == (4, 2, 2)
+
+
+def test_bad_requests(tiny_cohort, tmp_path):
+    store_path, _ = tiny_cohort
+    with pytest.raises(Exception, match="no label column 'nope'"):
+        train(store_path, tmp_path / "m", targets=["nope"])
+    _train_small(store_path, tmp_path / "m", max_updates=2, eval_every=1)
+    with pytest.raises(OutputExistsError):
+        _train_small(store_path, tmp_path / "m", max_updates=2)
+    with pytest.raises(UsageError, match="--fold must be between 1 and 3"):
+        train(store_path, tmp_path / "x", targets=["status"], split=SplitSpec(folds=3, fold=4))
+
+
+def _weights(path):
+    return load_file(path / "model.safetensors")
+
+
+def test_resume_after_kill_gives_the_same_model(tiny_cohort, tmp_path):
+    store_path, _ = tiny_cohort
+    args = [sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status", "--updates", "400",
+            "--eval-every", "100", "--checkpoint-every", "20", "--patience", "100", "--threads", "1",
+            "--device", "cpu"]
+    subprocess.run(args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    interrupted = tmp_path / "interrupted"
+    checkpoint = tmp_path / "interrupted.partial" / "checkpoint.pt"
+    process = subprocess.Popen(args + ["--out", str(interrupted)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside the run: a few more updates, maybe another checkpoint
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not interrupted.exists()  # a killed run leaves nothing that looks finished
+    state = torch.load(checkpoint, weights_only=True)["state"]
+    assert 0 < state["update"] < 400
+    subprocess.run(args + ["--out", str(interrupted), "--resume"], check=True, capture_output=True)
+    whole, resumed = _weights(tmp_path / "whole"), _weights(interrupted)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert (tmp_path / "whole" / "metrics.json").read_text() == (interrupted / "metrics.json").read_text()
