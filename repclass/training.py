@@ -27,6 +27,7 @@ import torch
 from .checkpoint import MODEL_FILENAME, ModelInfo, save_model
 from .config import ModelConfig, TrainConfig
 from .data import Batch, RepertoireCache, make_batch, sample_rows
+from .distributed import Context, finish, from_environment
 from .errors import OutputExistsError, RepclassError, UsageError
 from .model import DeepRC, top_k_per_bag
 from .progress import progress
@@ -91,18 +92,30 @@ def _sorted_batch(batch: Batch) -> Batch:
     return batch.select(np.argsort(batch.lengths.numpy().astype(np.uint16), kind="stable"))
 
 
-def _batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, first_update: int,
-             pin: bool) -> Iterator[tuple[int, list[str], Batch]]:
+def _batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, first_update: int, pin: bool,
+             context: Context) -> Iterator[tuple[int, list[str], Batch]]:
+    """This process's share of each update's repertoires, sampled and sorted by length.
+
+    The global choice of repertoires depends on (seed, update) and each repertoire's sampling on
+    (seed, update, its slot), so the updates do not depend on how many processes share them.
+    """
+    n_bags = min(config.batch_size, len(train_ids))
     for update in range(first_update, config.max_updates):
-        rng = np.random.default_rng([config.seed, update])
-        chosen = [train_ids[i] for i in rng.choice(len(train_ids), min(config.batch_size, len(train_ids)),
-                                                   replace=False)]
-        repertoires = [cache.get(sample_id) for sample_id in chosen]
-        rows = [sample_rows(r, config.sequences_per_bag, rng, config.sampling) for r in repertoires]
-        batch = _sorted_batch(make_batch(repertoires, rows))
-        if config.selection == "sample":
-            batch.noise = torch.from_numpy(rng.gumbel(size=len(batch.lengths)).astype(np.float32))
-        yield update, chosen, batch.pin_memory() if pin else batch
+        chosen_slots = np.random.default_rng([config.seed, update]).choice(len(train_ids), n_bags, replace=False)
+        mine = context.shard(list(enumerate(chosen_slots)))
+        repertoires, rows, noise = [], [], []
+        for slot, index in mine:
+            rng = np.random.default_rng([config.seed, update, slot])
+            repertoire = cache.get(train_ids[index])
+            repertoires.append(repertoire)
+            rows.append(sample_rows(repertoire, config.sequences_per_bag, rng, config.sampling))
+            if config.selection == "sample":
+                noise.append(rng.gumbel(size=len(rows[-1])).astype(np.float32))
+        batch = make_batch(repertoires, rows)
+        if noise:
+            batch.noise = torch.from_numpy(np.concatenate(noise))
+        batch = _sorted_batch(batch)
+        yield update, [train_ids[i] for _, i in mine], batch.pin_memory() if pin else batch
 
 
 def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
@@ -141,8 +154,14 @@ def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
 
 
 def train_step(model: DeepRC, optimizer: torch.optim.Optimizer, batch: Batch, targets: list[Target],
-               values: torch.Tensor, present: torch.Tensor, device: torch.device, chunk_size: int) -> float:
-    """One update: score all sequences without gradients, keep each bag's top fraction, learn."""
+               values: torch.Tensor, present: torch.Tensor, device: torch.device, chunk_size: int,
+               network: torch.nn.Module | None = None) -> float:
+    """One update: score all sequences without gradients, keep each bag's top fraction, learn.
+
+    `network` is the module the gradient pass goes through (a DistributedDataParallel wrapper of
+    `model` under torchrun, so that gradients are averaged across processes).
+    """
+    network = network or model
     batch = batch.to(device, non_blocking=True)
     with autocast(device):
         with torch.no_grad():
@@ -151,8 +170,8 @@ def train_step(model: DeepRC, optimizer: torch.optim.Optimizer, batch: Batch, ta
             if batch.noise is not None:  # Gumbel top-k: sample without replacement by attention weight
                 logits = logits + batch.noise
         keep = top_k_per_bag(logits, batch.bag_index, batch.n_bags, model.config.reduction_fraction)
-        outputs = model(batch.codes[keep], batch.lengths[keep], batch.bag_index[keep], batch.n_bags,
-                        batch.counts[keep], chunk_size, presorted=True)
+        outputs = network(batch.codes[keep], batch.lengths[keep], batch.bag_index[keep], batch.n_bags,
+                          batch.counts[keep], chunk_size, presorted=True)
         loss = total_loss(targets, outputs.float(), values, present)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -161,11 +180,13 @@ def train_step(model: DeepRC, optimizer: torch.optim.Optimizer, batch: Batch, ta
 
 
 def evaluate(model: DeepRC, cache: RepertoireCache, ids: list[str], targets: list[Target], labels: _Labels,
-             device: torch.device, chunk_size: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Score full repertoires; returns outputs (n, n_outputs) and loss/metrics per target."""
+             device: torch.device, chunk_size: int, context: Context = Context()) -> tuple[np.ndarray, dict[str, Any]]:
+    """Score full repertoires (shared out across processes); returns outputs (n, n_outputs) and
+    loss/metrics per target, the same on every process."""
     model.eval()
-    outputs = np.stack([score_repertoire(model, cache.get(i), device, chunk_size).outputs for i in ids]) \
-        if ids else np.zeros((0, model.config.n_outputs))
+    local = {i: score_repertoire(model, cache.get(i), device, chunk_size).outputs for i in context.shard(ids)}
+    scored = context.gather(local)
+    outputs = np.stack([scored[i] for i in ids]) if ids else np.zeros((0, model.config.n_outputs))
     values, present = labels.rows(ids)
     result: dict[str, Any] = {"n": len(ids)}
     if ids:
@@ -183,9 +204,10 @@ def evaluate(model: DeepRC, cache: RepertoireCache, ids: list[str], targets: lis
 # ----------------------------------------------------------------------------------------------
 def _settings_fingerprint(store: Store, targets: list[TargetSpec], config: TrainConfig, model_config: ModelConfig,
                           assignment: dict[str, str]) -> str:
+    # Settings that change no result (memory, checkpoint frequency) may differ on resume.
+    train = {k: v for k, v in config.to_dict().items() if k not in ("checkpoint_every", "chunk_size", "cache_gb")}
     return json.dumps({"store": store.fingerprint, "targets": [t.__dict__ for t in targets],
-                       "train": config.to_dict(), "model": model_config.to_dict(),
-                       "splits": assignment}, sort_keys=True)
+                       "train": train, "model": model_config.to_dict(), "splits": assignment}, sort_keys=True)
 
 
 def _build_targets(store: Store, specs: list[TargetSpec], train_ids: list[str]) -> list[Target]:
@@ -199,11 +221,15 @@ def _build_targets(store: Store, specs: list[TargetSpec], train_ids: list[str]) 
 
 
 def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: dict[str, str], config: TrainConfig,
-               model_config: ModelConfig, device: torch.device, resume: bool, label: str) -> dict[str, Any]:
+               model_config: ModelConfig, device: torch.device, resume: bool, label: str,
+               context: Context = Context()) -> dict[str, Any]:
     """Train one model in `work` (a folder that becomes a finished model folder)."""
     ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
     if not ids["train"]:
         raise UsageError("no repertoires left for training; lower --validation-fraction/--test-fraction")
+    if context.active and (config.batch_size % context.world_size or len(ids["train"]) < config.batch_size):
+        raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the {context.world_size} processes "
+                         f"and at most the {len(ids['train'])} training repertoires")
     targets = _build_targets(store, specs, ids["train"])
     model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in targets)})
     all_ids = ids["train"] + ids["validation"] + ids["test"]
@@ -214,6 +240,11 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     model = DeepRC(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                                  weight_decay=config.weight_decay)
+    network: torch.nn.Module = model
+    if context.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     settings = _settings_fingerprint(store, specs, config, model_config, assignment)
     state: dict[str, Any] = {"update": 0, "best_val_loss": math.inf, "best_update": 0, "stale_evals": 0,
                              "history": [], "loss_sum": 0.0, "loss_count": 0}
@@ -232,13 +263,16 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
         log.info("%sno checkpoint in %s; starting from the beginning", label, work)
 
     def save_checkpoint() -> None:
+        if not context.is_main:
+            return
         temporary = work / f".{CHECKPOINT_NAME}.tmp"
         torch.save({"settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "best_model": best_weights, "state": state}, temporary)
         temporary.replace(checkpoint_path)
 
-    log.info("%straining on %d repertoires (validation %d, test %d), %s, targets: %s", label, len(ids["train"]),
+    log.info("%straining on %d repertoires (validation %d, test %d), %s%s, targets: %s", label, len(ids["train"]),
              len(ids["validation"]), len(ids["test"]), describe(device),
+             f" x {context.world_size} processes" if context.active else "",
              ", ".join(f"{t.column} ({t.kind}{', positive ' + repr(t.positive) if t.positive else ''})"
                        for t in targets))
     train_values, train_present = labels.rows(ids["train"])
@@ -248,13 +282,18 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     model.train()
     started = time.perf_counter()
     last_status = ""
-    with progress(config.max_updates - state["update"], f"{label}train") as bar:
-        batches = _prefetch(_batches(cache, ids["train"], config, state["update"], device.type == "cuda"))
+    with progress(config.max_updates - state["update"], f"{label}train",
+                  enabled=False if not context.is_main else None) as bar:
+        batches = _prefetch(_batches(cache, ids["train"], config, state["update"], device.type == "cuda", context))
         for update, chosen, batch in batches:
             rows = [row_of[c] for c in chosen]
             values = torch.from_numpy(train_values[rows]).to(device)
             present = torch.from_numpy(train_present[rows]).to(device)
-            loss = train_step(model, optimizer, batch, targets, values, present, device, config.chunk_size)
+            loss = train_step(model, optimizer, batch, targets, values, present, device, config.chunk_size, network)
+            if context.active:  # the update's loss over all processes, for logs and the curve
+                total = torch.tensor([loss], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(total)
+                loss = float(total) / context.world_size
             if not math.isfinite(loss):
                 raise RepclassError(f"training diverged at update {update + 1} (loss {loss}); lower --lr")
             state["loss_sum"] += loss
@@ -262,7 +301,8 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
             state["update"] = update + 1
             finished = state["update"] == config.max_updates
             if state["update"] % config.eval_every == 0 or finished:
-                _, validation = evaluate(model, cache, ids["validation"], targets, labels, device, config.chunk_size)
+                _, validation = evaluate(model, cache, ids["validation"], targets, labels, device, config.chunk_size,
+                                         context)
                 train_loss = state["loss_sum"] / max(state["loss_count"], 1)
                 state["loss_sum"], state["loss_count"] = 0.0, 0
                 row = {"update": state["update"], "train_loss": train_loss,
@@ -279,17 +319,18 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
                     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     state["stale_evals"] += 1
-                last_status = (f"loss {train_loss:.4f} val_loss {row['validation_loss']:.4f} "
-                               f"val {headline} {row.get(headline, math.nan):.3f}")
+                last_status = (f"val_loss {row['validation_loss']:.4f} val {headline} "
+                               f"{row.get(headline, math.nan):.3f}")
                 if not bar.rich:
-                    log.info("%supdate %d/%d: %s", label, state["update"], config.max_updates, last_status)
+                    log.info("%supdate %d/%d: loss %.4f %s", label, state["update"], config.max_updates, train_loss,
+                             last_status)
                 if state["stale_evals"] >= config.patience:
                     log.info("%sstopping early: validation loss has not improved for %d evaluations (best at "
                              "update %d)", label, config.patience, state["best_update"])
                     finished = True
             if state["update"] % checkpoint_every == 0 or finished:
                 save_checkpoint()
-            bar.advance(status=f"loss {loss:.4f} {last_status}")
+            bar.advance(status=f"loss {loss:.4f} | {last_status}" if last_status else f"loss {loss:.4f}")
             if finished:
                 break
 
@@ -299,14 +340,17 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     metrics: dict[str, Any] = {"best_update": state["best_update"], "updates": state["update"]}
     prediction_rows = []
     for split in SPLITS:
-        outputs, split_metrics = evaluate(model, cache, ids[split], targets, labels, device, config.chunk_size)
+        outputs, split_metrics = evaluate(model, cache, ids[split], targets, labels, device, config.chunk_size,
+                                          context)
         metrics[split] = split_metrics
         prediction_rows.append((split, ids[split], outputs))
     info = ModelInfo(model_config=model_config, targets=targets, junction_convention=store.junction_convention,
                      read_options=store.manifest.get("read_options", {}), store_fingerprint=store.fingerprint,
                      split_seed=config.seed, splits=assignment, metrics=metrics, train_config=config.to_dict())
-    _write_outputs(work, model, info, state["history"], prediction_rows, labels, store)
-    checkpoint_path.unlink(missing_ok=True)
+    if context.is_main:
+        _write_outputs(work, model, info, state["history"], prediction_rows, labels, store)
+        checkpoint_path.unlink(missing_ok=True)
+    context.barrier()
     return metrics
 
 
@@ -408,16 +452,28 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(out)
-    device_obj = resolve_device(device)
+    context, device = from_environment(device)
+    try:
+        return _train_all(store, out, specs, config, model_config, split, resolve_device(device), resume, context)
+    finally:
+        finish(context)
+
+
+def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainConfig, model_config: ModelConfig,
+               split: SplitSpec, device_obj: torch.device, resume: bool, context: Context) -> TrainResult:
     assignments = _split_assignments(store, specs, split, config)
     work = partial_path(out)
-    if work.exists() and not resume:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
+    if context.is_main:
+        if work.exists() and not resume:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+    context.barrier()
 
     if len(assignments) == 1:
-        metrics = _train_one(store, work, specs, assignments[0], config, model_config, device_obj, resume, "")
-        publish(work, out)
+        metrics = _train_one(store, work, specs, assignments[0], config, model_config, device_obj, resume, "",
+                             context)
+        if context.is_main:
+            publish(work, out)
         return TrainResult(path=out, metrics=metrics, best_update=metrics["best_update"])
 
     fold_metrics = []
@@ -427,11 +483,15 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
             log.info("fold %d/%d already finished", index, len(assignments))
             fold_metrics.append(json.loads((fold_dir / "metrics.json").read_text()))
             continue
-        fold_dir.mkdir(exist_ok=True)
+        if context.is_main:
+            fold_dir.mkdir(exist_ok=True)
+        context.barrier()
         fold_metrics.append(_train_one(store, fold_dir, specs, assignment, config, model_config, device_obj,
-                                       resume, f"fold {index}/{len(assignments)}: "))
-    summary = _write_fold_summary(work, fold_metrics, specs)
-    publish(work, out)
+                                       resume, f"fold {index}/{len(assignments)}: ", context))
+    summary = {}
+    if context.is_main:
+        summary = _write_fold_summary(work, fold_metrics, specs)
+        publish(work, out)
     return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
 
 

@@ -1,0 +1,109 @@
+"""Scoring speed and memory: one 300k and one 1M-sequence repertoire, end to end from the store.
+
+Side by side, each in a fresh process (so peak RSS is that run's own), same model weights:
+  reference  read the store, build the dense one-hot input in chunks of 50,000 sequences,
+             torch conv1d, attention, top-10% reduction, output (the plain formulation)
+  repclass   repclass.predict(model, [store], out): read, encode, score (length-sorted look-up
+             embedding in bounded memory), write the predictions table
+
+    python benchmarks/predict.py [--threads 2] [--sizes 300000 1000000]
+
+Times exclude interpreter start-up and imports (reported separately as `CLI wall`).
+The original DeepRC scores 300k sequences in 2.9 s (103k/s, 1.53 GB) and 1M in 11.4 s (88k/s, 4.39 GB)
+on 2 CPU cores (issue #4's measurement).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, machine, make_model, make_store, run_child  # noqa: E402
+
+REFERENCE = r"""
+import json, sys, time, math
+import numpy as np, torch
+from repclass.checkpoint import load_model
+from repclass.data import encode_table
+from repclass.reference import reference_embed
+from repclass.store import Store
+torch.set_num_threads(int(sys.argv[3]))
+model, _ = load_model(sys.argv[1])
+store = Store.open(sys.argv[2]); sample = sys.argv[4]
+start = time.perf_counter()
+rep = encode_table(store.read(sample, ["junction_aa", "duplicate_count"]))
+codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths)
+logits, embeddings = [], []
+with torch.no_grad():
+    for i in range(0, len(lengths), 50_000):
+        e = reference_embed(model, codes[i:i + 50_000], lengths[i:i + 50_000])
+        embeddings.append(e); logits.append(model.attention_logits(e))
+    logits, embeddings = torch.cat(logits), torch.cat(embeddings)
+    top = torch.topk(logits, math.ceil(0.1 * len(logits))).indices
+    w = torch.softmax(logits[top], 0)
+    out = model.output((embeddings[top] * w[:, None]).sum(0, keepdim=True))
+print(json.dumps({"seconds": time.perf_counter() - start, "n": int(len(lengths)), "output": float(out[0, 0])}))
+"""
+
+OURS = r"""
+import json, sys, time
+import torch
+from repclass.prediction import predict
+from repclass.runtime import tune_allocator
+tune_allocator(); torch.set_num_threads(int(sys.argv[3]))
+start = time.perf_counter()
+result = predict(sys.argv[1], [sys.argv[2]], sys.argv[5], samples=[sys.argv[4]], device="cpu", force=True)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "n": int(result.table["n_sequences"][0]),
+                  "output": float(result.table["status:p(+)"][0])}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[300_000, 1_000_000])
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "predict")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row")
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    sizes = {f"rep_{n}": n for n in args.sizes}
+    store = args.workdir / "bench.store"
+    if not store.exists():
+        make_store(store, sizes)
+    model = make_model(args.workdir / "model")
+
+    rows = []
+    for sample, n in sizes.items():
+        out = args.workdir / f"{sample}.predictions.tsv"
+        runs = []
+        if not args.skip_reference:
+            ref = min((run_child(REFERENCE, str(model), str(store), str(args.threads), sample, threads=args.threads)
+                       for _ in range(args.repeats)), key=lambda r: r["seconds"])
+            runs.append(("reference (dense conv1d, 50k chunks)", ref))
+        ours = min((run_child(OURS, str(model), str(store), str(args.threads), sample, str(out), threads=args.threads)
+                    for _ in range(args.repeats)), key=lambda r: r["seconds"])
+        runs.append(("repclass.predict", ours))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "repclass", "-q", "predict", str(model), str(store), "--sample", sample,
+                        "--out", str(out), "--force", "--threads", str(args.threads), "--device", "cpu"], check=True)
+        cli = time.perf_counter() - start
+        for name, result in runs:
+            rows.append((n, name, result["seconds"], result["n"] / result["seconds"], result["peak_rss_mb"]))
+        rows.append((n, "repclass predict (CLI wall, incl. start-up)", cli, n / cli, float("nan")))
+
+    print(f"# scoring one repertoire end to end from the store, fp32, {args.threads} threads")
+    print(f"# {machine()}, commit {commit()}, {time.strftime('%Y-%m-%d')}")
+    print("| sequences | path | seconds | sequences/s | peak RSS (MB) |")
+    print("|---:|---|---:|---:|---:|")
+    for n, name, seconds, rate, rss in rows:
+        rss_text = "" if rss != rss else f"{rss:.0f}"
+        print(f"| {n:,} | {name} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss_text} |")
+
+
+if __name__ == "__main__":
+    main()

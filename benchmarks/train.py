@@ -1,0 +1,126 @@
+"""Seconds per training update: 4 repertoires x 10,000 sampled sequences, top-10% reduction, fp32.
+
+Side by side in one run (same data, same weights, same threads):
+  reference  the plain model: dense one-hot input, torch conv1d, for the no-gradient scoring pass
+             and the gradient pass (repclass.reference)
+  repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
+  repclass + data   the same plus sampling the batch from four 300k-sequence repertoires
+                    (what `repclass train` does per update, without the prefetch thread)
+
+    python benchmarks/train.py [--updates 30] [--threads 2]
+
+The original DeepRC needs 0.296 s per such update on 2 CPU cores in fp32 (issue #4's measurement).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, machine, random_junctions  # noqa: E402
+
+from repclass.config import ModelConfig  # noqa: E402
+from repclass.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
+from repclass.model import DeepRC, top_k_per_bag  # noqa: E402
+from repclass.reference import reference_embed  # noqa: E402
+from repclass.runtime import tune_allocator  # noqa: E402
+from repclass.targets import Target, total_loss  # noqa: E402
+from repclass.training import _sorted_batch, train_step  # noqa: E402
+
+ORIGINAL_SECONDS = 0.296
+
+
+def reference_step(model, optimizer, batch, targets, values, present) -> float:
+    """The same update with the dense reference embedding (paper's top-k selection)."""
+    with torch.no_grad():
+        logits = model.attention_logits(reference_embed(model, batch.codes, batch.lengths))
+    keep = top_k_per_bag(logits, batch.bag_index, batch.n_bags, model.config.reduction_fraction)
+    embeddings = reference_embed(model, batch.codes[keep], batch.lengths[keep])
+    weights = model.attention_weights(model.attention_logits(embeddings), batch.bag_index[keep], batch.n_bags)
+    outputs = model.output(model.pool(embeddings, weights, batch.bag_index[keep], batch.n_bags))
+    loss = total_loss(targets, outputs, values, present)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def timed(step, n: int) -> list[float]:
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repertoire-size", type=int, default=300_000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tune_allocator()
+    rng = np.random.default_rng(0)
+    import polars as pl
+
+    repertoires = []
+    for _ in range(4):
+        codes, lengths = encode_sequences(pl.Series(random_junctions(args.repertoire_size, rng)))
+        repertoires.append(EncodedRepertoire(codes, lengths, np.ones(len(lengths), dtype=np.int64)))
+
+    def sampled_batch(update: int):
+        generator = np.random.default_rng([0, update])
+        rows = [sample_rows(r, 10_000, generator, "uniform") for r in repertoires]
+        return _sorted_batch(make_batch(repertoires, rows))
+
+    fixed = sampled_batch(0)
+    targets = [Target(column="y", kind="binary", classes=["-", "+"])]
+    values = torch.tensor([[1.0], [0.0], [1.0], [0.0]], dtype=torch.float64)
+    present = torch.ones(4, 1, dtype=torch.bool)
+    device = torch.device("cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        model = DeepRC(ModelConfig())
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+
+    ref_model, ref_optimizer = fresh()
+    reference = timed(lambda: reference_step(ref_model, ref_optimizer, fixed, targets, values, present),
+                      max(5, args.updates // 3))
+    fast_model, fast_optimizer = fresh()
+    fast = timed(lambda: train_step(fast_model, fast_optimizer, fixed, targets, values, present, device, 8192),
+                 args.updates)
+    counter = iter(range(10 ** 9))
+    data_model, data_optimizer = fresh()
+    with_data = timed(lambda: train_step(data_model, data_optimizer, sampled_batch(next(counter)), targets, values,
+                                         present, device, 8192), args.updates)
+    sampling = timed(lambda: sampled_batch(next(counter)), args.updates)
+
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    median = statistics.median
+    print(f"# training update: 4 x 10,000 sequences, top-10% reduction, fp32, {args.threads} threads")
+    print(f"# {machine()}, commit {commit()}, {time.strftime('%Y-%m-%d')}")
+    print("| path | s/update (median) | min | x faster than reference | x faster than original DeepRC |")
+    print("|---|---:|---:|---:|---:|")
+    rows = [("reference (dense conv1d)", reference), ("repclass", fast), ("repclass + data sampling", with_data)]
+    for name, times in rows:
+        print(f"| {name} | {median(times):.4f} | {min(times):.4f} | {median(reference) / median(times):.1f} | "
+              f"{ORIGINAL_SECONDS / median(times):.1f} |")
+    print(f"| data sampling alone (4 x 10k of 300k) | {median(sampling):.4f} | {min(sampling):.4f} | | |")
+    print(f"\npeak RSS {peak:.0f} MB (four {args.repertoire_size:,}-sequence repertoires in memory)")
+
+
+if __name__ == "__main__":
+    main()
