@@ -61,7 +61,7 @@ def correctness(device: torch.device, n: int) -> dict[str, float]:
     gpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True)).to(device)
     gpu_model.load_state_dict(cpu_model.state_dict())
     rep = repertoire(n, 1)
-    codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths)
+    codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths.astype(np.int64))
     counts = torch.from_numpy(rep.counts).float()
     bags = torch.arange(n) % 4
     result = {}

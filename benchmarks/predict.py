@@ -35,7 +35,7 @@ model, _ = load_model(sys.argv[1])
 store = Store.open(sys.argv[2]); sample = sys.argv[4]
 start = time.perf_counter()
 rep = encode_table(store.read(sample, ["junction_aa", "duplicate_count"]))
-codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths)
+codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths.astype(np.int64))
 logits, embeddings = [], []
 with torch.no_grad():
     for i in range(0, len(lengths), 50_000):

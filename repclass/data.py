@@ -25,7 +25,7 @@ class EncodedRepertoire:
     """One repertoire as the model reads it."""
 
     codes: np.ndarray  # (n, max_length) uint8, padded with PAD_CODE
-    lengths: np.ndarray  # (n,) int64
+    lengths: np.ndarray  # (n,) uint16 (int64 accepted)
     counts: np.ndarray  # (n,) int64
 
     def __len__(self) -> int:
@@ -37,9 +37,10 @@ class EncodedRepertoire:
 
 
 def encode_sequences(sequences: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Amino-acid strings -> (padded uint8 codes (n, max_length), lengths (n,)), without a Python loop."""
+    """Amino-acid strings -> (padded uint8 codes (n, max_length), uint16 lengths (n,)), without a
+    Python loop."""
     n = len(sequences)
-    lengths = sequences.str.len_bytes().to_numpy().astype(np.int64)
+    lengths = sequences.str.len_bytes().to_numpy().astype(np.uint16)
     if n == 0:
         return np.zeros((0, 1), dtype=np.uint8), lengths
     flat = np.frombuffer(sequences.str.join("").item().encode("ascii"), dtype=np.uint8)
@@ -47,7 +48,7 @@ def encode_sequences(sequences: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     width = max(int(lengths.max()), 1)
     codes = np.full((n, width), PAD_CODE, dtype=np.uint8)
     codes[np.arange(width)[None, :] < lengths[:, None]] = codes_flat
-    return codes, lengths
+    return codes, lengths  # lengths: uint16, a quarter of int64's memory in the repertoire cache
 
 
 def encode_table(table: pl.DataFrame) -> EncodedRepertoire:

@@ -40,7 +40,7 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
     # Radix sort: lengths fit in 16 bits, and numpy's stable sort of small integers is O(n).
     order = np.argsort(repertoire.lengths.astype(np.uint16), kind="stable")
     codes = torch.from_numpy(repertoire.codes)
-    lengths = torch.from_numpy(repertoire.lengths)
+    lengths = torch.from_numpy(repertoire.lengths.astype(np.int64))
     counts = torch.from_numpy(repertoire.counts.astype(np.float32)) if model.config.use_counts else None
     order_t = torch.from_numpy(order)
 

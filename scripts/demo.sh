@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole job on the bundled example cohort: ingest -> train -> predict -> motifs.
-# Usage: scripts/demo.sh [OUT_DIR]   (run by `make demo`, which sets up .venv first)
+# Usage: scripts/demo.sh [OUT_DIR]   (`make demo` sets up .venv first and puts it on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-demo_out}
@@ -8,5 +8,17 @@ mkdir -p "$out"
 start=$(date +%s)
 
 repclass ingest example_data/samples.tsv example_data/repertoires --out "$out/cohort.store" --force
+repclass train "$out/cohort.store" --target status --out "$out/model" --seed 0 --force
+repclass predict "$out/model" "$out/cohort.store" --out "$out/predictions.tsv" --attention 20 --force
+report=$(repclass motifs "$out/model" "$out/cohort.store" --out "$out/motifs" --force)
 
-echo "demo finished in $(( $(date +%s) - start )) s" >&2
+python - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+metrics = json.load(open(f"{out}/model/metrics.json"))
+print(f"status ROC AUC: test {metrics['test']['status']['roc_auc']:.3f}, "
+      f"validation {metrics['validation']['status']['roc_auc']:.3f} "
+      f"(best model at update {metrics['best_update']})")
+PY
+echo "demo finished in $(( $(date +%s) - start )) s"
+echo "report: $report"
