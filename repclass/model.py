@@ -194,6 +194,7 @@ class DeepRC(nn.Module):
         d = self.config.n_kernels
         if n == 0:
             return self.conv_bias.new_zeros((0, d))
+        lengths = lengths.long()  # index arithmetic below needs int64 (caches keep uint16)
         if presorted:
             sorted_lengths, sorted_codes, order = lengths, codes, None
         else:
