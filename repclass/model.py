@@ -168,7 +168,7 @@ class DeepRC(nn.Module):
         n = codes.shape[0]
         n_windows = max(int(lengths[-1]), k) - k + 1  # lengths are sorted
         width = n_windows + k - 1
-        codes = codes[:, :width]
+        codes = codes[:, :width].to(torch.int32)  # int32 + int32 below: no type promotion per element
         if codes.shape[1] < width:
             codes = F.pad(codes, (0, width - codes.shape[1]), value=PAD_CODE)
         size = n * n_windows * (k + 1)

@@ -113,7 +113,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
         raise UsageError("no repertoires to score")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    columns = ["junction_aa", "duplicate_count"]
+    columns = ["junction_aa", "duplicate_count"] if info.model_config.use_counts else ["junction_aa"]
     rows: list[dict[str, Any]] = []
     outputs = []
     attention_tables = []

@@ -17,8 +17,11 @@ from .data import EncodedRepertoire
 from .model import DeepRC
 from .runtime import autocast
 
-#: Sequences scored per block (embeddings of a block are kept until its candidates are merged).
+#: Sequences scored per block.
 BLOCK_SIZE = 65_536
+#: Embeddings of a whole repertoire are kept up to this many bytes (256 MB: 2M sequences);
+#: larger repertoires embed their top-k a second time instead.
+KEEP_BYTES = 256 << 20
 
 
 @dataclass
@@ -33,38 +36,52 @@ class RepertoireScore:
 @torch.no_grad()
 def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch.device,
                      chunk_size: int = 8192, block_size: int = BLOCK_SIZE) -> RepertoireScore:
+    """Score one whole repertoire: two passes over length-sorted sequences.
+
+    Pass 1 computes every sequence's attention logit block by block. Pass 2 pools the top
+    `reduction_fraction`: their embeddings are kept from pass 1 for repertoires up to KEEP_BYTES
+    of embeddings, and computed again for larger ones (10% more work, memory bounded by the block).
+    """
     n = len(repertoire)
     if n == 0:
         raise ValueError("cannot score an empty repertoire")
     keep = max(1, math.ceil(n * model.config.reduction_fraction))
     # Radix sort: lengths fit in 16 bits, and numpy's stable sort of small integers is O(n).
     order = np.argsort(repertoire.lengths.astype(np.uint16), kind="stable")
-    codes = torch.from_numpy(repertoire.codes)
-    lengths = torch.from_numpy(repertoire.lengths.astype(np.int64))
-    counts = torch.from_numpy(repertoire.counts.astype(np.float32)) if model.config.use_counts else None
-    order_t = torch.from_numpy(order)
+    codes = torch.from_numpy(repertoire.codes[order])  # (n, max_length) uint8, by length
+    lengths = torch.from_numpy(repertoire.lengths[order].astype(np.int64))
+    counts = torch.from_numpy(repertoire.counts[order].astype(np.float32)) if model.config.use_counts else None
 
-    pool_logits = torch.empty(0, device=device)
-    pool_embeddings = torch.empty(0, model.config.n_kernels, device=device)
-    pool_rows = torch.empty(0, dtype=torch.long, device=device)
+    def block(rows: slice | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        return (codes[rows].to(device, non_blocking=True), lengths[rows].to(device, non_blocking=True),
+                counts[rows].to(device, non_blocking=True) if counts is not None else None)
+
+    logits = torch.empty(n, device=device)
+    # Keep every embedding when that is cheap in memory; otherwise embed the top-k a second time.
+    kept = torch.empty(n, model.config.n_kernels, device=device) if n * model.config.n_kernels * 4 <= KEEP_BYTES \
+        else None
     with autocast(device):
         for start in range(0, n, block_size):
-            rows = order_t[start:start + block_size]
-            block_codes = codes[rows].to(device, non_blocking=True)
-            block_lengths = lengths[rows].to(device, non_blocking=True)
-            block_counts = counts[rows].to(device, non_blocking=True) if counts is not None else None
+            block_codes, block_lengths, block_counts = block(slice(start, start + block_size))
             embeddings = model.embed(block_codes, block_lengths, chunk_size, presorted=True)  # (b, D)
-            logits = model.attention_logits(embeddings, block_counts).float()  # (b,)
-            pool_logits = torch.cat([pool_logits, logits])
-            pool_embeddings = torch.cat([pool_embeddings, embeddings.float()])
-            pool_rows = torch.cat([pool_rows, rows.to(device)])
-            if pool_logits.shape[0] > 2 * keep:
-                best = torch.topk(pool_logits, keep, sorted=False).indices
-                pool_logits, pool_embeddings, pool_rows = pool_logits[best], pool_embeddings[best], pool_rows[best]
-        best = torch.topk(pool_logits, min(keep, pool_logits.shape[0]), sorted=True).indices
-        logits, embeddings, rows = pool_logits[best], pool_embeddings[best], pool_rows[best]
-        weights = torch.softmax(logits, dim=0)  # (k,)
+            logits[start:start + block_size] = model.attention_logits(embeddings, block_counts).float()
+            if kept is not None:
+                kept[start:start + block_size] = embeddings
+        # Positions (in length order) of the top-k, kept in length order for the second pass.
+        top = torch.sort(torch.topk(logits, keep, sorted=False).indices).values  # (k,)
+        top_cpu = top.cpu()
+        if kept is not None:
+            embeddings = kept[top]  # (k, D)
+        else:
+            top_codes, top_lengths, _ = block(top_cpu)
+            embeddings = torch.cat([model.embed(top_codes[i:i + block_size], top_lengths[i:i + block_size],
+                                                chunk_size, presorted=True)
+                                    for i in range(0, keep, block_size)]).float()  # (k, D)
+        top_logits = logits[top]
+        weights = torch.softmax(top_logits, dim=0)  # (k,)
         pooled = (embeddings * weights[:, None]).sum(dim=0, keepdim=True)  # (1, D)
         outputs = model.output(pooled).float()[0]  # (n_outputs,)
-    return RepertoireScore(outputs=outputs.cpu().numpy(), rows=rows.cpu().numpy(), weights=weights.cpu().numpy(),
-                           logits=logits.cpu().numpy(), n_sequences=n)
+    by_weight = torch.argsort(weights, descending=True, stable=True).cpu()
+    rows = order[top_cpu.numpy()][by_weight.numpy()]
+    return RepertoireScore(outputs=outputs.cpu().numpy(), rows=rows, weights=weights.cpu().numpy()[by_weight.numpy()],
+                           logits=top_logits.cpu().numpy()[by_weight.numpy()], n_sequences=n)

@@ -152,3 +152,18 @@ def test_counts_do_not_erase_singletons():
     assert torch.allclose(singletons, model.attention(embeddings).squeeze(-1))
     more = model.attention_logits(embeddings, torch.full((10,), 100.0))
     assert (more > singletons).all()  # expanded clones weigh more
+
+
+def test_second_pass_equals_kept_embeddings(monkeypatch):
+    """Repertoires too large to keep every embedding embed their top-k again: same result."""
+    from repclass import scoring
+    from repclass.data import EncodedRepertoire
+
+    model = random_model(9)
+    codes, lengths = random_batch(3000, 9)
+    repertoire = EncodedRepertoire(codes.numpy(), lengths.numpy(), np.ones(3000, dtype=np.int64))
+    kept = scoring.score_repertoire(model, repertoire, torch.device("cpu"), block_size=700)
+    monkeypatch.setattr(scoring, "KEEP_BYTES", 0)
+    again = scoring.score_repertoire(model, repertoire, torch.device("cpu"), block_size=700)
+    assert np.allclose(kept.outputs, again.outputs, rtol=1e-6, atol=1e-7)
+    assert (kept.rows == again.rows).all()
