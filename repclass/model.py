@@ -79,8 +79,8 @@ class _WindowMax(torch.autograd.Function):
         n, n_kernels = arg.shape
         # Rows of the table used by the winning window of each (sequence, kernel): (n, D, K + 1).
         winner = (torch.arange(n, device=arg.device)[:, None] * ctx.n_windows + arg).reshape(-1)
-        rows = indices.index_select(0, winner).view(n, n_kernels, -1).long()
-        kernel = torch.arange(n_kernels, device=arg.device)[None, :, None]
+        rows = indices.index_select(0, winner).view(n, n_kernels, -1)  # int32: the table is small
+        kernel = torch.arange(n_kernels, device=arg.device, dtype=rows.dtype)[None, :, None]
         flat = (rows * width + kernel).reshape(-1)
         values = grad_best[:, :, None].expand_as(rows).reshape(-1)
         grad_table = torch.zeros(n_rows * width, device=grad_best.device, dtype=grad_best.dtype)
