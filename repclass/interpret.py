@@ -58,7 +58,7 @@ from ._version import __version__
 from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS, PAD_CODE, encode
 from .checkpoint import ModelInfo, check_store_fits, load_model, resolve_model_path
 from .data import EncodedRepertoire, encode_table
-from .errors import OutputExistsError, UsageError
+from .errors import OutputExistsError, RepclassError, UsageError
 from .model import DeepRC, position_features
 from .progress import progress
 from .runtime import resolve_device
@@ -815,8 +815,9 @@ def _chosen_samples(store: Store, samples: Sequence[str] | None) -> list[str] | 
     return [s for s in store.sample_ids if s in chosen]
 
 
-def _no_selection_error(explained: ExplainedOutput, n_scored: int) -> UsageError:
-    return UsageError(f"none of the {n_scored} repertoires is predicted as {explained.target} = "
+def _no_selection_error(explained: ExplainedOutput, n_scored: int) -> RepclassError:
+    # Bad data, not bad usage (exit 1): a weak model in one fold of a pipeline is not a usage error.
+    return RepclassError(f"none of the {n_scored} repertoires is predicted as {explained.target} = "
                       f"{explained.class_name}, so there is nothing to explain; name repertoires with --sample ID, "
                       f"or explain another class with --class")
 
@@ -846,7 +847,7 @@ def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: Explaine
             pool = _keep_best(pool, candidates, top_sequences)
     if not summaries:
         if chosen is not None:
-            raise UsageError(f"the chosen repertoires ({', '.join(chosen)}) hold no sequences; choose others")
+            raise RepclassError(f"the chosen repertoires ({', '.join(chosen)}) hold no sequences; choose others")
         raise _no_selection_error(explained, len(ids))
     return summaries, pool
 

@@ -154,7 +154,9 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                 metrics[target.column] = target.metrics(all_outputs, values, present)
     _write_tsv(table, out)
     if metrics is not None:
-        metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        temporary = metrics_path.parent / f".{metrics_path.name}.tmp-{os.getpid()}"
+        temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        temporary.replace(metrics_path)
     if attention_top_n > 0:
         _write_tsv(pl.concat(attention_tables), attention_path)
     return PredictResult(path=out, table=table, metrics=metrics,
