@@ -32,7 +32,7 @@ from repclass.data import EncodedRepertoire, encode_sequences, make_batch, sampl
 from repclass.model import DeepRC  # noqa: E402
 from repclass.scoring import score_repertoire  # noqa: E402
 from repclass.targets import Target  # noqa: E402
-from repclass.training import _sorted_batch, train_step  # noqa: E402
+from repclass.training import train_step  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -105,8 +105,8 @@ def timings(device: torch.device, predict_n: int, updates: int, eval_n: int) -> 
     batches = []
     for u in range(8):
         rng = np.random.default_rng([0, u])
-        batch = _sorted_batch(make_batch(pool, [sample_rows(r, 10_000, rng, "uniform") for r in pool]))
-        batch.noise = torch.from_numpy(rng.gumbel(size=len(batch.lengths)).astype(np.float32))
+        rows = [sample_rows(r, 10_000, rng, "uniform") for r in pool]
+        batch = make_batch(pool, rows, [rng.gumbel(size=len(r)) for r in rows], sort_by_length=True)
         batches.append(batch.pin_memory() if device.type == "cuda" else batch)
     chunk = 65_536 if device.type == "cuda" else 8192
     for precision in ("fp32", "bf16"):

@@ -31,7 +31,7 @@ from repclass.model import DeepRC, top_k_per_bag  # noqa: E402
 from repclass.reference import reference_embed  # noqa: E402
 from repclass.runtime import tune_allocator  # noqa: E402
 from repclass.targets import Target, total_loss  # noqa: E402
-from repclass.training import _sorted_batch, train_step  # noqa: E402
+from repclass.training import train_step  # noqa: E402
 
 ORIGINAL_SECONDS = 0.296
 
@@ -81,7 +81,7 @@ def main() -> None:
     def sampled_batch(update: int):
         generator = np.random.default_rng([0, update])
         rows = [sample_rows(r, 10_000, generator, "uniform") for r in repertoires]
-        return _sorted_batch(make_batch(repertoires, rows))
+        return make_batch(repertoires, rows, sort_by_length=True)
 
     fixed = sampled_batch(0)
     targets = [Target(column="y", kind="binary", classes=["-", "+"])]

@@ -130,23 +130,31 @@ def sample_rows(repertoire: EncodedRepertoire, n: int, rng: np.random.Generator,
     return np.sort(np.argpartition(keys, size - n)[size - n:])
 
 
-def make_batch(repertoires: list[EncodedRepertoire], rows: list[np.ndarray] | None = None) -> Batch:
-    """Concatenate (selected rows of) repertoires into one batch."""
+def make_batch(repertoires: list[EncodedRepertoire], rows: list[np.ndarray] | None = None,
+               noise: list[np.ndarray] | None = None, sort_by_length: bool = False) -> Batch:
+    """Concatenate (selected rows of) repertoires into one batch.
+
+    `noise` gives per-row values carried along (Gumbel noise for training); `sort_by_length`
+    orders the batch's sequences by length, as `DeepRC.embed(presorted=True)` expects.
+    """
     if rows is None:
         rows = [np.arange(len(r)) for r in repertoires]
     width = max(r.codes.shape[1] for r in repertoires)
-    total = sum(len(idx) for idx in rows)
-    codes = np.full((total, width), PAD_CODE, dtype=np.uint8)
-    lengths = np.empty(total, dtype=np.int64)
-    counts = np.empty(total, dtype=np.float32)
-    bag_index = np.empty(total, dtype=np.int64)
+    lengths = np.concatenate([np.take(r.lengths, idx) for r, idx in zip(repertoires, rows)]).astype(np.int64)
+    counts = np.concatenate([np.take(r.counts, idx) for r, idx in zip(repertoires, rows)]).astype(np.float32)
+    bag_index = np.repeat(np.arange(len(repertoires), dtype=np.int64), [len(idx) for idx in rows])
+    codes = np.full((len(lengths), width), PAD_CODE, dtype=np.uint8)
     start = 0
-    for bag, (repertoire, idx) in enumerate(zip(repertoires, rows)):
-        stop = start + len(idx)
-        codes[start:stop, : repertoire.codes.shape[1]] = repertoire.codes[idx]
-        lengths[start:stop] = repertoire.lengths[idx]
-        counts[start:stop] = repertoire.counts[idx]
-        bag_index[start:stop] = bag
-        start = stop
+    for repertoire, idx in zip(repertoires, rows):
+        codes[start:start + len(idx), : repertoire.codes.shape[1]] = np.take(repertoire.codes, idx, axis=0)
+        start += len(idx)
+    extra = np.concatenate(noise).astype(np.float32) if noise else None
+    if sort_by_length:
+        # Radix sort: lengths fit in 16 bits, and numpy's stable sort of small integers is O(n).
+        order = np.argsort(lengths.astype(np.uint16), kind="stable")
+        codes, lengths, counts, bag_index = (np.take(codes, order, axis=0), lengths[order], counts[order],
+                                             bag_index[order])
+        extra = extra[order] if extra is not None else None
     return Batch(codes=torch.from_numpy(codes), lengths=torch.from_numpy(lengths), counts=torch.from_numpy(counts),
-                 bag_index=torch.from_numpy(bag_index), n_bags=len(repertoires))
+                 bag_index=torch.from_numpy(bag_index), n_bags=len(repertoires),
+                 noise=torch.from_numpy(extra) if extra is not None else None)

@@ -87,11 +87,6 @@ class _Labels:
         return self.values[index], self.present[index]
 
 
-def _sorted_batch(batch: Batch) -> Batch:
-    """The batch's sequences ordered by length (the model then skips sorting)."""
-    return batch.select(np.argsort(batch.lengths.numpy().astype(np.uint16), kind="stable"))
-
-
 def _batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, first_update: int, pin: bool,
              context: Context) -> Iterator[tuple[int, list[str], Batch]]:
     """This process's share of each update's repertoires, sampled and sorted by length.
@@ -111,10 +106,7 @@ def _batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, 
             rows.append(sample_rows(repertoire, config.sequences_per_bag, rng, config.sampling))
             if config.selection == "sample":
                 noise.append(rng.gumbel(size=len(rows[-1])).astype(np.float32))
-        batch = make_batch(repertoires, rows)
-        if noise:
-            batch.noise = torch.from_numpy(np.concatenate(noise))
-        batch = _sorted_batch(batch)
+        batch = make_batch(repertoires, rows, noise or None, sort_by_length=True)
         yield update, [train_ids[i] for _, i in mine], batch.pin_memory() if pin else batch
 
 
