@@ -1,0 +1,43 @@
+// repclass combine: per-sample stores (REPCLASS_INGEST) -> one store (the gather half).
+// The parts are copied with their checksums checked; the raw files are not read again.
+process REPCLASS_COMBINE {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(parts, stageAs: 'parts/*')
+
+    output:
+    tuple val(meta), path("*.store"), emit: store
+    path "versions.yml"             , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    repclass combine \\
+        ${parts} \\
+        --out ${prefix}.store \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        repclass: \$(repclass --version)
+    END_VERSIONS
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}.store/repertoires
+    touch ${prefix}.store/manifest.json ${prefix}.store/samples.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        repclass: \$(repclass --version)
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,56 @@
+// repclass train: one DeepRC model on a store. With meta.folds and meta.fold set, trains that
+// fold of a k-fold cross-validation (one task per fold: --folds K --fold i).
+// Seed, updates, architecture, ...: task.ext.args (e.g. "--seed 0 --updates 2000").
+// On a GPU (label process_gpu; ext.use_gpu set by the `gpu` profile) it runs with --device cuda.
+process REPCLASS_TRAIN {
+    tag "${meta.id}"
+    label 'process_medium'
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(store)
+    val target
+
+    output:
+    tuple val(meta), path("*.model")                   , emit: model
+    tuple val(meta), path("*.model/model.safetensors") , emit: safetensors
+    tuple val(meta), path("*.model/metrics.tsv")       , emit: metrics
+    tuple val(meta), path("*.model/predictions.tsv")   , emit: predictions
+    path "versions.yml"                                , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    def fold = meta.fold ? "--folds ${meta.folds} --fold ${meta.fold}" : ''
+    def device = task.ext.use_gpu ? 'cuda' : 'cpu'
+    """
+    repclass train \\
+        ${store} \\
+        --target '${target}' \\
+        --out ${prefix}.model \\
+        ${fold} \\
+        --device ${device} \\
+        --threads ${task.cpus} \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        repclass: \$(repclass --version)
+    END_VERSIONS
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}.model
+    touch ${prefix}.model/model.safetensors ${prefix}.model/metrics.tsv ${prefix}.model/predictions.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        repclass: \$(repclass --version)
+    END_VERSIONS
+    """
+}
