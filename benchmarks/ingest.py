@@ -15,7 +15,6 @@ import argparse
 import gzip
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -109,8 +108,8 @@ def main() -> None:
 
     print(f"# ingest benchmark: {args.rows:,} rows, {args.threads} threads, {platform.processor() or platform.machine()}"
           f", {os.cpu_count()} cores, python {platform.python_version()}")
-    print(f"| file | method | seconds | rows/s | peak RSS (MB) | x reference |")
-    print(f"|---|---|---:|---:|---:|---:|")
+    print("| file | method | seconds | rows/s | peak RSS (MB) | x reference |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, method, seconds, rate, rss, ratio in rows:
         print(f"| {name} | {method} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss:.0f} | {ratio:.2f} |")
 

@@ -23,10 +23,12 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_data"
@@ -58,14 +60,6 @@ def _attended_implanted(model_path: Path, store, samples: list[str], implanted: 
         junctions = table["junction_aa"].to_list()
         found += sum((sample_id, junctions[r]) in implanted for r in rows)
     return found
-
-
-def _git_head() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -111,7 +105,7 @@ def main() -> None:
     print(f"repclass motifs ground truth: example_data ({len(store)} repertoires, {MOTIF} in 1% of positives)")
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}; "
-          f"git {_git_head()}")
+          f"git {commit()}")
     print(f"test metrics: {model.metrics['test']['status']}")
     rows = [
         ("analysed repertoires", f"{len(result.samples)} predicted +, of which "

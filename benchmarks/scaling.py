@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path

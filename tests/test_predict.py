@@ -1,6 +1,5 @@
 """repclass predict and the model file: scoring stores and raw files, attention export, refusals."""
 import json
-import shutil
 
 import polars as pl
 import pytest

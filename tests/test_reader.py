@@ -1,9 +1,7 @@
-import gzip
 
-import polars as pl
 import pytest
 
-from conftest import AIRR_HEADER, PUBLIC_DATA, write_airr, write_table
+from conftest import PUBLIC_DATA, write_airr, write_table
 from repclass.errors import InputFileError, UsageError
 from repclass.reader import ReadOptions, read_repertoire
 
