@@ -32,7 +32,3 @@ def encode(sequence: str) -> np.ndarray:
     """Codes of one sequence (uint8)."""
     return encode_flat(np.frombuffer(sequence.encode("ascii"), dtype=np.uint8))
 
-
-def decode(codes: np.ndarray) -> str:
-    """The sequence of a code vector, padding dropped."""
-    return "".join(AMINO_ACIDS[c] for c in np.asarray(codes) if c < N_AMINO_ACIDS)

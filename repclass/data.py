@@ -113,9 +113,6 @@ class Batch:
     def pin_memory(self) -> "Batch":
         return self._map(lambda t: t.pin_memory())
 
-    def select(self, rows: torch.Tensor | np.ndarray) -> "Batch":
-        rows = torch.as_tensor(rows)
-        return self._map(lambda t: t[rows])
 
 
 def sample_rows(repertoire: EncodedRepertoire, n: int, rng: np.random.Generator, mode: str) -> np.ndarray:

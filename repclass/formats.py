@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputFileError
@@ -229,7 +229,3 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
         header_line=line_number,
     )
 
-
-def with_convention(layout: FileLayout, convention: str) -> FileLayout:
-    """A copy of a layout with its junction convention set by the user."""
-    return replace(layout, convention=convention)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import platform
 
 import torch
@@ -68,6 +67,3 @@ def describe(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
 
-
-def worker_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -33,8 +33,6 @@ STORE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SAMPLES_NAME = "samples.tsv"
 REPERTOIRE_DIR = "repertoires"
-#: Columns of samples.tsv that are not labels.
-STAT_COLUMNS = ("n_sequences", "n_templates", "rows_read", "rows_kept")
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")

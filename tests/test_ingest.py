@@ -129,3 +129,12 @@ def test_mixed_conventions_are_refused(small_cohort, tmp_path):
     from repclass.reader import ReadOptions
     store = ingest(sheet, tmp_path / "store", [folder], options=ReadOptions(convention="cdr3"))
     assert store.read("s3")["junction_aa"].to_list() == ["ASSLGQETQY"]
+
+
+def test_store_iterates_its_repertoires(small_cohort, tmp_path):
+    sheet, folder = small_cohort
+    store = ingest(sheet, tmp_path / "store", [folder])
+    tables = dict(store.iter_tables(["junction_aa"]))
+    assert list(tables) == ["s1", "s2", "s3"]
+    assert tables["s2"].columns == ["junction_aa"] and tables["s2"].height == 1
+    assert store.n_sequences() == {"s1": 2, "s2": 1, "s3": 1}
