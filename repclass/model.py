@@ -156,7 +156,9 @@ class DeepRC(nn.Module):
         aa = torch.cat([aa, aa.new_zeros(k, 1, d)], dim=1).reshape(k * (N_AMINO_ACIDS + 1), d)  # (K*21, D)
         lengths = torch.arange(max_length + 1, device=aa.device)
         features = position_features(lengths, width)  # (L+1, 3, width)
-        position = F.conv1d(features, self.conv_weight[:, N_AMINO_ACIDS:, :], self.conv_bias)  # (L+1, D, T)
+        # fp32 even under autocast: these rows are added to fp32 look-ups, and cost next to nothing.
+        with torch.autocast(device_type=aa.device.type, enabled=False):
+            position = F.conv1d(features, self.conv_weight[:, N_AMINO_ACIDS:, :], self.conv_bias)  # (L+1, D, T)
         valid = torch.arange(n_windows, device=aa.device)[None, :] < (lengths.clamp(min=k) - k + 1)[:, None]
         position = position.transpose(1, 2).masked_fill(~valid[:, :, None], _MASKED)  # (L+1, T, D)
         return torch.cat([aa, position.reshape(-1, d)], dim=0), n_windows
@@ -257,7 +259,7 @@ class DeepRC(nn.Module):
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor, bag_index: torch.Tensor, n_bags: int,
                 counts: torch.Tensor | None = None, chunk_size: int = 8192, presorted: bool = False) -> torch.Tensor:
         embeddings = self.embed(codes, lengths, chunk_size, presorted)  # (n, D)
-        logits = self.attention_logits(embeddings, counts)  # (n,)
+        logits = self.attention_logits(embeddings, counts).float()  # (n,) fp32 softmax under autocast too
         weights = self.attention_weights(logits, bag_index, n_bags)  # (n,)
         return self.output(self.pool(embeddings, weights, bag_index, n_bags))  # (n_bags, n_outputs)
 
