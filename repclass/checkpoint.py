@@ -9,7 +9,6 @@ Loading checks all of it and refuses with a message that says what does not fit.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from .alphabet import AMINO_ACIDS
 from .config import ModelConfig
 from .errors import ModelFileError
 from .model import DeepRC
+from .store import write_file_atomically
 from .targets import Target
 
 MODEL_FORMAT = "repclass-model"
@@ -100,10 +100,8 @@ def save_model(path: str | Path, model: DeepRC, info: ModelInfo) -> Path:
     path = Path(path)
     tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous()
                for name, tensor in model.state_dict().items()}
-    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    save_file(tensors, str(temporary), metadata={_METADATA_KEY: json.dumps(info.to_dict(), sort_keys=True)})
-    os.replace(temporary, path)
-    return path
+    metadata = {_METADATA_KEY: json.dumps(info.to_dict(), sort_keys=True)}
+    return write_file_atomically(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
 
 
 def resolve_model_path(path: str | Path) -> Path:

@@ -183,6 +183,8 @@ def _prepare_compute(threads: int | None) -> None:
     set_threads(threads)
 
 
+chunk_option = click.option("--chunk-size", type=int, default=8192, show_default=True,
+                            help="Sequences embedded per chunk (memory only; results unchanged).")
 device_option = click.option("--device", default="auto", show_default=True,
                              help="auto (CUDA when available), cpu or cuda.")
 
@@ -230,8 +232,7 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.option("--checkpoint-every", type=int, default=0, show_default=True,
               help="Updates between resumable checkpoints (0: at every evaluation).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
-@click.option("--chunk-size", type=int, default=8192, show_default=True,
-              help="Sequences per chunk in the no-gradient pass (memory only; results unchanged).")
+@chunk_option
 @click.option("--cache-gb", type=float, default=4.0, show_default=True,
               help="Memory for decoded repertoires kept between updates.")
 @device_option
@@ -308,8 +309,7 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
               help="Also write each repertoire's top-N sequences by attention weight.")
 @click.option("--attention-out", type=click.Path(path_type=Path), default=None,
               help="Where to write them (default: <out stem>.attention.tsv).")
-@click.option("--chunk-size", type=int, default=8192, show_default=True,
-              help="Sequences per chunk (memory only; results unchanged).")
+@chunk_option
 @device_option
 @force_option
 @threads_option

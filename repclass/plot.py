@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .store import write_file_atomically
+
 
 def _pyplot():
     import matplotlib
@@ -28,9 +30,8 @@ def save_figure(figure, path: Path) -> None:
         metadata = {"Date": None}
     elif suffix == ".pdf":
         metadata = {"CreationDate": None, "ModDate": None}
-    temporary = path.parent / f".{path.name}.tmp"
-    figure.savefig(temporary, format=suffix.lstrip("."), metadata=metadata, dpi=120, bbox_inches="tight")
-    temporary.replace(path)
+    write_file_atomically(path, lambda temporary: figure.savefig(temporary, format=suffix.lstrip("."),
+                                                                 metadata=metadata, dpi=120, bbox_inches="tight"))
 
 
 def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +26,7 @@ from .reader import ReadOptions, read_repertoire
 from .runtime import resolve_device
 from .scoring import score_repertoire
 from .sheet import file_stem
-from .store import MANIFEST_NAME, Store
+from .store import MANIFEST_NAME, Store, write_file_atomically
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +86,7 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
 
 
 def _write_tsv(table: pl.DataFrame, path: Path) -> None:
-    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    table.write_csv(temporary, separator="\t", float_precision=6)
-    temporary.replace(path)
+    write_file_atomically(path, lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
 
 
 def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, samples: Sequence[str] | None = None,
@@ -154,9 +151,8 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                 metrics[target.column] = target.metrics(all_outputs, values, present)
     _write_tsv(table, out)
     if metrics is not None:
-        temporary = metrics_path.parent / f".{metrics_path.name}.tmp-{os.getpid()}"
-        temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        temporary.replace(metrics_path)
+        text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+        write_file_atomically(metrics_path, lambda temporary: temporary.write_text(text))
     if attention_top_n > 0:
         _write_tsv(pl.concat(attention_tables), attention_path)
     return PredictResult(path=out, table=table, metrics=metrics,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -84,17 +85,12 @@ def _translate_unique(values: list[str]) -> dict[str, str]:
     return table
 
 
-def _gene_map(series: pl.Series) -> pl.Series:
-    uniques = series.drop_nulls().unique().to_list()
-    mapping = {name: None if name.strip() in _NULLS else normalise_gene(name) for name in uniques}
+def _map_distinct(series: pl.Series, function: Callable[[str], str | None]) -> pl.Series:
+    """`function` applied to a low-cardinality column once per distinct value (null spellings -> null)."""
+    mapping = {value: None if value.strip() in _NULLS else function(value)
+               for value in series.drop_nulls().unique().to_list()}
     if all(k == v for k, v in mapping.items()):
         return series
-    return series.replace_strict(mapping, default=None, return_dtype=pl.String)
-
-
-def _upper_distinct(series: pl.Series) -> pl.Series:
-    """Trimmed, upper-cased values of a low-cardinality column, computed once per distinct value."""
-    mapping = {v: v.strip().upper() for v in series.drop_nulls().unique().to_list()}
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
@@ -233,11 +229,11 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
             if "stop_codon" in df.columns:
                 flags["non_productive"] = flags["non_productive"] | _flag_is(df, "stop_codon", layout, True)
     no_calls = pl.repeat(None, rows_read, dtype=pl.String, eager=True)
-    v_call = _gene_map(df["v_call"]) if "v_call" in df.columns else no_calls
-    j_call = _gene_map(df["j_call"]) if "j_call" in df.columns else no_calls
+    v_call = _map_distinct(df["v_call"], normalise_gene) if "v_call" in df.columns else no_calls
+    j_call = _map_distinct(df["j_call"], normalise_gene) if "j_call" in df.columns else no_calls
     if options.locus is not None:
         if "locus" in df.columns:
-            locus = _upper_distinct(df["locus"])
+            locus = _map_distinct(df["locus"], lambda value: value.strip().upper())
         else:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
             locus = v_call.str.slice(0, 3).fill_null(j_call.str.slice(0, 3))
         flags["locus"] = locus.fill_null("") != options.locus

@@ -20,7 +20,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import polars as pl
 
@@ -68,13 +68,31 @@ class SampleRecord:
     sha256: str = ""
 
 
+def temporary_sibling(final: Path) -> Path:
+    """Where an output is written before it is renamed into place (hidden, same folder)."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}"
+
+
+def write_file_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Write one file through `write(temporary)`, then rename it into place: a reader (or a
+    pipeline after a killed job) never sees half a file."""
+    path = Path(path)
+    temporary = temporary_sibling(path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def write_atomically(final: Path, force: bool) -> Path:
     """Check an output path and return a temporary sibling to write into (see `publish`)."""
     final = Path(final)
     if final.exists() and not force:
         raise OutputExistsError(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    temporary = temporary_sibling(final)
     if temporary.exists():
         shutil.rmtree(temporary) if temporary.is_dir() else temporary.unlink()
     return temporary

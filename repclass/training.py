@@ -34,7 +34,7 @@ from .progress import progress
 from .runtime import autocast, describe, resolve_device
 from .scoring import score_repertoire
 from .splits import SPLITS, column_split, kfold_splits, random_split
-from .store import Store, publish
+from .store import Store, publish, write_file_atomically
 from .targets import Target, assign_offsets, infer_target, total_loss
 
 log = logging.getLogger(__name__)
@@ -257,10 +257,9 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     def save_checkpoint() -> None:
         if not context.is_main:
             return
-        temporary = work / f".{CHECKPOINT_NAME}.tmp"
-        torch.save({"settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "best_model": best_weights, "state": state}, temporary)
-        temporary.replace(checkpoint_path)
+        checkpoint = {"settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "best_model": best_weights, "state": state}
+        write_file_atomically(checkpoint_path, lambda temporary: torch.save(checkpoint, temporary))
 
     log.info("%straining on %d repertoires (validation %d, test %d), %s%s, targets: %s", label, len(ids["train"]),
              len(ids["validation"]), len(ids["test"]), describe(device),
