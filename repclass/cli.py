@@ -27,8 +27,21 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RepclassError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            # The file system said no (disk full, permissions, a path that vanished): one line,
+            # exit 1, never a traceback. Library code names the file where it can.
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {_one_line(where + (exc.strerror or str(exc)))}", err=True)
+            sys.exit(1)
+
+
+def _one_line(message: str, limit: int = 2000) -> str:
+    """A message as one printable line: control characters (terminal escape codes, line breaks
+    from quoted input) escaped, and cut if some quoted input made it huge."""
+    cleaned = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + f"... ({len(cleaned)} characters)"
 
 
 def _configure_logging(quiet: bool) -> None:

@@ -48,3 +48,29 @@ class UsageError(RepclassError):
     """Options that contradict each other or the data (CLI exit code 2)."""
 
     exit_code = 2
+
+
+class OutputError(RepclassError):
+    """An output that cannot be written where it was asked for (missing or unwritable folder)."""
+
+
+class OutputLockedError(RepclassError):
+    """Another process is writing the same output right now."""
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """A short, escaped quotation of user data for a message: repr() escapes terminal control
+    codes and other unprintable characters, and long values (binary garbage, a 1 MB header line)
+    are cut to `limit` characters."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", errors="backslashreplace")
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + f"... ({len(text)} characters)"
+    return repr(text)
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """Like `excerpt`, without quotes: for listings (a header's column names) inside a message."""
+    cleaned = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + f"... ({len(cleaned)} characters)"

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputFileError
+from .errors import InputFileError, shorten
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -163,6 +163,9 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
         raise InputFileError(path, "is a folder, expected a repertoire file")
     compression = detect_compression(path)
     head = _head_bytes(path, compression)
+    if not head.strip() and compression != "none":
+        raise InputFileError(path, f"the {compression} data decompresses to nothing: the file is truncated, corrupt or "
+                                   "empty; copy it again")
     line, line_number = _first_line(head, path)
     separator = "\t" if line.count("\t") >= line.count(",") else ","
     # Quoted headers (some R exports quote every field) are read with the quotes removed.
@@ -211,7 +214,7 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
     if "junction_aa" not in columns and "junction_nt" not in columns:
         raise InputFileError(
             path,
-            f"no junction column in the header; columns seen: {', '.join(header)}; names accepted: "
+            f"no junction column in the header; columns seen: {shorten(', '.join(header))}; names accepted: "
             f"{', '.join(JUNCTION_AA_COLUMNS + JUNCTION_NT_COLUMNS)}; "
             "name the column with --junction-column",
             line=line_number,

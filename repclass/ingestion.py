@@ -48,8 +48,10 @@ def ingest(
     options = options or ReadOptions()
     sample_sheet = read_sheet(sheet, id_column=id_column)
     pairs = match_files(sample_sheet, list(inputs), only=list(samples) if samples is not None else None)
+    # Everything this command reads: the store may not equal, contain or lie inside any of it.
+    read_paths = [Path(sheet), *[Path(p) for p in inputs], *pairs.values()]
     with StoreWriter(out, convention=options.convention, read_options=_options_manifest(options),
-                     label_columns=sample_sheet.label_columns, force=force) as writer, \
+                     label_columns=sample_sheet.label_columns, force=force, inputs=read_paths) as writer, \
             ThreadPoolExecutor(max_workers=1) as hasher, \
             progress(len(pairs), "ingest") as bar:
         conventions: dict[str, str] = {}
@@ -110,7 +112,7 @@ def combine(parts: Sequence[str | Path], out: str | Path, *, force: bool = False
         label_columns += [c for c in store.label_columns if c not in label_columns]
     seen: dict[str, Path] = {}
     with StoreWriter(out, convention=first.junction_convention, read_options=first.manifest["read_options"],
-                     label_columns=label_columns, force=force) as writer:
+                     label_columns=label_columns, force=force, inputs=[Path(p) for p in parts]) as writer:
         for store in stores:
             for record in store.records():
                 if record.sample_id in seen:

@@ -16,7 +16,7 @@ from typing import Callable
 import polars as pl
 
 from .alphabet import AMINO_ACIDS, INVALID_RESIDUE_PATTERN
-from .errors import InputFileError, UsageError
+from .errors import InputFileError, UsageError, excerpt
 from .formats import NULL_VALUES, ColumnOverrides, FileLayout, sniff
 from .genes import LOCI, normalise_gene
 
@@ -27,6 +27,12 @@ DROP_REASONS = ("missing_junction", "non_productive", "locus", "invalid_residue"
 CONVENTIONS = ("junction", "cdr3")
 #: Columns of a repertoire table in the store.
 STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
+
+#: The largest clone count accepted: about the number of T cells in a human body. Larger
+#: values are damage (an overflowed export), and they could wrap the 64-bit template sums.
+MAX_COUNT = 10**12
+#: The longest junction the store holds: lengths are kept as uint16 when repertoires are encoded.
+MAX_JUNCTION_LENGTH = 65_535
 
 _NULLS = set(NULL_VALUES)
 _TRUE = {"t", "true", "1", "yes", "y", "in"}
@@ -115,27 +121,39 @@ def _flag_is(df: pl.DataFrame, column: str, layout: FileLayout, wanted: bool) ->
     return raw.is_in(matching).fill_null(False)
 
 
+def _counts_fit(values: pl.Series) -> bool:
+    return (values.min() or 0) >= 0 and (values.max() or 0) <= MAX_COUNT
+
+
 def _parse_counts(df: pl.DataFrame, layout: FileLayout) -> pl.Series:
     if "count" not in df.columns:
         return pl.repeat(1, df.height, dtype=pl.Int64, eager=True).alias("count")
     raw = df["count"]
-    if raw.dtype == pl.Int64:  # read as integers: only the sign is left to check
-        if (raw.min() or 0) >= 0:
+    if raw.dtype == pl.Int64:  # read as integers: only the range is left to check
+        if _counts_fit(raw):
             return raw.fill_null(1).alias("count")
         raw = raw.cast(pl.String)
     as_int = raw.str.strip_chars().str.to_integer(strict=False)
-    if as_int.null_count() == raw.null_count() and (as_int.min() or 0) >= 0:
+    if as_int.null_count() == raw.null_count() and _counts_fit(as_int):
         return as_int.fill_null(1).alias("count")  # the common case: whole numbers
-    raw = pl.select(pl.when(raw.str.strip_chars().is_in(NULL_VALUES)).then(None).otherwise(raw)).to_series()
+    # Null spellings mean "one clone", but NaN is refused: it is what a failed computation
+    # writes, and reading it as 1 would hide that.
+    stripped = raw.str.strip_chars()
+    is_null = stripped.is_in([v for v in NULL_VALUES if v.lower() != "nan"])
+    raw = pl.select(pl.when(is_null).then(None).otherwise(raw)).to_series()
     parsed = raw.str.strip_chars().cast(pl.Float64, strict=False)
-    bad = (raw.is_not_null() & (parsed.is_null() | parsed.is_nan() | parsed.is_infinite())) | (parsed < 0)
+    bad = (raw.is_not_null() & (parsed.is_null() | parsed.is_nan() | parsed.is_infinite())) | (parsed < 0) \
+        | (parsed > MAX_COUNT)
     if bad.any():
         row = int(bad.arg_true()[0])
         value = raw[row]
-        problem = "is negative" if (parsed[row] is not None and parsed[row] < 0) else "is not a number"
-        raise InputFileError(layout.path, f"count {value!r} in column {layout.columns['count']!r} {problem}; "
-                                          "counts must be non-negative numbers (fix the row or give another "
-                                          "column with --count-column)", line=layout.header_line + 1 + row)
+        number = parsed[row]
+        problem = ("is negative" if number is not None and number < 0 else
+                   f"is larger than any clone can be (at most {MAX_COUNT:.0e})" if number is not None
+                   and number > MAX_COUNT and number != float("inf") else "is not a number")
+        raise InputFileError(layout.path, f"count {excerpt(value)} in column {excerpt(layout.columns['count'])} "
+                                          f"{problem}; counts must be non-negative numbers (fix the row or give "
+                                          "another column with --count-column)", line=layout.header_line + 1 + row)
     # Missing counts mean one clone; fractional counts (MiXCR) round to the nearest whole one, but a
     # present clone never rounds to zero.
     filled = parsed.fill_null(1.0)
@@ -181,8 +199,38 @@ def _read_columns(layout: FileLayout, skip: set[str] = frozenset(), typed_counts
 
 def _parse_error(layout: FileLayout, exc: Exception) -> InputFileError:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return InputFileError(layout.path, f"cannot parse the table ({first_line}); check that every row has "
-                                       "as many fields as the header")
+    if "utf-8" in first_line.lower() or "utf8" in first_line.lower():
+        line = _first_non_utf8_line(layout)
+        return InputFileError(layout.path, "is not UTF-8 text (Latin-1 or another legacy encoding?); convert it, "
+                                           "e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`", line=line)
+    return InputFileError(layout.path, f"cannot parse the table ({excerpt(first_line, 120)}); check that every row "
+                                       "has as many fields as the header")
+
+
+def _first_non_utf8_line(layout: FileLayout) -> int | None:
+    """The number of the first line that is not valid UTF-8 (streamed; only on the error path)."""
+    import gzip
+    import io
+
+    try:
+        if layout.compression == "gzip":
+            handle = gzip.open(layout.path, "rb")
+        elif layout.compression == "zstd":
+            import zstandard
+
+            handle = zstandard.ZstdDecompressor().stream_reader(open(layout.path, "rb"), closefd=True)
+        else:
+            handle = open(layout.path, "rb")
+        with handle:
+            buffered = handle if layout.compression == "none" else io.BufferedReader(handle)
+            for number, line in enumerate(buffered, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except Exception:  # noqa: BLE001 - only for a better message; the caller reports the file anyway
+        return None
+    return None
 
 
 def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> RepertoireRead:
@@ -255,8 +303,24 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
                          "duplicate_count": counts}).filter(keep)
     if layout.convention == "junction" and convention == "cdr3":
         kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
+    _check_lengths(junction, keep, layout)
     table = _merge_identical(kept).cast(STORE_COLUMNS)
+    if table.height and table["duplicate_count"].cast(pl.Float64).sum() >= 2.0**62:
+        raise InputFileError(layout.path, "the clone counts add up to more than 2^62 templates; the count column "
+                                          f"{excerpt(layout.columns.get('count', ''))} is damaged: fix the file or "
+                                          "give another column with --count-column")
     return RepertoireRead(table=table, layout=layout, convention=convention, rows_read=rows_read, dropped=dropped)
+
+
+def _check_lengths(junction: pl.Series, keep: pl.Series, layout: FileLayout) -> None:
+    """Refuse a kept junction longer than the store can encode (names the line)."""
+    too_long = keep & (junction.str.len_bytes().fill_null(0) > MAX_JUNCTION_LENGTH)
+    if too_long.any():
+        row = int(too_long.arg_true()[0])
+        raise InputFileError(layout.path, f"junction of {junction.str.len_bytes()[row]} residues (starting "
+                                          f"{excerpt(junction[row][:20])}); junctions longer than "
+                                          f"{MAX_JUNCTION_LENGTH} residues are not CDR3s: fix or remove the row",
+                             line=layout.header_line + 1 + row)
 
 
 _VALID = f"^[{AMINO_ACIDS}]+$"

@@ -6,16 +6,18 @@ decided when a model is trained on them (`targets.py`).
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SheetError
+from .errors import SheetError, excerpt
 from .formats import NULL_VALUES
 
 ID_COLUMNS = ("sample_id", "repertoire_id", "sample", "sample_name", "id", "subject_id", "filename", "file")
 FILE_COLUMNS = ("file", "filename", "path", "file_path", "repertoire_file")
 #: Suffixes stripped from file names when matching them to sample ids.
 _SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".tsv", ".csv", ".txt", ".tab", ".airr")
+_UNSTORABLE = re.compile(r'["\x00-\x1f\x7f]')
 REPERTOIRE_SUFFIXES = (".tsv", ".csv", ".txt", ".tab", ".gz", ".zst", ".zstd")
 
 
@@ -69,10 +71,18 @@ def read_sheet(path: str | Path, id_column: str | None = None) -> SampleSheet:
     path = Path(path)
     if not path.exists():
         raise SheetError(path, "no such sample sheet")
+    if path.is_dir():
+        raise SheetError(path, "is a folder; the first argument is the sample sheet (a TSV/CSV file), the "
+                               "repertoire files or folders come after it")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SheetError(path, f"not a text file ({exc})") from exc
+        line = data[: exc.start].count(b"\n") + 1
+        raise SheetError(path, "is not UTF-8 text (Latin-1 or another legacy encoding?); convert it, e.g. "
+                               "`iconv -f latin1 -t utf-8 SHEET > SHEET.utf8`", line=line) from exc
+    except OSError as exc:
+        raise SheetError(path, f"cannot be read ({exc.strerror})") from exc
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise SheetError(path, "the sample sheet is empty; expected a header row and one row per repertoire")
@@ -104,6 +114,12 @@ def read_sheet(path: str | Path, id_column: str | None = None) -> SampleSheet:
         raw_id = record[id_column]
         if raw_id is None:
             raise SheetError(path, f"empty sample id in column {id_column!r}", line=line_number)
+        for name, value in record.items():
+            # The store's samples.tsv is read without quoting: these characters could not be read back.
+            if value is not None and _UNSTORABLE.search(value):
+                what = "sample id" if name == id_column else f"value in column {excerpt(name)}"
+                raise SheetError(path, f"{what} {excerpt(value)} holds a quote, tab, line break or control "
+                                       "character, which a store cannot hold; rename it", line=line_number)
         sample_id = file_stem(raw_id) if id_column in FILE_COLUMNS else raw_id
         if sample_id in seen:
             raise SheetError(path, f"duplicate sample id {sample_id!r} (first on line {seen[sample_id]}); "

@@ -13,20 +13,23 @@ byte-identical files.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator, Sequence
 
 import polars as pl
 
 from ._version import __version__
 from .alphabet import AMINO_ACIDS
-from .errors import OutputExistsError, StoreError
+from .errors import OutputExistsError, StoreError, excerpt
+# Re-exported: these lived here before repclass.files existed, and other modules import them from here.
+from .files import (check_replaceable, claim_output, output_kind, prepare_parent, publish, sha256_of,  # noqa: F401
+                    temporary_sibling, write_file_atomically)
 
 STORE_FORMAT = "repclass-store"
 STORE_FORMAT_VERSION = 1
@@ -36,14 +39,6 @@ REPERTOIRE_DIR = "repertoires"
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def sha256_of(path: str | Path, chunk_size: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def repertoire_filename(sample_id: str) -> str:
@@ -68,62 +63,48 @@ class SampleRecord:
     sha256: str = ""
 
 
-def temporary_sibling(final: Path) -> Path:
-    """Where an output is written before it is renamed into place (hidden, same folder)."""
-    return final.parent / f".{final.name}.tmp-{os.getpid()}"
+def write_atomically(final: Path, force: bool, kind: str | None = None) -> Path:
+    """Check an output path and return a temporary sibling to write into (see `publish`).
 
-
-def write_file_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Write one file through `write(temporary)`, then rename it into place: a reader (or a
-    pipeline after a killed job) never sees half a file."""
-    path = Path(path)
-    temporary = temporary_sibling(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-def write_atomically(final: Path, force: bool) -> Path:
-    """Check an output path and return a temporary sibling to write into (see `publish`)."""
+    With `kind`, an existing output is only replaced when it is a repclass output of that kind
+    (`files.check_replaceable`); callers that already checked (under `files.claim_output`) omit it.
+    """
     final = Path(final)
-    if final.exists() and not force:
+    if kind is not None:
+        check_replaceable(final, kind, force)
+    elif final.exists() and not force:
         raise OutputExistsError(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    prepare_parent(final)
     temporary = temporary_sibling(final)
     if temporary.exists():
         shutil.rmtree(temporary) if temporary.is_dir() else temporary.unlink()
     return temporary
 
 
-def publish(temporary: Path, final: Path) -> None:
-    """Move a finished temporary output into place, replacing an old one only at the very end."""
-    final = Path(final)
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(temporary, final)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    else:
-        os.replace(temporary, final)
-
-
 class StoreWriter:
     """Builds a store in a temporary folder; `commit()` moves it into place.
 
     Use as a context manager: leaving the block with an exception removes the temporary folder.
+    While the writer is open it holds the output's lock (`files.claim_output`): a second ingest
+    to the same store fails at once instead of replacing this one's store. `inputs` are the
+    paths the command reads; the store may not equal, contain or lie inside any of them.
     """
 
     def __init__(self, path: str | Path, *, convention: str, read_options: dict[str, Any],
-                 label_columns: list[str], force: bool = False) -> None:
+                 label_columns: list[str], force: bool = False, inputs: Sequence[str | Path] = ()) -> None:
         self.path = Path(path)
         self.convention = convention
         self.read_options = read_options
         self.label_columns = list(label_columns)
-        self._temporary = write_atomically(self.path, force)
-        (self._temporary / REPERTOIRE_DIR).mkdir(parents=True)
+        self._force = force
+        self._claim = contextlib.ExitStack()
+        self._claim.enter_context(claim_output(self.path, "store", inputs=inputs, force=force))
+        try:
+            self._temporary = write_atomically(self.path, force)
+            (self._temporary / REPERTOIRE_DIR).mkdir(parents=True)
+        except BaseException:
+            self._claim.close()
+            raise
         self._records: dict[str, SampleRecord] = {}
         self._files: set[str] = set()
 
@@ -133,6 +114,7 @@ class StoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+        self._claim.close()
 
     def _claim_file(self, record: SampleRecord) -> str:
         if record.sample_id in self._records:
@@ -166,6 +148,7 @@ class StoreWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self._temporary, ignore_errors=True)
+        self._claim.close()
 
     def commit(self) -> "Store":
         if not self._records:
@@ -185,7 +168,8 @@ class StoreWriter:
         }
         # The manifest is written last: a folder without it is never taken for a store.
         (self._temporary / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        publish(self._temporary, self.path)
+        publish(self._temporary, self.path, replace=self._force)
+        self._claim.close()
         return Store.open(self.path)
 
 
@@ -207,6 +191,29 @@ def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.
     schema = {name: (pl.String if name in label_columns or name in ("sample_id", *SOURCE_COLUMNS) else pl.Int64)
               for name in data}
     return pl.DataFrame(data, schema=schema)
+
+
+#: Files whose checksum was verified in this process, by (path, size, mtime): each repertoire
+#: file is hashed once per run, when it is first read, not at every read.
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def _verify_once(path: Path, expected: str) -> None:
+    """Refuse a repertoire file whose sha256 differs from the manifest's (a flipped bit that
+    still decodes would otherwise change the junctions silently)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
+    if key in _VERIFIED:
+        return
+    if sha256_of(path) != expected:
+        raise StoreError(f"{path}: checksum differs from the one in the store's manifest; the file is damaged: "
+                         "ingest that sample again (or restore the store from a backup)")
+    _VERIFIED.add(key)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return excerpt(text.splitlines()[0], 120) if text else type(exc).__name__
 
 
 @dataclass
@@ -236,10 +243,26 @@ class Store:
         if version != STORE_FORMAT_VERSION:
             raise StoreError(f"{path}: store format version {version} is not supported by repclass {__version__} "
                              f"(it reads version {STORE_FORMAT_VERSION}); ingest the data again with this version")
+        entries = manifest.get("samples")
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and {"sample_id", "file", "sha256", "n_sequences"} <= set(e) for e in entries):
+            raise StoreError(f"{manifest_path}: the list of samples is missing or incomplete; the store is corrupt: "
+                             "ingest the data again")
         label_columns = manifest.get("label_columns", [])
+        samples_path = path / SAMPLES_NAME
+        if not samples_path.is_file():
+            raise StoreError(f"{samples_path}: missing from the store; the store is incomplete: ingest the data again")
         schema = {"sample_id": pl.String, **{c: pl.String for c in label_columns}}
-        samples = pl.read_csv(path / SAMPLES_NAME, separator="\t", schema_overrides=schema,
-                              null_values=[""], quote_char=None)
+        try:
+            samples = pl.read_csv(samples_path, separator="\t", schema_overrides=schema,
+                                  null_values=[""], quote_char=None)
+        except pl.exceptions.PolarsError as exc:
+            raise StoreError(f"{samples_path}: cannot be read ({_first_line(exc)}); the store is corrupt: ingest the "
+                             "data again") from exc
+        missing = {"sample_id", *label_columns} - set(samples.columns)
+        if missing or sorted(samples["sample_id"].to_list()) != sorted(e["sample_id"] for e in entries):
+            raise StoreError(f"{samples_path}: does not match {MANIFEST_NAME} (other samples or columns); the store "
+                             "is corrupt: ingest the data again")
         return cls(path=path, manifest=manifest, samples=samples)
 
     # --- what the store holds ---------------------------------------------------------------
@@ -276,18 +299,31 @@ class Store:
     def n_sequences(self) -> dict[str, int]:
         return {entry["sample_id"]: int(entry["n_sequences"]) for entry in self.manifest["samples"]}
 
-    def repertoire_path(self, sample_id: str) -> Path:
+    def _entry(self, sample_id: str) -> dict[str, Any]:
         for entry in self.manifest["samples"]:
             if entry["sample_id"] == sample_id:
-                return self.path / entry["file"]
-        raise StoreError(f"{self.path}: no sample {sample_id!r} in the store")
+                return entry
+        raise StoreError(f"{self.path}: no sample {excerpt(sample_id)} in the store")
+
+    def repertoire_path(self, sample_id: str) -> Path:
+        return self.path / self._entry(sample_id)["file"]
 
     def read(self, sample_id: str, columns: list[str] | None = None) -> pl.DataFrame:
         """One repertoire's table (all columns unless `columns` names some)."""
-        path = self.repertoire_path(sample_id)
-        if not path.exists():
+        entry = self._entry(sample_id)
+        path = self.path / entry["file"]
+        if not path.is_file():
             raise StoreError(f"{path}: repertoire file missing from the store; ingest the data again")
-        return pl.read_parquet(path, columns=columns)
+        _verify_once(path, entry["sha256"])
+        try:
+            table = pl.read_parquet(path, columns=columns)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise StoreError(f"{path}: cannot be decoded ({_first_line(exc)}); the store is corrupt: ingest that "
+                             "sample again") from exc
+        if table.height != int(entry["n_sequences"]):
+            raise StoreError(f"{path}: holds {table.height} sequences where the manifest says {entry['n_sequences']}; "
+                             "the store is corrupt: ingest that sample again")
+        return table
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
         for sample_id in self.sample_ids:
@@ -317,5 +353,4 @@ class Store:
             path = self.path / entry["file"]
             if not path.exists():
                 raise StoreError(f"{path}: repertoire file missing from the store")
-            if sha256_of(path) != entry["sha256"]:
-                raise StoreError(f"{path}: checksum differs from the manifest; the store is corrupt")
+            _verify_once(path, entry["sha256"])
