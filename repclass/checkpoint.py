@@ -26,6 +26,7 @@ from .targets import Target
 MODEL_FORMAT = "repclass-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_FILENAME = "model.safetensors"
+DESCRIPTION_FILENAME = "model.json"
 _METADATA_KEY = "repclass"
 
 
@@ -115,6 +116,11 @@ def resolve_model_path(path: str | Path) -> Path:
 
 def read_info(path: str | Path) -> ModelInfo:
     """The description of a model file, without loading its weights."""
+    path = resolve_model_path(path)
+    return ModelInfo.from_dict(_read_description(path), path)
+
+
+def _read_description(path: Path) -> dict[str, Any]:
     from safetensors import safe_open
 
     path = resolve_model_path(path)
@@ -129,7 +135,9 @@ def read_info(path: str | Path) -> ModelInfo:
         data = json.loads(metadata[_METADATA_KEY])
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: model description is not valid JSON ({exc})") from exc
-    return ModelInfo.from_dict(data, path)
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: model description is not a JSON object")
+    return data
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[DeepRC, ModelInfo]:
@@ -142,7 +150,11 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[De
         raise ModelFileError(f"{path}: model alphabet {info.alphabet!r} differs from this repclass's "
                              f"{AMINO_ACIDS!r}")
     model = DeepRC(info.model_config)
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors' own error types: a truncated or damaged file
+        raise ModelFileError(f"{path}: the weights cannot be read ({str(exc).splitlines()[0][:120] if str(exc) else exc!r}); "
+                             "the model file is truncated or damaged: copy it again") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -157,9 +169,33 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[De
              if tensors[name].shape != t.shape]
     if wrong:
         raise ModelFileError(f"{path}: weights of the wrong shape: {', '.join(wrong)}")
+    # A flipped exponent bit or an overflowed update gives NaN/inf weights, and then all-NaN or
+    # all-0 predictions with exit 0: refuse them, naming the tensor.
+    damaged = [name for name in sorted(tensors) if not bool(torch.isfinite(tensors[name]).all())]
+    if damaged:
+        raise ModelFileError(f"{path}: weights hold NaN or infinite values ({', '.join(damaged[:5])}"
+                             f"{' and more' if len(damaged) > 5 else ''}); the model file is damaged or the training "
+                             "diverged: use another copy or train again")
+    check_description(path)
     model.load_state_dict(tensors)
     model.eval()
     return model.to(device), info
+
+
+def check_description(path: str | Path) -> None:
+    """Refuse a model folder whose model.json does not describe its model file (one of them
+    was replaced or edited): the readable description must never mislead."""
+    path = resolve_model_path(path)
+    described = path.parent / DESCRIPTION_FILENAME
+    if not described.is_file():
+        return
+    try:
+        readable = json.loads(described.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{described}: not valid JSON ({exc}); the model folder is damaged: copy it again") from exc
+    if json.dumps(readable, sort_keys=True) != json.dumps(_read_description(path), sort_keys=True):
+        raise ModelFileError(f"{described}: does not describe {path.name} next to it (one of them was replaced or "
+                             "edited); copy the whole model folder again")
 
 
 def check_store_fits(info: ModelInfo, store_convention: str, store_alphabet: str, where: str) -> None:
@@ -169,4 +205,5 @@ def check_store_fits(info: ModelInfo, store_convention: str, store_alphabet: str
     if store_convention != info.junction_convention:
         raise ModelFileError(
             f"{where}: holds {store_convention} sequences but the model was trained on {info.junction_convention} "
-            f"sequences; ingest the data again with --convention {info.junction_convention}")
+            f"sequences; make a store with `repclass ingest ... --convention {info.junction_convention}` and score "
+            "that")

@@ -245,7 +245,8 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     convention = layout.convention if options.convention == "auto" else options.convention
     if layout.convention == "cdr3" and convention == "junction":
         raise UsageError(f"{layout.path}: column {layout.columns['junction_aa']!r} holds CDR3s without the "
-                         "conserved anchors; they cannot be turned into junctions: use --convention cdr3")
+                         "conserved anchors; they cannot be turned into junctions: ingest with --convention cdr3 "
+                         "(a model trained on junctions cannot score them)")
     # Columns that no option asks for are not parsed at all.
     unused = set()
     if options.locus is None:

@@ -36,13 +36,32 @@ def random_split(ids: list[str], strata: list[str | None], validation_fraction: 
             n_validation = 1
         for i, sample_id in enumerate(members):
             assignment[sample_id] = "test" if i < n_test else "validation" if i < n_test + n_validation else "train"
+    _check_split(assignment, validation_fraction)
     return assignment
+
+
+def _check_split(assignment: dict[str, str], validation_fraction: float) -> None:
+    """Refuse a split that cannot train or select a model (too few repertoires for the shares)."""
+    counts = {split: sum(1 for s in assignment.values() if s == split) for split in SPLITS}
+    shown = ", ".join(f"{counts[s]} {s}" for s in SPLITS)
+    if counts["train"] < 2:
+        raise UsageError(f"{len(assignment)} labelled repertoire(s) give {shown}: training needs at least 2 "
+                         "training repertoires; add repertoires (or lower --validation-fraction/--test-fraction)")
+    if validation_fraction > 0 and counts["validation"] == 0:
+        raise UsageError(f"{len(assignment)} labelled repertoire(s) give {shown}: no validation repertoire to select "
+                         "the model with; add repertoires, or pass --validation-fraction 0 to keep the last "
+                         "evaluation's model")
 
 
 def kfold_splits(ids: list[str], strata: list[str | None], n_folds: int, seed: int) -> list[dict[str, str]]:
     """k stratified folds; split i tests on fold i, validates on fold i+1, trains on the rest."""
     if n_folds < 3:
         raise UsageError(f"--folds needs at least 3 folds (test, validation and training), got {n_folds}")
+    if len(ids) < n_folds:
+        raise UsageError(f"--folds {n_folds} needs at least {n_folds} labelled repertoires (each fold tests on one "
+                         f"and validates on another), but there are {len(ids)}; use --folds {max(3, len(ids))} or "
+                         "fewer" if len(ids) >= 3 else
+                         f"--folds {n_folds} needs at least 3 labelled repertoires, but there are {len(ids)}")
     fold_of: dict[str, int] = {}
     position = 0
     for members in _stratified_order(ids, strata, seed):

@@ -10,6 +10,7 @@ to OUT at the very end, so a killed run never leaves a folder that looks complet
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,12 +29,13 @@ from .checkpoint import MODEL_FILENAME, ModelInfo, save_model
 from .config import ModelConfig, TrainConfig
 from .data import Batch, RepertoireCache, make_batch, sample_rows
 from .distributed import Context, finish, from_environment
-from .errors import OutputExistsError, RepclassError, UsageError
+from .errors import RepclassError, UsageError
 from .model import DeepRC, top_k_per_bag
 from .progress import progress
 from .runtime import autocast, describe, resolve_device
 from .scoring import score_repertoire
 from .splits import SPLITS, column_split, kfold_splits, random_split
+from .files import check_output_not_input, check_replaceable, clean_leftovers, output_lock, prepare_parent
 from .store import Store, publish, write_file_atomically
 from .targets import Target, assign_offsets, infer_target, total_loss
 
@@ -110,8 +112,36 @@ def _batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, 
         yield update, [train_ids[i] for _, i in mine], batch.pin_memory() if pin else batch
 
 
+#: Running prefetch threads and their stop flags. A thread still inside numpy/polars/torch when
+#: the interpreter shuts down can abort the process ("terminate called without an active
+#: exception", SIGABRT) after a finished run, so every way out of `train()` (success, early
+#: stop, error, Ctrl-C), and interpreter exit as a last resort, stops and joins them.
+_PREFETCHERS: dict[threading.Thread, threading.Event] = {}
+_PREFETCHERS_LOCK = threading.Lock()
+
+
+def _stop_prefetchers() -> None:
+    """Signal every prefetch thread to stop and wait for it (each finishes at most its current batch)."""
+    with _PREFETCHERS_LOCK:
+        running = list(_PREFETCHERS.items())
+    for _, stop in running:
+        stop.set()
+    for thread, _ in running:
+        if thread is not threading.current_thread():
+            thread.join()
+
+
+# Runs before the interpreter joins non-daemon threads and tears down modules (as concurrent.futures does).
+getattr(threading, "_register_atexit", __import__("atexit").register)(_stop_prefetchers)
+
+
 def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
-    """Run an iterator in a background thread, `depth` items ahead (numpy/polars release the GIL)."""
+    """Run an iterator in a background thread, `depth` items ahead (numpy/polars release the GIL).
+
+    The producer checks a stop flag between items; the consumer sets it and joins the thread
+    when it is closed, and `train()` stops any left over (a generator abandoned by `break` or an
+    exception is only closed when it is garbage-collected).
+    """
     items: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
@@ -119,6 +149,8 @@ def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
     def work() -> None:
         try:
             for item in iterator:
+                if stop.is_set():
+                    return
                 while not stop.is_set():
                     try:
                         items.put(item, timeout=0.1)
@@ -127,11 +159,16 @@ def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
                         continue
                 if stop.is_set():
                     return
-            items.put(done)
+            _put_until_stopped(items, done, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(exc)
+            _put_until_stopped(items, exc, stop)
+        finally:
+            with _PREFETCHERS_LOCK:
+                _PREFETCHERS.pop(threading.current_thread(), None)
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, name="repclass-prefetch", daemon=True)
+    with _PREFETCHERS_LOCK:
+        _PREFETCHERS[thread] = stop
     thread.start()
     try:
         while True:
@@ -143,6 +180,16 @@ def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
             yield item
     finally:
         stop.set()
+        thread.join()
+
+
+def _put_until_stopped(items: queue.Queue, item: object, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def train_step(model: DeepRC, optimizer: torch.optim.Optimizer, batch: Batch, targets: list[Target],
@@ -437,17 +484,63 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
         raise UsageError("name at least one target column with --target")
     if len({s.column for s in specs}) != len(specs):
         raise UsageError("a target column is named twice")
+    _check_settings(config, specs)
     store = store if isinstance(store, Store) else Store.open(store)
     for spec in specs:
         store.labels(spec.column)  # raises a clear error for an unknown column
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputExistsError(out)
+    # The model folder may not be (or hold, or lie in) the store, and --force only replaces a model folder.
+    check_output_not_input(out, [store.path])
+    check_output_not_input(partial_path(out), [store.path])
+    check_replaceable(out, "model", force)
+    prepare_parent(out)
     context, device = from_environment(device)
     try:
-        return _train_all(store, out, specs, config, model_config, split, resolve_device(device), resume, context)
+        # One process (the main one under torchrun) holds the output's lock: a second run to the
+        # same --out fails at once instead of publishing a folder that mixes both runs' files.
+        with output_lock(out) if context.is_main else contextlib.nullcontext():
+            if context.is_main:
+                clean_leftovers(out)
+                check_replaceable(out, "model", force)
+            return _train_all(store, out, specs, config, model_config, split, resolve_device(device), resume,
+                              context)
+    except RepclassError as exc:
+        work = partial_path(out)
+        if context.is_main and work.exists():
+            exc.args = (f"{exc} ({work} keeps the unfinished run: after fixing the cause, `--resume` continues it; "
+                        "or remove it)",)
+        raise
+    except KeyboardInterrupt:
+        if context.is_main and partial_path(out).exists():
+            log.warning("interrupted; %s keeps the unfinished run: `--resume` continues it, or remove it",
+                        partial_path(out))
+        raise
     finally:
+        _stop_prefetchers()
         finish(context)
+
+
+def _check_settings(config: TrainConfig, specs: list[TargetSpec]) -> None:
+    """Settings that would train nothing meaningful (NaN, negative), refused before any work."""
+    def finite(value: float) -> bool:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+
+    if not (finite(config.learning_rate) and config.learning_rate > 0):
+        raise UsageError(f"--lr must be a positive number, got {config.learning_rate}")
+    if not (finite(config.weight_decay) and config.weight_decay >= 0):
+        raise UsageError(f"--weight-decay must be zero or a positive number, got {config.weight_decay}")
+    if config.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be at least 1, got {config.chunk_size}")
+    if not (finite(config.cache_gb) and config.cache_gb >= 0):
+        raise UsageError(f"--cache-gb must be zero or a positive number, got {config.cache_gb}")
+    if config.patience < 1:
+        raise UsageError(f"--patience must be at least 1, got {config.patience}")
+    for spec in specs:
+        if not (finite(spec.weight) and spec.weight >= 0):
+            raise UsageError(f"--loss-weight {spec.column}={spec.weight}: a loss weight must be zero or a positive "
+                             "number")
+    if all(spec.weight == 0 for spec in specs):
+        raise UsageError("every --loss-weight is 0: at least one target must carry weight")
 
 
 def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainConfig, model_config: ModelConfig,
@@ -456,7 +549,10 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
     work = partial_path(out)
     if context.is_main:
         if work.exists() and not resume:
+            log.info("removing %s, left by an earlier run (pass --resume to continue it instead)", work)
             shutil.rmtree(work)
+        if resume:
+            _check_checkpoints(work)
         work.mkdir(parents=True, exist_ok=True)
     context.barrier()
 
@@ -484,6 +580,19 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
         summary = _write_fold_summary(work, fold_metrics, specs)
         publish(work, out)
     return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
+
+
+def _check_checkpoints(work: Path) -> None:
+    """Refuse a truncated or foreign checkpoint before any training starts, with advice."""
+    for path in sorted(work.rglob(CHECKPOINT_NAME)) if work.is_dir() else []:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise RepclassError(f"{path}: the checkpoint cannot be read ({type(exc).__name__}); it is truncated or "
+                                f"not one repclass wrote: start again without --resume (this removes {work})") from exc
+        if not isinstance(saved, dict) or not {"settings", "model", "optimizer", "best_model", "state"} <= set(saved):
+            raise RepclassError(f"{path}: not a repclass training checkpoint; start again without --resume (this "
+                                f"removes {work})")
 
 
 def _write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]], specs: list[TargetSpec]) -> dict[str, Any]:
