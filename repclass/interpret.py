@@ -38,6 +38,7 @@ Memory stays bounded on large stores: repertoires are scored one at a time and o
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,7 +59,8 @@ from ._version import __version__
 from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS, PAD_CODE, encode
 from .checkpoint import ModelInfo, check_store_fits, load_model, resolve_model_path
 from .data import EncodedRepertoire, encode_table
-from .errors import OutputExistsError, RepclassError, UsageError
+from .errors import RepclassError, UsageError
+from .files import check_output_not_input, check_replaceable, output_lock, prepare_parent
 from .model import DeepRC, position_features
 from .progress import progress
 from .runtime import resolve_device
@@ -855,6 +857,9 @@ def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: Explaine
 def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl.DataFrame,
              repertoire_table: pl.DataFrame, motif_table: pl.DataFrame) -> None:
     """Write everything into a temporary sibling folder, then rename it to `out`."""
+    lock = contextlib.ExitStack()
+    lock.enter_context(output_lock(out))  # a second run to the same --out fails instead of mixing files
+    check_replaceable(out, "motifs", force)
     temporary = write_atomically(out, force)
     try:
         _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table)
@@ -862,6 +867,8 @@ def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    finally:
+        lock.close()
 
 
 def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, samples: Sequence[str] | None = None,
@@ -879,8 +886,10 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     started = time.perf_counter()
     _check_settings(top_sequences, n_motifs, ig_steps)
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputExistsError(out)
+    # files.py's rules: not an input, --force only replacing a motifs folder, a writable parent.
+    check_output_not_input(out, [Path(model), store.path if isinstance(store, Store) else Path(store)])
+    check_replaceable(out, "motifs", force)
+    prepare_parent(out)
     store = store if isinstance(store, Store) else Store.open(store)
     model_path = resolve_model_path(model)
     device_obj = resolve_device(device)

@@ -19,7 +19,8 @@ import polars as pl
 
 from .checkpoint import check_store_fits, load_model
 from .data import encode_table
-from .errors import OutputExistsError, RepclassError, UsageError
+from .errors import RepclassError, UsageError
+from .files import check_distinct_outputs, check_output_not_input, check_replaceable, output_lock, prepare_parent
 from .formats import ColumnOverrides
 from .progress import progress
 from .reader import ReadOptions, read_repertoire
@@ -65,6 +66,9 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
     sources = []
     seen: dict[str, Path] = {}
     for path in paths:
+        if path.is_dir() and (path / MANIFEST_NAME).exists():
+            raise UsageError(f"{path}: a store, given together with other inputs; score a store on its own, or "
+                             "repertoire files without a store")
         if path.is_dir():
             raise UsageError(f"{path}: a folder but not a store (no {MANIFEST_NAME}); give the store or the files")
         sample_id = file_stem(path.name)
@@ -98,11 +102,21 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     metrics_path = out.parent / f"{stem}.metrics.json"
     attention_path = Path(attention_out) if attention_out else out.parent / f"{stem}.attention.tsv"
-    for path in [out] + ([attention_path] if attention_top_n > 0 else []):
-        if path.exists() and not force:
-            raise OutputExistsError(path)
     if attention_top_n < 0:
         raise UsageError("--attention must be a positive number of sequences")
+    if chunk_size < 1:
+        raise UsageError(f"--chunk-size must be at least 1, got {chunk_size}")
+    # The rules of files.py: outputs distinct, none of them an input, --force only replacing
+    # what predict itself writes (a predictions/attention table, a metrics JSON).
+    written = {"--out": (out, "table"), "the metrics file": (metrics_path, "json")}
+    if attention_top_n > 0:
+        written["--attention-out"] = (attention_path, "table")
+    check_distinct_outputs({option: path for option, (path, _) in written.items()})
+    read_paths = [Path(model), *[Path(p) for p in inputs]]
+    for option, (path, kind) in written.items():
+        check_output_not_input(path, read_paths, option)
+        check_replaceable(path, kind, force, option)
+    prepare_parent(out)
     device_obj = resolve_device(device)
     network, info = load_model(model, device_obj)
     store, sources = _sources(inputs, info, samples)
@@ -149,11 +163,14 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                 table = table.with_columns(pl.Series(f"{target.column}:label", column_labels, dtype=pl.String))
                 values, present = target.encode(column_labels)
                 metrics[target.column] = target.metrics(all_outputs, values, present)
-    _write_tsv(table, out)
-    if metrics is not None:
-        text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
-        write_file_atomically(metrics_path, lambda temporary: temporary.write_text(text))
-    if attention_top_n > 0:
-        _write_tsv(pl.concat(attention_tables), attention_path)
+    with output_lock(out):  # a second predict to the same --out fails instead of mixing its files with these
+        for option, (path, kind) in written.items():  # again under the lock: another run may have written
+            check_replaceable(path, kind, force, option)
+        _write_tsv(table, out)
+        if metrics is not None:
+            text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+            write_file_atomically(metrics_path, lambda temporary: temporary.write_text(text))
+        if attention_top_n > 0:
+            _write_tsv(pl.concat(attention_tables), attention_path)
     return PredictResult(path=out, table=table, metrics=metrics,
                          attention_path=attention_path if attention_top_n > 0 else None)
