@@ -74,3 +74,7 @@ def shorten(text: str, limit: int = 200) -> str:
     """Like `excerpt`, without quotes: for listings (a header's column names) inside a message."""
     cleaned = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return cleaned if len(cleaned) <= limit else cleaned[:limit] + f"... ({len(cleaned)} characters)"
+
+
+class LabelError(RepclassError):
+    """Labels that cannot train a model (none at all, one class only): a data problem, exit 1."""

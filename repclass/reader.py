@@ -67,6 +67,13 @@ class RepertoireRead:
     convention: str
     rows_read: int
     dropped: dict[str, int]
+    #: Gene calls that are not IMGT human gene names, as written -> kept rows holding them. Those
+    #: rows are kept without the call (None); the ingest summary reports them per sample.
+    unresolved_genes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_unresolved_rows(self) -> int:
+        return self.unresolved_genes.get("", 0)
 
     @property
     def n_sequences(self) -> int:
@@ -98,6 +105,27 @@ def _map_distinct(series: pl.Series, function: Callable[[str], str | None]) -> p
     if all(k == v for k, v in mapping.items()):
         return series
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def _unresolved_calls(raw: pl.Series, normalised: pl.Series) -> pl.Series:
+    """Rows whose gene call was written (not a null spelling) but names no IMGT gene."""
+    written = raw.is_not_null() & ~raw.str.strip_chars().is_in(NULL_VALUES)
+    return written & normalised.is_null()
+
+
+def _count_unresolved(raw: dict[str, pl.Series], unresolved: dict[str, pl.Series], keep: pl.Series) -> dict[str, int]:
+    """{name as written: kept rows with it}, most frequent first, and "" -> kept rows with any."""
+    rows = pl.repeat(False, len(keep), eager=True)
+    names: list[pl.Series] = []
+    for column, flags in unresolved.items():
+        hit = flags & keep
+        if hit.any():
+            rows = rows | hit
+            names.append(raw[column].filter(hit).str.strip_chars())
+    if not names:
+        return {}
+    counts = pl.concat(names).value_counts(name="n").sort(["n", names[0].name], descending=[True, False])
+    return {"": int(rows.sum()), **dict(zip(counts[names[0].name].to_list(), counts["n"].to_list()))}
 
 
 def _flag_is(df: pl.DataFrame, column: str, layout: FileLayout, wanted: bool) -> pl.Series:
@@ -174,7 +202,10 @@ def _read_columns(layout: FileLayout, skip: set[str] = frozenset(), typed_counts
     # them where it is cheap (distinct values, or only the rows that fail a check).
     wanted = {canonical: name for canonical, name in layout.columns.items() if canonical not in skip}
     count_column = wanted.get("count")
-    overrides = {count_column: pl.Int64} if typed_counts and count_column else None
+    # Counts are typed only when no other role reads the same column (--junction-column naming the
+    # count column would otherwise hand integers to the string checks).
+    shared = count_column is not None and list(wanted.values()).count(count_column) > 1
+    overrides = {count_column: pl.Int64} if typed_counts and count_column and not shared else None
     try:
         frame = pl.scan_csv(
             layout.path,
@@ -280,6 +311,8 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     no_calls = pl.repeat(None, rows_read, dtype=pl.String, eager=True)
     v_call = _map_distinct(df["v_call"], normalise_gene) if "v_call" in df.columns else no_calls
     j_call = _map_distinct(df["j_call"], normalise_gene) if "j_call" in df.columns else no_calls
+    unresolved = {column: _unresolved_calls(df[column], called)
+                  for column, called in (("v_call", v_call), ("j_call", j_call)) if column in df.columns}
     if options.locus is not None:
         if "locus" in df.columns:
             locus = _map_distinct(df["locus"], lambda value: value.strip().upper())
@@ -310,7 +343,20 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
         raise InputFileError(layout.path, "the clone counts add up to more than 2^62 templates; the count column "
                                           f"{excerpt(layout.columns.get('count', ''))} is damaged: fix the file or "
                                           "give another column with --count-column")
-    return RepertoireRead(table=table, layout=layout, convention=convention, rows_read=rows_read, dropped=dropped)
+    unresolved_genes = _count_unresolved({c: df[c] for c in unresolved}, unresolved, keep)
+    if unresolved_genes:
+        log.warning("%s: %d kept rows have a gene call that is not an IMGT human gene name, kept without the "
+                    "call (%s)", layout.path, unresolved_genes[""], _examples(unresolved_genes))
+    return RepertoireRead(table=table, layout=layout, convention=convention, rows_read=rows_read, dropped=dropped,
+                          unresolved_genes=unresolved_genes)
+
+
+def _examples(unresolved_genes: dict[str, int], limit: int = 3) -> str:
+    """`TRBV99-1 x12; TRBVXX-XX x3` (the most frequent unresolved names)."""
+    # as written, but on one line of samples.tsv (no tabs, newlines or quotes)
+    names = [(" ".join(name.replace('"', "'").split()), n) for name, n in unresolved_genes.items() if name]
+    shown = "; ".join(f"{name} x{n}" for name, n in names[:limit])
+    return shown + (f"; and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _check_lengths(junction: pl.Series, keep: pl.Series, layout: FileLayout) -> None:

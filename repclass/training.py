@@ -29,7 +29,7 @@ from .checkpoint import MODEL_FILENAME, ModelInfo, save_model
 from .config import ModelConfig, TrainConfig
 from .data import Batch, RepertoireCache, make_batch, sample_rows
 from .distributed import Context, finish, from_environment
-from .errors import RepclassError, UsageError
+from .errors import LabelError, RepclassError, UsageError, excerpt
 from .model import DeepRC, top_k_per_bag
 from .progress import progress
 from .runtime import autocast, describe, resolve_device
@@ -487,7 +487,7 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     _check_settings(config, specs)
     store = store if isinstance(store, Store) else Store.open(store)
     for spec in specs:
-        store.labels(spec.column)  # raises a clear error for an unknown column
+        _check_labels(store, spec)
     out = Path(out)
     # The model folder may not be (or hold, or lie in) the store, and --force only replaces a model folder.
     check_output_not_input(out, [store.path])
@@ -518,6 +518,18 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     finally:
         _stop_prefetchers()
         finish(context)
+
+
+def _check_labels(store: Store, spec: TargetSpec) -> None:
+    """A target column with no labels, or one label for every repertoire, is a data problem (exit 1)."""
+    labels = store.labels(spec.column)  # raises a clear error for an unknown column
+    values = sorted({v for v in labels.values() if v is not None})
+    if not values:
+        raise LabelError(f"{store.path}: target {spec.column!r} has no label for any repertoire; fill the column in "
+                         "the sample sheet and ingest again, or choose another --target")
+    if len(values) == 1:
+        raise LabelError(f"{store.path}: every labelled repertoire has {spec.column} = {excerpt(values[0])}; a model "
+                         "needs at least two different labels to learn from")
 
 
 def _check_settings(config: TrainConfig, specs: list[TargetSpec]) -> None:
