@@ -26,6 +26,9 @@ _LAZY = {
     "load_model": ("repclass.checkpoint", "load_model"),
     "predict": ("repclass.prediction", "predict"),
     "motifs": ("repclass.interpret", "motifs"),
+    "simulate_cohort": ("repclass.simulate", "simulate_cohort"),
+    "simulate_repertoires": ("repclass.simulate", "simulate_repertoires"),
+    "SimulationConfig": ("repclass.simulate", "SimulationConfig"),
 }
 
 __all__ = ["__version__", "RepclassError", "InputFileError", "SheetError", "StoreError", "ModelFileError",

@@ -80,6 +80,7 @@ def main(quiet: bool) -> None:
     train    DeepRC on a store
     predict  score repertoires with a trained model
     motifs   sequences, residues and motifs behind the predictions
+    simulate a cohort with implanted motifs (known ground truth)
     """
     _configure_logging(quiet)
 
@@ -386,6 +387,83 @@ def motifs(model: Path, store: Path, out: Path, samples: tuple[str, ...], target
                         seed=seed, force=force)
     log.info("wrote %s", result.report)
     click.echo(str(result.report))
+
+
+# ----------------------------------------------------------------------------------------------
+# simulate
+# ----------------------------------------------------------------------------------------------
+def _int_range(value: str, option: str) -> tuple[int, int]:
+    """'N' or 'MIN-MAX' -> (min, max)."""
+    low, sep, high = value.replace(":", "-").partition("-")
+    try:
+        return (int(low), int(high)) if sep else (int(low), int(low))
+    except ValueError:
+        raise click.BadParameter(f"expected N or MIN-MAX, got {value!r}", param_hint=option) from None
+
+
+@main.command()
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
+@click.option("--repertoires", "n_repertoires", type=int, default=100, show_default=True,
+              help="Number of repertoires.")
+@click.option("--positives", "n_positive", type=int, default=None,
+              help="Number of positive repertoires (default: --positive-fraction of them).")
+@click.option("--positive-fraction", type=float, default=0.5, show_default=True, help="Share of positives.")
+@click.option("--sequences", default="10000", show_default=True, metavar="N|MIN-MAX",
+              help="Sequences per repertoire (uniform in MIN-MAX).")
+@click.option("--witness-rate", type=float, default=0.01, show_default=True,
+              help="Share of a positive repertoire's sequences that carry a motif.")
+@click.option("--motif", "motifs", multiple=True, metavar="MOTIF",
+              help="Motif to implant, '.' = any residue (repeatable; default SFEN unless --random-motifs).")
+@click.option("--random-motifs", type=int, default=0, show_default=True, help="Add N random motifs.")
+@click.option("--motif-length", default="4", show_default=True, metavar="N|MIN-MAX",
+              help="Length of random motifs.")
+@click.option("--gap-probability", type=float, default=0.0, show_default=True,
+              help="Chance that an implant loses one interior motif position (SFEN -> SEN or SFN).")
+@click.option("--substitution-probability", type=float, default=0.0, show_default=True,
+              help="Per motif position, chance of another residue.")
+@click.option("--noise-rate", type=float, default=0.0, show_default=True,
+              help="Share of a negative repertoire's sequences that get a broken (shuffled) motif.")
+@click.option("--purge-background", is_flag=True,
+              help="Redraw background sequences that already contain a motif.")
+@click.option("--background-model", type=click.Choice(["human_TRB", "human_IGH", "mouse_TRB"]),
+              default="human_TRB", show_default=True, help="OLGA generative model of the background.")
+@click.option("--background", "background_store", type=click.Path(path_type=Path), default=None,
+              help="Sample the background from this store's sequences instead (implant into real data).")
+@click.option("--zipf-a", type=float, default=2.2, show_default=True, help="Zipf exponent of the clone counts.")
+@click.option("--max-count", type=int, default=1000, show_default=True, help="Largest clone count.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@force_option
+@threads_option
+def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fraction: float, sequences: str,
+             witness_rate: float, motifs: tuple[str, ...], random_motifs: int, motif_length: str,
+             gap_probability: float, substitution_probability: float, noise_rate: float, purge_background: bool,
+             background_model: str, background_store: Path | None, zipf_a: float, max_count: int, seed: int,
+             force: bool, threads: int | None) -> None:
+    """Simulate a cohort with motifs implanted in the positive repertoires.
+
+    Writes OUT/samples.tsv, OUT/repertoires/<id>.tsv.gz (AIRR), OUT/implanted.tsv (the ground
+    truth) and OUT/simulation.json; the background comes from OLGA (pip install olga) or a store.
+
+    \b
+    repclass simulate --out sim/ --repertoires 200 --sequences 20000 --witness-rate 0.001 --motif SFEN
+    repclass simulate --out sim/ --random-motifs 3 --gap-probability 0.5 --noise-rate 0.001 --purge-background
+    repclass ingest sim/samples.tsv sim/repertoires/ --out sim.store
+    """
+    from .simulate import SimulationConfig, simulate_cohort
+
+    low, high = _int_range(sequences, "--sequences")
+    config = SimulationConfig(
+        n_repertoires=n_repertoires, n_positive=n_positive, positive_fraction=positive_fraction, min_sequences=low,
+        max_sequences=high, witness_rate=witness_rate,
+        motifs=motifs if motifs or random_motifs else SimulationConfig.motifs, random_motifs=random_motifs,
+        random_motif_length=_int_range(motif_length, "--motif-length"), gap_probability=gap_probability,
+        substitution_probability=substitution_probability, noise_rate=noise_rate, purge_background=purge_background,
+        background_model=background_model, background_store=background_store, zipf_a=zipf_a, max_count=max_count,
+        seed=seed)
+    result = simulate_cohort(out, config, force=force, threads=threads)
+    click.echo(f"{result.path}: {result.n_repertoires} repertoires ({result.n_positive} positive), "
+               f"{result.n_implanted} witnesses (mean rate {result.mean_witness_rate:.4g}), "
+               f"{result.n_noise_implants} noise implants; motifs {', '.join(result.motifs) or 'none'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,356 @@
+"""repclass.simulate: cohorts with implanted motifs, the vectorised OLGA sampler, `repclass simulate`."""
+from __future__ import annotations
+
+import collections
+import gc
+import gzip
+import hashlib
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from repclass.cli import main
+from repclass.errors import OutputExistsError, UsageError
+from repclass.simulate import (AIRR_COLUMNS, IMPLANTED_COLUMNS, SimulationConfig, simulate_cohort,
+                               simulate_repertoires)
+from repclass.simulation import implant, vdj
+from repclass.store import Store
+
+pytest.importorskip("olga")
+
+SMALL = dict(n_repertoires=6, min_sequences=800, max_sequences=1200, seed=7)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def read_repertoire(folder: Path, sample_id: str) -> pl.DataFrame:
+    return pl.read_csv(folder / "repertoires" / f"{sample_id}.tsv.gz", separator="\t", quote_char=None)
+
+
+def read_tsv(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, separator="\t", quote_char=None, schema_overrides={"status": pl.String})
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> tuple[Path, SimulationConfig]:
+    """Two motifs (one with a wildcard), exact implants, noise implants in negatives."""
+    config = SimulationConfig(**SMALL, witness_rate=0.02, motifs=("SFEN", "G.WL"), noise_rate=0.01)
+    out = tmp_path_factory.mktemp("sim") / "cohort"
+    simulate_cohort(out, config)
+    return out, config
+
+
+# ----------------------------------------------------------------------------------------------
+# the cohort holds what was asked for
+# ----------------------------------------------------------------------------------------------
+def test_files_and_columns(cohort):
+    out, config = cohort
+    samples = read_tsv(out / "samples.tsv")
+    assert samples.columns[:2] == ["sample_id", "status"]
+    assert samples.height == config.n_repertoires
+    assert samples["status"].value_counts().sort("status").rows() == [("+", 3), ("-", 3)]
+    assert read_tsv(out / "implanted.tsv").columns == list(IMPLANTED_COLUMNS)
+    for sample_id in samples["sample_id"]:
+        table = read_repertoire(out, sample_id)
+        assert table.columns == list(AIRR_COLUMNS)
+        assert config.min_sequences <= table.height <= config.max_sequences
+        assert table["junction_aa"].is_unique().all()          # one clonotype per junction
+        assert table["junction_aa"].str.contains("^C[A-Z]+[FW]$").all()
+        assert table["duplicate_count"].min() >= 1 and table["duplicate_count"].max() <= config.max_count
+        assert set(table["locus"]) == {"TRB"} and set(table["productive"]) == {"T"}
+
+
+def test_witnesses_match_the_request(cohort):
+    out, config = cohort
+    samples = read_tsv(out / "samples.tsv")
+    implanted = read_tsv(out / "implanted.tsv")
+    pattern = re.compile("^(?:SFEN|G.WL)$")
+    for row in samples.iter_rows(named=True):
+        rows = implanted.filter(pl.col("sample_id") == row["sample_id"])
+        table = read_repertoire(out, row["sample_id"])
+        junction_of = dict(zip(table["sequence_id"], table["junction_aa"]))
+        if row["status"] == "+":
+            expected = max(1, round(config.witness_rate * row["simulated_sequences"]))
+            assert rows.height == row["witnesses"] == expected
+            assert row["witness_rate"] == pytest.approx(expected / table.height, abs=1e-8)
+            assert not rows["noise"].any()
+            assert set(rows["motif"]) <= {"SFEN", "G.WL"}
+        else:
+            assert row["witnesses"] == 0
+            assert rows.height == row["noise_implants"] == max(1, round(config.noise_rate * table.height))
+            assert rows["noise"].all()
+        for r in rows.iter_rows(named=True):
+            start, text = r["motif_start"], r["implanted_text"]
+            assert junction_of[r["sequence_id"]] == r["junction_aa"]            # the file holds the implant
+            assert r["junction_aa"][start:start + len(text)] == text
+            assert implant.FLANK <= start <= len(r["junction_aa"]) - implant.FLANK - len(text)
+            assert len(r["junction_aa"]) == len(r["original_junction_aa"])
+            # exact motifs (no gaps or substitutions asked): a witness is the motif, a noise
+            # implant never is, nor does a negative's implanted junction hold one anywhere
+            assert bool(pattern.match(text)) is not r["noise"]
+            if r["noise"]:
+                assert not re.search("SFEN|G.WL", r["junction_aa"])
+
+
+def test_both_motifs_are_used(cohort):
+    out, _ = cohort
+    implanted = read_tsv(out / "implanted.tsv").filter(~pl.col("noise"))
+    counts = collections.Counter(implanted["motif"])
+    assert set(counts) == {"SFEN", "G.WL"} and min(counts.values()) > 0.25 * implanted.height
+
+
+def test_output_ingests_cleanly(cohort, tmp_path):
+    out, _ = cohort
+    result = run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "x.store", "--threads", 1)
+    assert result.exit_code == 0, result.output
+    store = Store.open(tmp_path / "x.store")
+    samples = store.samples
+    assert (samples["rows_kept"] == samples["rows_read"]).all()
+    assert (samples["n_sequences"] == samples["simulated_sequences"].cast(pl.Int64)).all()
+    assert store.labels("status") == dict(zip(samples["sample_id"], samples["status"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# implants: wildcards, substitutions, gaps, broken copies
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("motif, substitution, gap, check", [
+    ("SFEN", 0.0, 0.0, lambda t: t == "SFEN"),
+    ("G.WL", 0.0, 0.0, lambda t: re.fullmatch("G[A-Z]WL", t)),
+    ("SFEN", 1.0, 0.0, lambda t: len(t) == 4 and all(a != b for a, b in zip(t, "SFEN"))),
+    ("G.WL", 1.0, 0.0, lambda t: t[0] != "G" and t[2] != "W" and t[3] != "L"),
+    ("SFEN", 0.0, 1.0, lambda t: t in ("SEN", "SFN")),
+    ("SF", 0.0, 1.0, lambda t: t == "SF"),                      # too short for an interior gap
+])
+def test_witness_text(motif, substitution, gap, check):
+    rng = np.random.default_rng(0)
+    texts = [implant.witness_text(rng, motif, substitution, gap) for _ in range(200)]
+    assert all(check(t) for t in texts), texts[:10]
+
+
+def test_gap_and_substitution_rates():
+    rng = np.random.default_rng(1)
+    texts = [implant.witness_text(rng, "SFENGW", 0.2, 0.5) for _ in range(4000)]
+    gapped = np.mean([len(t) == 5 for t in texts])
+    changed = np.mean([a != b for t in texts if len(t) == 6 for a, b in zip(t, "SFENGW")])
+    assert gapped == pytest.approx(0.5, abs=0.03)
+    assert changed == pytest.approx(0.2, abs=0.02)
+
+
+@pytest.mark.parametrize("motif, gap", [("SFEN", 0.0), ("SFEN", 0.5), ("AAAA", 0.0), ("G.WL", 0.5)])
+def test_noise_text_never_matches(motif, gap):
+    rng = np.random.default_rng(2)
+    forbidden = implant.gapped_variants((motif,)) if gap else (motif,)
+    matcher = re.compile(implant.motif_pattern(forbidden))
+    texts = [implant.noise_text(rng, motif, matcher, 0.0, gap) for _ in range(300)]
+    assert not any(matcher.search(t) for t in texts)
+    if motif == "SFEN" and not gap:
+        assert all(sorted(t) == sorted("SFEN") for t in texts)   # the same residues, shuffled
+
+
+def test_gapped_and_substituted_cohort_negatives_hold_no_motif(tmp_path):
+    config = SimulationConfig(**SMALL, witness_rate=0.02, motifs=("SFEN",), gap_probability=0.5,
+                              substitution_probability=0.1, noise_rate=0.02, purge_background=True)
+    cohort = simulate_repertoires(config)
+    witnesses = cohort.implanted.filter(~pl.col("noise"))
+    assert set(witnesses["implanted_text"].str.len_chars()) == {3, 4}
+    forbidden = re.compile(implant.motif_pattern(implant.gapped_variants(("SFEN",))))
+    for row, table in zip(cohort.samples.iter_rows(named=True), cohort.repertoires):
+        if row["status"] == "-":
+            assert not table["junction_aa"].str.contains("SFEN").any()
+            noise = cohort.implanted.filter(pl.col("sample_id") == row["sample_id"])
+            assert noise.height > 0 and not any(forbidden.search(t) for t in noise["implanted_text"])
+
+
+# ----------------------------------------------------------------------------------------------
+# purge, backgrounds, determinism
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("purge", [True, False])
+def test_purge_background(purge):
+    # GG is common in TRB junctions: without purging, the background holds it
+    config = SimulationConfig(**SMALL, witness_rate=0.01, motifs=("GG",), purge_background=purge)
+    cohort = simulate_repertoires(config)
+    in_background = 0
+    for sample_id, table in zip(cohort.samples["sample_id"], cohort.repertoires):
+        implanted = set(cohort.implanted.filter(pl.col("sample_id") == sample_id)["sequence_id"])
+        background = table.filter(~pl.col("sequence_id").is_in(list(implanted)))
+        in_background += int(background["junction_aa"].str.contains("GG").sum())
+    assert (in_background == 0) is purge
+
+
+def test_same_seed_same_bytes_whatever_the_threads(tmp_path):
+    config = SimulationConfig(**SMALL, motifs=("S.EN",), random_motifs=2, gap_probability=0.3, noise_rate=0.01)
+    simulate_cohort(tmp_path / "a", config, threads=1)
+    simulate_cohort(tmp_path / "b", config, threads=2)
+
+    def digests(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    assert len(digests(tmp_path / "a")) == config.n_repertoires + 3
+    with gzip.open(tmp_path / "a" / "repertoires" / "sample_01.tsv.gz") as handle:
+        assert handle.readline().decode().rstrip("\n").split("\t") == list(AIRR_COLUMNS)
+    other = SimulationConfig(**{**SMALL, "seed": 8}, motifs=("S.EN",))
+    simulate_cohort(tmp_path / "c", other)
+    assert digests(tmp_path / "c")["samples.tsv"] != digests(tmp_path / "a")["samples.tsv"]
+
+
+def test_backgrounds_do_not_depend_on_the_implants():
+    """Same seed, another witness rate: the same background sequences (paired comparisons)."""
+    low = simulate_repertoires(SimulationConfig(**SMALL, witness_rate=0.001))
+    high = simulate_repertoires(SimulationConfig(**SMALL, witness_rate=0.05, noise_rate=0.01))
+    for a, b in zip(low.repertoires, high.repertoires):
+        assert a.height == b.height
+        assert (a["junction_aa"] == b["junction_aa"]).mean() > 0.9
+        assert a["v_call"].equals(b["v_call"]) and a["duplicate_count"].equals(b["duplicate_count"])
+
+
+def test_background_from_a_store(cohort, tmp_path):
+    out, _ = cohort
+    assert run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "s.store").exit_code == 0
+    pool = set(pl.concat([t for _, t in Store.open(tmp_path / "s.store").iter_tables(["junction_aa"])])
+               ["junction_aa"])
+    config = SimulationConfig(n_repertoires=3, min_sequences=500, max_sequences=500, motifs=("WWW",),
+                              witness_rate=0.01, background_store=tmp_path / "s.store", seed=1)
+    cohort2 = simulate_repertoires(config)
+    implanted = set(cohort2.implanted["sequence_id"])
+    for table in cohort2.repertoires:
+        background = table.filter(~pl.col("sequence_id").is_in(list(implanted)))
+        assert set(background["junction_aa"]) <= pool
+        assert set(table["locus"]) == {"TRB"}
+    too_many = SimulationConfig(n_repertoires=1, min_sequences=10**6, max_sequences=10**6,
+                                background_store=tmp_path / "s.store")
+    with pytest.raises(UsageError, match="fewer than"):
+        simulate_repertoires(too_many)
+
+
+def test_existing_output_is_refused(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputExistsError):
+        simulate_cohort(tmp_path / "out", SimulationConfig(**SMALL))
+
+
+def test_missing_olga_names_the_install(monkeypatch):
+    vdj.load_model.cache_clear()
+    monkeypatch.setitem(sys.modules, "olga", None)
+    with pytest.raises(UsageError, match="pip install olga"):
+        vdj.load_model("human_TRB")
+    vdj.load_model.cache_clear()
+
+
+# ----------------------------------------------------------------------------------------------
+# options and the command line
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("changes, fragment", [
+    (dict(witness_rate=1.5), "witness rate must be between 0 and 1"),
+    (dict(noise_rate=-0.1), "noise rate"),
+    (dict(motifs=("",)), "motif is empty"),
+    (dict(motifs=("SFXN",)), "'X'"),
+    (dict(motifs=("...",)), "only wildcards"),
+    (dict(motifs=("SFEN", "sfen")), "repeated"),
+    (dict(motifs=(), random_motifs=0), "no motif"),
+    (dict(min_sequences=10, max_sequences=5), "min <= max"),
+    (dict(n_positive=9), "number of positives"),
+    (dict(background_model="human_TRA"), "unknown background model"),
+    (dict(random_motifs=1, random_motif_length=(5, 3)), "random motifs"),
+])
+def test_bad_config(changes, fragment):
+    with pytest.raises(UsageError, match=re.escape(fragment)):
+        SimulationConfig(**{**SMALL, **changes})
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--witness-rate", "1.5"], "--witness-rate"),
+    (["--motif", ""], "motif is empty"),
+    (["--motif", "SF1N"], "'1'"),
+    (["--sequences", "10-x"], "--sequences"),
+    (["--positives", "200"], "--positives"),
+])
+def test_cli_bad_options_exit_2_with_one_line(args, fragment, tmp_path):
+    result = run("simulate", "--out", tmp_path / "x", *args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and fragment in errors[0], result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_end_to_end(tmp_path):
+    result = run("simulate", "--out", tmp_path / "sim", "--repertoires", 4, "--sequences", "500-700",
+                 "--witness-rate", 0.01, "--motif", "SFEN", "--random-motifs", 1, "--motif-length", "5",
+                 "--noise-rate", 0.01, "--purge-background", "--seed", 3, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    summary = result.output.strip().splitlines()[-1]
+    assert "4 repertoires (2 positive)" in summary and "SFEN" in summary
+    motifs = read_tsv(tmp_path / "sim" / "implanted.tsv").filter(~pl.col("noise"))["motif"]
+    assert set(motifs) <= {summary.split("motifs ")[1].split(", ")[0], summary.split(", ")[-1]}
+    assert {len(m) for m in motifs} <= {4, 5}
+    assert run("simulate", "--out", tmp_path / "sim").exit_code == 1          # exists; needs --force
+    result = run("ingest", tmp_path / "sim" / "samples.tsv", tmp_path / "sim" / "repertoires",
+                 "--out", tmp_path / "sim.store")
+    assert result.exit_code == 0, result.output
+
+
+# ----------------------------------------------------------------------------------------------
+# the vectorised sampler against OLGA's own generator
+# ----------------------------------------------------------------------------------------------
+def _tvd(a, b) -> float:
+    ca, cb = collections.Counter(a), collections.Counter(b)
+    return 0.5 * sum(abs(ca[k] / len(a) - cb[k] / len(b)) for k in set(ca) | set(cb))
+
+
+@pytest.mark.parametrize("name, folder", [("human_TRB", "human_T_beta")])
+def test_vectorised_sampler_matches_olga(name, folder):
+    """Length, V, J and residue distributions of 4,000 junctions of each generator.
+
+    Two samples of n = 4,000 from one distribution differ by a total variation distance (TVD) of
+    about 0.5 * sum_i sqrt(4 p_i (1 - p_i) / (pi n)): ~0.03 for the ~15 lengths and ~0.05 for
+    the ~50 V alleles in use (OLGA against itself, 10,000 vs 10,000: 0.03 and 0.036). The bounds
+    are about twice that noise; a sampler that drew V without its deletion profile, forgot the
+    frame or anchor checks, or read N2 the wrong way round would exceed the length or residue bound.
+    """
+    import os
+
+    import olga
+    import olga.load_model as olga_load
+    import olga.sequence_generation as olga_generation
+
+    n = 4000
+    model = vdj.load_model(name)
+    aa, lengths, v, j = vdj.sample_junctions(model, np.random.default_rng(11), n)
+    ours = [bytes(row[:length]).decode() for row, length in zip(aa, lengths)]
+    assert all(s[0] == "C" and s[-1] in "FW" and "*" not in s for s in ours)
+
+    path = os.path.join(os.path.dirname(olga.__file__), "default_models", folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)   # OLGA leaves its model files open
+        genomic = olga_load.GenomicDataVDJ()
+        genomic.load_igor_genomic_data(*(os.path.join(path, f) for f in
+                                         ("model_params.txt", "V_gene_CDR3_anchors.csv", "J_gene_CDR3_anchors.csv")))
+        generative = olga_load.GenerativeModelVDJ()
+        generative.load_and_process_igor_model(os.path.join(path, "model_marginals.txt"))
+        gc.collect()
+    generator = olga_generation.SequenceGenerationVDJ(generative, genomic)
+    state = np.random.get_state()
+    np.random.seed(5)
+    theirs = []
+    while len(theirs) < n:
+        _nt, junction, v_index, j_index = generator.gen_rnd_prod_CDR3()
+        if junction[-1] in "FW":   # OLGA also accepts a final V; repclass keeps C...F/W junctions
+            theirs.append((junction, v_index, j_index))
+    np.random.set_state(state)
+
+    assert _tvd([len(s) for s in ours], [len(t[0]) for t in theirs]) < 0.06
+    assert _tvd(v.tolist(), [t[1] for t in theirs]) < 0.1
+    assert _tvd(j.tolist(), [t[2] for t in theirs]) < 0.06
+    assert _tvd(list("".join(ours)), list("".join(t[0] for t in theirs))) < 0.02
+    # residues away from the germline-dominated ends: N insertions and D
+    middle = lambda s: s[4:-4]  # noqa: E731
+    assert _tvd(list("".join(map(middle, ours))), list("".join(middle(t[0]) for t in theirs))) < 0.03
