@@ -367,13 +367,19 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
 @click.option("--motifs", "n_motifs", type=int, default=10, show_default=True, help="Motifs to report.")
 @click.option("--ig-steps", type=int, default=64, show_default=True,
               help="Integrated-gradients steps (more steps, smaller completeness error).")
+@click.option("--include-training", is_flag=True,
+              help="Also analyse the repertoires the model trained or was validated on (default: held-out ones "
+                   "only: its test split and repertoires it never saw).")
+@click.option("--truth", type=click.Path(path_type=Path), default=None,
+              help="Implanted sequences of a simulated cohort (TSV: sample_id, sequence_id, junction_aa, "
+                   "motif_start): score the explanation against them (truth.json, and in the report).")
 @device_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @force_option
 @threads_option
 def motifs(model: Path, store: Path, out: Path, samples: tuple[str, ...], target: str | None,
-           class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, device: str, seed: int,
-           force: bool, threads: int | None) -> None:
+           class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, include_training: bool,
+           truth: Path | None, device: str, seed: int, force: bool, threads: int | None) -> None:
     """Which sequences and residues drive the predictions: tables, sequence logos, a report.
 
     \b
@@ -384,7 +390,7 @@ def motifs(model: Path, store: Path, out: Path, samples: tuple[str, ...], target
 
     result = motifs_api(model, store, out, samples=list(samples) or None, target=target, class_name=class_name,
                         top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device,
-                        seed=seed, force=force)
+                        seed=seed, force=force, include_training=include_training, truth=truth)
     log.info("wrote %s", result.report)
     click.echo(str(result.report))
 

@@ -59,8 +59,13 @@ from ._version import __version__
 from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS, PAD_CODE, encode
 from .checkpoint import ModelInfo, check_store_fits, load_model, resolve_model_path
 from .data import EncodedRepertoire, encode_table
+from .ensemble import HELD_OUT, assign_splits
 from .errors import RepclassError, UsageError
 from .files import check_output_not_input, check_replaceable, output_lock, prepare_parent
+from .evidence import (TRUTH_TOP_ATTENTION, TruthInputs, average_precision, confusion, consensus_pattern,
+                       effective_number, enrichment, gene_usage, implanted_by_sample, motif_frequencies, pr_points,
+                       read_truth, roc_points, score_against_truth)
+from .metrics import roc_auc
 from .model import DeepRC, position_features
 from .progress import progress
 from .runtime import resolve_device
@@ -205,6 +210,8 @@ class KernelSummary:
     kernel: int  # index of the convolution kernel
     contribution: float  # mean over analysed repertoires of g_d * z_d
     weights: np.ndarray  # (kernel_size, 20) amino-acid weights, centred per position
+    #: (kernel_size, 3) weights of the 3 position features (start ramp, end ramp, centre)
+    position_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 @dataclass
@@ -218,6 +225,10 @@ class MotifResult:
     sequences: pl.DataFrame  # the table written to sequences.tsv
     kernels: list[KernelSummary] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: every scored repertoire: split, label, output, probability, attention concentration (scores.tsv)
+    scores: pl.DataFrame | None = None
+    #: ground-truth scores when `truth` was given (truth.json)
+    truth: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,6 +264,18 @@ class _RepertoireSummary:
     output: float  # explained output y(z)
     empty_output: float  # y(0): the output of a repertoire without sequences (o's bias for linear o)
     kernel_contributions: np.ndarray  # (D,) g * z: sums to output - empty_output
+
+
+@dataclass
+class _Scored:
+    """One scored repertoire, for the evidence tables (scores.tsv)."""
+
+    sample_id: str
+    outputs: np.ndarray  # (n_outputs,) raw model outputs
+    n_sequences: int
+    top1_attention: float
+    effective_n: float
+    analysed: bool
 
 
 @lru_cache(maxsize=16)
@@ -634,11 +657,13 @@ def rank_kernels(model: DeepRC, summaries: list[_RepertoireSummary], n: int) -> 
     mean = np.mean([s.kernel_contributions for s in summaries], axis=0)  # (D,)
     order = np.lexsort((np.arange(len(mean)), -mean))[:n]
     weights = model.conv_weight.detach()[:, :N_AMINO_ACIDS, :].double().cpu().numpy()  # (D, 20, K)
+    positions = model.conv_weight.detach()[:, N_AMINO_ACIDS:, :].double().cpu().numpy()  # (D, 3, K)
     kernels = []
     for rank, kernel in enumerate(order.tolist(), start=1):
         matrix = weights[kernel].T  # (K, 20)
         kernels.append(KernelSummary(rank=rank, kernel=kernel, contribution=float(mean[kernel]),
-                                     weights=matrix - matrix.mean(axis=1, keepdims=True)))
+                                     weights=matrix - matrix.mean(axis=1, keepdims=True),
+                                     position_weights=positions[kernel].T))
     return kernels
 
 
@@ -754,7 +779,8 @@ def _summary(model_path: Path, store: Store, explained: ExplainedOutput, selecti
         } for m in motifs],
         "kernels": [{
             "rank": k.rank, "kernel": k.kernel, "contribution": _round(k.contribution),
-            "weights": _rounded(k.weights), "logo_png": f"logos/kernel_{k.rank:02d}.png",
+            "weights": _rounded(k.weights), "position_weights": _rounded(k.position_weights),
+            "logo_png": f"logos/kernel_{k.rank:02d}.png",
             "logo_svg": f"logos/kernel_{k.rank:02d}.svg",
         } for k in kernels],
     }
@@ -765,15 +791,23 @@ def _write_tsv(table: pl.DataFrame, path: Path) -> None:
 
 
 def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.DataFrame,
-                  repertoire_table: pl.DataFrame, motif_table: pl.DataFrame) -> Path:
+                  repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
+                  history: list[dict[str, Any]]) -> Path:
     from .logos import draw_kernel_logo, draw_motif_logo
+    from .plot import draw_evidence_figures
     from .report import write_report
 
     folder.mkdir(parents=True)
     _write_tsv(sequence_table, folder / "sequences.tsv")
     _write_tsv(repertoire_table, folder / "repertoires.tsv")
     _write_tsv(motif_table, folder / "motifs.tsv")
+    _write_tsv(scores_table, folder / "scores.tsv")
     (folder / "motifs.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    if "truth" in summary:
+        (folder / "truth.json").write_text(json.dumps(summary["truth"], indent=1, sort_keys=True) + "\n")
+    figures = folder / "figures"
+    figures.mkdir()
+    draw_evidence_figures(summary, scores_table, history, figures)
     logos = folder / "logos"
     logos.mkdir()
     # Drawn from the rounded matrices of motifs.json: last-bit differences (thread counts, say)
@@ -784,10 +818,10 @@ def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.Data
                         f"{motif['n_repertoires']} repertoires)", folder / Path(motif["logo_png"]).with_suffix(""),
                         highlight=tuple(motif["consensus_span"]))
     for kernel in summary["kernels"]:
-        draw_kernel_logo(np.array(kernel["weights"]),
-                         f"kernel {kernel['kernel']} (contribution {kernel['contribution']:.3g})",
-                         folder / Path(kernel["logo_png"]).with_suffix(""))
-    return write_report(folder / "report.html", summary, sequence_table)
+        draw_kernel_logo(np.array(kernel["weights"]), np.array(kernel["position_weights"]),
+                         f"kernel rank {kernel['rank']} (kernel index {kernel['kernel']}; mean contribution "
+                         f"{kernel['contribution']:.3g} logit)", folder / Path(kernel["logo_png"]).with_suffix(""))
+    return write_report(folder / "report.html", summary, sequence_table, scores_table)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -817,23 +851,29 @@ def _chosen_samples(store: Store, samples: Sequence[str] | None) -> list[str] | 
     return [s for s in store.sample_ids if s in chosen]
 
 
-def _no_selection_error(explained: ExplainedOutput, n_scored: int) -> RepclassError:
+def _no_selection_error(explained: ExplainedOutput, n_scored: int, held_out_only: bool = False) -> RepclassError:
     # Bad data, not bad usage (exit 1): a weak model in one fold of a pipeline is not a usage error.
-    return RepclassError(f"none of the {n_scored} repertoires is predicted as {explained.target} = "
-                      f"{explained.class_name}, so there is nothing to explain; name repertoires with --sample ID, "
-                      f"or explain another class with --class")
+    scope = "held-out " if held_out_only else ""
+    extra = ", or add the training repertoires with --include-training" if held_out_only else ""
+    return RepclassError(f"none of the {n_scored} {scope}repertoires is predicted as {explained.target} = "
+                         f"{explained.class_name}, so there is nothing to explain; name repertoires with --sample ID, "
+                         f"or explain another class with --class{extra}")
 
 
 def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: ExplainedOutput, offset: int,
-             n_outputs: int, chosen: list[str] | None, top_sequences: int, steps: int, device: torch.device
-             ) -> tuple[list[_RepertoireSummary], list[_Candidate]]:
-    """Score the repertoires one at a time; explain those chosen (or predicted as the explained
-    class). Keeps only the `top_sequences` best candidates so far: memory does not grow with the store."""
-    ids = chosen if chosen is not None else store.sample_ids
+             n_outputs: int, chosen: list[str] | None, eligible: set[str], top_sequences: int, steps: int,
+             device: torch.device, implanted: dict[str, set[str]] | None = None
+             ) -> tuple[list[_RepertoireSummary], list[_Candidate], list[_Scored], TruthInputs | None]:
+    """Score every repertoire of the store one at a time (the evidence needs them all); explain
+    those chosen, or else the `eligible` ones predicted as the explained class. Keeps only the
+    `top_sequences` best candidates so far: memory does not grow with the store."""
     summaries: list[_RepertoireSummary] = []
     pool: list[_Candidate] = []
-    with progress(len(ids), "motifs: scoring repertoires") as bar:
-        for sample_id in ids:
+    scored: list[_Scored] = []
+    seen = TruthInputs(top_attended={}, attention_mass={}) if implanted is not None else None
+    wanted = set(chosen) if chosen is not None else None
+    with progress(len(store.sample_ids), "motifs: scoring repertoires") as bar:
+        for sample_id in store.sample_ids:
             table = store.read(sample_id, SEQUENCE_COLUMNS)
             bar.advance(status=sample_id)
             if table.height == 0:
@@ -841,8 +881,22 @@ def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: Explaine
                 continue
             encoded = encode_table(table)
             score = score_repertoire(network, encoded, device)
-            if chosen is None and not explained.predicted(score.outputs, offset, n_outputs):
+            if wanted is not None:
+                analyse = sample_id in wanted
+            else:
+                analyse = sample_id in eligible and explained.predicted(score.outputs, offset, n_outputs)
+            scored.append(_Scored(sample_id=sample_id, outputs=score.outputs, n_sequences=score.n_sequences,
+                                  top1_attention=float(score.weights[0]), effective_n=effective_number(score.weights),
+                                  analysed=analyse))
+            if not analyse:
                 continue
+            if seen is not None:
+                junctions = table["junction_aa"]
+                top = junctions.gather(score.rows[:TRUTH_TOP_ATTENTION]).to_list()
+                seen.top_attended[sample_id] = (top, score.weights[:TRUTH_TOP_ATTENTION].astype(np.float64))
+                truths = implanted.get(sample_id, set())
+                hit = np.array([j in truths for j in junctions.gather(score.rows).to_list()], dtype=bool)
+                seen.attention_mass[sample_id] = float(score.weights[hit].sum())
             summary, candidates = _explain_repertoire(network, model64, explained, len(summaries), sample_id, table,
                                                       encoded, score.rows, top_sequences, steps, device)
             summaries.append(summary)
@@ -850,19 +904,20 @@ def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: Explaine
     if not summaries:
         if chosen is not None:
             raise RepclassError(f"the chosen repertoires ({', '.join(chosen)}) hold no sequences; choose others")
-        raise _no_selection_error(explained, len(ids))
-    return summaries, pool
+        raise _no_selection_error(explained, len(eligible), len(eligible) < len(store.sample_ids))
+    return summaries, pool, scored, seen
 
 
 def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl.DataFrame,
-             repertoire_table: pl.DataFrame, motif_table: pl.DataFrame) -> None:
+             repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
+             history: list[dict[str, Any]]) -> None:
     """Write everything into a temporary sibling folder, then rename it to `out`."""
     lock = contextlib.ExitStack()
     lock.enter_context(output_lock(out))  # a second run to the same --out fails instead of mixing files
     check_replaceable(out, "motifs", force)
     temporary = write_atomically(out, force)
     try:
-        _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table)
+        _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history)
         publish(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -873,15 +928,20 @@ def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl
 
 def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, samples: Sequence[str] | None = None,
            target: str | None = None, class_name: str | None = None, top_sequences: int = 500, n_motifs: int = 10,
-           ig_steps: int = 64, device: str = "auto", seed: int = 0, force: bool = False) -> MotifResult:
+           ig_steps: int = 64, device: str = "auto", seed: int = 0, force: bool = False,
+           include_training: bool = False, truth: str | Path | None = None) -> MotifResult:
     """Explain a model's predictions on a store; writes the folder `out`.
 
     `out` holds sequences.tsv (the `top_sequences` sequences with the largest contributions, with
     attention, contribution and per-residue integrated gradients), repertoires.tsv, motifs.tsv,
-    motifs.json, logos/ (PNG and SVG) and report.html. The repertoires analysed are `samples`, or
-    by default those predicted as the explained class (binary: the positive class unless
-    `class_name` names the other; multiclass: `class_name`; regression: all). No step draws random
-    numbers: `seed` is recorded in motifs.json, and the same inputs give the same bytes.
+    motifs.json, scores.tsv (every scored repertoire: split, label, score, attention concentration),
+    logos/ and figures/ (PNG and SVG) and report.html. The repertoires analysed are `samples`, or
+    by default the held-out ones (the model's test split, or repertoires it never saw;
+    `include_training` adds the rest) predicted as the explained class (binary: the positive class
+    unless `class_name` names the other; multiclass: `class_name`; regression: all). `truth`, a
+    table of implanted sequences (simulated data), adds truth.json (`evidence.score_against_truth`).
+    No step draws random numbers: `seed` is recorded in motifs.json, and the same inputs give the
+    same bytes.
     """
     started = time.perf_counter()
     _check_settings(top_sequences, n_motifs, ig_steps)
@@ -897,15 +957,24 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     check_store_fits(info, store.junction_convention, store.alphabet, str(store.path))
     explained = resolve_explained(info, target, class_name)
     chosen = _chosen_samples(store, samples)
+    truth_table = read_truth(truth) if truth is not None else None
     model64 = deepcopy(network).double()
     owner = next(t for t in info.targets if t.column == explained.target)
+    assignment = assign_splits([info], store.sample_ids, store.fingerprint, str(store.path))
+    split_of = dict(zip(store.sample_ids, assignment.splits))
+    eligible = {i for i, split in split_of.items() if include_training or split in HELD_OUT}
 
-    summaries, pool = _collect(network, model64, store, explained, owner.offset, owner.n_outputs, chosen,
-                               top_sequences, ig_steps, device_obj)
+    summaries, pool, scored, seen = _collect(
+        network, model64, store, explained, owner.offset, owner.n_outputs, chosen, eligible, top_sequences,
+        ig_steps, device_obj, implanted_by_sample(truth_table) if truth_table is not None else None)
     analysed = [s.sample_id for s in summaries]
+    if chosen is not None:
+        selection = "given"
+    else:
+        selection = "predicted" if include_training or not assignment.overlaps else "predicted, held out"
     log.info("analysing %d repertoires (%s): %d sequences get residue attributions", len(analysed),
              "given" if chosen is not None else f"predicted {explained.target} = {explained.class_name}", len(pool))
-    scored = time.perf_counter()
+    scored_at = time.perf_counter()
 
     attributions, delta, errors, steps = integrated_gradients(model64, pool, explained, ig_steps, device_obj)
     log.info("integrated gradients: worst completeness error %.2e (mean %.2e) over %d sequences",
@@ -921,17 +990,137 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     sequence_table = _sequence_table(pool, analysed, attributions, delta, errors, steps, motif_of)
     settings = {"top_sequences": top_sequences, "n_motifs": n_motifs, "ig_steps": ig_steps, "seed": seed,
                 "core_width": CORE_WIDTH, "flank": FLANK, "max_shift": MAX_SHIFT, "trim_fraction": TRIM_FRACTION,
-                "min_motif_share": MIN_MOTIF_SHARE}
-    summary = _summary(model_path, store, explained, "given" if chosen is not None else "predicted", analysed,
-                       settings, errors, steps, found, kernels, sequences)
+                "min_motif_share": MIN_MOTIF_SHARE, "include_training": include_training}
+    summary = _summary(model_path, store, explained, selection, analysed, settings, errors, steps, found, kernels,
+                       sequences)
+    scores_table = _scores_table(scored, owner, explained, store, split_of)
+    summary["evidence"] = _evidence(store, info, explained, scores_table, found, sequence_table, split_of,
+                                    assignment)
+    truth_result = None
+    if truth_table is not None:
+        truth_result = score_against_truth(sequence_table, truth_table, analysed, [m.consensus for m in found], seen)
+        summary["truth"] = truth_result
     clustered = time.perf_counter()
 
     _publish(out, force, summary, sequence_table, _repertoire_table(summaries, sequence_table),
-             _motif_table(found, sequences))
+             _motif_table(found, sequences), scores_table, _training_history(model_path))
     finished = time.perf_counter()
-    timings = {"score": scored - started, "integrated_gradients": attributed - scored,
+    timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
                "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}
     log.info("motifs: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     return MotifResult(out=out, report=out / "report.html", motifs=found,
                        completeness_error=float(errors.max()) if len(errors) else 0.0, explained=explained,
-                       samples=analysed, sequences=sequence_table, kernels=kernels, timings=timings)
+                       samples=analysed, sequences=sequence_table, kernels=kernels, timings=timings,
+                       scores=scores_table, truth=truth_result)
+
+
+# ----------------------------------------------------------------------------------------------
+# evidence: performance on held-out repertoires, attention concentration, motif enrichment
+# ----------------------------------------------------------------------------------------------
+def _scores_table(scored: list[_Scored], owner: Any, explained: ExplainedOutput, store: Store,
+                  split_of: dict[str, str]) -> pl.DataFrame:
+    """Every scored repertoire: its split, label, explained output and probability (or predicted
+    value), whether it was analysed, and how concentrated its attention is."""
+    outputs = np.stack([r.outputs for r in scored]).astype(np.float64)  # (n, n_outputs)
+    columns = owner.predictions(outputs)
+    if explained.kind == "regression":
+        probability = np.asarray(columns[f"{owner.column}:predicted"], dtype=np.float64)
+    else:
+        probability = np.asarray(columns[f"{owner.column}:p({explained.class_name})"], dtype=np.float64)
+    labels = store.labels(owner.column) if owner.column in store.label_columns else {}
+    ids = [r.sample_id for r in scored]
+    return pl.DataFrame({
+        "sample_id": ids,
+        "split": [split_of.get(i, "new") for i in ids],
+        "label": [labels.get(i) for i in ids],
+        "output": [_round(float(explained.sign * r.outputs[explained.output_index])) for r in scored],
+        "score": [_round(float(v)) for v in probability],
+        "predicted": [str(v) for v in columns[f"{owner.column}:predicted"]],
+        "analysed": [r.analysed for r in scored],
+        "n_sequences": [r.n_sequences for r in scored],
+        "top1_attention": [_round(r.top1_attention) for r in scored],
+        "effective_n": [_round(r.effective_n) for r in scored],
+    }, schema={"sample_id": pl.String, "split": pl.String, "label": pl.String, "output": pl.Float64,
+               "score": pl.Float64, "predicted": pl.String, "analysed": pl.Boolean, "n_sequences": pl.Int64,
+               "top1_attention": pl.Float64, "effective_n": pl.Float64})
+
+
+def _stats(values: Sequence[float]) -> dict[str, float | None]:
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return {"n": 0, "median": None, "p10": None, "p90": None}
+    return {"n": int(len(values)), "median": _round(float(np.median(values))),
+            "p10": _round(float(np.quantile(values, 0.1))), "p90": _round(float(np.quantile(values, 0.9)))}
+
+
+def _evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, scores: pl.DataFrame, found: list[Motif],
+              sequence_table: pl.DataFrame, split_of: dict[str, str], assignment: Any) -> dict[str, Any]:
+    """The numbers behind the report's evidence sections (motifs.json's "evidence")."""
+    held = scores.filter(pl.col("split").is_in(list(HELD_OUT)))
+    labelled = held.filter(pl.col("label").is_not_null())
+    evidence: dict[str, Any] = {
+        "splits": assignment.counts(),
+        "training_store": "same" if assignment.confirmed else ("overlapping ids" if assignment.overlaps else "none"),
+        "model_metrics": {split: info.metrics.get(split, {}).get(explained.target, {})
+                          for split in ("train", "validation", "test") if split in info.metrics},
+        "best_update": info.metrics.get("best_update"),
+        "attention": {
+            "top1_weight": _stats(scores["top1_attention"].to_list()),
+            "effective_n": _stats(scores["effective_n"].to_list()),
+            "top1_weight_above_0.5": int((scores["top1_attention"] > 0.5).sum()),
+            "n_repertoires": scores.height,
+        },
+    }
+    if explained.kind != "regression" and labelled.height:
+        positive = np.array([v == explained.class_name for v in labelled["label"].to_list()])
+        values = labelled["score"].to_numpy()
+        fpr, tpr = roc_points(positive, values)
+        recall, precision = pr_points(positive, values)
+        classes = list(next(t for t in info.targets if t.column == explained.target).classes or [])
+        evidence["held_out"] = {
+            "n": labelled.height, "n_class": int(positive.sum()),
+            "roc_auc": _round(roc_auc(positive, values)) if 0 < positive.sum() < len(positive) else None,
+            "average_precision": _round(average_precision(positive, values)) if positive.any() else None,
+            "roc": {"fpr": [_round(v) for v in fpr], "tpr": [_round(v) for v in tpr]},
+            "pr": {"recall": [_round(v) for v in recall], "precision": [_round(v) for v in precision]},
+            "classes": classes,
+            "confusion": confusion(labelled["label"].to_list(), labelled["predicted"].to_list(), classes).tolist(),
+        }
+    # Motif enrichment: each motif's share of sequences in every labelled repertoire of the store.
+    in_class: dict[str, bool] = {}
+    if explained.kind != "regression" and explained.target in store.label_columns:
+        in_class = {i: v == explained.class_name for i, v in store.labels(explained.target).items() if v is not None}
+    patterns = [consensus_pattern(m.consensus) for m in found]
+    shares = motif_frequencies(store.iter_tables(["junction_aa"]), patterns) if found and in_class else {}
+    motifs_evidence = []
+    for index, motif in enumerate(found):
+        members = sequence_table.filter(pl.col("motif") == motif.id)
+        repertoires = sorted(set(members["sample_id"].to_list()))
+        item: dict[str, Any] = {
+            "id": motif.id, "pattern": patterns[index],
+            "v_usage": [[g, _round(f, 3)] for g, f in gene_usage(members["v_call"].to_list())],
+            "j_usage": [[g, _round(f, 3)] for g, f in gene_usage(members["j_call"].to_list())],
+            "n_repertoires": len(repertoires),
+            "n_repertoires_held_out": sum(split_of.get(r, "new") in HELD_OUT for r in repertoires),
+            "n_sign_disagreements": int(((members["contribution"] > 0) & (members["ig_delta"] < 0)).sum()),
+        }
+        if shares:
+            per = {i: float(v[index]) for i, v in shares.items()}
+            item["enrichment_all"] = enrichment(patterns[index], per, in_class).to_dict()
+            held_ids = {i: c for i, c in in_class.items() if split_of.get(i, "new") in HELD_OUT}
+            item["enrichment_held_out"] = enrichment(patterns[index], per, held_ids).to_dict()
+        motifs_evidence.append(item)
+    evidence["motifs"] = motifs_evidence
+    evidence["sign_disagreements"] = {
+        "n": int(((sequence_table["contribution"] > 0) & (sequence_table["ig_delta"] < 0)).sum()),
+        "n_positive": int((sequence_table["contribution"] > 0).sum())}
+    return evidence
+
+
+def _training_history(model_path: Path) -> list[dict[str, Any]]:
+    """The model folder's training curve (training_curve.tsv), when the model file sits in one."""
+    path = model_path.parent / "training_curve.tsv"
+    if not path.exists():
+        return []
+    table = pl.read_csv(path, separator="\t", infer_schema_length=None)
+    return table.to_dicts() if "update" in table.columns and table.height else []

@@ -22,6 +22,12 @@ MARGIN_WIDTH = 1.3
 SUFFIXES = (".png", ".svg")
 #: Letters lower than this share of a logo's height are left out of the drawing.
 VISIBLE = 0.02
+#: Kernel logos show only the residues whose centred weight is positive and at least this share of
+#: the kernel's largest weight: with ~20 letters per column the rest would hide what matters.
+KERNEL_THRESHOLD = 0.25
+POSITION_FEATURES = ("start ramp", "end ramp", "centre")
+#: The one name of each quantity drawn (the report and docs/motifs.md use the same words).
+RESIDUE_AXIS = "mean residue\nattribution (logit)"
 
 
 def visible_letters(matrix: np.ndarray) -> list[int]:
@@ -87,7 +93,7 @@ def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns:
     plt = _pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(MARGIN_WIDTH + COLUMN_WIDTH * len(columns), 3.6),
                                          sharex=True)
-    _draw(contributions, columns, top, "contribution")
+    _draw(contributions, columns, top, RESIDUE_AXIS)
     _draw(information_heights(frequencies), columns, bottom, "bits")
     bottom.set_ylim(0, math.log2(N_AMINO_ACIDS))
     if highlight is not None:
@@ -101,14 +107,44 @@ def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns:
         plt.close(figure)
 
 
-def draw_kernel_logo(weights: np.ndarray, title: str, stem: Path) -> list[Path]:
-    """Logo of one convolution kernel's amino-acid weights, (kernel_size, 20), centred per position."""
+def kernel_residues(weights: np.ndarray, threshold: float = KERNEL_THRESHOLD) -> np.ndarray:
+    """The weights a kernel logo draws: positive centred weights of at least `threshold` of the
+    kernel's largest, others 0. (kernel_size, 20) -> (kernel_size, 20)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    top = weights.max()
+    if top <= 0:
+        return np.zeros_like(weights)
+    return np.where(weights >= threshold * top, weights, 0.0)
+
+
+def draw_kernel_logo(weights: np.ndarray, position_weights: np.ndarray | None, title: str, stem: Path) -> list[Path]:
+    """Logo of one convolution kernel: the residues it responds to (positive centred weights above
+    KERNEL_THRESHOLD of its largest), and below it the weights of the 3 position features per
+    kernel position. weights: (kernel_size, 20); position_weights: (kernel_size, 3) or None."""
     plt = _pyplot()
     positions = list(range(1, weights.shape[0] + 1))
-    figure, axis = plt.subplots(figsize=(MARGIN_WIDTH + COLUMN_WIDTH * len(positions), 2.0))
-    _draw(weights, positions, axis, "weight")
+    with_positions = position_weights is not None and np.asarray(position_weights).size > 0
+    figure, axes = plt.subplots(2 if with_positions else 1, 1, sharex=True, squeeze=False,
+                                figsize=(MARGIN_WIDTH + 0.3 + COLUMN_WIDTH * len(positions),
+                                         3.4 if with_positions else 2.0),
+                                gridspec_kw={"height_ratios": [2, 1]} if with_positions else None)
+    axis = axes[0, 0]
+    shown = kernel_residues(weights)
+    _draw(shown, positions, axis, "residue weight\n(centred, > 0)")
+    axis.set_ylim(0, max(float(shown.sum(axis=1).max()), 1e-9) * 1.05)
+    if with_positions:
+        lower = axes[1, 0]
+        matrix = np.asarray(position_weights, dtype=np.float64)
+        for column, (name, style) in enumerate(zip(POSITION_FEATURES, ("-", "--", ":"))):
+            lower.plot(positions, matrix[:, column], style, color="0.25", linewidth=1.2, label=name)
+        lower.axhline(0.0, color="0.7", linewidth=0.6)
+        lower.set_ylabel("position\nfeature weight")
+        lower.legend(fontsize=6, frameon=False, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+        for side in ("top", "right"):
+            lower.spines[side].set_visible(False)
+        axis = lower
     axis.set_xlabel("kernel position")
-    axis.set_title(title, fontsize=9)
+    axes[0, 0].set_title(title, fontsize=9)
     try:
         return _save(figure, stem)
     finally:

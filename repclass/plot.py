@@ -34,25 +34,202 @@ def save_figure(figure, path: Path) -> None:
                                                                  metadata=metadata, dpi=120, bbox_inches="tight"))
 
 
-def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:
+#: Headline metrics bounded by [0, 1] whose chance level is 0.5: drawn on a fixed [0.5, 1] axis so
+#: that a small change never looks dramatic.
+_FIXED_AXIS_METRICS = {"roc_auc", "macro_auc"}
+_METRIC_WORDS = {"roc_auc": "ROC AUC", "macro_auc": "macro ROC AUC", "r2": "R\u00b2", "balanced_accuracy":
+                 "balanced accuracy", "f1": "F1", "accuracy": "accuracy", "mae": "mean absolute error",
+                 "pearson_r": "Pearson r"}
+SPLIT_COLORS = {"train": "#9e9e9e", "validation": "#ff7f0e", "test": "#1f77b4", "new": "#2ca02c"}
+SPLIT_MARKERS = {"train": "o", "validation": "s", "test": "D", "new": "^"}
+
+
+def metric_words(name: str) -> str:
+    """'status:roc_auc' -> 'status ROC AUC' (a label in words)."""
+    target, _, metric = name.rpartition(":")
+    words = _METRIC_WORDS.get(metric, metric.replace("_", " "))
+    return f"{target} {words}".strip()
+
+
+def _finite(values: list[Any]) -> list[float]:
+    return [math.nan if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v) for v in values]
+
+
+def save_figure_formats(figure, stem: Path, suffixes: tuple[str, ...] = (".png", ".svg")) -> list[Path]:
+    """Save one figure as stem.png and stem.svg (deterministic bytes)."""
+    paths = []
+    for suffix in suffixes:
+        path = stem.with_suffix(suffix)
+        save_figure(figure, path)
+        paths.append(path)
+    return paths
+
+
+def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: int | None = None) -> list[Path]:
+    """The training curve from training_curve.tsv's rows (update, train_loss, validation_loss,
+    <target>:<metric>): losses on a log axis, the validation metric on a second axis ([0.5, 1]
+    for ROC AUC), the best update (the lowest validation loss unless `best_update` is given)
+    marked. Writes `path` and, for a .png path, the same figure as .svg beside it."""
     plt = _pyplot()
-    figure, loss_axis = plt.subplots(figsize=(7, 4))
+    figure, loss_axis = plt.subplots(figsize=(7.5, 4.2))
+    handles = []
     if history:
         updates = [row["update"] for row in history]
-        loss_axis.plot(updates, [row["train_loss"] for row in history], label="train loss", color="tab:blue")
-        loss_axis.plot(updates, [row["validation_loss"] for row in history], label="validation loss",
-                       color="tab:orange")
+        train = _finite([row.get("train_loss") for row in history])
+        validation = _finite([row.get("validation_loss") for row in history])
+        handles += loss_axis.plot(updates, train, label="training loss", color="tab:blue", linewidth=1.2)
+        handles += loss_axis.plot(updates, validation, label="validation loss", color="tab:orange", linewidth=1.6)
+        positive = [v for v in train + validation if v == v and v > 0]
+        if positive:
+            loss_axis.set_yscale("log")
+        if best_update is None and any(v == v for v in validation):
+            best_update = updates[min(range(len(updates)), key=lambda i: (validation[i] != validation[i],
+                                                                          validation[i]))]
+        if best_update is not None:
+            handles.append(loss_axis.axvline(best_update, color="0.3", linestyle=":", linewidth=1.2,
+                                             label=f"best model (update {best_update})"))
         metric_names = [k for k in history[0] if ":" in k]
         if metric_names:
+            name = metric_names[0]
             metric_axis = loss_axis.twinx()
-            values = [row[metric_names[0]] for row in history]
-            metric_axis.plot(updates, [math.nan if v is None else v for v in values], color="tab:green",
-                             linestyle="--", label=f"validation {metric_names[0]}")
-            metric_axis.set_ylabel(metric_names[0])
-            metric_axis.legend(loc="lower right")
-    loss_axis.set_xlabel("update")
-    loss_axis.set_ylabel("loss")
-    loss_axis.legend(loc="upper right")
-    loss_axis.set_title("training curve")
-    save_figure(figure, path)
-    plt.close(figure)
+            handles += metric_axis.plot(updates, _finite([row.get(name) for row in history]), color="tab:green",
+                                        linestyle="--", label=f"validation {metric_words(name)}")
+            metric_axis.set_ylabel(f"validation {metric_words(name)}")
+            if name.rpartition(":")[2] in _FIXED_AXIS_METRICS:
+                metric_axis.set_ylim(0.5, 1.0)
+    loss_axis.set_xlabel("update (training step)")
+    loss_axis.set_ylabel("loss (log scale)" if loss_axis.get_yscale() == "log" else "loss")
+    loss_axis.set_title("Training curve")
+    if handles:
+        # Below the axes: a legend inside would sit on the lines.
+        loss_axis.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
+                         frameon=False)
+    try:
+        save_figure(figure, path)
+        paths = [path]
+        if path.suffix.lower() == ".png":
+            save_figure(figure, path.with_suffix(".svg"))
+            paths.append(path.with_suffix(".svg"))
+        return paths
+    finally:
+        plt.close(figure)
+
+
+def plot_roc_pr(roc: dict[str, list[float]], pr: dict[str, list[float]], auc: float | None,
+                average_precision: float | None, n_class: int, n: int, class_name: str, stem: Path) -> list[Path]:
+    """ROC and precision-recall curves of the held-out repertoires, side by side."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.9))
+    left.step(roc["fpr"], roc["tpr"], where="post", color="tab:blue", linewidth=1.6)
+    left.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
+    left.set_xlabel("false positive rate")
+    left.set_ylabel("true positive rate")
+    left.set_title(f"ROC, held out (AUC {auc:.3f})" if auc is not None else "ROC, held out", fontsize=10)
+    right.step(pr["recall"], pr["precision"], where="post", color="tab:red", linewidth=1.6)
+    right.axhline(n_class / n if n else 0, color="0.7", linestyle=":", linewidth=1)
+    right.set_xlabel(f"recall ({class_name})")
+    right.set_ylabel("precision")
+    right.set_title(f"precision-recall (AP {average_precision:.3f})" if average_precision is not None
+                    else "precision-recall", fontsize=10)
+    for axis in (left, right):
+        axis.set_xlim(-0.02, 1.02)
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_aspect("equal")
+    figure.suptitle(f"{n} held-out repertoires ({n_class} of class {class_name}); dotted: chance", fontsize=9)
+    try:
+        return save_figure_formats(figure, stem)
+    finally:
+        plt.close(figure)
+
+
+def plot_scores(scores: Any, class_name: str | None, score_label: str, stem: Path,
+                threshold: float | None = 0.5) -> list[Path]:
+    """Each repertoire's score (probability of the explained class) by label, coloured by split;
+    the decision threshold dashed. scores: the scores.tsv table."""
+    plt = _pyplot()
+    labels = ["(no label)" if v is None else str(v) for v in scores["label"].to_list()]
+    classes = sorted(set(labels))
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.6 * len(classes) + 2.5), 3.8))
+    values = scores["score"].to_list()
+    splits = scores["split"].to_list()
+    for split in SPLIT_COLORS:
+        rows = [i for i, s in enumerate(splits) if s == split]
+        if not rows:
+            continue
+        # Deterministic horizontal jitter: the row's position among its class, spread over +-0.3.
+        xs = []
+        for i in rows:
+            same = [j for j in range(len(labels)) if labels[j] == labels[i]]
+            offset = (same.index(i) / max(len(same) - 1, 1) - 0.5) * 0.6
+            xs.append(classes.index(labels[i]) + offset)
+        axis.scatter(xs, [values[i] for i in rows], s=22, color=SPLIT_COLORS[split], marker=SPLIT_MARKERS[split],
+                     label=f"{split} ({len(rows)})", alpha=0.85, edgecolors="none")
+    if threshold is not None:
+        axis.axhline(threshold, color="0.4", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    axis.set_xticks(range(len(classes)))
+    axis.set_xticklabels([f"label {c}" for c in classes])
+    axis.set_ylabel(score_label)
+    if threshold is not None:
+        axis.set_ylim(-0.03, 1.03)
+    axis.set_title("Per-repertoire scores by label and split", fontsize=10)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    try:
+        return save_figure_formats(figure, stem)
+    finally:
+        plt.close(figure)
+
+
+def plot_attention(scores: Any, stem: Path) -> list[Path]:
+    """How much each prediction rests on few sequences: the top-1 attention weight and the
+    effective number of attended sequences (1 / sum w^2) per repertoire, by label."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4))
+    labels = ["(no label)" if v is None else str(v) for v in scores["label"].to_list()]
+    top1 = scores["top1_attention"].to_list()
+    effective = scores["effective_n"].to_list()
+    colors = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
+    high = max([e for e in effective if e == e] + [1.0])
+    bins_n = [10 ** x for x in [i * math.log10(max(high, 1.0) * 1.05) / 20 for i in range(21)]] if high > 1 else 10
+    for index, label in enumerate(sorted(set(labels))):
+        rows = [i for i, v in enumerate(labels) if v == label]
+        color = colors[index % len(colors)]
+        left.hist([top1[i] for i in rows], bins=[i / 20 for i in range(21)], alpha=0.55, color=color,
+                  label=f"label {label} ({len(rows)})")
+        right.hist([effective[i] for i in rows], bins=bins_n, alpha=0.55, color=color, label=f"label {label}")
+    left.set_xlabel("attention weight of the most attended sequence")
+    left.set_ylabel("repertoires")
+    right.set_xlabel("effective number of attended sequences (1 / \u03a3 w\u00b2)")
+    if high > 1:
+        right.set_xscale("log")
+    left.legend(fontsize=8, frameon=False)
+    figure.suptitle("Attention concentration, every scored repertoire", fontsize=10)
+    try:
+        return save_figure_formats(figure, stem)
+    finally:
+        plt.close(figure)
+
+
+def draw_evidence_figures(summary: dict[str, Any], scores: Any, history: list[dict[str, Any]],
+                          folder: Path) -> dict[str, Path]:
+    """The report's figures (PNG and SVG) in `folder`; returns {name: PNG path} of those drawn."""
+    evidence = summary.get("evidence", {})
+    explained = summary["explained"]
+    drawn: dict[str, Path] = {}
+    if history:
+        plot_training_curve(history, folder / "training_curve.png", evidence.get("best_update"))
+        drawn["training_curve"] = folder / "training_curve.png"
+    held = evidence.get("held_out")
+    if held and held.get("n_class") and held["n_class"] < held["n"]:
+        plot_roc_pr(held["roc"], held["pr"], held.get("roc_auc"), held.get("average_precision"), held["n_class"],
+                    held["n"], str(explained["class"]), folder / "roc_pr")
+        drawn["roc_pr"] = folder / "roc_pr.png"
+    if scores.height:
+        regression = explained["kind"] == "regression"
+        label = (f"predicted {explained['target']}" if regression
+                 else f"probability of {explained['target']} = {explained['class']}")
+        plot_scores(scores, explained["class"], label, folder / "scores",
+                    threshold=0.5 if explained["kind"] == "binary" else None)
+        drawn["scores"] = folder / "scores.png"
+        plot_attention(scores, folder / "attention")
+        drawn["attention"] = folder / "attention.png"
+    return drawn

@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import polars as pl
 
-from .checkpoint import check_store_fits, load_model
+from .checkpoint import check_store_fits
 from .data import encode_table
+from .ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
 from .errors import RepclassError, UsageError
 from .files import check_distinct_outputs, check_output_not_input, check_replaceable, output_lock, prepare_parent
 from .formats import ColumnOverrides
@@ -118,7 +119,8 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
         check_replaceable(path, kind, force, option)
     prepare_parent(out)
     device_obj = resolve_device(device)
-    network, info = load_model(model, device_obj)
+    models = load_models(model, device_obj)  # one model, or every fold of a `--folds` output
+    network, info = models[0]
     store, sources = _sources(inputs, info, samples)
     if not sources:
         raise UsageError("no repertoires to score")
@@ -133,8 +135,10 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             table = read(columns)
             if table.height == 0:
                 raise RepclassError(f"sample {sample_id!r} has no sequences to score")
-            score = score_repertoire(network, encode_table(table), device_obj, chunk_size)
-            outputs.append(score.outputs)
+            encoded = encode_table(table)
+            scores = [score_repertoire(m, encoded, device_obj, chunk_size) for m, _ in models]
+            score = scores[0]  # the attention export shows the first (fold) model's attention
+            outputs.append(np.stack([s.outputs for s in scores]))  # (n_models, n_outputs)
             rows.append({"sample_id": sample_id, "n_sequences": score.n_sequences})
             if attention_top_n > 0:
                 top = min(attention_top_n, len(score.rows))
@@ -146,11 +150,15 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                          "logit"))
             bar.advance(status=sample_id)
 
-    all_outputs = np.stack(outputs)
     table = pl.DataFrame(rows)
-    for target in info.targets:
-        table = table.with_columns(*[pl.Series(name, values) for name, values in
-                                     target.predictions(all_outputs).items()])
+    # Which scored repertoires the model(s) trained or selected on: a `split` column, and metrics
+    # on the held-out ones only (ensemble.py).
+    assignment = assign_splits([i for _, i in models], table["sample_id"].to_list(),
+                               store.fingerprint if store is not None else None, str(inputs[0]))
+    if assignment.overlaps:
+        table = table.with_columns(pl.Series("split", assignment.splits, dtype=pl.String))
+    predicted, all_outputs = ensemble_columns(info.targets, list(np.stack(outputs, axis=1)))
+    table = table.with_columns(*[pl.Series(name, values) for name, values in predicted.items()])
     metrics = None
     if store is not None:
         known = [t for t in info.targets if t.column in store.label_columns]
@@ -162,7 +170,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                 column_labels = [labels[i] for i in ids]
                 table = table.with_columns(pl.Series(f"{target.column}:label", column_labels, dtype=pl.String))
                 values, present = target.encode(column_labels)
-                metrics[target.column] = target.metrics(all_outputs, values, present)
+                metrics[target.column] = held_out_metrics(target, all_outputs, values, present, assignment)
     with output_lock(out):  # a second predict to the same --out fails instead of mixing its files with these
         for option, (path, kind) in written.items():  # again under the lock: another run may have written
             check_replaceable(path, kind, force, option)

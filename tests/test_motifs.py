@@ -24,8 +24,10 @@ from repclass.store import Store
 from repclass.targets import Target
 
 MOTIF = "WQRY"
-#: Settings of the main run; the CLI test repeats them and must get the same bytes.
-SETTINGS = dict(top_sequences=500, n_motifs=3, ig_steps=64, seed=0)
+#: Settings of the main run; the CLI test repeats them and must get the same bytes. The ground-truth
+#: tests need every predicted positive (the tiny cohort holds out only 4 repertoires), hence
+#: include_training.
+SETTINGS = dict(top_sequences=500, n_motifs=3, ig_steps=64, seed=0, include_training=True)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,8 @@ def test_output_folder(explained):
 def test_report_is_self_contained(explained):
     html = explained.report.read_text()
     assert explained.report == explained.out / "report.html"
-    assert html.count('src="data:image/png;base64,') == len(explained.motifs) + len(explained.kernels)
+    figures = len(list((explained.out / "figures").glob("*.png")))
+    assert html.count('src="data:image/png;base64,') == len(explained.motifs) + len(explained.kernels) + figures
     assert "http://" not in html and "https://" not in html
     assert explained.motifs[0].consensus in html
     text = re.sub(r"<[^>]+>", "", html)  # residues are shaded one span each
@@ -156,7 +159,7 @@ def test_cli_end_to_end_gives_the_same_bytes(explained, tiny_model, tiny_cohort,
     out = tmp_path / "again"
     result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(out),
                                        "--top-sequences", "500", "--motifs", "3", "--ig-steps", "64", "--device",
-                                       "cpu", "--threads", "2"])
+                                       "cpu", "--threads", "2", "--include-training"])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out / 'report.html'}\n"
     assert _md5s(out) == _md5s(explained.out)
@@ -202,6 +205,8 @@ def test_no_repertoire_predicted_positive(tiny_model, tiny_cohort, tmp_path):
         model.output[-1].bias.fill_(-1000.0)  # every repertoire predicted negative
     save_model(tmp_path / "negative.safetensors", model, info)
     with pytest.raises(RepclassError, match="none of the 16 repertoires is predicted as status = \\+.*--sample"):
+        motifs(tmp_path / "negative.safetensors", store_path, tmp_path / "out", device="cpu", include_training=True)
+    with pytest.raises(RepclassError, match="none of the 4 held-out repertoires .*--include-training"):
         motifs(tmp_path / "negative.safetensors", store_path, tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(main, ["motifs", str(tmp_path / "negative.safetensors"), str(store_path), "--out",

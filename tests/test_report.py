@@ -1,0 +1,273 @@
+"""The evidence a scientist needs beside the motifs: the report's elements (on the tiny trained
+model), predict's split column and held-out metrics, fold ensembles, ground-truth scoring, and
+the pure functions behind them."""
+import hashlib
+import json
+import logging
+import math
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from repclass.checkpoint import read_info
+from repclass.cli import main
+from repclass.config import TrainConfig
+from repclass.ensemble import assign_splits, fold_model_paths
+from repclass.errors import InputFileError
+from repclass.evidence import (average_precision, consensus_pattern, effective_number, enrichment,
+                               mann_whitney_greater, pr_points, read_truth, roc_points, score_against_truth)
+from repclass.interpret import motifs
+from repclass.metrics import roc_auc
+from repclass.plot import plot_training_curve
+from repclass.prediction import predict
+from repclass.training import SplitSpec, train
+
+MOTIF = "WQRY"
+
+
+def _truth_file(path, implanted):
+    rows = ["sample_id\tsequence_id\tjunction_aa\tmotif_start\textra"]
+    for sample_id, sequences in sorted(implanted.items()):
+        for i, junction in enumerate(sorted(sequences)):
+            rows.append(f"{sample_id}\t{sample_id}_{i}\t{junction}\t{junction.find(MOTIF)}\tx")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def held_out_run(tiny_model, tiny_cohort, tmp_path_factory):
+    """motifs with the defaults (held-out repertoires only) and the implanted ground truth."""
+    store_path, implanted = tiny_cohort
+    folder = tmp_path_factory.mktemp("report")
+    truth = _truth_file(folder / "truth.tsv", implanted)
+    result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(folder / "out"),
+                                       "--motifs", "3", "--device", "cpu", "--truth", str(truth)])
+    assert result.exit_code == 0, result.output
+    return folder / "out"
+
+
+# ---- the report -----------------------------------------------------------------------------------
+def test_motifs_default_to_held_out_repertoires(held_out_run, tiny_model):
+    splits = read_info(tiny_model.path).splits
+    scores = pl.read_csv(held_out_run / "scores.tsv", separator="\t", schema_overrides={"label": pl.String})
+    analysed = scores.filter(pl.col("analysed"))["sample_id"].to_list()
+    assert analysed and all(splits[s] == "test" for s in analysed)
+    assert scores.height == 16 and scores["split"].to_list() == [splits[s] for s in scores["sample_id"]]
+    summary = json.loads((held_out_run / "motifs.json").read_text())
+    assert summary["selection"] == "predicted, held out" and summary["samples"] == analysed
+
+
+def test_report_holds_each_element(held_out_run):
+    html = (held_out_run / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", "", html)
+    for name in ("roc_pr", "scores", "attention", "training_curve"):
+        assert (held_out_run / "figures" / f"{name}.png").exists() and (held_out_run / "figures" / f"{name}.svg").exists()
+    assert html.count('src="data:image/png;base64,') >= 4 + 1  # the figures and at least one logo
+    for words in ("Which repertoires", "test (held out)", "How good the model is", "Recorded when the model was trained",
+                  "held-out repertoires of this store", "Confusion matrix", "predicted +", "label -",
+                  "effective number of attended sequences", "most attended sequence holds a median",
+                  "Mann-Whitney", "held out: in", "V: TRBV5-1 100%", "J: TRBJ2-7 100%", "held out",
+                  "summed sequence contribution (logit)", "mean residue attribution", "kernel index",
+                  "Against the implanted ground truth", "precision@k by attention weight"):
+        assert words in text, words
+    summary = json.loads((held_out_run / "motifs.json").read_text())
+    evidence = summary["evidence"]
+    assert evidence["training_store"] == "same"
+    assert evidence["splits"] == {"train": 8, "validation": 4, "test": 4, "new": 0}
+    assert evidence["held_out"]["n"] == 4 and len(evidence["held_out"]["confusion"]) == 2
+    top = evidence["motifs"][0]
+    assert top["pattern"] in ("WQRY", "WQR", "QRY") or MOTIF in top["pattern"]
+    assert top["enrichment_all"]["with_other"] == 0 and top["enrichment_all"]["with_class"] == 8
+    assert top["enrichment_all"]["p_value"] < 0.01
+    assert top["n_repertoires_held_out"] == top["n_repertoires"]
+    assert "http://" not in html and "https://" not in html
+
+
+def test_sign_disagreements_are_explained_on_the_page(held_out_run):
+    sequences = pl.read_csv(held_out_run / "sequences.tsv", separator="\t")
+    disagree = int(((sequences["contribution"] > 0) & (sequences["ig_delta"] < 0)).sum())
+    html = (held_out_run / "report.html").read_text()
+    summary = json.loads((held_out_run / "motifs.json").read_text())
+    assert summary["evidence"]["sign_disagreements"]["n"] == disagree
+    if disagree:
+        assert f"disagree in sign for {disagree} of the" in html
+
+
+def test_truth_json(held_out_run):
+    truth = json.loads((held_out_run / "truth.json").read_text())
+    assert truth["top_motif"]["matches"] and truth["top_motif"]["implanted_motif"] == MOTIF
+    assert truth["precision_at_k"][0]["by_contribution"] >= 0.5
+    assert truth["attention_mass_on_implanted"]["mean"] > 0.5
+    assert 0 < truth["recall_top50_attention"] <= 1
+
+
+# ---- predict: split column, held-out metrics ------------------------------------------------------
+def test_predict_marks_the_training_split_and_scores_held_out_only(tiny_model, tiny_cohort, tmp_path, caplog):
+    store_path, _ = tiny_cohort
+    splits = read_info(tiny_model.path).splits
+    with caplog.at_level(logging.WARNING, logger="repclass"):
+        result = predict(tiny_model.path, [store_path], tmp_path / "p.tsv", device="cpu")
+    table = pl.read_csv(tmp_path / "p.tsv", separator="\t")
+    assert table.columns[:3] == ["sample_id", "n_sequences", "split"]
+    assert table["split"].to_list() == [splits[s] for s in table["sample_id"]]
+    metrics = json.loads((tmp_path / "p.metrics.json").read_text())["status"]
+    test = table.filter(pl.col("split") == "test")
+    assert metrics["n"] == test.height == 4 and metrics["n_excluded"] == 12 and metrics["held_out"] == 1
+    expected = roc_auc(np.array(test["status:label"].to_list()) == "+", test["status:p(+)"].to_numpy())
+    assert metrics["roc_auc"] == pytest.approx(expected, nan_ok=True)
+    assert result.metrics["status"]["n"] == 4
+    assert "12 of 16 labelled repertoires were used to train or select the model" in caplog.text
+
+
+def test_predict_on_training_repertoires_only_warns_that_metrics_are_optimistic(tiny_model, tiny_cohort, tmp_path,
+                                                                                caplog):
+    store_path, _ = tiny_cohort
+    splits = read_info(tiny_model.path).splits
+    trained = [s for s, split in sorted(splits.items()) if split == "train"]
+    with caplog.at_level(logging.WARNING, logger="repclass"):
+        result = predict(tiny_model.path, [store_path], tmp_path / "p.tsv", device="cpu", samples=trained)
+    assert result.metrics["status"]["held_out"] == 0 and result.metrics["status"]["n"] == len(trained)
+    assert "optimistic" in caplog.text
+
+
+@pytest.mark.parametrize("fingerprint, splits, overlaps, confirmed", [
+    ("abc", ["train", "test", "new"], True, True),
+    ("other", ["train", "test", "new"], True, False),
+    (None, ["train", "test", "new"], True, False),
+])
+def test_assign_splits(fingerprint, splits, overlaps, confirmed):
+    class Info:
+        store_fingerprint = "abc"
+        splits = {"a": "train", "b": "test"}
+
+    assignment = assign_splits([Info()], ["a", "b", "c"], fingerprint)
+    assert (assignment.splits, assignment.overlaps, assignment.confirmed) == (splits, overlaps, confirmed)
+    assert assignment.held_out().tolist() == [False, True, True]
+
+
+def test_ensemble_split_is_the_most_seen():
+    class Fold:
+        def __init__(self, splits):
+            self.splits, self.store_fingerprint = splits, "f"
+
+    folds = [Fold({"a": "test", "b": "train"}), Fold({"a": "train", "b": "validation"}),
+             Fold({"a": "validation", "b": "test"})]
+    assert assign_splits(folds, ["a", "b", "z"], "f").splits == ["train", "train", "new"]
+
+
+# ---- fold ensembles -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cv_model(tiny_cohort, tmp_path_factory):
+    store_path, _ = tiny_cohort
+    out = tmp_path_factory.mktemp("cv") / "cv"
+    train(store_path, out, targets=["status"], split=SplitSpec(folds=3), device="cpu",
+          config=TrainConfig(max_updates=100, eval_every=50, patience=100, seed=0))
+    return out
+
+
+def test_fold_ensemble_is_the_mean_of_the_folds(cv_model, tiny_cohort, tmp_path):
+    store_path, _ = tiny_cohort
+    folds = fold_model_paths(cv_model)
+    assert len(folds) == 3
+    singles = [predict(path, [store_path], tmp_path / f"f{i}.tsv", device="cpu").table for i, path in enumerate(folds)]
+    result = CliRunner().invoke(main, ["predict", str(cv_model), str(store_path), "--out", str(tmp_path / "e.tsv"),
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    ensemble = pl.read_csv(tmp_path / "e.tsv", separator="\t")
+    probabilities = np.stack([t["status:p(+)"].to_numpy() for t in singles])  # (folds, n)
+    np.testing.assert_allclose(ensemble["status:p(+)"].to_numpy(), probabilities.mean(axis=0), atol=2e-6)
+    np.testing.assert_allclose(ensemble["status:p(+):sd"].to_numpy(), probabilities.std(axis=0, ddof=1), atol=2e-6)
+    expected = np.where(probabilities.mean(axis=0) >= 0.5, "+", "-")
+    assert ensemble["status:predicted"].to_list() == expected.tolist()
+    # Every repertoire was trained on by some fold: the ensemble has no held-out repertoire here.
+    assert set(ensemble["split"].to_list()) == {"train"}
+
+
+# ---- ground truth, hand-made ----------------------------------------------------------------------
+def test_score_against_truth_by_hand(tmp_path):
+    truth = _truth_file(tmp_path / "t.tsv", {"a": {"CASWQRYF", "CAWQRYSF"}, "b": {"CSSWQRYEF"}})
+    table = read_truth(truth)
+    sequences = pl.DataFrame({
+        "rank": [1, 2, 3, 4, 5],
+        "sample_id": ["a", "b", "a", "a", "b"],
+        "junction_aa": ["CASWQRYF", "CSSLLLEF", "CAWQRYSF", "CASSPPF", "CSSWQRYEF"],
+        "contribution": [5.0, 4.0, 3.0, 2.0, 1.0],
+        "attention": [0.9, 0.1, 0.05, 0.8, 0.7],
+    })
+    result = score_against_truth(sequences, table, ["a", "b"], ["sWQRY", "LLL"], ks=[1, 5])
+    assert result["n_implanted_sequences"] == 3
+    assert result["precision_at_k"] == [
+        {"k": 1, "by_contribution": 1.0, "by_attention": 1.0},
+        {"k": 3, "by_contribution": pytest.approx(2 / 3), "by_attention": pytest.approx(2 / 3)},
+        {"k": 5, "by_contribution": pytest.approx(3 / 5), "by_attention": pytest.approx(3 / 5)},
+    ]
+    assert result["top_motif"] == {"consensus": "sWQRY", "implanted_motif": "WQRY", "share_of_implants_matched": 1.0,
+                                   "matches": True}
+    assert not score_against_truth(sequences, table, ["a", "b"], ["PPGG"])["top_motif"]["matches"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sample_id\tjunction_aa\tmotif_start\na\tCASF\t1\n", "missing column\\(s\\) sequence_id"),
+    ("sample_id\tsequence_id\tjunction_aa\tmotif_start\na\tx\tCASF\tthree\n", "line 2"),
+])
+def test_read_truth_refusals(tmp_path, text, message):
+    (tmp_path / "t.tsv").write_text(text)
+    with pytest.raises(InputFileError, match=message):
+        read_truth(tmp_path / "t.tsv")
+
+
+# ---- pure functions -------------------------------------------------------------------------------
+@pytest.mark.parametrize("positive, scores, auc", [
+    ([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1], 1.0),
+    ([1, 0, 1, 0], [0.9, 0.8, 0.2, 0.1], 0.75),
+    ([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], 0.5),
+])
+def test_roc_points_integrate_to_the_auc(positive, scores, auc):
+    fpr, tpr = roc_points(np.array(positive, dtype=bool), np.array(scores))
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)) == pytest.approx(auc)
+
+
+def test_average_precision_by_hand():
+    positive = np.array([1, 0, 1, 0], dtype=bool)
+    assert average_precision(positive, np.array([0.9, 0.8, 0.7, 0.1])) == pytest.approx((1 + 2 / 3) / 2)
+    recall, precision = pr_points(positive, np.array([0.9, 0.8, 0.7, 0.1]))
+    assert recall.tolist() == [0, 0.5, 0.5, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("consensus, pattern", [("WQRY", "WQRY"), ("srWQRY", "WQRY"), ("WqRY", "W.RY"),
+                                                ("aSFeNt", "SF.N")])
+def test_consensus_pattern(consensus, pattern):
+    assert consensus_pattern(consensus) == pattern
+
+
+def test_mann_whitney_and_enrichment():
+    assert mann_whitney_greater([5, 6, 7, 8], [1, 2, 3, 4]) < 0.05
+    assert mann_whitney_greater([1, 2, 3, 4], [5, 6, 7, 8]) > 0.95
+    assert mann_whitney_greater([0, 0], [0, 0]) == 1.0
+    assert math.isnan(mann_whitney_greater([], [1.0]))
+    e = enrichment("WQRY", {"a": 0.05, "b": 0.04, "c": 0.0, "d": 0.01, "u": 0.5}, {"a": True, "b": True, "c": False,
+                                                                                   "d": False})
+    assert (e.n_class, e.with_class, e.n_other, e.with_other) == (2, 2, 2, 1)
+    assert e.frequency_class == pytest.approx(0.045)
+
+
+@pytest.mark.parametrize("weights, expected", [([1.0], 1.0), ([0.5, 0.5], 2.0), ([0.25] * 4, 4.0)])
+def test_effective_number(weights, expected):
+    assert effective_number(np.array(weights)) == pytest.approx(expected)
+
+
+def test_training_curve_png_and_svg_are_deterministic(tmp_path):
+    history = [{"update": u, "train_loss": 1 / u, "validation_loss": 2 / u + (u == 300) * 0.1, "status:roc_auc": 0.9}
+               for u in (100, 200, 300)]
+    digests = []
+    for name in ("a", "b"):
+        paths = plot_training_curve(history, tmp_path / f"{name}.png")
+        assert [p.suffix for p in paths] == [".png", ".svg"]
+        digests.append([hashlib.md5(p.read_bytes()).hexdigest() for p in paths])
+    assert digests[0] == digests[1]
+    svg = (tmp_path / "a.svg").read_text()
+    assert "best model (update 200)" in svg and "validation status ROC AUC" in svg
