@@ -12,15 +12,16 @@ DEMO_OUT ?= demo_out
 setup: $(VENV)/.setup-done
 
 # torch first: a bare `torch` requirement pulls a multi-GB CUDA build. Without an NVIDIA GPU we
-# take a local CPU wheel when pip can find one offline, else PyTorch's CPU index.
+# take a local CPU wheel when pip can find one offline, else PyTorch's CPU index as an extra index
+# (pip's own index, or the one configured for it, stays the first; the CPU wheels' `+cpu` local
+# version wins over PyPI's build of the same version).
 $(VENV)/.setup-done: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	if $(PY) -c "import torch" 2>/dev/null; then :; \
 	elif command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install "torch>=2.3"; \
 	elif $(PIP) install --no-index --no-deps "torch==2.13.0" 2>/dev/null; then :; \
-	else $(PIP) install "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu \
-	                                   --extra-index-url https://pypi.org/simple; fi
+	else $(PIP) install "torch>=2.3" --extra-index-url https://download.pytorch.org/whl/cpu; fi
 	$(PIP) install -e ".[test]"
 	touch $@
 

@@ -89,11 +89,18 @@ def main(quiet: bool) -> None:
 # ingest / combine
 # ----------------------------------------------------------------------------------------------
 def _print_ingest_summary(store) -> None:
+    import polars as pl
+
     from .reader import DROP_REASONS
 
     rows = store.samples
-    columns = ["sample_id", "rows_read", "n_sequences", "n_templates"] + [f"dropped_{r}" for r in DROP_REASONS]
-    shown = [c for c in columns if not c.startswith("dropped_") or rows[c].sum() > 0]
+    columns = (["sample_id", "rows_read", "n_sequences", "n_templates"] + [f"dropped_{r}" for r in DROP_REASONS]
+               + ["unresolved_genes", "unresolved_gene_examples"])
+    # drop reasons and unresolved gene names only where some sample has them
+    optional = [c for c in columns if c.startswith(("dropped_", "unresolved_"))]
+    present = {c for c in optional if c in rows.columns and rows[c].drop_nulls().len()
+               and (rows[c].dtype == pl.String or rows[c].sum() > 0)}
+    shown = [c for c in columns if c not in optional or c in present]
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -103,12 +110,12 @@ def _print_ingest_summary(store) -> None:
             table.add_column(column.replace("dropped_", "dropped "), justify="left" if column == "sample_id"
                              else "right")
         for row in rows.select(shown).iter_rows():
-            table.add_row(*[str(v) for v in row])
+            table.add_row(*["" if v is None else str(v) for v in row])
         Console(stderr=True).print(table)
     else:
         log.info("summary: %s", "\t".join(shown))
         for row in rows.select(shown).iter_rows():
-            log.info("summary: %s", "\t".join(str(v) for v in row))
+            log.info("summary: %s", "\t".join("" if v is None else str(v) for v in row))
 
 
 @main.command()
@@ -125,7 +132,12 @@ def _print_ingest_summary(store) -> None:
               help="Drop junctions that do not start with C and end with F/W (partial CDR3s).")
 @click.option("--productive-only/--all-rows", default=True, show_default=True,
               help="Drop rows marked non-productive.")
-@click.option("--locus", default=None, help="Keep only this locus (TRB, IGH, ...).")
+@click.option("--locus", default=None, help="Keep only this locus (TRB, IGH, ...); needed for a file holding several "
+                                         "(a 10x contig table of TRA and TRB).")
+@click.option("--cells-only/--all-barcodes", default=True, show_default=True,
+              help="10x contig tables: keep only contigs of barcodes called cells (is_cell).")
+@click.option("--high-confidence-only/--all-contigs", default=True, show_default=True,
+              help="10x contig tables: keep only high_confidence contigs.")
 @click.option("--junction-column", default=None, help="Column holding junction amino acids (if not detected).")
 @click.option("--count-column", default=None, help="Column holding clone counts (if not detected).")
 @click.option("--v-column", default=None, help="Column holding V calls (if not detected).")
@@ -136,7 +148,8 @@ def _print_ingest_summary(store) -> None:
 @force_option
 @threads_option
 def ingest(sheet: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], id_column: str | None,
-           convention: str, anchor_check: bool, productive_only: bool, locus: str | None,
+           convention: str, anchor_check: bool, productive_only: bool, locus: str | None, cells_only: bool,
+           high_confidence_only: bool,
            junction_column: str | None, count_column: str | None, v_column: str | None, j_column: str | None,
            productive_column: str | None, allow_empty: bool, force: bool, threads: int | None) -> None:
     """Read repertoire files into a store.
@@ -156,6 +169,7 @@ def ingest(sheet: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
 
     options = ReadOptions(
         productive_only=productive_only, locus=locus, convention=convention, anchor_check=anchor_check,
+        cells_only=cells_only, high_confidence_only=high_confidence_only,
         overrides=ColumnOverrides(junction_aa=junction_column, count=count_column, v_call=v_column,
                                   j_call=j_column, productive=productive_column),
     )

@@ -39,6 +39,9 @@ J_COLUMNS = ["j_call", "j_gene", "jGeneName", "j_resolved", "jMaxResolved", "all
              "bestJGene", "allJHits", "j"]
 PRODUCTIVE_COLUMNS = ["productive", "frame_type", "sequenceStatus"]
 LOCUS_COLUMNS = ["locus", "chain"]
+#: 10x contig tables: the cell barcode and the flags of trusted contigs. A 10x table is counted in
+#: cells (one per barcode and clonotype), never in UMIs or reads.
+TENX_COLUMNS = ("barcode", "is_cell", "high_confidence")
 #: Never used as counts, whatever else a file lacks.
 FREQUENCY_COLUMNS = {"frequency", "freq", "cloneFraction", "productive_frequency"}
 
@@ -180,10 +183,11 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
         junction_candidates = [TENX_JUNCTION_AA_COLUMN, *JUNCTION_AA_COLUMNS]
 
     columns: dict[str, str] = {}
+    tenx = format_name == "10x_contigs"
     for canonical, candidates in (
         ("junction_aa", junction_candidates),
         ("junction_nt", JUNCTION_NT_COLUMNS),
-        ("count", COUNT_COLUMNS),
+        ("count", [] if tenx else COUNT_COLUMNS),  # 10x: cells are counted (see TENX_COLUMNS)
         ("v_call", V_COLUMNS),
         ("j_call", J_COLUMNS),
         ("productive", PRODUCTIVE_COLUMNS),
@@ -199,6 +203,8 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
         found = _pick(header, candidates)
         if found is not None:
             columns[canonical] = found
+    if tenx:
+        columns.update({name: name for name in TENX_COLUMNS if name in header})
     # Map back to the names as the reader sees them (with VDJtools' leading '#').
     to_raw = dict(zip(header, raw_header))
     # AIRR files that carry vj_in_frame/stop_codon but no productive column.

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .errors import RepclassError, StoreError
 from .progress import progress
-from .reader import ReadOptions, read_repertoire
+from .reader import ReadOptions, _examples, read_repertoire
 from .sheet import match_files, read_sheet
 from .store import SampleRecord, Store, StoreWriter, sha256_of
 
@@ -85,6 +85,8 @@ def ingest(
                 source_file=Path(path).name,
                 source_sha256=source_digest.result() if source_digest else "",
                 source_format=read.layout.format_name,
+                unresolved_genes=read.n_unresolved_rows,
+                unresolved_gene_examples=_examples(read.unresolved_genes),
             )
             writer.add(record, read.table)
             kept += 1

@@ -44,7 +44,9 @@ class PredictResult:
 def _read_options(saved: dict[str, Any], convention: str) -> ReadOptions:
     return ReadOptions(productive_only=saved.get("productive_only", True), locus=saved.get("locus"),
                        convention=convention, anchor_check=saved.get("anchor_check", True),
-                       overrides=ColumnOverrides(**saved.get("overrides", {})))
+                       overrides=ColumnOverrides(**saved.get("overrides", {})),
+                       cells_only=saved.get("cells_only", True),
+                       high_confidence_only=saved.get("high_confidence_only", True))
 
 
 def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None

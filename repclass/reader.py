@@ -23,7 +23,8 @@ from .genes import LOCI, normalise_gene
 log = logging.getLogger(__name__)
 
 #: Why a row was left out, in the order the checks apply (a row counts under the first).
-DROP_REASONS = ("missing_junction", "non_productive", "locus", "invalid_residue", "no_anchor", "zero_count")
+DROP_REASONS = ("not_cell", "low_confidence", "missing_junction", "non_productive", "locus", "invalid_residue",
+                "no_anchor", "zero_count")
 CONVENTIONS = ("junction", "cdr3")
 #: Columns of a repertoire table in the store.
 STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
@@ -50,6 +51,9 @@ class ReadOptions:
     #: In the junction convention, keep only junctions that start with C and end with F or W.
     anchor_check: bool = True
     overrides: ColumnOverrides = field(default_factory=ColumnOverrides)
+    #: 10x contig tables: keep only contigs of cells (`is_cell`) and `high_confidence` ones.
+    cells_only: bool = True
+    high_confidence_only: bool = True
 
     def __post_init__(self) -> None:
         if self.convention not in ("auto", *CONVENTIONS):
@@ -280,8 +284,10 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
                          "(a model trained on junctions cannot score them)")
     # Columns that no option asks for are not parsed at all.
     unused = set()
-    if options.locus is None:
-        unused.add("locus")
+    if not options.cells_only:
+        unused.add("is_cell")
+    if not options.high_confidence_only:
+        unused.add("high_confidence")
     if not options.productive_only:
         unused |= {"productive", "vj_in_frame", "stop_codon"}
     df = _read_columns(layout, skip=unused)
@@ -300,6 +306,11 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     junction, junction_reason = _check_junctions(junction.alias("junction_aa"), anchored)
 
     flags: dict[str, pl.Series] = {"missing_junction": junction_reason == 1}
+    # 10x: contigs of barcodes that are not cells, and low-confidence contigs, are not trusted
+    if "is_cell" in df.columns:
+        flags["not_cell"] = _flag_is(df, "is_cell", layout, False)
+    if "high_confidence" in df.columns:
+        flags["low_confidence"] = _flag_is(df, "high_confidence", layout, False)
     if options.productive_only:
         # A missing flag counts as productive: many exports leave it out.
         if "productive" in df.columns:
@@ -313,10 +324,9 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     j_call = _map_distinct(df["j_call"], normalise_gene) if "j_call" in df.columns else no_calls
     unresolved = {column: _unresolved_calls(df[column], called)
                   for column, called in (("v_call", v_call), ("j_call", j_call)) if column in df.columns}
+    locus = _map_distinct(df["locus"], lambda value: value.strip().upper()) if "locus" in df.columns else None
     if options.locus is not None:
-        if "locus" in df.columns:
-            locus = _map_distinct(df["locus"], lambda value: value.strip().upper())
-        else:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
+        if locus is None:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
             locus = v_call.str.slice(0, 3).fill_null(j_call.str.slice(0, 3))
         flags["locus"] = locus.fill_null("") != options.locus
     flags["invalid_residue"] = junction_reason == 2
@@ -333,8 +343,17 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
             dropped[name] = int(hit.sum())
             keep = keep & ~hit
 
+    if options.locus is None and locus is not None:
+        _check_one_locus(locus.filter(keep), layout)
+
     kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call,
                          "duplicate_count": counts}).filter(keep)
+    if "barcode" in df.columns and "count" not in df.columns:
+        # 10x contigs: a clonotype counts once per cell, however many contigs (or UMIs) the cell
+        # has for it; the merge below then sums cells.
+        kept = (kept.with_columns(df["barcode"].filter(keep).alias("_cell"))
+                .unique(subset=["_cell", "junction_aa", "v_call", "j_call"], keep="first", maintain_order=True)
+                .drop("_cell"))
     if layout.convention == "junction" and convention == "cdr3":
         kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
     _check_lengths(junction, keep, layout)
@@ -357,6 +376,19 @@ def _examples(unresolved_genes: dict[str, int], limit: int = 3) -> str:
     names = [(" ".join(name.replace('"', "'").split()), n) for name, n in unresolved_genes.items() if name]
     shown = "; ".join(f"{name} x{n}" for name, n in names[:limit])
     return shown + (f"; and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _check_one_locus(locus: pl.Series, layout: FileLayout) -> None:
+    """Refuse a file whose kept rows come from several loci: a repertoire is one receptor chain,
+    and TRA and TRB junctions in one bag would be scored as one repertoire."""
+    if locus.drop_nulls().n_unique() > 1:
+        counts = locus.drop_nulls().value_counts(name="n").sort(["n", locus.name], descending=[True, False]).rows()
+        counted = ", ".join(f"{value} {n}" for value, n in counts)
+        suggestion = next((value for value, _ in counts if value in LOCI), "TRB")
+        raise InputFileError(layout.path, f"holds rearrangements of several loci (column "
+                                          f"{excerpt(layout.columns['locus'])}: {counted}); a repertoire is one "
+                                          f"locus: pass --locus {suggestion} (or run "
+                                          "ingest once per locus, one store each)")
 
 
 def _check_lengths(junction: pl.Series, keep: pl.Series, layout: FileLayout) -> None:

@@ -37,6 +37,8 @@ MANIFEST_NAME = "manifest.json"
 SAMPLES_NAME = "samples.tsv"
 REPERTOIRE_DIR = "repertoires"
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
+#: samples.tsv's text columns besides the id, labels and sources.
+TEXT_COLUMNS = ("unresolved_gene_examples",)
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -61,6 +63,10 @@ class SampleRecord:
     source_format: str
     file: str = ""
     sha256: str = ""
+    #: Kept rows with a gene call that names no IMGT gene (kept without the call), and the most
+    #: frequent such names as written (`TRBV99-1 x12; TRBVXX-XX x3`).
+    unresolved_genes: int = 0
+    unresolved_gene_examples: str = ""
 
 
 def write_atomically(final: Path, force: bool, kind: str | None = None) -> Path:
@@ -185,10 +191,14 @@ def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.
     data["rows_kept"] = [r.rows_read - sum(r.dropped.values()) for r in records]
     for reason in DROP_REASONS:
         data[f"dropped_{reason}"] = [r.dropped.get(reason, 0) for r in records]
+    data["unresolved_genes"] = [r.unresolved_genes for r in records]
+    # none -> an empty field (polars would write an empty string as "")
+    data["unresolved_gene_examples"] = [r.unresolved_gene_examples or None for r in records]
     data["source_file"] = [r.source_file for r in records]
     data["source_sha256"] = [r.source_sha256 for r in records]
     data["source_format"] = [r.source_format for r in records]
-    schema = {name: (pl.String if name in label_columns or name in ("sample_id", *SOURCE_COLUMNS) else pl.Int64)
+    schema = {name: (pl.String if name in label_columns or name in ("sample_id", *SOURCE_COLUMNS, *TEXT_COLUMNS)
+                     else pl.Int64)
               for name in data}
     return pl.DataFrame(data, schema=schema)
 
@@ -344,6 +354,8 @@ class Store:
                 dropped={reason: row[f"dropped_{reason}"] for reason in DROP_REASONS},
                 source_file=row["source_file"], source_sha256=row["source_sha256"],
                 source_format=row["source_format"], file=entry["file"], sha256=entry["sha256"],
+                unresolved_genes=row.get("unresolved_genes") or 0,
+                unresolved_gene_examples=row.get("unresolved_gene_examples") or "",
             ))
         return result
 

@@ -29,7 +29,8 @@ from repclass import __version__
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE_DIR = ROOT / "workflows" / "snakemake"
 NEXTFLOW_DIR = ROOT / "workflows" / "nextflow"
-MODULES = ["repclass_ingest", "repclass_combine", "repclass_train", "repclass_predict", "repclass_motifs"]
+MODULES = ["ingest", "combine", "train", "predict", "motifs"]  # modules/local/repclass/<command>/
+MODULES_DIR = NEXTFLOW_DIR / "modules" / "local" / "repclass"
 BIN = Path(sys.executable).parent  # the environment's bin: repclass (and snakemake) live here
 
 FOLDS = 3
@@ -353,9 +354,12 @@ class Groovy:
 
 @dataclass
 class Output:
-    pattern: str
+    pattern: str | None  # a path output's glob; None for a versions tuple
     emit: str | None
     optional: bool
+    topic: str | None = None
+    tool: str | None = None  # versions tuple: val('<tool>'), eval(<command>)
+    command: str | None = None  # the eval() argument as written: a Groovy string literal
 
 
 @dataclass
@@ -383,8 +387,16 @@ class Module:
                   if input_name not in ("val", "path", "tuple")]
         outputs = []
         for line in sections["output"].strip().splitlines():
-            pattern = re.search(r"path\s*\(?\s*\"([^\"]+)\"", line).group(1)
+            if line.strip().startswith("//"):
+                continue
             emit = re.search(r"emit:\s*(\w+)", line)
+            topic = re.search(r"topic:\s*(\w+)", line)
+            versions = re.search(r"val\('(\w+)'\),\s*eval\((.+)\),\s*emit:", line)
+            if versions:
+                outputs.append(Output(None, emit.group(1) if emit else None, False, topic.group(1) if topic else None,
+                                      tool=versions.group(1), command=versions.group(2)))
+                continue
+            pattern = re.search(r"path\s*\(?\s*\"([^\"]+)\"", line).group(1)
             outputs.append(Output(pattern, emit.group(1) if emit else None, "optional: true" in line))
         return cls(path=path, name=name, labels=labels, text=text, sections=sections, inputs=inputs,
                    outputs=outputs)
@@ -407,9 +419,28 @@ class Task:
     work: Path
     script: str
     result: subprocess.CompletedProcess
+    scope: dict[str, Any] = field(default_factory=dict)
 
     def outputs(self, output: Output) -> list[Path]:
         return sorted(self.work.glob(output.pattern))
+
+    def versions(self) -> dict[str, str]:
+        """tool -> version, from the module's `versions` topic outputs: each eval() command
+        rendered with the task's values and run in the task's folder after the script, as
+        Nextflow does."""
+        found = {}
+        for output in self.module.outputs:
+            if output.topic != "versions":
+                continue
+            groovy = Groovy(self.scope)
+            # a GString is interpolated as a whole: its ${...} may hold literals with double quotes
+            command = (groovy.interpolate(output.command[1:-1]) if output.command.startswith('"')
+                       else groovy.evaluate(output.command))
+            result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=self.work, capture_output=True,
+                                    text=True, env=_env(), stdin=subprocess.DEVNULL, timeout=120)
+            assert result.returncode == 0, f"{self.module.name}: eval({command}) failed: {result.stderr[-2000:]}"
+            found[output.tool] = result.stdout.strip()
+        return found
 
 
 def _run_task(module: Module, work: Path, inputs: dict[str, Any], meta: dict[str, Any], *, args: str = "",
@@ -436,21 +467,25 @@ def _run_task(module: Module, work: Path, inputs: dict[str, Any], meta: dict[str
     (work / ".command.sh").write_text(script)
     result = subprocess.run(["bash", "-euo", "pipefail", ".command.sh"], cwd=work, capture_output=True, text=True,
                             env=_env(), stdin=subprocess.DEVNULL, timeout=600)
-    return Task(module=module, work=work, script=script, result=result)
+    return Task(module=module, work=work, script=script, result=result, scope=scope)
 
 
 def _check_task(task: Task) -> None:
+    import torch
+
     assert task.result.returncode == 0, f"{task.script}\n{task.result.stderr[-4000:]}"
     for output in task.module.outputs:
-        if not output.optional:
+        if output.pattern and not output.optional:
             assert task.outputs(output), f"{task.module.name}: no output matches {output.pattern!r}"
-    versions = (task.work / "versions.yml").read_text()
-    assert versions == f'"{task.module.name}":\n    repclass: {__version__}\n'
+    expected = {"repclass": __version__}
+    if "process_gpu" in task.module.labels:  # results depend on torch and the device
+        expected.update(torch=torch.__version__, device="cpu")
+    assert task.versions() == expected
 
 
 @pytest.fixture(scope="module")
 def modules() -> dict[str, Module]:
-    return {name: Module.parse(NEXTFLOW_DIR / "modules" / "local" / name / "main.nf") for name in MODULES}
+    return {name: Module.parse(MODULES_DIR / name / "main.nf") for name in MODULES}
 
 
 @pytest.fixture(scope="module")
@@ -463,7 +498,7 @@ def module_tasks(cohort, modules, tmp_path_factory) -> dict[str, Task]:
     files = {p.name.split(".")[0]: p for p in reps.iterdir()}
 
     def ingest(sample_id: str) -> Task:
-        return _run_task(modules["repclass_ingest"], work / "ingest" / sample_id,
+        return _run_task(modules["ingest"], work / "ingest" / sample_id,
                          {"repertoire": files[sample_id], "sheet": sheet}, {"id": sample_id})
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -472,19 +507,19 @@ def module_tasks(cohort, modules, tmp_path_factory) -> dict[str, Task]:
     for task in ingested:
         _check_task(task)
     parts = [t.outputs(t.module.outputs[0])[0] for t in ingested]
-    tasks["combine"] = _run_task(modules["repclass_combine"], work / "combine", {"parts": parts}, {"id": "cohort"})
+    tasks["combine"] = _run_task(modules["combine"], work / "combine", {"parts": parts}, {"id": "cohort"})
     _check_task(tasks["combine"])
     store = tasks["combine"].work / "cohort.store"
     meta = {"id": "fold_1", "fold": 1, "folds": FOLDS}
-    tasks["train"] = _run_task(modules["repclass_train"], work / "train", {"store": store, "target": "status"}, meta,
+    tasks["train"] = _run_task(modules["train"], work / "train", {"store": store, "target": "status"}, meta,
                                args=f"--seed 0 {TRAIN_ARGS}")
     _check_task(tasks["train"])
     model = tasks["train"].work / "fold_1.model"
     scoring = {"model": model, "store": store}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        predict = pool.submit(_run_task, modules["repclass_predict"], work / "predict", scoring, meta,
+        predict = pool.submit(_run_task, modules["predict"], work / "predict", scoring, meta,
                               args=f"--attention {ATTENTION}")
-        motifs = pool.submit(_run_task, modules["repclass_motifs"], work / "motifs", scoring, meta,
+        motifs = pool.submit(_run_task, modules["motifs"], work / "motifs", scoring, meta,
                              args=f"--seed 0 {MOTIFS_ARGS}")
         tasks["predict"], tasks["motifs"] = predict.result(), motifs.result()
     return tasks
@@ -518,25 +553,73 @@ def test_groovy_renderer_interpolates_like_nextflow():
 @pytest.mark.parametrize("name", MODULES)
 def test_module_has_the_nf_core_shape(modules, name):
     module = modules[name]
-    assert module.name == name.upper()
+    assert module.name == f"REPCLASS_{name.upper()}"
     assert re.search(r'^\s*tag\s+"\$\{meta\.id\}"', module.text, re.M)
     assert {"process_single", "process_medium"} & set(module.labels)
-    if name in ("repclass_train", "repclass_predict", "repclass_motifs"):
+    gpu = name in ("train", "predict", "motifs")
+    if gpu:
         assert "process_gpu" in module.labels and "--device ${device}" in module.sections["script"]
     assert module.inputs[0][:2] == ("val", "meta") and "tuple val(meta)" in module.sections["input"]
     assert "task.ext.when == null || task.ext.when" in module.sections["when"]
     assert "task.ext.args ?: ''" in module.sections["script"] and "${args}" in module.sections["script"]
-    if name != "repclass_combine":  # combine only copies files
+    if name != "combine":  # combine only copies files
         assert "--threads ${task.cpus}" in module.sections["script"]
     assert all(o.emit for o in module.outputs), "every output is named (emit:)"
-    assert [o.pattern for o in module.outputs if o.emit == "versions"] == ["versions.yml"]
+    # versions on the `versions` topic (nf-core's convention since 2025), not a versions.yml file
+    versions = {o.tool: o for o in module.outputs if o.topic == "versions"}
+    assert sorted(versions) == (["device", "repclass", "torch"] if gpu else ["repclass"])
+    assert all(o.emit == f"versions_{tool}" for tool, o in versions.items())
+    assert versions["repclass"].command == "'repclass --version'"
+    assert "versions.yml" not in module.text
     for output in module.outputs:  # explicit extensions, never a bare '*'
-        assert re.search(r"\*\.[a-z]+", output.pattern) or output.pattern == "versions.yml", output.pattern
-    assert "repclass --version" in module.sections["script"] and "repclass --version" in module.sections["stub"]
+        assert output.pattern is None or re.search(r"\*\.[a-z]+", output.pattern), output.pattern
+    # software: the module's own conda environment and a container of this release
+    assert re.search(r'^\s*conda\s+"\$\{moduleDir\}/environment\.yml"$', module.text, re.M)
+    container = re.search(r"^\s*container\s+(.+)$", module.text, re.M).group(1)
+    images = {Groovy({"task": {"ext": {"use_gpu": use_gpu}}}).evaluate(container) for use_gpu in (False, True)}
+    assert images == ({f"repclass:{__version__}-cpu", f"repclass:{__version__}-cuda"} if gpu
+                      else {f"repclass:{__version__}-cpu"})
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_meta_yml_describes_its_inputs_and_outputs(modules, name):
+    import yaml
+
+    module = modules[name]
+    meta = yaml.safe_load((MODULES_DIR / name / "meta.yml").read_text())
+    assert meta["name"] == f"repclass_{name}"
+    assert meta["description"] and meta["keywords"] and meta["tools"][0]["repclass"]["licence"] == ["MIT"]
+    inputs = []
+    for channel in meta["input"]:
+        for entry in (channel if isinstance(channel, list) else [channel]):
+            inputs += list(entry)
+    assert inputs == [input_name for _, input_name, _ in module.inputs]
+    assert list(meta["output"]) == [o.emit for o in module.outputs]
+    for output in module.outputs:
+        names = [key for entry in meta["output"][output.emit][0] for key in entry]
+        if output.pattern:
+            assert names == ["meta", output.pattern]
+        else:
+            assert names == ["${task.process}", output.tool, output.command[1:-1]]
+    topics = [[key for entry in channel for key in entry][1] for channel in meta["topics"]["versions"]]
+    assert topics == [o.tool for o in module.outputs if o.topic == "versions"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_has_nf_test_stub_tests(modules, name):
+    text = (MODULES_DIR / name / "tests" / "main.nf.test").read_text()
+    assert 'script "../main.nf"' in text and f'process "REPCLASS_{name.upper()}"' in text
+    stubs = re.findall(r'test\("([^"]+)"\)\s*\{\s*options "-stub"', text)
+    assert stubs == [f"{name} - stub"]
+    # each input channel of the module is given
+    channels = len(re.findall(r"^\s*(?:tuple|path|val)\b", modules[name].sections["input"], re.M))
+    for block in re.findall(r'process \{\s*"""(.*?)"""', text, re.S):
+        assert re.findall(r"input\[(\d+)\]", block) == [str(i) for i in range(channels)]
+    assert "snapshot(process.out" in text
 
 
 def test_train_module_renders_fold_and_device_options(modules):
-    module = modules["repclass_train"]
+    module = modules["train"]
     inputs = {"meta": None, "store": "cohort.store", "target": "status"}
     base = {"task": {"cpus": 6, "process": module.name, "ext": {"args": "--seed 3"}}, **inputs}
     one = module.render("script", {**base, "meta": {"id": "model", "fold": 0, "folds": 0}})
@@ -579,7 +662,7 @@ def test_train_predict_motifs_module_commands_run(module_tasks):
     assert "--folds 3 --fold 1" in module_tasks["train"].script
     predict = module_tasks["predict"]
     for output in predict.module.outputs:  # --attention given and the store has labels: all present
-        assert predict.outputs(output), output.pattern
+        assert output.pattern is None or predict.outputs(output), output.pattern
     assert pl.read_csv(predict.work / "fold_1.predictions.tsv", separator="\t").height == 16
     assert module_tasks["motifs"].result.stdout.strip() == "fold_1.motifs/report.html"
 
@@ -616,7 +699,7 @@ def test_stub_block_creates_every_declared_output(modules, name, tmp_path):
     task = _run_task(module, tmp_path / "work", values, {"id": "s1", "fold": 1, "folds": 3}, block="stub")
     _check_task(task)
     for output in module.outputs:  # a stub touches optional outputs too
-        assert task.outputs(output), output.pattern
+        assert output.pattern is None or task.outputs(output), output.pattern
 
 
 @pytest.mark.nextflow
@@ -635,4 +718,4 @@ def test_nextflow_stub_run(cohort, tmp_path):
         assert (results / "models" / f"fold_{fold}.model" / "model.safetensors").exists()
         assert (results / "predictions" / f"fold_{fold}.predictions.tsv").exists()
         assert (results / "motifs" / f"fold_{fold}.motifs" / "report.html").exists()
-    assert (results / "pipeline_info" / "versions.yml").read_text().count("repclass: ") == 5
+    assert (results / "pipeline_info" / "software_versions.yml").read_text().count("repclass: ") == 5

@@ -119,7 +119,6 @@ def test_ragged_rows_are_a_clear_error(tmp_path):
     ("airr_standards_R_rearrangement-example_quoted.tsv.gz", 78, 299),
     ("lymphoseq_adaptive_v1_TRB_CD8_CMV_369.tsv", 279, 1794),
     ("tcrdist3_adaptive_v2_Adaptive2020_first300.tsv", 252, 151083),
-    ("scirpy_10x_vdj_nextgem_hs_pbmc3_t_filtered_contig_annotations.csv.gz", 3109, 24604),
     ("ireceptor_mixcr_TRB-Pt-1-8_S150.clones_first500.txt", 414, 191055),
     ("tcrdist3_vdjtools_M_15_CD8_beta.clonotypes.TRB_first500.txt", 476, 214852),
 ])
@@ -144,3 +143,46 @@ def test_10x_locus_filter_on_public_contigs():
                            ReadOptions(locus="TRB"))
     assert read.n_sequences > 1000
     assert set(read.table["v_call"].drop_nulls().str.slice(0, 3).to_list()) == {"TRB"}
+
+
+# ---- 10x contig tables: trusted contigs only, cells as counts, one locus per file -------------
+TENX_HEADER = "barcode,is_cell,contig_id,high_confidence,chain,v_gene,j_gene,productive,cdr3,reads,umis"
+TENX_ROWS = [
+    "c1,true,c1_1,true,TRB,TRBV5-1,TRBJ2-5,true,CASSLGQETQYF,900,7",
+    "c1,true,c1_2,true,TRB,TRBV5-1,TRBJ2-5,true,CASSLGQETQYF,100,3",  # the same clonotype again in cell c1
+    "c2,true,c2_1,true,TRB,TRBV5-1,TRBJ2-5,true,CASSLGQETQYF,500,9",
+    "c2,true,c2_2,true,TRB,TRBV7-9,TRBJ2-2,true,CASSPGTGELFF,400,4",
+    "c3,false,c3_1,true,TRB,TRBV7-9,TRBJ2-2,true,CASSPGTGELFF,50,1",   # not a cell
+    "c4,true,c4_1,false,TRB,TRBV7-9,TRBJ2-2,true,CASSPGTGELFF,60,1",   # low confidence
+]
+
+
+@pytest.mark.parametrize("options, counts, dropped", [
+    (ReadOptions(), {"CASSLGQETQYF": 2, "CASSPGTGELFF": 1}, {"not_cell": 1, "low_confidence": 1}),
+    (ReadOptions(cells_only=False), {"CASSLGQETQYF": 2, "CASSPGTGELFF": 2}, {"low_confidence": 1}),
+    (ReadOptions(high_confidence_only=False), {"CASSLGQETQYF": 2, "CASSPGTGELFF": 2}, {"not_cell": 1}),
+    (ReadOptions(cells_only=False, high_confidence_only=False), {"CASSLGQETQYF": 2, "CASSPGTGELFF": 3}, {}),
+])
+def test_10x_counts_cells_of_trusted_contigs(tmp_path, options, counts, dropped):
+    path = tmp_path / "filtered_contig_annotations.csv"
+    path.write_text("\n".join([TENX_HEADER, *TENX_ROWS]) + "\n")
+    read = read_repertoire(path, options)
+    assert dict(read.table.select("junction_aa", "duplicate_count").iter_rows()) == counts  # cells, not UMIs
+    assert {k: v for k, v in read.dropped.items() if v} == dropped
+
+
+def test_10x_table_of_two_loci_is_refused_without_locus():
+    path = PUBLIC_DATA / "scirpy_10x_vdj_nextgem_hs_pbmc3_t_filtered_contig_annotations.csv.gz"
+    with pytest.raises(InputFileError, match=r"several loci \(column 'chain': TRB 1615, TRA 1494\).*pass --locus TRB"):
+        read_repertoire(path)
+    read = read_repertoire(path, ReadOptions(locus="TRA"))
+    assert read.dropped["locus"] == 1616  # productive TRB rows (non-productive ones count as such first)
+    assert read.n_templates == 1494  # productive TRA (cell, clonotype) pairs
+
+
+def test_10x_public_table_counts_cells():
+    read = read_repertoire(PUBLIC_DATA / "scirpy_10x_vdj_nextgem_hs_pbmc3_t_filtered_contig_annotations.csv.gz",
+                           ReadOptions(locus="TRB"))
+    assert read.rows_read == 4004 and read.dropped["non_productive"] == 881
+    assert read.n_templates == 1615 and read.n_sequences == 1547  # 1615 cells, 1547 distinct clonotypes
+

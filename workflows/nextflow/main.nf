@@ -9,15 +9,15 @@
  *   REPCLASS_MOTIFS   every model on the combined store
  *
  *   nextflow run workflows/nextflow/main.nf --sheet samples.tsv --repertoires reps/ \
- *       --target status --outdir results [--folds 5] [-profile gpu]
+ *       --target status --outdir results [--folds 5] [-profile docker|singularity|conda[,gpu]]
  *
  * Parameters and resources: nextflow.config. See docs/pipelines.md.
  */
-include { REPCLASS_INGEST  } from './modules/local/repclass_ingest/main'
-include { REPCLASS_COMBINE } from './modules/local/repclass_combine/main'
-include { REPCLASS_TRAIN   } from './modules/local/repclass_train/main'
-include { REPCLASS_PREDICT } from './modules/local/repclass_predict/main'
-include { REPCLASS_MOTIFS  } from './modules/local/repclass_motifs/main'
+include { REPCLASS_INGEST  } from './modules/local/repclass/ingest/main'
+include { REPCLASS_COMBINE } from './modules/local/repclass/combine/main'
+include { REPCLASS_TRAIN   } from './modules/local/repclass/train/main'
+include { REPCLASS_PREDICT } from './modules/local/repclass/predict/main'
+include { REPCLASS_MOTIFS  } from './modules/local/repclass/motifs/main'
 
 // s01.tsv.gz -> s01: the same matching of files to sample ids as `repclass ingest`.
 def fileStem(String name) {
@@ -91,8 +91,19 @@ workflow {
     REPCLASS_PREDICT(ch_scoring)
     REPCLASS_MOTIFS(ch_scoring)
 
-    REPCLASS_INGEST.out.versions.first()
-        .mix(REPCLASS_COMBINE.out.versions, REPCLASS_TRAIN.out.versions.first(),
-             REPCLASS_PREDICT.out.versions.first(), REPCLASS_MOTIFS.out.versions.first())
-        .collectFile(name: 'versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
+    // software versions: every module emits (process, tool, version) tuples on the `versions`
+    // topic (repclass; torch and the device for train, predict and motifs, whose results depend
+    // on them). One YAML file: process -> tool -> version(s), distinct values joined by ', '.
+    channel.topic('versions')
+        .unique()
+        .collect(flat: false)
+        .map { rows ->
+            rows.groupBy { row -> row[0].tokenize(':').last() }.sort().collect { process, tools ->
+                def lines = tools.groupBy { row -> row[1] }.sort().collect { tool, values ->
+                    "    ${tool}: ${values.collect { row -> row[2] }.unique().sort().join(', ')}"
+                }
+                "${process}:\n" + lines.join('\n')
+            }.join('\n') + '\n'
+        }
+        .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info")
 }

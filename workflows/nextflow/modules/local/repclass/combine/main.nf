@@ -4,12 +4,16 @@ process REPCLASS_COMBINE {
     tag "${meta.id}"
     label 'process_single'
 
+    conda "${moduleDir}/environment.yml"
+    container 'repclass:0.1.0-cpu'
+
     input:
     tuple val(meta), path(parts, stageAs: 'parts/*')
 
     output:
     tuple val(meta), path("*.store"), emit: store
-    path "versions.yml"             , emit: versions
+    // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
+    tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -22,11 +26,6 @@ process REPCLASS_COMBINE {
         ${parts} \\
         --out ${prefix}.store \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 
     stub:
@@ -34,10 +33,5 @@ process REPCLASS_COMBINE {
     """
     mkdir -p ${prefix}.store/repertoires
     touch ${prefix}.store/manifest.json ${prefix}.store/samples.tsv
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 }

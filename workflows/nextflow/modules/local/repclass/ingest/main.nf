@@ -4,7 +4,8 @@ process REPCLASS_INGEST {
     tag "${meta.id}"
     label 'process_single'
 
-    // repclass must be on PATH: set process.conda / process.container in your config, or use a module.
+    conda "${moduleDir}/environment.yml"
+    container 'repclass:0.1.0-cpu'
 
     input:
     tuple val(meta), path(repertoire)
@@ -12,7 +13,8 @@ process REPCLASS_INGEST {
 
     output:
     tuple val(meta), path("*.store"), emit: store
-    path "versions.yml"             , emit: versions
+    // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
+    tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -28,11 +30,6 @@ process REPCLASS_INGEST {
         --out ${prefix}.store \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 
     stub:
@@ -40,10 +37,5 @@ process REPCLASS_INGEST {
     """
     mkdir -p ${prefix}.store/repertoires
     touch ${prefix}.store/manifest.json ${prefix}.store/samples.tsv ${prefix}.store/repertoires/${prefix}.parquet
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 }

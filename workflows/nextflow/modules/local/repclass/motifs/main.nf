@@ -6,6 +6,9 @@ process REPCLASS_MOTIFS {
     label 'process_medium'
     label 'process_gpu'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ task.ext.use_gpu ? 'repclass:0.1.0-cuda' : 'repclass:0.1.0-cpu' }"
+
     input:
     tuple val(meta), path(model), path(store)
 
@@ -14,7 +17,11 @@ process REPCLASS_MOTIFS {
     tuple val(meta), path("*.motifs/report.html")    , emit: report
     tuple val(meta), path("*.motifs/motifs.tsv")     , emit: tsv
     tuple val(meta), path("*.motifs/sequences.tsv")  , emit: sequences
-    path "versions.yml"                              , emit: versions
+    // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
+    tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
+    tuple val("${task.process}"), val('torch'), eval('python -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
+    // the device this task computed on: `cpu`, or `cuda` and the GPU's name
+    tuple val("${task.process}"), val('device'), eval("${task.ext.use_gpu ? 'echo cuda $(python -c "import torch; print(torch.cuda.get_device_name())")' : 'echo cpu'}"), emit: versions_device, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -31,11 +38,6 @@ process REPCLASS_MOTIFS {
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 
     stub:
@@ -43,10 +45,5 @@ process REPCLASS_MOTIFS {
     """
     mkdir -p ${prefix}.motifs
     touch ${prefix}.motifs/report.html ${prefix}.motifs/motifs.tsv ${prefix}.motifs/sequences.tsv
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 }

@@ -5,6 +5,9 @@ process REPCLASS_PREDICT {
     label 'process_medium'
     label 'process_gpu'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ task.ext.use_gpu ? 'repclass:0.1.0-cuda' : 'repclass:0.1.0-cpu' }"
+
     input:
     tuple val(meta), path(model), path(store)
 
@@ -12,7 +15,11 @@ process REPCLASS_PREDICT {
     tuple val(meta), path("*.predictions.tsv")           , emit: predictions
     tuple val(meta), path("*.predictions.attention.tsv") , emit: attention, optional: true
     tuple val(meta), path("*.predictions.metrics.json")  , emit: metrics  , optional: true
-    path "versions.yml"                                  , emit: versions
+    // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
+    tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
+    tuple val("${task.process}"), val('torch'), eval('python -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
+    // the device this task computed on: `cpu`, or `cuda` and the GPU's name
+    tuple val("${task.process}"), val('device'), eval("${task.ext.use_gpu ? 'echo cuda $(python -c "import torch; print(torch.cuda.get_device_name())")' : 'echo cpu'}"), emit: versions_device, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -29,21 +36,11 @@ process REPCLASS_PREDICT {
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.predictions.tsv ${prefix}.predictions.attention.tsv ${prefix}.predictions.metrics.json
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 }

@@ -7,6 +7,9 @@ process REPCLASS_TRAIN {
     label 'process_medium'
     label 'process_gpu'
 
+    conda "${moduleDir}/environment.yml"
+    container "${ task.ext.use_gpu ? 'repclass:0.1.0-cuda' : 'repclass:0.1.0-cpu' }"
+
     input:
     tuple val(meta), path(store)
     val target
@@ -16,7 +19,11 @@ process REPCLASS_TRAIN {
     tuple val(meta), path("*.model/model.safetensors") , emit: safetensors
     tuple val(meta), path("*.model/metrics.tsv")       , emit: metrics
     tuple val(meta), path("*.model/predictions.tsv")   , emit: predictions
-    path "versions.yml"                                , emit: versions
+    // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
+    tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
+    tuple val("${task.process}"), val('torch'), eval('python -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
+    // the device this task computed on: `cpu`, or `cuda` and the GPU's name
+    tuple val("${task.process}"), val('device'), eval("${task.ext.use_gpu ? 'echo cuda $(python -c "import torch; print(torch.cuda.get_device_name())")' : 'echo cpu'}"), emit: versions_device, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -35,11 +42,6 @@ process REPCLASS_TRAIN {
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 
     stub:
@@ -47,10 +49,5 @@ process REPCLASS_TRAIN {
     """
     mkdir -p ${prefix}.model
     touch ${prefix}.model/model.safetensors ${prefix}.model/metrics.tsv ${prefix}.model/predictions.tsv
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        repclass: \$(repclass --version)
-    END_VERSIONS
     """
 }
