@@ -220,11 +220,13 @@ def _resolved(path: Path) -> Path:
 def check_output_not_input(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> None:
     """Refuse an output that equals, contains or lies inside an input of the same command."""
     target = _resolved(Path(out))
-    for item in inputs:
-        source = _resolved(Path(item))
-        if target == source:
+    inputs = list(inputs)
+    for item in inputs:  # the plainest message first: the very same path
+        if target == _resolved(Path(item)):
             raise UsageError(f"{option} {out} is also an input of this command ({item}); writing it would destroy "
                              "the input: choose another output path")
+    for item in inputs:
+        source = _resolved(Path(item))
         if source.is_relative_to(target):
             raise UsageError(f"{option} {out} contains the input {item}; replacing it would destroy the input: "
                              "choose another output path")

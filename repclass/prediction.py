@@ -115,7 +115,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     if attention_top_n > 0:
         written["--attention-out"] = (attention_path, "table")
     check_distinct_outputs({option: path for option, (path, _) in written.items()})
-    read_paths = [Path(model), *[Path(p) for p in inputs]]
+    read_paths = [Path(model), Path(model) / "model.safetensors", *[Path(p) for p in inputs]]
     for option, (path, kind) in written.items():
         check_output_not_input(path, read_paths, option)
         check_replaceable(path, kind, force, option)
