@@ -116,6 +116,22 @@ def assign_splits(infos: Sequence[Any], ids: Sequence[str], store_fingerprint: s
     return SplitAssignment(splits=splits, overlaps=overlaps, confirmed=confirmed)
 
 
+def out_of_fold(infos: Sequence[Any], ids: Sequence[str], store_fingerprint: str | None,
+                where: str = "the scored data") -> tuple[SplitAssignment, dict[str, int]]:
+    """For explaining with a cross-validation folder: each repertoire goes to the fold model that
+    held it out (its test fold), so every repertoire of the training store is explained out of
+    fold; repertoires no fold has seen go to fold 1. Returns the splits with respect to the
+    explaining model, and {id: fold index (0-based)}."""
+    plain = assign_splits(infos, ids, store_fingerprint, where)
+    splits, model_of = [], {}
+    for sample_id in ids:
+        tested = [k for k, info in enumerate(infos) if info.splits.get(sample_id) == "test"]
+        index = tested[0] if tested else 0
+        model_of[sample_id] = index
+        splits.append(infos[index].splits.get(sample_id, "new"))
+    return SplitAssignment(splits=splits, overlaps=plain.overlaps, confirmed=plain.confirmed), model_of
+
+
 def held_out_metrics(target: Any, outputs: np.ndarray, values: np.ndarray, present: np.ndarray,
                      assignment: SplitAssignment, where: str = "predict") -> dict[str, float]:
     """A target's metrics on the held-out repertoires only, with `n_excluded` (seen ones left out).

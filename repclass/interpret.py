@@ -59,7 +59,7 @@ from ._version import __version__
 from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS, PAD_CODE, encode
 from .checkpoint import ModelInfo, check_store_fits, load_model, resolve_model_path
 from .data import EncodedRepertoire, encode_table
-from .ensemble import HELD_OUT, assign_splits
+from .ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
 from .errors import RepclassError, UsageError
 from .files import check_output_not_input, check_replaceable, output_lock, prepare_parent
 from .evidence import (TRUTH_TOP_ATTENTION, TruthInputs, average_precision, confusion, consensus_pattern,
@@ -251,6 +251,7 @@ class _Candidate:
     shift: float  # max attention logit of the repertoire (softmax shift)
     rest_total: float  # sum of exp(logit - shift) over the repertoire's other top-k sequences
     rest_weighted: torch.Tensor  # (D,) sum of exp(logit - shift) * h over them
+    model_index: int = 0  # which model explains it (a fold of a cross-validation folder)
 
     def sort_key(self) -> tuple[float, int, int]:
         return (-self.contribution, self.sample_index, self.row)
@@ -264,6 +265,7 @@ class _RepertoireSummary:
     output: float  # explained output y(z)
     empty_output: float  # y(0): the output of a repertoire without sequences (o's bias for linear o)
     kernel_contributions: np.ndarray  # (D,) g * z: sums to output - empty_output
+    model_index: int = 0
 
 
 @dataclass
@@ -860,13 +862,14 @@ def _no_selection_error(explained: ExplainedOutput, n_scored: int, held_out_only
                          f"or explain another class with --class{extra}")
 
 
-def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: ExplainedOutput, offset: int,
-             n_outputs: int, chosen: list[str] | None, eligible: set[str], top_sequences: int, steps: int,
-             device: torch.device, implanted: dict[str, set[str]] | None = None
+def _collect(networks: list[tuple[DeepRC, DeepRC]], model_of: dict[str, int], store: Store,
+             explained: ExplainedOutput, offset: int, n_outputs: int, chosen: list[str] | None, eligible: set[str],
+             top_sequences: int, steps: int, device: torch.device, implanted: dict[str, set[str]] | None = None
              ) -> tuple[list[_RepertoireSummary], list[_Candidate], list[_Scored], TruthInputs | None]:
-    """Score every repertoire of the store one at a time (the evidence needs them all); explain
-    those chosen, or else the `eligible` ones predicted as the explained class. Keeps only the
-    `top_sequences` best candidates so far: memory does not grow with the store."""
+    """Score every repertoire of the store one at a time (the evidence needs them all), each with
+    its model (`networks[model_of[id]]`: (float32 model, float64 copy)); explain those chosen, or
+    else the `eligible` ones predicted as the explained class. Keeps only the `top_sequences` best
+    candidates so far: memory does not grow with the store."""
     summaries: list[_RepertoireSummary] = []
     pool: list[_Candidate] = []
     scored: list[_Scored] = []
@@ -880,6 +883,8 @@ def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: Explaine
                 log.warning("%s: no sequences; skipped", sample_id)
                 continue
             encoded = encode_table(table)
+            index = model_of.get(sample_id, 0)
+            network, model64 = networks[index]
             score = score_repertoire(network, encoded, device)
             if wanted is not None:
                 analyse = sample_id in wanted
@@ -899,6 +904,9 @@ def _collect(network: DeepRC, model64: DeepRC, store: Store, explained: Explaine
                 seen.attention_mass[sample_id] = float(score.weights[hit].sum())
             summary, candidates = _explain_repertoire(network, model64, explained, len(summaries), sample_id, table,
                                                       encoded, score.rows, top_sequences, steps, device)
+            summary.model_index = index
+            for candidate in candidates:
+                candidate.model_index = index
             summaries.append(summary)
             pool = _keep_best(pool, candidates, top_sequences)
     if not summaries:
@@ -951,21 +959,30 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     check_replaceable(out, "motifs", force)
     prepare_parent(out)
     store = store if isinstance(store, Store) else Store.open(store)
-    model_path = resolve_model_path(model)
+    fold_paths = fold_model_paths(model)
+    model_paths = fold_paths or [resolve_model_path(model)]
+    model_path = model_paths[0]
     device_obj = resolve_device(device)
-    network, info = load_model(model_path, device_obj)
-    check_store_fits(info, store.junction_convention, store.alphabet, str(store.path))
+    loaded = [load_model(path, device_obj) for path in model_paths]
+    network, info = loaded[0]
+    for _, fold_info in loaded:
+        check_store_fits(fold_info, store.junction_convention, store.alphabet, str(store.path))
     explained = resolve_explained(info, target, class_name)
     chosen = _chosen_samples(store, samples)
     truth_table = read_truth(truth) if truth is not None else None
-    model64 = deepcopy(network).double()
+    networks = [(n, deepcopy(n).double()) for n, _ in loaded]
     owner = next(t for t in info.targets if t.column == explained.target)
-    assignment = assign_splits([info], store.sample_ids, store.fingerprint, str(store.path))
+    if fold_paths:
+        assignment, model_of = out_of_fold([i for _, i in loaded], store.sample_ids, store.fingerprint,
+                                           str(store.path))
+    else:
+        assignment = assign_splits([info], store.sample_ids, store.fingerprint, str(store.path))
+        model_of = {}
     split_of = dict(zip(store.sample_ids, assignment.splits))
     eligible = {i for i, split in split_of.items() if include_training or split in HELD_OUT}
 
     summaries, pool, scored, seen = _collect(
-        network, model64, store, explained, owner.offset, owner.n_outputs, chosen, eligible, top_sequences,
+        networks, model_of, store, explained, owner.offset, owner.n_outputs, chosen, eligible, top_sequences,
         ig_steps, device_obj, implanted_by_sample(truth_table) if truth_table is not None else None)
     analysed = [s.sample_id for s in summaries]
     if chosen is not None:
@@ -976,7 +993,7 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
              "given" if chosen is not None else f"predicted {explained.target} = {explained.class_name}", len(pool))
     scored_at = time.perf_counter()
 
-    attributions, delta, errors, steps = integrated_gradients(model64, pool, explained, ig_steps, device_obj)
+    attributions, delta, errors, steps = _attribute(networks, pool, explained, ig_steps, device_obj)
     log.info("integrated gradients: worst completeness error %.2e (mean %.2e) over %d sequences",
              float(errors.max()), float(errors.mean()), len(pool))
     attributed = time.perf_counter()
@@ -985,7 +1002,12 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     sequence_samples = [analysed[c.sample_index] for c in pool]
     contributions = np.array([c.contribution for c in pool])
     found = find_motifs(sequences, sequence_samples, contributions, attributions, n_motifs)
-    kernels = rank_kernels(network, summaries, min(N_KERNEL_LOGOS, network.config.n_kernels))
+    # Kernels belong to one model: a cross-validation folder shows those of the fold that explains
+    # the most analysed repertoires.
+    used = [s.model_index for s in summaries]
+    kernel_model = max(sorted(set(used)), key=used.count)
+    kernels = rank_kernels(networks[kernel_model][0], [s for s in summaries if s.model_index == kernel_model],
+                           min(N_KERNEL_LOGOS, network.config.n_kernels))
     motif_of = {i: m.id for m in found for i in m.members}
     sequence_table = _sequence_table(pool, analysed, attributions, delta, errors, steps, motif_of)
     settings = {"top_sequences": top_sequences, "n_motifs": n_motifs, "ig_steps": ig_steps, "seed": seed,
@@ -993,9 +1015,18 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
                 "min_motif_share": MIN_MOTIF_SHARE, "include_training": include_training}
     summary = _summary(model_path, store, explained, selection, analysed, settings, errors, steps, found, kernels,
                        sequences)
+    if fold_paths:
+        summary["model"] = {"file": Path(model).name, "sha256": summary["model"]["sha256"],
+                            "folds": [{"file": f"{p.parent.name}/{p.name}", "sha256": _sha256(p)} for p in fold_paths],
+                            "kernels_from": f"fold_{kernel_model + 1}"}
     scores_table = _scores_table(scored, owner, explained, store, split_of)
     summary["evidence"] = _evidence(store, info, explained, scores_table, found, sequence_table, split_of,
                                     assignment)
+    if fold_paths:
+        summary["evidence"]["cross_validation"] = len(fold_paths)
+        summary["evidence"]["model_metrics"] = {
+            f"fold {k} test": fold_info.metrics.get("test", {}).get(explained.target, {})
+            for k, (_, fold_info) in enumerate(loaded, start=1)}
     truth_result = None
     if truth_table is not None:
         truth_result = score_against_truth(sequence_table, truth_table, analysed, [m.consensus for m in found], seen)
@@ -1003,7 +1034,7 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     clustered = time.perf_counter()
 
     _publish(out, force, summary, sequence_table, _repertoire_table(summaries, sequence_table),
-             _motif_table(found, sequences), scores_table, _training_history(model_path))
+             _motif_table(found, sequences), scores_table, [] if fold_paths else _training_history(model_path))
     finished = time.perf_counter()
     timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
                "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}
@@ -1017,6 +1048,24 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
 # ----------------------------------------------------------------------------------------------
 # evidence: performance on held-out repertoires, attention concentration, motif enrichment
 # ----------------------------------------------------------------------------------------------
+def _attribute(networks: list[tuple[DeepRC, DeepRC]], pool: list[_Candidate], explained: ExplainedOutput,
+               ig_steps: int, device: torch.device) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """integrated_gradients over the pool, each candidate with the model that explained it."""
+    if len(networks) == 1:
+        return integrated_gradients(networks[0][1], pool, explained, ig_steps, device)
+    attributions: list[np.ndarray] = [np.zeros(0)] * len(pool)
+    delta, errors, steps = np.zeros(len(pool)), np.zeros(len(pool)), np.zeros(len(pool), dtype=np.int64)
+    for index, (_, model64) in enumerate(networks):
+        members = [i for i, c in enumerate(pool) if c.model_index == index]
+        if not members:
+            continue
+        values, d, e, s = integrated_gradients(model64, [pool[i] for i in members], explained, ig_steps, device)
+        for position, i in enumerate(members):
+            attributions[i] = values[position]
+        delta[members], errors[members], steps[members] = d, e, s
+    return attributions, delta, errors, steps
+
+
 def _scores_table(scored: list[_Scored], owner: Any, explained: ExplainedOutput, store: Store,
                   split_of: dict[str, str]) -> pl.DataFrame:
     """Every scored repertoire: its split, label, explained output and probability (or predicted

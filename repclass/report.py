@@ -117,6 +117,10 @@ def _selection(summary: dict[str, Any], scores: pl.DataFrame, headline: str) -> 
                 "none": "no repertoire of this store is in the model's training store"}[
         evidence.get("training_store", "none")]
     counts = ", ".join(f"{n} {s}" for s, n in splits.items() if n)
+    if evidence.get("cross_validation"):
+        relation += (f"; a cross-validation folder of {evidence['cross_validation']} fold models: each repertoire is "
+                     f"scored and explained by the fold model that held it out (its test fold), repertoires no fold "
+                     f"has seen by fold 1; kernels: {_escape(summary['model'].get('kernels_from', ''))}")
     warn = ""
     seen = len(by_split["train"]) + len(by_split["validation"])
     if seen:

@@ -186,6 +186,20 @@ def test_fold_ensemble_is_the_mean_of_the_folds(cv_model, tiny_cohort, tmp_path)
     assert set(ensemble["split"].to_list()) == {"train"}
 
 
+def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_cohort, tmp_path):
+    store_path, _ = tiny_cohort
+    result = motifs(cv_model, store_path, tmp_path / "m", device="cpu", n_motifs=2)
+    folds = [read_info(p).splits for p in fold_model_paths(cv_model)]
+    # Every repertoire is some fold's test repertoire, so all are held out for their explaining model.
+    assert set(result.scores["split"].to_list()) == {"test"}
+    assert set(result.samples) == set(result.scores.filter(pl.col("analysed"))["sample_id"].to_list())
+    assert all(any(f[s] == "test" for f in folds) for s in result.samples)
+    summary = json.loads((tmp_path / "m" / "motifs.json").read_text())
+    assert len(summary["model"]["folds"]) == 3 and summary["evidence"]["cross_validation"] == 3
+    assert "fold 1 test" in summary["evidence"]["model_metrics"]
+    assert "cross-validation folder of 3 fold models" in (tmp_path / "m" / "report.html").read_text()
+
+
 # ---- ground truth, hand-made ----------------------------------------------------------------------
 def test_score_against_truth_by_hand(tmp_path):
     truth = _truth_file(tmp_path / "t.tsv", {"a": {"CASWQRYF", "CAWQRYSF"}, "b": {"CSSWQRYEF"}})
