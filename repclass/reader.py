@@ -9,6 +9,7 @@ summing their counts. Every dropped row is counted under one reason.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,6 +37,7 @@ MAX_COUNT = 10**12
 MAX_JUNCTION_LENGTH = 65_535
 
 _NULLS = set(NULL_VALUES)
+_NUCLEOTIDES = re.compile(r"[ACGTUNRYKMSWBDHV]*")
 _TRUE = {"t", "true", "1", "yes", "y", "in"}
 _FALSE = {"f", "false", "0", "no", "n", "out", "stop"}
 
@@ -95,7 +97,8 @@ def _translate_unique(values: list[str]) -> dict[str, str]:
     table = {}
     for nt in values:
         nt_clean = nt.strip().upper()
-        if len(nt_clean) % 3:
+        # Out of frame, or not nucleotides at all (a shuffled column): '_', dropped as invalid.
+        if len(nt_clean) % 3 or not _NUCLEOTIDES.fullmatch(nt_clean):
             table[nt] = "_"
         else:
             table[nt] = str(Seq(nt_clean).translate())
