@@ -1,6 +1,14 @@
 #!/usr/bin/env python
 """Generate the small synthetic, labelled TRB cohort shipped in ``example_data/``.
 
+This script is the exact recipe of the committed files' bytes (it draws from OLGA's own
+generator) and is kept for that. To make new cohorts, use ``repclass simulate`` (or
+``repclass.simulate.simulate_cohort`` from Python): faster, with several motifs, gaps,
+substitutions, noise implants and other backgrounds. The closest equivalent of this cohort::
+
+    repclass simulate --out my_cohort --repertoires 40 --positives 20 --sequences 3000-5000 \
+        --witness-rate 0.01 --motif SFEN --seed 42
+
 The cohort is meant for tests, tutorials and smoke runs of ``repclass``
 (DeepRC-style attention-based multiple-instance learning). It contains:
 

@@ -22,8 +22,9 @@ Walker alias tables (one uniform and two lookups per draw, also for the distribu
 conditioned on a gene), and drawing insDJ within the residue class mod 3 that puts the junction
 in frame after admitting the rest of the scenario with the matching probability (exact, and it
 avoids discarding two scenarios in three). Junctions are assembled and translated in one flat
-array. About 400k junctions/s on one core (OLGA: ~8k/s); tests/test_simulate.py compares
-length, V, J and residue distributions with OLGA's own generator.
+array. About 350,000 human TRB junctions per CPU-second (OLGA's generator: ~7,000) on the
+2-core VM of docs/performance.md; tests/test_simulate.py compares length, V, J and residue
+distributions with OLGA's own generator.
 """
 from __future__ import annotations
 
