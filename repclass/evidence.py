@@ -60,6 +60,10 @@ def pr_points(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     tp = np.cumsum(hits)[last]
     precision = tp / (last + 1)
     recall = tp / max(int(positive.sum()), 1)
+    # Stop at the first threshold that reaches full recall: lower ones only add false positives.
+    full = np.nonzero(recall >= 1.0)[0]
+    if len(full):
+        precision, recall = precision[:full[0] + 1], recall[:full[0] + 1]
     return np.r_[0.0, recall], np.r_[precision[0] if len(precision) else 1.0, precision]
 
 

@@ -190,12 +190,13 @@ def plot_attention(scores: Any, stem: Path) -> list[Path]:
     colors = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
     high = max([e for e in effective if e == e] + [1.0])
     bins_n = [10 ** x for x in [i * math.log10(max(high, 1.0) * 1.05) / 20 for i in range(21)]] if high > 1 else 10
-    for index, label in enumerate(sorted(set(labels))):
-        rows = [i for i, v in enumerate(labels) if v == label]
-        color = colors[index % len(colors)]
-        left.hist([top1[i] for i in rows], bins=[i / 20 for i in range(21)], alpha=0.55, color=color,
-                  label=f"label {label} ({len(rows)})")
-        right.hist([effective[i] for i in rows], bins=bins_n, alpha=0.55, color=color, label=f"label {label}")
+    groups = sorted(set(labels))
+    rows = [[i for i, v in enumerate(labels) if v == label] for label in groups]
+    palette = [colors[i % len(colors)] for i in range(len(groups))]
+    # Stacked: overlapping translucent bars would mix into a third colour.
+    left.hist([[top1[i] for i in r] for r in rows], bins=[i / 20 for i in range(21)], stacked=True, color=palette,
+              label=[f"label {g} ({len(r)})" for g, r in zip(groups, rows)])
+    right.hist([[effective[i] for i in r] for r in rows], bins=bins_n, stacked=True, color=palette)
     left.set_xlabel("attention weight of the most attended sequence")
     left.set_ylabel("repertoires")
     right.set_xlabel("effective number of attended sequences (1 / \u03a3 w\u00b2)")

@@ -89,6 +89,10 @@ def _value(value: Any, digits: int = 3) -> str:
     return _escape(value)
 
 
+def _percent(value: Any) -> str:
+    return "&ndash;" if value is None else f"{100 * value:.0f}%"
+
+
 def _p_value(value: Any) -> str:
     if value is None:
         return "&ndash;"
@@ -281,7 +285,7 @@ def _truth_section(summary: dict[str, Any]) -> str:
     return (f'<h2>Against the implanted ground truth</h2><p>{truth["n_implanted_sequences"]} implanted sequences in '
             f'{truth["n_repertoires_with_implants"]} of the {truth["n_analysed_repertoires"]} analysed repertoires. '
             f'Top motif {_escape(top["consensus"])} {verdict} the implanted motif {_escape(top["implanted_motif"])} '
-            f'({_value(top["share_of_implants_matched"])} of the implanted sequences carry it at their implant '
+            f'({_percent(top["share_of_implants_matched"])} of the implanted sequences carry it at their implant '
             f'position). Recall of implanted sequences among their repertoire\'s top 50 by attention: '
             f'{_value(truth.get("recall_top50_attention"))}; attention mass on implanted sequences per repertoire: '
             f'mean {_value(mass.get("mean"))}, median {_value(mass.get("median"))}.</p>'

@@ -249,7 +249,8 @@ def test_average_precision_by_hand():
     positive = np.array([1, 0, 1, 0], dtype=bool)
     assert average_precision(positive, np.array([0.9, 0.8, 0.7, 0.1])) == pytest.approx((1 + 2 / 3) / 2)
     recall, precision = pr_points(positive, np.array([0.9, 0.8, 0.7, 0.1]))
-    assert recall.tolist() == [0, 0.5, 0.5, 1.0, 1.0]
+    assert recall.tolist() == [0, 0.5, 0.5, 1.0]  # stops at full recall
+    assert precision.tolist() == pytest.approx([1.0, 1.0, 0.5, 2 / 3])
 
 
 @pytest.mark.parametrize("consensus, pattern", [("WQRY", "WQRY"), ("srWQRY", "WQRY"), ("WqRY", "W.RY"),
