@@ -260,6 +260,20 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.option("--checkpoint-every", type=int, default=0, show_default=True,
               help="Updates between resumable checkpoints (0: at every evaluation).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
+@click.option("--method", "methods", multiple=True, type=click.Choice(["deeprc", "kmer", "burden"]),
+              default=("deeprc",), show_default=True,
+              help="deeprc, or a baseline: kmer (k-mer frequencies, L1 logistic) or burden (Emerson 2017 "
+                   "enriched clonotypes). Repeatable: several methods on the same splits, OUT/<method>/ and "
+                   "OUT/comparison.tsv.")
+@click.option("--kmer-size", type=int, default=4, show_default=True, help="kmer: k (3-5; 20^k features).")
+@click.option("--kmer-gap", type=int, default=0, show_default=True,
+              help="kmer: positions skipped in the middle of each k-mer (gapped k-mers).")
+@click.option("--kmer-counts", is_flag=True, help="kmer: weight each sequence's k-mers by its clone count.")
+@click.option("--inner-folds", type=int, default=5, show_default=True,
+              help="kmer/burden: inner cross-validation folds (on training repertoires) choosing the penalty "
+                   "or p-value threshold.")
+@click.option("--burden-clonotype", type=click.Choice(["junction", "junction_vj"]), default="junction",
+              show_default=True, help="burden: a clonotype is the junction, or junction + V and J genes.")
 @chunk_option
 @click.option("--cache-gb", type=float, default=4.0, show_default=True,
               help="Memory for decoded repertoires kept between updates.")
@@ -272,14 +286,16 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
           patience: int, learning_rate: float, weight_decay: float, batch_size: int, sequences_per_bag: int,
           sampling: str, selection: str, reduction_fraction: float, use_counts: bool, kernel_size: int,
           n_kernels: int, attention_layers: int, attention_units: int, output_layers: int, output_units: int,
-          checkpoint_every: int, resume: bool, chunk_size: int, cache_gb: float, device: str, force: bool,
-          threads: int | None) -> None:
-    """Train DeepRC on a store.
+          checkpoint_every: int, resume: bool, methods: tuple[str, ...], kmer_size: int, kmer_gap: int,
+          kmer_counts: bool, inner_folds: int, burden_clonotype: str, chunk_size: int, cache_gb: float,
+          device: str, force: bool, threads: int | None) -> None:
+    """Train DeepRC (or a baseline: --method kmer|burden, repeatable to compare) on a store.
 
     \b
     repclass train cohort.store --target status --out model/
     repclass train cohort.store --target status --target age --type age=regression --out model/
     repclass train cohort.store --target status --folds 5 --out cv/
+    repclass train cohort.store --target status --method deeprc --method kmer --method burden --out compare/
     """
     _prepare_compute(threads)
     from .config import ModelConfig, TrainConfig
@@ -312,9 +328,32 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
                                    reduction_fraction=reduction_fraction)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    result = train_api(store, out, targets=specs, config=config, model_config=model_config,
-                       split=SplitSpec(column=split_column, folds=folds, fold=fold), device=device, resume=resume,
-                       force=force)
+    split_spec = SplitSpec(column=split_column, folds=folds, fold=fold)
+    if tuple(dict.fromkeys(methods)) != ("deeprc",):
+        from .baselines.burden import BurdenConfig
+        from .baselines.kmer import KmerConfig
+        from .comparison import train_method, train_methods
+
+        kmer = KmerConfig(k=kmer_size, gap=kmer_gap, count_weighted=kmer_counts, inner_folds=inner_folds)
+        burden = BurdenConfig(clonotype=burden_clonotype, inner_folds=inner_folds)
+        chosen = list(dict.fromkeys(methods))
+        if len(chosen) > 1:
+            comparison = train_methods(store, out, chosen, targets=specs, split=split_spec, config=config,
+                                       model_config=model_config, kmer=kmer, burden=burden, device=device,
+                                       resume=resume, force=force)
+            for row in comparison.table.filter(comparison.table["fold"].is_in(["all", "pooled"])).iter_rows(
+                    named=True):
+                if row["metric"] in ("roc_auc", "macro_auc", "r2"):
+                    log.info("%s %s: validation %s %.3f, test %.3f", row["method"], row["target"], row["metric"],
+                             row["validation"], row["test"])
+            log.info("wrote %s", comparison.path)
+            return
+        result = train_method(chosen[0], store, out, targets=specs, split=split_spec, config=config,
+                              model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
+                              force=force)
+    else:
+        result = train_api(store, out, targets=specs, config=config, model_config=model_config, split=split_spec,
+                           device=device, resume=resume, force=force)
     if result.folds:
         for key, value in sorted(result.metrics.items()):
             if key.startswith("test:"):

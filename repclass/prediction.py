@@ -120,15 +120,22 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
         check_output_not_input(path, read_paths, option)
         check_replaceable(path, kind, force, option)
     prepare_parent(out)
+    from .baselines.predict import load_baselines
+
+    baselines = load_baselines(model)  # k-mer / burden model folders (repclass.baselines); [] for DeepRC
+    if baselines and attention_top_n > 0:
+        raise UsageError(f"{model}: --attention needs a DeepRC model; a {baselines[0][1].method} baseline has no "
+                         "attention weights")
     device_obj = resolve_device(device)
-    models = load_models(model, device_obj)  # one model, or every fold of a `--folds` output
+    models = baselines or load_models(model, device_obj)  # one model, or every fold of a `--folds` output
     network, info = models[0]
     store, sources = _sources(inputs, info, samples)
     if not sources:
         raise UsageError("no repertoires to score")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    columns = ["junction_aa", "duplicate_count"] if info.model_config.use_counts else ["junction_aa"]
+    columns = baselines[0][0].columns if baselines else \
+        ["junction_aa", "duplicate_count"] if info.model_config.use_counts else ["junction_aa"]
     rows: list[dict[str, Any]] = []
     outputs = []
     attention_tables = []
@@ -137,6 +144,11 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             table = read(columns)
             if table.height == 0:
                 raise RepclassError(f"sample {sample_id!r} has no sequences to score")
+            if baselines:  # a baseline scores the table itself
+                outputs.append(np.stack([m.score_table(table) for m, _ in models]))
+                rows.append({"sample_id": sample_id, "n_sequences": table.height})
+                bar.advance(status=sample_id)
+                continue
             encoded = encode_table(table)
             scores = [score_repertoire(m, encoded, device_obj, chunk_size) for m, _ in models]
             score = scores[0]  # the attention export shows the first (fold) model's attention

@@ -1,0 +1,21 @@
+"""Built-in baselines to measure DeepRC against: `repclass train --method kmer|burden`.
+
+- k-mer: per-repertoire k-mer frequencies, standardised, L1 / elastic-net logistic (multinomial,
+  or penalised linear regression), penalty chosen by inner cross-validation on training data.
+- burden: Emerson et al. (Nature Genetics 2017): clonotypes enriched in positive training
+  repertoires (one-sided Fisher's exact test), a repertoire scored by the share of its clonotypes
+  that are enriched, then a 1-D logistic regression.
+
+Library API::
+
+    from repclass.baselines import train_kmer, KmerConfig, kmer_features, fit_kmer
+    result = train_kmer("cohort.store", "kmer_model", targets=["status"], kmer=KmerConfig(k=4))
+"""
+from __future__ import annotations
+
+from .common import BaselineInfo, baseline_method, read_baseline
+from .features import KmerSpec, kmer_counts, kmer_features, kmer_vector
+from .kmer import KmerConfig, KmerFit, KmerModel, fit_kmer, train_kmer
+
+__all__ = ["BaselineInfo", "baseline_method", "read_baseline", "KmerSpec", "kmer_counts", "kmer_features",
+           "kmer_vector", "KmerConfig", "KmerFit", "KmerModel", "fit_kmer", "train_kmer"]

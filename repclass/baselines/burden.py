@@ -1,0 +1,304 @@
+"""The burden baseline (Emerson et al., Nature Genetics 2017): public clonotypes enriched in
+positive repertoires.
+
+For each clonotype (the junction, or junction + V and J genes without alleles) the training
+repertoires holding it are counted among positives (a) and negatives (b); its enrichment p-value
+is the one-sided Fisher's exact test of [[a, P - a], [b, N - b]] (alternative "greater"), i.e.
+the hypergeometric tail P(X >= a). Clonotypes with p <= threshold and in at least
+`min_positive` positive repertoires are "enriched". A repertoire's burden score is the share of its
+distinct clonotypes that are enriched; a 1-D logistic regression on the standardised score gives
+the probability. The threshold is chosen from a small grid by inner cross-validation on the
+training repertoires (held-out ROC AUC of the score, pooled over the inner folds; ties go to the
+stricter threshold). Binary targets only.
+
+Memory: the distinct clonotypes of every training repertoire are hashed to 64-bit integers and
+kept as one array, ~16 bytes per (training repertoire, distinct clonotype) pair at the peak
+(700 x 300k x 60% training: ~2 GB); only clonotypes in at least two training repertoires are kept
+after the first pass. The enriched clonotypes are written out as text (enriched_clonotypes.tsv)
+and used by predict.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+from .common import inner_folds, quiet_fit, train_baseline
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..config import TrainConfig
+    from ..store import Store
+    from ..targets import Target
+    from ..training import SplitSpec, TargetSpec, TrainResult
+
+log = logging.getLogger(__name__)
+CLONOTYPES = ("junction", "junction_vj")
+ENRICHED_NAME = "enriched_clonotypes.tsv"
+
+
+@dataclass(frozen=True)
+class BurdenConfig:
+    """Settings of the burden baseline (the one home of its defaults)."""
+
+    #: what makes a clonotype: the junction alone, or junction + V and J genes (alleles dropped)
+    clonotype: str = "junction"
+    #: p-value thresholds tried by inner cross-validation (Emerson et al. used 1e-4 on 640 subjects)
+    thresholds: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1)
+    #: an enriched clonotype must be in at least this many positive training repertoires
+    min_positive: int = 2
+    inner_folds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.clonotype not in CLONOTYPES:
+            raise UsageError(f"--burden-clonotype must be one of {', '.join(CLONOTYPES)}, got {self.clonotype!r}")
+        if not self.thresholds or any(not 0 < t <= 1 for t in self.thresholds):
+            raise UsageError("burden p-value thresholds must be in (0, 1]")
+        if self.min_positive < 1 or self.inner_folds < 2:
+            raise UsageError("burden min_positive must be at least 1 and inner_folds at least 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["thresholds"] = list(self.thresholds)
+        return data
+
+
+def _columns(clonotype: str) -> list[str]:
+    return ["junction_aa", "v_call", "j_call"] if clonotype == "junction_vj" else ["junction_aa"]
+
+
+def clonotype_keys(table: "pl.DataFrame", clonotype: str) -> "pl.Series":
+    """Distinct clonotype strings of one repertoire ('CASS...F' or 'CASS...F|TRBV5-1|TRBJ2-7')."""
+    import polars as pl
+
+    if clonotype == "junction":
+        return table["junction_aa"].unique().sort()
+    gene = [pl.col(c).fill_null("").str.split("*").list.first() for c in ("v_call", "j_call")]
+    keys = table.select(pl.concat_str([pl.col("junction_aa"), *gene], separator="|").alias("clonotype"))
+    return keys["clonotype"].unique().sort()
+
+
+def _hashes(keys: "pl.Series") -> np.ndarray:
+    # polars' hash is stable for a given polars version and seed; it is used only within one run.
+    return np.unique(keys.hash(seed=0).to_numpy())
+
+
+def enrichment_p_values(in_positive: np.ndarray, in_negative: np.ndarray, n_positive: int,
+                        n_negative: int) -> np.ndarray:
+    """One-sided Fisher's exact p-values (alternative: enriched in positives), vectorised.
+
+    Fisher's test of [[a, P-a], [b, N-b]] conditions on the margins, so p = P(X >= a) for X
+    hypergeometric (population P+N, P successes, a+b draws); computed once per distinct (a, b).
+    """
+    from scipy.stats import hypergeom
+
+    pairs, inverse = np.unique(np.stack([in_positive, in_negative], axis=1), axis=0, return_inverse=True)
+    p = hypergeom.sf(pairs[:, 0] - 1, n_positive + n_negative, n_positive, pairs[:, 0] + pairs[:, 1])
+    return np.clip(p, 0.0, 1.0)[inverse.reshape(-1)]
+
+
+@dataclass
+class _Incidence:
+    """Which training repertoire holds which (shared) clonotype: pairs (repertoire, clonotype)."""
+
+    hashes: np.ndarray  # (n_clonotypes,) uint64, sorted: clonotypes in >= 2 training repertoires
+    pair_repertoire: np.ndarray  # (n_pairs,) int32
+    pair_clonotype: np.ndarray  # (n_pairs,) int64 index into hashes
+    sizes: np.ndarray  # (n_repertoires,) distinct clonotypes per repertoire
+
+
+def _incidence(store: "Store", ids: list[str], clonotype: str) -> _Incidence:
+    per_repertoire = [_hashes(clonotype_keys(store.read(i, _columns(clonotype)), clonotype)) for i in ids]
+    sizes = np.array([len(h) for h in per_repertoire], dtype=np.int64)
+    everything = np.concatenate(per_repertoire) if per_repertoire else np.zeros(0, dtype=np.uint64)
+    del per_repertoire
+    repertoire = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
+    hashes, inverse, incidence = np.unique(everything, return_inverse=True, return_counts=True)
+    del everything
+    shared = incidence >= 2  # a clonotype in one training repertoire cannot be enriched (min_positive >= 2)
+    if shared.all():
+        return _Incidence(hashes, repertoire, inverse.reshape(-1).astype(np.int64), sizes)
+    new_index = np.cumsum(shared) - 1
+    keep = shared[inverse.reshape(-1)]
+    return _Incidence(hashes[shared], repertoire[keep], new_index[inverse.reshape(-1)[keep]], sizes)
+
+
+def _enriched(incidence: _Incidence, rows: np.ndarray, positive: np.ndarray, thresholds: Sequence[float],
+              min_positive: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Per threshold, a boolean mask over clonotypes enriched among repertoires `rows`; plus the
+    p-values and positive/negative counts over those repertoires."""
+    n_clonotypes = len(incidence.hashes)
+    member = np.zeros(len(incidence.sizes), dtype=bool)
+    member[rows] = True
+    chosen = member[incidence.pair_repertoire]
+    is_positive = positive[incidence.pair_repertoire[chosen]]
+    clonotypes = incidence.pair_clonotype[chosen]
+    in_positive = np.bincount(clonotypes[is_positive], minlength=n_clonotypes)
+    in_negative = np.bincount(clonotypes[~is_positive], minlength=n_clonotypes)
+    n_positive = int(positive[rows].sum())
+    n_negative = len(rows) - n_positive
+    p = np.ones(n_clonotypes)
+    candidates = in_positive >= min_positive
+    if candidates.any():
+        p[candidates] = enrichment_p_values(in_positive[candidates], in_negative[candidates], n_positive, n_negative)
+    masks = [candidates & (p <= t) for t in thresholds]
+    return masks, p, in_positive, in_negative
+
+
+def _scores(incidence: _Incidence, enriched: np.ndarray) -> np.ndarray:
+    """Share of each training repertoire's distinct clonotypes that are enriched."""
+    hits = np.bincount(incidence.pair_repertoire[enriched[incidence.pair_clonotype]],
+                       minlength=len(incidence.sizes))
+    return hits / np.maximum(incidence.sizes, 1)
+
+
+def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], config: "TrainConfig",
+         settings: BurdenConfig, label: str):
+    import polars as pl
+    from sklearn.linear_model import LogisticRegression
+
+    from ..metrics import roc_auc
+    from .common import encode_labels
+
+    for target in targets:
+        if target.kind != "binary":
+            raise UsageError(f"the burden baseline needs binary targets; {target.column!r} is {target.kind} "
+                             "(use --method kmer or deeprc for it)")
+    values, present = encode_labels(store, targets, ids["train"])
+    models, fit_notes, tables, tensors = [], [], {}, {}
+    for j, target in enumerate(targets):
+        rows_ids = [i for i, keep in zip(ids["train"], present[:, j]) if keep]
+        incidence = _incidence(store, rows_ids, settings.clonotype)
+        positive = values[present[:, j], j] == 1
+        # inner CV: held-out scores for each threshold, pooled over folds, then ROC AUC
+        folds = inner_folds(positive.astype(np.int64), settings.inner_folds, True, config.seed,
+                            f"target {target.column!r}")
+        held_out = np.zeros((len(settings.thresholds), len(positive)))
+        for train_rows, held_rows in folds:
+            masks, _, _, _ = _enriched(incidence, train_rows, positive, settings.thresholds, settings.min_positive)
+            for t, mask in enumerate(masks):
+                held_out[t, held_rows] = _scores(incidence, mask)[held_rows]
+        aucs = [roc_auc(positive, held_out[t]) for t in range(len(settings.thresholds))]
+        best = min(range(len(aucs)), key=lambda t: (-(aucs[t] if aucs[t] == aucs[t] else -1.0), t))
+        threshold = settings.thresholds[best]
+        every = np.arange(len(positive))
+        masks, p, in_positive, in_negative = _enriched(incidence, every, positive, [threshold],
+                                                       settings.min_positive)
+        enriched = masks[0]
+        # the enriched clonotypes as text: read back from the positive training repertoires
+        wanted = incidence.hashes[enriched]
+        found: dict[int, str] = {}
+        for sample_id, is_pos in zip(rows_ids, positive):
+            if is_pos and len(found) < len(wanted):
+                keys = clonotype_keys(store.read(sample_id, _columns(settings.clonotype)), settings.clonotype)
+                hashed = keys.hash(seed=0).to_numpy()
+                hit = np.isin(hashed, wanted)
+                found.update(zip(hashed[hit].tolist(), keys.filter(pl.Series(hit)).to_list()))
+        table = pl.DataFrame({
+            "clonotype": [found[h] for h in wanted.tolist()],
+            "p_value": p[enriched], "in_positive": in_positive[enriched].astype(np.int64),
+            "in_negative": in_negative[enriched].astype(np.int64),
+        }).with_columns(pl.lit(int(positive.sum())).alias("n_positive"),
+                        pl.lit(int((~positive).sum())).alias("n_negative")).sort(["p_value", "clonotype"])
+        model = BurdenFit(set(table["clonotype"].to_list()), settings.clonotype, 0.0, 1.0, 0.0, 0.0)
+        # score the training repertoires with the same code predict uses, then the 1-D logistic fit
+        train_scores = np.array([model.score(store.read(i, _columns(settings.clonotype))) for i in rows_ids])
+        model.mean = float(train_scores.mean())
+        model.scale = float(train_scores.std()) or 1.0
+        z = ((train_scores - model.mean) / model.scale)[:, None]
+        logistic = quiet_fit(lambda: LogisticRegression(C=1.0, class_weight="balanced").fit(z, positive),
+                             "burden logistic")
+        model.coef, model.intercept = float(logistic.coef_[0, 0]), float(logistic.intercept_[0])
+        log.info("%starget %s: p <= %g chosen by %d-fold inner CV (held-out AUC %s); %d enriched clonotypes", label,
+                 target.column, threshold, len(folds), ", ".join(f"{t:g}: {a:.3f}" for t, a in
+                                                                 zip(settings.thresholds, aucs)), table.height)
+        models.append(model)
+        tables[target.column] = table
+        tensors[f"target{j}.scaler"] = np.array([model.mean, model.scale])
+        tensors[f"target{j}.logistic"] = np.array([model.coef, model.intercept])
+        fit_notes.append({"target": target.column, "threshold": threshold, "n_enriched": table.height,
+                          "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in zip(settings.thresholds, aucs)]})
+    burden_model = BurdenModel(targets, models)
+    outputs = {split: np.stack([burden_model.score_table(store.read(i, _columns(settings.clonotype)))
+                                for i in split_ids]) if split_ids else np.zeros((0, len(targets)))
+               for split, split_ids in ids.items()}
+
+    def write_enriched(path: Path) -> None:
+        frames = [t.select(pl.lit(column).alias("target"), pl.all()) for column, t in tables.items()]
+        pl.concat(frames).write_csv(path, separator="\t")
+
+    return outputs, tensors, {"burden": settings.to_dict()}, fit_notes, {ENRICHED_NAME: write_enriched}
+
+
+@dataclass
+class BurdenFit:
+    """One target: the enriched clonotypes and the 1-D logistic regression on the standardised
+    burden score."""
+
+    enriched: set[str]
+    clonotype: str
+    mean: float
+    scale: float
+    coef: float
+    intercept: float
+
+    def score(self, table: "pl.DataFrame") -> float:
+        """Share of the repertoire's distinct clonotypes that are enriched."""
+        import polars as pl
+
+        keys = clonotype_keys(table, self.clonotype)
+        if len(keys) == 0 or not self.enriched:
+            return 0.0
+        if getattr(self, "_lookup", None) is None:
+            self._lookup = pl.Series(sorted(self.enriched), dtype=pl.String)
+        return float(keys.is_in(self._lookup).sum()) / len(keys)
+
+    def output(self, table: "pl.DataFrame") -> float:
+        """The logit."""
+        return self.coef * (self.score(table) - self.mean) / self.scale + self.intercept
+
+
+class BurdenModel:
+    def __init__(self, targets: list["Target"], fits: list[BurdenFit]) -> None:
+        self.targets, self.fits = targets, fits
+
+    @property
+    def columns(self) -> list[str]:
+        return _columns(self.fits[0].clonotype) if self.fits else ["junction_aa"]
+
+    def score_table(self, table: "pl.DataFrame") -> np.ndarray:
+        return np.array([fit.output(table) for fit in self.fits])
+
+    @classmethod
+    def from_folder(cls, folder: Path, settings: dict[str, Any], targets: list["Target"],
+                    tensors: dict[str, np.ndarray]) -> "BurdenModel":
+        import polars as pl
+
+        from ..errors import ModelFileError
+
+        path = folder / ENRICHED_NAME
+        if not path.exists():
+            raise ModelFileError(f"{path}: missing from the burden model folder; copy the whole folder")
+        table = pl.read_csv(path, separator="\t", schema_overrides={"target": pl.String, "clonotype": pl.String})
+        fits = []
+        for j, target in enumerate(targets):
+            mean, scale = tensors[f"target{j}.scaler"].tolist()
+            coef, intercept = tensors[f"target{j}.logistic"].tolist()
+            enriched = set(table.filter(pl.col("target") == target.column)["clonotype"].to_list())
+            fits.append(BurdenFit(enriched, settings["burden"]["clonotype"], mean, scale, coef, intercept))
+        return cls(targets, fits)
+
+
+def train_burden(store: "str | Path | Store", out: str | Path, *, targets: Sequence["TargetSpec | str"],
+                 split: "SplitSpec | None" = None, config: "TrainConfig | None" = None,
+                 burden: BurdenConfig | None = None, force: bool = False) -> "TrainResult":
+    """Train the burden baseline (binary targets only) and write a model folder at `out`, with
+    enriched_clonotypes.tsv (clonotype, p-value, positive and negative training repertoires
+    holding it)."""
+    return train_baseline("burden", _fit, store, out, targets=targets, split=split, config=config,
+                          settings=burden or BurdenConfig(), force=force)

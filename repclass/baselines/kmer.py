@@ -1,0 +1,325 @@
+"""The k-mer baseline: per-repertoire k-mer frequencies, standardised, penalised linear model.
+
+Binary targets: L1 logistic regression with balanced class weights; multiclass: one L1 logistic
+model per class (one-vs-rest; probabilities are the softmax of the per-class logits, because
+scikit-learn's only multinomial L1 solver, saga, does not converge in useful time with few
+repertoires and 10^5 features); regression: elastic net (L1 by default) on the label. The regularisation strength is
+chosen by inner cross-validation on the training repertoires only (mean held-out log-loss, or
+mean squared error for regression; ties go to the stronger penalty), then the model is refitted
+on all training repertoires. The validation split is only reported, never used for fitting.
+
+Outputs follow DeepRC's conventions (repclass.targets): a logit for a binary target, one logit
+per class for a multiclass one, the standardised value for regression, so predictions, metrics
+and predictions.tsv have the same meaning and columns. Only the features with a non-zero
+coefficient are stored (their k-mer ids, scaler mean and scale, coefficients).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+from .common import inner_folds, quiet_fit, train_baseline
+from .features import KmerSpec, kmer_features, kmer_vector, select_columns
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..config import TrainConfig
+    from ..store import Store
+    from ..targets import Target
+    from ..training import SplitSpec, TargetSpec, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KmerConfig:
+    """Settings of the k-mer baseline (the one home of its defaults)."""
+
+    #: k-mer length (20^k features)
+    k: int = 4
+    #: positions skipped in the middle of each k-mer (0: contiguous)
+    gap: int = 0
+    #: weight each window by its sequence's clone count (default: every distinct sequence counts once)
+    count_weighted: bool = False
+    #: regression targets: elastic-net mixing, 1 = L1 (lasso), between 0 and 1 = elastic net.
+    #: Classification is always L1 logistic regression (liblinear, exact and fast for n << p).
+    l1_ratio: float = 1.0
+    #: regularisation strengths tried by inner CV: from the strength that zeroes every coefficient,
+    #: `n_strengths` values over `strength_decades` decades of weaker penalties
+    n_strengths: int = 6
+    strength_decades: float = 3.0
+    inner_folds: int = 5
+    #: at most this many features (k-mers present in the most training repertoires) when 20^k is larger
+    max_features: int = 160_000
+    max_iter: int = 2000
+
+    def __post_init__(self) -> None:
+        KmerSpec(self.k, self.gap, self.count_weighted)  # validates k and gap
+        if not 0.0 < self.l1_ratio <= 1.0:
+            raise UsageError(f"the k-mer baseline's l1_ratio must be in (0, 1], got {self.l1_ratio}")
+        if self.n_strengths < 1 or self.inner_folds < 2 or self.max_features < 1:
+            raise UsageError("n_strengths and max_features must be at least 1, inner_folds at least 2")
+
+    @property
+    def spec(self) -> KmerSpec:
+        return KmerSpec(self.k, self.gap, self.count_weighted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class KmerFit:
+    """One target's fitted linear model on standardised k-mer frequencies.
+
+    outputs = ((x[feature_ids] - mean) / scale) @ coef.T + intercept, with x a repertoire's
+    k-mer frequency vector (KmerSpec ids).
+    """
+
+    feature_ids: np.ndarray  # (p,) int64 k-mer ids with a non-zero coefficient
+    mean: np.ndarray  # (p,) float64
+    scale: np.ndarray  # (p,) float64
+    coef: np.ndarray  # (n_outputs, p) float64
+    intercept: np.ndarray  # (n_outputs,) float64
+    strength: float  # the chosen C (classification) or alpha (regression)
+    inner_cv: list[dict[str, float]]
+
+    def outputs(self, features: np.ndarray) -> np.ndarray:
+        """(n, n_outputs) from k-mer frequency rows restricted to `feature_ids` (n, p)."""
+        standardised = (features.astype(np.float64) - self.mean) / self.scale  # (n, p)
+        return standardised @ self.coef.T + self.intercept
+
+
+def _sklearn_at_least(major: int, minor: int) -> bool:
+    import sklearn
+
+    return tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (major, minor)
+
+
+def _l1_logistic(strength: float, config: KmerConfig, seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    # liblinear: an exact L1 solver that is fast with few samples and many features (saga, the
+    # only multinomial L1 solver, ran into its iteration limit after 90 s on 32 x 43k features).
+    kwargs: dict[str, Any] = dict(C=strength, solver="liblinear", class_weight="balanced", random_state=seed,
+                                  max_iter=config.max_iter)
+    if _sklearn_at_least(1, 8):  # `penalty` is deprecated from 1.8: l1_ratio alone names the penalty
+        kwargs["l1_ratio"] = 1.0
+    else:
+        kwargs["penalty"] = "l1"
+    return LogisticRegression(**kwargs)
+
+
+def _fit_at(strength: float, x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig,
+            seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coef (n_outputs, p), intercept (n_outputs,)): logits for classes (one L1 logistic model
+    per class, one-vs-rest, for multiclass), the raw predicted value for regression."""
+    if target.kind == "regression":
+        from sklearn.linear_model import ElasticNet
+
+        model = quiet_fit(lambda: ElasticNet(alpha=strength, l1_ratio=config.l1_ratio, max_iter=config.max_iter,
+                                             random_state=seed).fit(x, y), "k-mer elastic net")
+        return np.asarray(model.coef_, dtype=np.float64)[None, :], np.array([float(model.intercept_)])
+    if target.kind == "binary":
+        model = quiet_fit(lambda: _l1_logistic(strength, config, seed).fit(x, y), "k-mer logistic")
+        return model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
+    n_classes = len(target.classes)
+    coef, intercept = np.zeros((n_classes, x.shape[1])), np.full(n_classes, -30.0)
+    for c in range(n_classes):
+        member = (y == c).astype(np.int64)
+        if 0 < member.sum() < len(member):  # a class absent from these rows keeps a logit of -30 (p ~ 0)
+            model = quiet_fit(lambda: _l1_logistic(strength, config, seed).fit(x, member), "k-mer logistic")
+            coef[c], intercept[c] = model.coef_[0], model.intercept_[0]
+    return coef, intercept
+
+
+def _strength_grid(x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig) -> np.ndarray:
+    """Penalties from the one that zeroes every coefficient towards weaker ones."""
+    n = len(y)
+    if target.kind == "regression":
+        gradient = np.abs(x.T @ (y - y.mean())).max() / n  # lasso: alpha_max = max|X'(y - ybar)| / (n l1_ratio)
+        alpha_max = max(gradient / config.l1_ratio, 1e-12)
+        return alpha_max * np.logspace(0, -config.strength_decades, config.n_strengths)
+    classes = np.unique(y)
+    indicator = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, n_classes)
+    gradient = np.abs(x.T @ (indicator - indicator.mean(axis=0))).max()
+    c_min = 1.0 / max(gradient, 1e-12)  # logistic: C below ~1/max|X'(y - ybar)| keeps every coefficient at 0
+    return c_min * np.logspace(0, config.strength_decades, config.n_strengths)
+
+
+def _held_out_loss(outputs: np.ndarray, y: np.ndarray, target: "Target") -> float:
+    """Mean squared error (regression) or log-loss of the outputs' probabilities."""
+    if target.kind == "regression":
+        return float(np.mean((outputs[:, 0] - y) ** 2))
+    if target.kind == "binary":
+        logit = outputs[:, 0]
+        return float(np.mean(np.logaddexp(0.0, np.where(y == 1, -logit, logit))))
+    shifted = outputs - outputs.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_probabilities[np.arange(len(y)), y.astype(np.int64)]))
+
+
+def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target",
+             config: KmerConfig | None = None, seed: int = 0) -> KmerFit:
+    """Fit one target on k-mer frequency rows (n, p) and labels as `Target.encode` gives them
+    (class index or number); choose the penalty by inner CV on these rows only."""
+    config = config or KmerConfig()
+    y = np.asarray(train_labels, dtype=np.float64)
+    classification = target.kind != "regression"
+    if classification:
+        y = y.astype(np.int64)
+        if len(np.unique(y)) < 2:
+            raise UsageError(f"target {target.column!r}: the training repertoires hold only one class")
+    x64 = train_features.astype(np.float64)
+    mean = x64.mean(axis=0)
+    scale = x64.std(axis=0)
+    active = np.flatnonzero(scale > 0)  # constant features carry nothing and cost time
+    x = (x64[:, active] - mean[active]) / scale[active]  # (n, p_active) float64, as liblinear wants it
+    del x64
+    folds = inner_folds(y, config.inner_folds, classification, seed, f"target {target.column!r}")
+    grid = _strength_grid(x, y, target, config)
+    inner = []
+    for strength in grid:
+        losses = []
+        for train_rows, held_rows in folds:
+            coef, intercept = _fit_at(float(strength), x[train_rows], y[train_rows], target, config, seed)
+            losses.append(_held_out_loss(x[held_rows] @ coef.T + intercept, y[held_rows], target))
+        inner.append({"strength": float(strength), "loss": float(np.mean(losses))})
+    # Ties (to 12 digits) go to the stronger penalty, i.e. the sparser model.
+    best = min(range(len(grid)), key=lambda i: (round(inner[i]["loss"], 12), i))
+    strength = float(grid[best])
+    coef, intercept = _fit_at(strength, x, y, target, config, seed)
+    if target.kind == "regression":  # outputs are standardised labels, as DeepRC's regression head gives them
+        coef, intercept = coef / target.std, (intercept - target.mean) / target.std
+    keep = np.flatnonzero(np.any(coef != 0, axis=0))
+    log.info("target %s: penalty %.3g chosen by %d-fold inner CV; %d of %d k-mer features kept", target.column,
+             strength, len(folds), len(keep), len(active))
+    return KmerFit(feature_ids=active[keep].astype(np.int64), mean=mean[active][keep], scale=scale[active][keep],
+                   coef=coef[:, keep], intercept=intercept, strength=strength, inner_cv=inner)
+
+
+# ----------------------------------------------------------------------------------------------
+# training on a store
+# ----------------------------------------------------------------------------------------------
+def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], config: "TrainConfig",
+         settings: KmerConfig, label: str):
+    import time
+
+    from .common import encode_labels
+
+    spec = settings.spec
+    started = time.perf_counter()
+    columns = select_columns(store, ids["train"], spec, settings.max_features)
+    all_ids = ids["train"] + ids["validation"] + ids["test"]
+    features = kmer_features(store, all_ids, spec, columns)  # (n, n_features) float32
+    n_sequences = sum(store.n_sequences()[i] for i in all_ids)
+    elapsed = time.perf_counter() - started
+    log.info("%sk-mer features (k=%d%s) of %d repertoires, %d sequences, in %.1f s (%.0f sequences/s)", label,
+             spec.k, f", gap {spec.gap}" if spec.gap else "", len(all_ids), n_sequences, elapsed,
+             n_sequences / max(elapsed, 1e-9))
+    kmer_ids = np.arange(spec.n_kmers) if columns is None else columns
+    n_train = len(ids["train"])
+    values, present = encode_labels(store, targets, ids["train"])
+    fits: list[KmerFit] = []
+    for j, target in enumerate(targets):
+        rows = np.flatnonzero(present[:, j])
+        fit = fit_kmer(features[:n_train][rows], values[rows, j], target, settings, config.seed)
+        # Column positions within `features` -> k-mer ids, so the stored model reads raw vectors.
+        fit.feature_ids = kmer_ids[fit.feature_ids].astype(np.int64)
+        fits.append(fit)
+    model = KmerModel(spec, targets, fits)
+    position = {kmer: i for i, kmer in enumerate(kmer_ids.tolist())} if columns is not None else None
+    outputs_all = model.outputs_from_features(features, position)
+    outputs, start = {}, 0
+    for split in ("train", "validation", "test"):
+        outputs[split] = outputs_all[start:start + len(ids[split])]
+        start += len(ids[split])
+    fit_notes = [{"target": t.column, "strength": f.strength, "n_features": int(len(f.feature_ids)),
+                  "inner_cv": f.inner_cv} for t, f in zip(targets, fits)]
+    extra = {"kmer_coefficients.tsv": model.write_coefficients}
+    return outputs, model.tensors(), {"kmer": settings.to_dict(), "n_features": int(len(kmer_ids))}, fit_notes, extra
+
+
+class KmerModel:
+    """A k-mer baseline ready to score repertoires: one KmerFit per target."""
+
+    def __init__(self, spec: KmerSpec, targets: list["Target"], fits: list[KmerFit]) -> None:
+        self.spec, self.targets, self.fits = spec, targets, fits
+        self.n_outputs = sum(t.n_outputs for t in targets)
+
+    def outputs_from_features(self, features: np.ndarray, position: dict[int, int] | None = None) -> np.ndarray:
+        """(n, n_outputs) from frequency rows over all 20^k k-mers, or over the k-mers whose
+        column `position` gives."""
+        out = np.zeros((len(features), self.n_outputs))
+        for target, fit in zip(self.targets, self.fits):
+            columns = fit.feature_ids if position is None else np.array([position[i] for i in fit.feature_ids.tolist()],
+                                                                        dtype=np.int64)
+            out[:, target.offset:target.offset + target.n_outputs] = fit.outputs(features[:, columns])
+        return out
+
+    def score_table(self, table: "pl.DataFrame") -> np.ndarray:
+        """(n_outputs,) for one repertoire's table (junction_aa, duplicate_count)."""
+        return self.outputs_from_features(kmer_vector(table, self.spec)[None, :])[0]
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        tensors = {}
+        for j, fit in enumerate(self.fits):
+            tensors.update({f"target{j}.feature_ids": fit.feature_ids, f"target{j}.mean": fit.mean,
+                            f"target{j}.scale": fit.scale, f"target{j}.coef": fit.coef,
+                            f"target{j}.intercept": fit.intercept})
+        return tensors
+
+    @classmethod
+    def from_tensors(cls, settings: dict[str, Any], targets: list["Target"], tensors: dict[str, np.ndarray],
+                     fits: list[dict[str, Any]]) -> "KmerModel":
+        kmer = settings["kmer"]
+        spec = KmerSpec(int(kmer["k"]), int(kmer["gap"]), bool(kmer["count_weighted"]))
+        loaded = []
+        for j in range(len(targets)):
+            loaded.append(KmerFit(feature_ids=tensors[f"target{j}.feature_ids"].astype(np.int64),
+                                  mean=tensors[f"target{j}.mean"], scale=tensors[f"target{j}.scale"],
+                                  coef=tensors[f"target{j}.coef"], intercept=tensors[f"target{j}.intercept"],
+                                  strength=float(fits[j]["strength"]) if j < len(fits) else math.nan,
+                                  inner_cv=[]))
+        return cls(spec, targets, loaded)
+
+    def write_coefficients(self, path: Path) -> None:
+        """The interpretation: each kept k-mer with its coefficient per output, largest first."""
+        import polars as pl
+
+        rows = []
+        for target, fit in zip(self.targets, self.fits):
+            names = self.spec.names(fit.feature_ids)
+            outputs = ([target.positive] if target.kind == "binary" else target.classes
+                       if target.kind == "multiclass" else ["value"])
+            for o, output in enumerate(outputs):
+                for name, value in zip(names, fit.coef[o].tolist()):
+                    if value != 0:
+                        rows.append({"target": target.column, "output": str(output), "kmer": name,
+                                     "coefficient": value})
+        table = pl.DataFrame(rows, schema={"target": pl.String, "output": pl.String, "kmer": pl.String,
+                                           "coefficient": pl.Float64})
+        table = table.with_columns(pl.col("coefficient").abs().alias("_abs")).sort(
+            ["target", "output", "_abs", "kmer"], descending=[False, False, True, False]).drop("_abs")
+        table.write_csv(path, separator="\t")
+
+
+def train_kmer(store: "str | Path | Store", out: str | Path, *, targets: Sequence["TargetSpec | str"],
+               split: "SplitSpec | None" = None, config: "TrainConfig | None" = None,
+               kmer: KmerConfig | None = None, force: bool = False) -> "TrainResult":
+    """Train the k-mer baseline on a store and write a model folder at `out` (see
+    repclass.baselines.common for its files; with `split.folds`, fold_1 ... fold_K).
+
+    `config` supplies the split settings and seed (TrainConfig's validation/test fractions and
+    seed: the same seed gives the same split as DeepRC); its DeepRC-only settings are ignored.
+    """
+    return train_baseline("kmer", _fit, store, out, targets=targets, split=split, config=config,
+                          settings=kmer or KmerConfig(), force=force)
+

@@ -1,0 +1,220 @@
+"""`repclass train --method ...`: DeepRC and the baselines on the same splits, side by side.
+
+One method: OUT is that method's model folder. Several: each method is trained on the same
+splits or folds (the same seed gives the same assignment; all go through
+repclass.training._split_assignments) into OUT/<method>/, and OUT/comparison.tsv holds, per
+method, fold and target, each metric on the validation and test splits side by side, per fold
+and pooled over the folds (metrics of all folds' predictions together); OUT/comparison.png plots
+the headline test metric. Metrics are recomputed from each folder's predictions.tsv with the
+same definitions (repclass.metrics) for every method.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from .errors import OutputExistsError, UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .baselines.kmer import KmerConfig
+    from .config import ModelConfig, TrainConfig
+    from .store import Store
+    from .training import SplitSpec, TargetSpec, TrainResult
+
+log = logging.getLogger(__name__)
+
+METHODS = ("deeprc", "kmer", "burden")
+COMPARISON_NAME = "comparison.tsv"
+PLOT_NAME = "comparison.png"
+_HEADLINE = {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}
+
+
+@dataclass
+class ComparisonResult:
+    path: Path
+    methods: dict[str, "TrainResult"]
+    table: "pl.DataFrame"
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def train_method(method: str, store: "str | Path | Store", out: str | Path, *, targets: Sequence["TargetSpec | str"],
+                 split: "SplitSpec | None" = None, config: "TrainConfig | None" = None,
+                 model_config: "ModelConfig | None" = None, kmer: "KmerConfig | None" = None,
+                 burden: Any = None, device: str = "auto", resume: bool = False,
+                 force: bool = False) -> "TrainResult":
+    """Train one method into the model folder `out`."""
+    if method == "deeprc":
+        from .training import train
+
+        return train(store, out, targets=targets, config=config, model_config=model_config, split=split,
+                     device=device, resume=resume, force=force)
+    if method == "kmer":
+        from .baselines.kmer import train_kmer
+
+        return train_kmer(store, out, targets=targets, split=split, config=config, kmer=kmer, force=force)
+    if method == "burden":
+        from .baselines.burden import train_burden
+
+        return train_burden(store, out, targets=targets, split=split, config=config, burden=burden, force=force)
+    raise UsageError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequence[str], *,
+                  targets: Sequence["TargetSpec | str"], split: "SplitSpec | None" = None,
+                  config: "TrainConfig | None" = None, model_config: "ModelConfig | None" = None,
+                  kmer: "KmerConfig | None" = None, burden: Any = None, device: str = "auto",
+                  resume: bool = False, force: bool = False) -> ComparisonResult:
+    """Train each method on the same splits into OUT/<method>/ and compare them in
+    OUT/comparison.tsv and OUT/comparison.png (written to OUT.partial/, published at the end;
+    with `resume`, methods already finished there are kept)."""
+    from .store import Store, publish
+    from .training import partial_path
+
+    chosen = list(dict.fromkeys(methods))
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}")
+    if len(chosen) < 2:
+        raise UsageError("a comparison needs at least two methods")
+    store = store if isinstance(store, Store) else Store.open(store)
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(out)
+    work = partial_path(out)
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for method in chosen:
+        folder = work / method
+        if resume and folder.exists():
+            log.info("%s: already finished in %s", method, folder)
+            continue
+        log.info("method %s", method)
+        results[method] = train_method(method, store, folder, targets=targets, split=split, config=config,
+                                       model_config=model_config, kmer=kmer, burden=burden, device=device,
+                                       resume=resume, force=True)
+    table = comparison_table({method: work / method for method in chosen})
+    from .store import write_file_atomically
+
+    write_file_atomically(work / COMPARISON_NAME,
+                          lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
+    plot_comparison(table, work / PLOT_NAME)
+    publish(work, out)
+    return ComparisonResult(path=out, methods=results, table=table)
+
+
+# ----------------------------------------------------------------------------------------------
+# the comparison table, from the model folders' predictions
+# ----------------------------------------------------------------------------------------------
+def _model_folders(folder: Path) -> list[tuple[str, Path]]:
+    folds = sorted((p for p in folder.glob("fold_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[1]))
+    return [(p.name.split("_")[1], p) for p in folds] if folds else [("all", folder)]
+
+
+def _targets(folder: Path) -> list[dict[str, Any]]:
+    import json
+
+    return json.loads((folder / "model.json").read_text())["targets"]
+
+
+def prediction_metrics(table: "pl.DataFrame", target: dict[str, Any]) -> dict[str, float]:
+    """Metrics of one target from prediction columns (<col>:p(class), <col>:predicted, <col>:label)."""
+    import polars as pl
+
+    from . import metrics as M
+
+    column, kind = target["column"], target["kind"]
+    label = f"{column}:label"
+    if label not in table.columns:
+        return {"n": 0.0}
+    rows = table.filter(pl.col(label).is_not_null())
+    result: dict[str, float] = {"n": float(rows.height)}
+    if rows.height == 0:
+        return result
+    labels = rows[label].to_list()
+    if kind == "binary":
+        negative, positive = target["classes"]
+        y = np.array([v.lower() == positive.lower() for v in labels])
+        p = rows[f"{column}:p({positive})"].cast(pl.Float64).to_numpy()
+        result.update(roc_auc=M.roc_auc(y, p), balanced_accuracy=M.balanced_accuracy(y, p >= 0.5),
+                      f1=M.f1_score(y, p >= 0.5))
+    elif kind == "multiclass":
+        classes = target["classes"]
+        lowered = [c.lower() for c in classes]
+        y = np.array([lowered.index(v.lower()) for v in labels])
+        p = np.stack([rows[f"{column}:p({c})"].cast(pl.Float64).to_numpy() for c in classes], axis=1)
+        result.update(macro_auc=M.macro_auc(y, p), accuracy=float((p.argmax(axis=1) == y).mean()))
+    else:
+        y = np.array([float(v) for v in labels])
+        result.update(M.regression_metrics(y, rows[f"{column}:predicted"].cast(pl.Float64).to_numpy()))
+    return result
+
+
+def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
+    """method, fold (1..K and 'pooled', or 'all' for one split), target, metric, validation, test."""
+    import polars as pl
+
+    rows = []
+    for method, folder in folders.items():
+        parts = _model_folders(folder)
+        tables = []
+        for fold, part in parts:
+            predictions = pl.read_csv(part / "predictions.tsv", separator="\t", infer_schema=False)
+            tables.append((fold, predictions))
+        if len(tables) > 1:
+            tables.append(("pooled", pl.concat([t for _, t in tables], how="diagonal")))
+        targets = _targets(parts[0][1])
+        for fold, predictions in tables:
+            for target in targets:
+                by_split = {split: prediction_metrics(predictions.filter(pl.col("split") == split), target)
+                            for split in ("validation", "test")}
+                names = [n for n in by_split["test"] if n != "n"] or [n for n in by_split["validation"] if n != "n"]
+                for name in ["n"] + names:
+                    rows.append({"method": method, "fold": fold, "target": target["column"], "metric": name,
+                                 "validation": by_split["validation"].get(name, math.nan),
+                                 "test": by_split["test"].get(name, math.nan)})
+    return pl.DataFrame(rows, schema={"method": pl.String, "fold": pl.String, "target": pl.String,
+                                      "metric": pl.String, "validation": pl.Float64, "test": pl.Float64})
+
+
+def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
+    """Headline test metric per method: a bar for the pooled (or single-split) value, dots per fold."""
+    import polars as pl
+
+    from .plot import _pyplot, save_figure
+
+    plt = _pyplot()
+    metrics = [m for m in ("roc_auc", "macro_auc", "r2") if m in set(table["metric"].to_list())]
+    targets = list(dict.fromkeys(table["target"].to_list()))
+    pairs = [(t, m) for t in targets for m in metrics
+             if table.filter((pl.col("target") == t) & (pl.col("metric") == m)).height]
+    figure, axes = plt.subplots(1, max(len(pairs), 1), figsize=(4 * max(len(pairs), 1), 3.5), squeeze=False)
+    methods = list(dict.fromkeys(table["method"].to_list()))
+    for axis, (target, metric) in zip(axes[0], pairs):
+        part = table.filter((pl.col("target") == target) & (pl.col("metric") == metric))
+        for x, method in enumerate(methods):
+            rows = part.filter(pl.col("method") == method)
+            overall = rows.filter(pl.col("fold").is_in(["pooled", "all"]))["test"].to_list()
+            folds = rows.filter(~pl.col("fold").is_in(["pooled", "all"]))["test"].to_list()
+            if overall and overall[0] is not None and not math.isnan(overall[0]):
+                axis.bar(x, overall[0], color="tab:blue", alpha=0.6)
+            axis.scatter([x] * len(folds), [math.nan if v is None else v for v in folds], color="black", s=12,
+                         zorder=3)
+        axis.set_xticks(range(len(methods)))
+        axis.set_xticklabels(methods)
+        axis.set_ylabel(f"test {metric}")
+        axis.set_title(target)
+        if metric in ("roc_auc", "macro_auc"):
+            axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+            axis.set_ylim(0, 1.02)
+    save_figure(figure, path)
+    plt.close(figure)

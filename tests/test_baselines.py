@@ -1,0 +1,295 @@
+"""Baselines (`repclass train --method kmer|burden`) and method comparisons: k-mer features
+against a plain Python reference, each method end to end through the CLI, predict on baseline
+folders, comparison tables, determinism, refusals."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from cohort import MOTIF, background_pool, implant
+from conftest import write_airr, write_table
+from repclass.alphabet import AMINO_ACIDS
+from repclass.baselines import KmerConfig, KmerSpec, kmer_counts, kmer_features, kmer_vector, train_kmer
+from repclass.baselines.burden import BurdenConfig, enrichment_p_values, train_burden
+from repclass.cli import main
+from repclass.store import Store
+
+FAST = ["--kmer-size", "3", "--inner-folds", "3", "--threads", "1"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# ---- a cohort that both baselines can separate ---------------------------------------------------
+def make_public_cohort(folder: Path, n_repertoires: int = 40, n_sequences: int = 300, seed: int = 1):
+    """Positives carry the motif (8% of sequences) and each of 12 public clonotypes with
+    probability 0.6 (negatives 0.05). Labels: status (+/-), age (numbers, higher in positives),
+    hla (three classes)."""
+    rng = np.random.default_rng(seed)
+    pool = background_pool()
+    order = rng.permutation(len(pool))
+    public = [pool[i] for i in order[:12]]
+    background = [pool[i] for i in order[12:]]
+    reps = folder / "reps"
+    reps.mkdir(parents=True)
+    labels = np.array(["+", "-"] * (n_repertoires // 2))
+    rng.shuffle(labels)
+    rows = []
+    for index, label in enumerate(labels, start=1):
+        sample_id = f"p{index:02d}"
+        chosen = [background[i] for i in rng.choice(len(background), n_sequences, replace=False)]
+        if label == "+":
+            for i in rng.choice(n_sequences, int(0.08 * n_sequences), replace=False):
+                chosen[i] = implant(chosen[i], MOTIF, rng)
+        share = 0.6 if label == "+" else 0.05
+        chosen += [c for c in public if rng.random() < share]
+        chosen = list(dict.fromkeys(chosen))
+        write_airr(reps / f"{sample_id}.tsv", [[f"{sample_id}_{i}", s, "TRBV5-1*01", "TRBJ2-7*01",
+                                                 int(1 + rng.geometric(0.5)), "T", "TRB"]
+                                                for i, s in enumerate(chosen)])
+        age = (50 if label == "+" else 30) + int(rng.integers(-5, 6))
+        rows.append([sample_id, label, str(age), str(rng.choice(["A", "B", "C"]))])
+    sheet = write_table(folder / "samples.tsv", ["sample_id", "status", "age", "hla"], rows)
+    return sheet, reps, public
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from repclass import ingest
+
+    folder = tmp_path_factory.mktemp("public")
+    sheet, reps, public = make_public_cohort(folder)
+    store = ingest(sheet, folder / "public.store", [reps])
+    return store.path, public
+
+
+# ---- k-mer features ------------------------------------------------------------------------------
+def reference_counts(sequences: list[str], k: int, gap: int, counts: list[int] | None) -> Counter:
+    first = (k + 1) // 2
+    offsets = list(range(first)) + list(range(first + gap, k + gap))
+    result: Counter = Counter()
+    for index, sequence in enumerate(sequences):
+        for start in range(len(sequence) - (k + gap) + 1):
+            kmer = "".join(sequence[start + o] for o in offsets)
+            result[kmer] += 1 if counts is None else counts[index]
+    return result
+
+
+def kmer_id(kmer: str) -> int:
+    value = 0
+    for letter in kmer:
+        value = value * 20 + AMINO_ACIDS.index(letter)
+    return value
+
+
+@pytest.mark.parametrize("k, gap, weighted", [(1, 0, False), (3, 0, False), (4, 0, True), (4, 1, False),
+                                              (3, 2, True), (5, 0, False)])
+def test_kmer_counts_equal_a_python_reference(k, gap, weighted):
+    sequences = ["CASSLGQETQYF", "CAW", "CASSPGTGELFF", "C", "CSARDRTGNGYTF", "WQRYWQRY"]
+    counts = [3, 1, 2, 5, 1, 4]
+    spec = KmerSpec(k=k, gap=gap, count_weighted=weighted)
+    got = kmer_counts(pl.Series(sequences), spec, np.array(counts))
+    expected = reference_counts(sequences, k, gap, counts if weighted else None)
+    assert got.shape == (20 ** k,)
+    assert got.sum() == sum(expected.values())
+    for kmer, value in expected.items():
+        assert got[kmer_id(kmer)] == value, kmer
+    if gap:
+        assert spec.names(np.array([kmer_id(next(iter(expected)))]))[0].count(".") == gap
+
+
+def test_kmer_features_are_frequencies_of_each_repertoire(cohort):
+    store_path, _ = cohort
+    store = Store.open(store_path)
+    ids = store.sample_ids[:3]
+    matrix = kmer_features(store, ids, 3)
+    assert matrix.shape == (3, 8000) and matrix.dtype == np.float32
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-5)
+    for row, sample_id in zip(matrix, ids):
+        table = store.read(sample_id)
+        expected = reference_counts(table["junction_aa"].to_list(), 3, 0, None)
+        total = sum(expected.values())
+        assert row[kmer_id("CAS")] == pytest.approx(expected["CAS"] / total, rel=1e-6)
+        np.testing.assert_array_equal(row, kmer_vector(table, KmerSpec(3)))
+    columns = np.array([kmer_id("CAS"), kmer_id("WQR")])
+    np.testing.assert_array_equal(kmer_features(store, ids, 3, columns), matrix[:, columns])
+
+
+@pytest.mark.parametrize("bad", [dict(k=0), dict(k=6), dict(k=3, gap=9)])
+def test_kmer_settings_are_checked(bad):
+    from repclass.errors import UsageError
+
+    with pytest.raises(UsageError):
+        KmerConfig(**bad)
+
+
+# ---- the k-mer baseline --------------------------------------------------------------------------
+def test_kmer_through_the_cli_beats_chance_and_predict_agrees(cohort, tmp_path):
+    store_path, _ = cohort
+    out = tmp_path / "kmer"
+    result = run("train", store_path, "--target", "status", "--method", "kmer", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    for name in ("model.json", "baseline.safetensors", "metrics.json", "metrics.tsv", "predictions.tsv",
+                 "config.json", "kmer_coefficients.tsv"):
+        assert (out / name).exists(), name
+    description = json.loads((out / "model.json").read_text())
+    assert description["method"] == "kmer" and description["settings"]["kmer"]["k"] == 3
+    assert description["store_fingerprint"] == Store.open(store_path).fingerprint
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["status"]["roc_auc"] >= 0.9
+    assert metrics["validation"]["status"]["roc_auc"] >= 0.9
+    coefficients = pl.read_csv(out / "kmer_coefficients.tsv", separator="\t")
+    top = coefficients["kmer"].head(5).to_list()
+    assert any(kmer in MOTIF for kmer in top), top  # the implanted motif's 3-mers lead
+
+    result = run("predict", out, store_path, "--out", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.output
+    trained = pl.read_csv(out / "predictions.tsv", separator="\t").sort("sample_id")
+    predicted = pl.read_csv(tmp_path / "p.tsv", separator="\t").sort("sample_id")
+    assert predicted["sample_id"].to_list() == trained["sample_id"].to_list()
+    assert predicted["split"].to_list() == trained["split"].to_list()
+    np.testing.assert_allclose(predicted["status:p(+)"].to_numpy(), trained["status:p(+)"].to_numpy(), atol=1e-6)
+
+    refused = run("predict", out, store_path, "--out", tmp_path / "a.tsv", "--attention", "5")
+    assert refused.exit_code == 2 and "attention" in refused.output
+
+
+def test_kmer_library_api_uses_deeprc_splits(cohort, tmp_path):
+    from repclass.config import TrainConfig
+    from repclass.training import SplitSpec, TargetSpec, _split_assignments
+
+    store_path, _ = cohort
+    store = Store.open(store_path)
+    config = TrainConfig(seed=3)
+    result = train_kmer(store, tmp_path / "api", targets=["status"], config=config,
+                        kmer=KmerConfig(k=3, gap=1, inner_folds=3, n_strengths=4))
+    assert result.path == tmp_path / "api"
+    assert result.metrics["test"]["status"]["roc_auc"] > 0.5
+    expected = _split_assignments(store, [TargetSpec("status")], SplitSpec(), config)[0]
+    assert json.loads((tmp_path / "api" / "model.json").read_text())["splits"] == expected
+
+
+@pytest.mark.parametrize("target, extra, metric", [
+    ("age", ["--type", "age=regression"], "r2"),
+    ("hla", [], "macro_auc"),
+])
+def test_kmer_regression_and_multiclass(cohort, tmp_path, target, extra, metric):
+    store_path, _ = cohort
+    out = tmp_path / target
+    result = run("train", store_path, "--target", target, *extra, "--method", "kmer", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test"][target][metric])
+    if metric == "r2":  # age follows the status the motif marks
+        assert metrics["test"][target]["pearson_r"] > 0.5
+    else:
+        table = pl.read_csv(out / "predictions.tsv", separator="\t")
+        total = sum(table[f"hla:p({c})"].to_numpy() for c in "ABC")
+        np.testing.assert_allclose(total, 1.0, atol=1e-9)
+    result = run("predict", out, store_path, "--out", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.output
+
+
+# ---- the burden baseline -------------------------------------------------------------------------
+def test_fisher_p_values_equal_scipy():
+    from scipy.stats import fisher_exact
+
+    a = np.array([5, 3, 0, 7, 2])
+    b = np.array([0, 2, 4, 1, 2])
+    p = enrichment_p_values(a, b, 8, 9)
+    for ai, bi, pi in zip(a, b, p):
+        expected = fisher_exact([[ai, 8 - ai], [bi, 9 - bi]], alternative="greater").pvalue
+        assert pi == pytest.approx(expected, rel=1e-9)
+
+
+def test_burden_through_the_cli_finds_the_public_clonotypes(cohort, tmp_path):
+    store_path, public = cohort
+    out = tmp_path / "burden"
+    result = run("train", store_path, "--target", "status", "--method", "burden", "--out", out, "--inner-folds", 3)
+    assert result.exit_code == 0, result.output
+    enriched = pl.read_csv(out / "enriched_clonotypes.tsv", separator="\t")
+    assert enriched.columns == ["target", "clonotype", "p_value", "in_positive", "in_negative", "n_positive",
+                                "n_negative"]
+    assert enriched.height > 0 and set(enriched["clonotype"].to_list()) <= set(public)
+    assert (enriched["in_positive"] >= 2).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["status"]["roc_auc"] >= 0.8
+    result = run("predict", out, store_path, "--out", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.output
+    trained = pl.read_csv(out / "predictions.tsv", separator="\t").sort("sample_id")
+    predicted = pl.read_csv(tmp_path / "p.tsv", separator="\t").sort("sample_id")
+    np.testing.assert_allclose(predicted["status:p(+)"].to_numpy(), trained["status:p(+)"].to_numpy(), atol=1e-6)
+
+
+def test_burden_with_v_and_j_in_the_clonotype(cohort, tmp_path):
+    store_path, public = cohort
+    result = train_burden(store_path, tmp_path / "vj", targets=["status"],
+                          burden=BurdenConfig(clonotype="junction_vj", inner_folds=3))
+    enriched = pl.read_csv(tmp_path / "vj" / "enriched_clonotypes.tsv", separator="\t")
+    assert all(c.endswith("|TRBV5-1|TRBJ2-7") for c in enriched["clonotype"].to_list())
+    assert result.metrics["test"]["status"]["roc_auc"] >= 0.8
+
+
+@pytest.mark.parametrize("args", [["--target", "hla"], ["--target", "status", "--type", "status=multiclass"],
+                                  ["--target", "age"]])
+def test_burden_refuses_non_binary_targets(cohort, tmp_path, args):
+    store_path, _ = cohort
+    result = run("train", store_path, *args, "--method", "burden", "--out", tmp_path / "b")
+    assert result.exit_code == 2, result.output
+    assert "binary" in result.output
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+
+
+# ---- comparisons ---------------------------------------------------------------------------------
+def test_comparison_with_folds_is_deterministic(cohort, tmp_path):
+    store_path, _ = cohort
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = run("train", store_path, "--target", "status", "--method", "kmer", "--method", "burden",
+                     "--folds", 3, "--seed", 5, "--out", out, *FAST)
+        assert result.exit_code == 0, result.output
+        outputs.append(out)
+    table = pl.read_csv(outputs[0] / "comparison.tsv", separator="\t")
+    assert table.columns == ["method", "fold", "target", "metric", "validation", "test"]
+    auc = table.filter(pl.col("metric") == "roc_auc")
+    assert sorted(set(auc["method"].to_list())) == ["burden", "kmer"]
+    assert sorted(set(auc["fold"].to_list())) == ["1", "2", "3", "pooled"]
+    assert auc.filter((pl.col("method") == "kmer") & (pl.col("fold") == "pooled"))["test"][0] >= 0.9
+    for method in ("kmer", "burden"):
+        assert (outputs[0] / method / "folds_summary.tsv").exists()
+        # the same folds for every method
+        splits = [json.loads((outputs[0] / method / f"fold_{i}" / "model.json").read_text())["splits"]
+                  for i in (1, 2, 3)]
+        assert splits == [json.loads((outputs[0] / "kmer" / f"fold_{i}" / "model.json").read_text())["splits"]
+                          for i in (1, 2, 3)]
+    files = sorted(p.relative_to(outputs[0]) for p in outputs[0].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(outputs[1]) for p in outputs[1].rglob("*") if p.is_file())
+    for relative in files:
+        if relative.name == "config.json":  # names the output folder's store path only
+            continue
+        assert (outputs[0] / relative).read_bytes() == (outputs[1] / relative).read_bytes(), relative
+    result = run("predict", outputs[0] / "kmer", store_path, "--out", tmp_path / "ensemble.tsv")
+    assert result.exit_code == 0, result.output
+
+
+def test_comparison_with_deeprc_uses_the_same_split(cohort, tmp_path):
+    store_path, _ = cohort
+    out = tmp_path / "cmp"
+    result = run("train", store_path, "--target", "status", "--method", "deeprc", "--method", "kmer",
+                 "--updates", 10, "--eval-every", 5, "--sequences-per-bag", 200, "--device", "cpu", "--out", out,
+                 *FAST)
+    assert result.exit_code == 0, result.output
+    assert (out / "deeprc" / "model.safetensors").exists() and (out / "comparison.png").exists()
+    deeprc = json.loads((out / "deeprc" / "model.json").read_text())["splits"]
+    assert json.loads((out / "kmer" / "model.json").read_text())["splits"] == deeprc
+    table = pl.read_csv(out / "comparison.tsv", separator="\t")
+    assert table.filter(pl.col("metric") == "roc_auc")["method"].to_list() == ["deeprc", "kmer"]
+    assert not (tmp_path / "cmp.partial").exists()
