@@ -198,11 +198,18 @@ class _OlgaBackground:
         from .simulation.vdj import sample_junctions
 
         parts: list[pl.DataFrame] = []
-        have = 0
+        have = drawn = 0
         seen: pl.Series | None = None
         while have < n:
+            if drawn > 20 * n + 10_000:
+                # Only when nearly every junction holds a motif (e.g. a purged motif "C").
+                raise UsageError(f"only {have} of {drawn} junctions drawn from {self.model.name} are distinct and "
+                                 f"free of the motifs; a motif this common cannot be purged (drop "
+                                 f"--purge-background or use a longer motif)")
             # A few percent more than needed covers duplicates and purged sequences.
-            aa, _lengths, v, j = sample_junctions(self.model, rng, int((n - have) * 1.05) + 16)
+            want = int((n - have) * 1.05) + 16
+            drawn += want
+            aa, _lengths, v, j = sample_junctions(self.model, rng, want)
             junctions = pl.Series("junction_aa", aa.view(f"S{aa.shape[1]}").ravel()).cast(pl.String)
             frame = pl.DataFrame({"junction_aa": junctions, "v_call": self._v_names[v].tolist(),
                                   "j_call": self._j_names[j].tolist()})
@@ -272,7 +279,8 @@ def _implant(junctions: list[str], rng: np.random.Generator, n_wanted: int, make
         done.append((int(index), start, motif, text))
     if len(done) < n_wanted:
         raise UsageError(f"{sample_id}: only {len(done)} of {n_wanted} {what} implants fit (junctions need at least "
-                         f"{2 * FLANK} residues besides the motif); use shorter motifs or more sequences")
+                         f"{2 * FLANK} residues besides the motif, and a negative's junction must hold no motif "
+                         f"after a noise implant); use shorter or less common motifs, or more sequences")
     return done
 
 

@@ -213,6 +213,16 @@ def test_backgrounds_do_not_depend_on_the_implants():
         assert a["v_call"].equals(b["v_call"]) and a["duplicate_count"].equals(b["duplicate_count"])
 
 
+@pytest.mark.parametrize("model, locus, gene", [("human_IGH", "IGH", "IGHV"), ("mouse_TRB", "TRB", "TRBV")])
+def test_other_background_models(model, locus, gene):
+    config = SimulationConfig(n_repertoires=2, min_sequences=300, max_sequences=300, background_model=model,
+                              motifs=("SFEN",), seed=2)
+    for table in simulate_repertoires(config).repertoires:
+        assert set(table["locus"]) == {locus}
+        assert table["v_call"].str.starts_with(gene).all()
+        assert table["junction_aa"].str.contains("^C[A-Z]+[FW]$").all()
+
+
 def test_background_from_a_store(cohort, tmp_path):
     out, _ = cohort
     assert run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "s.store").exit_code == 0
@@ -230,6 +240,16 @@ def test_background_from_a_store(cohort, tmp_path):
                                 background_store=tmp_path / "s.store")
     with pytest.raises(UsageError, match="fewer than"):
         simulate_repertoires(too_many)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    (dict(motifs=("C",), purge_background=True), "cannot be purged"),        # every junction starts with C
+    (dict(motifs=("A",), noise_rate=0.5), "noise implants fit"),              # nearly every junction has an A
+    (dict(motifs=("SFENSFENSFENSFENSFENSFEN",)), "motif implants fit"),       # longer than any junction
+])
+def test_impossible_requests_fail_with_a_message(changes, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        simulate_repertoires(SimulationConfig(**{**SMALL, "n_repertoires": 2, **changes}))
 
 
 def test_existing_output_is_refused(tmp_path):
@@ -306,7 +326,8 @@ def _tvd(a, b) -> float:
     return 0.5 * sum(abs(ca[k] / len(a) - cb[k] / len(b)) for k in set(ca) | set(cb))
 
 
-@pytest.mark.parametrize("name, folder", [("human_TRB", "human_T_beta")])
+@pytest.mark.parametrize("name, folder", [("human_TRB", "human_T_beta"), ("mouse_TRB", "mouse_T_beta"),
+                                          ("human_IGH", "human_B_heavy")])
 def test_vectorised_sampler_matches_olga(name, folder):
     """Length, V, J and residue distributions of 4,000 junctions of each generator.
 
