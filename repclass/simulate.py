@@ -33,6 +33,7 @@ import gzip
 import io
 import json
 import logging
+import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -248,7 +249,7 @@ class _StoreBackground:
         if n > self.pool.height:
             raise UsageError(f"{self.path}: the store has {self.pool.height} distinct usable junctions, fewer than "
                              f"the {n} a repertoire needs; lower --sequences")
-        return self.pool[np.sort(rng.choice(self.pool.height, size=n, replace=False))]
+        return self.pool[rng.choice(self.pool.height, size=n, replace=False)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ def _implant(junctions: list[str], rng: np.random.Generator, n_wanted: int, make
     return done
 
 
-def _repertoire(index: int, sample_id: str, positive: bool, seed: np.random.SeedSequence, background,
+def _repertoire(sample_id: str, positive: bool, seed: np.random.SeedSequence, background,
                 motifs: tuple[str, ...], config: SimulationConfig, locus: str
                 ) -> tuple["pl.DataFrame", "pl.DataFrame", dict]:
     import polars as pl
@@ -382,10 +383,10 @@ def _iter_repertoires(config: SimulationConfig, threads: int | None
              int(positive.sum()), ", ".join(motifs) or "none", config.background_store or config.background_model)
 
     def one(i: int):
-        return _repertoire(i, sample_ids[i], bool(positive[i]), seeds[i], background, motifs, config,
+        return _repertoire(sample_ids[i], bool(positive[i]), seeds[i], background, motifs, config,
                            background.locus)
 
-    workers = max(1, threads or 1)
+    workers = max(1, threads or os.cpu_count() or 1)
     if workers == 1:
         yield from (one(i) for i in range(config.n_repertoires))
         return
@@ -402,7 +403,8 @@ def _iter_repertoires(config: SimulationConfig, threads: int | None
 
 
 def simulate_repertoires(config: SimulationConfig, *, threads: int | None = None) -> SimulatedCohort:
-    """Simulate a cohort in memory (see the module docstring for what it holds)."""
+    """Simulate a cohort in memory (see the module docstring for what it holds); `threads`
+    repertoires (default: one per core) at once, with the same result whatever the number."""
     import polars as pl
 
     repertoires, implanted, rows = [], [], []
@@ -432,8 +434,8 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
                     threads: int | None = None) -> SimulationResult:
     """Simulate a cohort and write it under `out` (built in a temporary sibling, renamed at the end).
 
-    An existing `out` is refused unless `force`. `threads` repertoires are simulated at once; the
-    files do not depend on it.
+    An existing `out` is refused unless `force`. `threads` repertoires (default: one per core) are
+    simulated at once; the files do not depend on it.
     """
     import polars as pl
 
