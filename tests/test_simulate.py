@@ -321,6 +321,41 @@ def test_cli_end_to_end(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # the vectorised sampler against OLGA's own generator
 # ----------------------------------------------------------------------------------------------
+def test_alias_tables_draw_their_distributions():
+    rng = np.random.default_rng(3)
+    p = rng.random((3, 12)) ** 3
+    p[1, 5:] = 0.0                                                   # zeros are never drawn
+    table = vdj.Alias.of(p)
+    rows = np.repeat(np.arange(3), 100_000)
+    drawn = table.draw(rng.random(rows.size), rows)
+    for r in range(3):
+        frequency = np.bincount(drawn[rows == r], minlength=12) / 100_000
+        assert np.abs(frequency - p[r] / p[r].sum()).max() < 0.006
+    assert (drawn[rows == 1] < 5).all()
+
+
+def test_reversed_insertions_are_the_chain_read_backwards():
+    model = vdj.load_model("human_TRB")
+    lengths = np.array([0, 1, 5, 3, 7, 2])
+    forward = vdj._insertions(np.random.default_rng(4), lengths, model.cum_first_dj, model.cum_next_dj)
+    backward = vdj._insertions(np.random.default_rng(4), lengths, model.cum_first_dj, model.cum_next_dj,
+                               reverse=True)
+    for row, length in enumerate(lengths):
+        assert backward[row, :length].tolist() == forward[row, :length][::-1].tolist()
+        assert not forward[row, length:].any() and not backward[row, length:].any()
+
+
+def test_insertions_follow_the_markov_chain():
+    model = vdj.load_model("human_TRB")
+    chains = vdj._insertions(np.random.default_rng(5), np.full(4000, 40), model.cum_first_vd, model.cum_next_vd)
+    first = np.bincount(chains[:, 0], minlength=4) / 4000
+    assert np.abs(first - np.diff(model.cum_first_vd, prepend=0.0)).max() < 0.03
+    pairs = np.zeros((4, 4))
+    np.add.at(pairs, (chains[:, :-1].ravel(), chains[:, 1:].ravel()), 1)
+    transition = pairs / pairs.sum(axis=1, keepdims=True)               # row: previous nucleotide
+    assert np.abs(transition - np.diff(model.cum_next_vd, axis=1, prepend=0.0)).max() < 0.02
+
+
 def _tvd(a, b) -> float:
     ca, cb = collections.Counter(a), collections.Counter(b)
     return 0.5 * sum(abs(ca[k] / len(a) - cb[k] / len(b)) for k in set(ca) | set(cb))
