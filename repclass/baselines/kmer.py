@@ -56,6 +56,11 @@ class KmerConfig:
     n_strengths: int = 6
     strength_decades: float = 3.0
     inner_folds: int = 5
+    #: each fit (inner and final) sees only the `screen` features with the largest gradient at the
+    #: null model, i.e. the first ones the L1 path would admit (a strong-rule screen, Tibshirani et
+    #: al. 2012); with hundreds of repertoires L1 keeps far fewer. Cuts a fit's time ~8x at k=4.
+    #: 0: no screening.
+    screen: int = 20_000
     #: at most this many features (k-mers present in the most training repertoires) when 20^k is larger
     max_features: int = 160_000
     max_iter: int = 2000
@@ -140,16 +145,31 @@ def _fit_at(strength: float, x: np.ndarray, y: np.ndarray, target: "Target", con
     return coef, intercept
 
 
-def _strength_grid(x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig) -> np.ndarray:
-    """Penalties from the one that zeroes every coefficient towards weaker ones."""
-    n = len(y)
+def _null_gradient(x: np.ndarray, y: np.ndarray, target: "Target") -> np.ndarray:
+    """(p,) |gradient| of the loss at the intercept-only model, per feature: the order in which
+    the L1 path admits features."""
     if target.kind == "regression":
-        gradient = np.abs(x.T @ (y - y.mean())).max() / n  # lasso: alpha_max = max|X'(y - ybar)| / (n l1_ratio)
-        alpha_max = max(gradient / config.l1_ratio, 1e-12)
-        return alpha_max * np.logspace(0, -config.strength_decades, config.n_strengths)
+        return np.abs(x.T @ (y - y.mean()))
     classes = np.unique(y)
     indicator = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, n_classes)
-    gradient = np.abs(x.T @ (indicator - indicator.mean(axis=0))).max()
+    return np.abs(x.T @ (indicator - indicator.mean(axis=0))).max(axis=1)
+
+
+def _screened(x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig) -> np.ndarray:
+    """Columns a fit on (x, y) sees: all, or the `config.screen` largest null gradients (ties:
+    the lower column)."""
+    if not config.screen or x.shape[1] <= config.screen:
+        return np.arange(x.shape[1])
+    gradient = _null_gradient(x, y, target)
+    return np.sort(np.argsort(-gradient, kind="stable")[:config.screen])
+
+
+def _strength_grid(x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig) -> np.ndarray:
+    """Penalties from the one that zeroes every coefficient towards weaker ones."""
+    gradient = _null_gradient(x, y, target).max()
+    if target.kind == "regression":  # lasso: alpha_max = max|X'(y - ybar)| / (n l1_ratio)
+        alpha_max = max(gradient / len(y) / config.l1_ratio, 1e-12)
+        return alpha_max * np.logspace(0, -config.strength_decades, config.n_strengths)
     c_min = 1.0 / max(gradient, 1e-12)  # logistic: C below ~1/max|X'(y - ybar)| keeps every coefficient at 0
     return c_min * np.logspace(0, config.strength_decades, config.n_strengths)
 
@@ -185,17 +205,22 @@ def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Targ
     del x64
     folds = inner_folds(y, config.inner_folds, classification, seed, f"target {target.column!r}")
     grid = _strength_grid(x, y, target, config)
-    inner = []
-    for strength in grid:
-        losses = []
-        for train_rows, held_rows in folds:
-            coef, intercept = _fit_at(float(strength), x[train_rows], y[train_rows], target, config, seed)
-            losses.append(_held_out_loss(x[held_rows] @ coef.T + intercept, y[held_rows], target))
-        inner.append({"strength": float(strength), "loss": float(np.mean(losses))})
+    losses = np.zeros((len(grid), len(folds)))
+    for f, (train_rows, held_rows) in enumerate(folds):
+        # screened on the inner-training rows only, so the held-out rows stay unseen
+        columns = _screened(x[train_rows], y[train_rows], target, config)
+        x_train, x_held = x[np.ix_(train_rows, columns)], x[np.ix_(held_rows, columns)]
+        for g, strength in enumerate(grid):
+            coef, intercept = _fit_at(float(strength), x_train, y[train_rows], target, config, seed)
+            losses[g, f] = _held_out_loss(x_held @ coef.T + intercept, y[held_rows], target)
+    inner = [{"strength": float(strength), "loss": float(losses[g].mean())} for g, strength in enumerate(grid)]
     # Ties (to 12 digits) go to the stronger penalty, i.e. the sparser model.
     best = min(range(len(grid)), key=lambda i: (round(inner[i]["loss"], 12), i))
     strength = float(grid[best])
-    coef, intercept = _fit_at(strength, x, y, target, config, seed)
+    columns = _screened(x, y, target, config)
+    coef_screened, intercept = _fit_at(strength, x[:, columns], y, target, config, seed)
+    coef = np.zeros((coef_screened.shape[0], x.shape[1]))
+    coef[:, columns] = coef_screened
     if target.kind == "regression":  # outputs are standardised labels, as DeepRC's regression head gives them
         coef, intercept = coef / target.std, (intercept - target.mean) / target.std
     keep = np.flatnonzero(np.any(coef != 0, axis=0))
