@@ -39,6 +39,9 @@ J_COLUMNS = ["j_call", "j_gene", "jGeneName", "j_resolved", "jMaxResolved", "all
              "bestJGene", "allJHits", "j"]
 PRODUCTIVE_COLUMNS = ["productive", "frame_type", "sequenceStatus"]
 LOCUS_COLUMNS = ["locus", "chain"]
+#: Kept in the store so that outputs join back to the user's rearrangements (AIRR fields).
+SEQUENCE_ID_COLUMNS = ["sequence_id", "contig_id", "cloneId"]
+C_COLUMNS = ["c_call", "c_gene", "bestCHit", "allCHitsWithScore"]
 #: 10x contig tables: the cell barcode and the flags of trusted contigs. A 10x table is counted in
 #: cells (one per barcode and clonotype), never in UMIs or reads.
 TENX_COLUMNS = ("barcode", "is_cell", "high_confidence")
@@ -192,6 +195,8 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
         ("j_call", J_COLUMNS),
         ("productive", PRODUCTIVE_COLUMNS),
         ("locus", LOCUS_COLUMNS),
+        ("sequence_id", SEQUENCE_ID_COLUMNS),
+        ("c_call", C_COLUMNS),
     ):
         chosen = getattr(overrides, canonical, None)
         if chosen is not None:

@@ -51,7 +51,8 @@ def ingest(
     # Everything this command reads: the store may not equal, contain or lie inside any of it.
     read_paths = [Path(sheet), *[Path(p) for p in inputs], *pairs.values()]
     with StoreWriter(out, convention=options.convention, read_options=_options_manifest(options),
-                     label_columns=sample_sheet.label_columns, force=force, inputs=read_paths) as writer, \
+                     label_columns=sample_sheet.label_columns, force=force, inputs=read_paths,
+                     id_column=sample_sheet.id_column) as writer, \
             ThreadPoolExecutor(max_workers=1) as hasher, \
             progress(len(pairs), "ingest") as bar:
         conventions: dict[str, str] = {}
@@ -104,7 +105,7 @@ def combine(parts: Sequence[str | Path], out: str | Path, *, force: bool = False
     stores = [Store.open(part) for part in parts]
     first = stores[0]
     for store in stores[1:]:
-        for key in ("junction_convention", "read_options", "alphabet"):
+        for key in ("junction_convention", "read_options", "alphabet", "id_column"):
             if store.manifest.get(key) != first.manifest.get(key):
                 raise StoreError(f"{store.path}: {key} {store.manifest.get(key)!r} differs from "
                                  f"{first.path}'s {first.manifest.get(key)!r}; stores can only be combined when "
@@ -114,7 +115,8 @@ def combine(parts: Sequence[str | Path], out: str | Path, *, force: bool = False
         label_columns += [c for c in store.label_columns if c not in label_columns]
     seen: dict[str, Path] = {}
     with StoreWriter(out, convention=first.junction_convention, read_options=first.manifest["read_options"],
-                     label_columns=label_columns, force=force, inputs=[Path(p) for p in parts]) as writer:
+                     label_columns=label_columns, force=force, inputs=[Path(p) for p in parts],
+                     id_column=first.id_column) as writer:
         for store in stores:
             for record in store.records():
                 if record.sample_id in seen:

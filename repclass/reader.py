@@ -29,6 +29,10 @@ DROP_REASONS = ("not_cell", "low_confidence", "missing_junction", "non_productiv
 CONVENTIONS = ("junction", "cdr3")
 #: Columns of a repertoire table in the store.
 STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
+#: AIRR fields kept after those where the input has them: the rearrangement's locus, its C gene
+#: (the distinct calls of a merged clonotype, comma-separated) and the `sequence_id`s of all the
+#: rows merged into the clonotype (comma-separated, in file order), to join outputs back.
+OPTIONAL_STORE_COLUMNS = {"locus": pl.String, "c_call": pl.String, "sequence_id": pl.String}
 
 #: The largest clone count accepted: about the number of T cells in a human body. Larger
 #: values are damage (an overflowed export), and they could wrap the 64-bit template sums.
@@ -325,8 +329,10 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     no_calls = pl.repeat(None, rows_read, dtype=pl.String, eager=True)
     v_call = _map_distinct(df["v_call"], normalise_gene) if "v_call" in df.columns else no_calls
     j_call = _map_distinct(df["j_call"], normalise_gene) if "j_call" in df.columns else no_calls
+    c_call = _map_distinct(df["c_call"], normalise_gene) if "c_call" in df.columns else None
     unresolved = {column: _unresolved_calls(df[column], called)
-                  for column, called in (("v_call", v_call), ("j_call", j_call)) if column in df.columns}
+                  for column, called in (("v_call", v_call), ("j_call", j_call), ("c_call", c_call))
+                  if column in df.columns}
     locus = _map_distinct(df["locus"], lambda value: value.strip().upper()) if "locus" in df.columns else None
     if options.locus is not None:
         if locus is None:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
@@ -349,18 +355,22 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     if options.locus is None and locus is not None:
         _check_one_locus(locus.filter(keep), layout)
 
-    kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call,
-                         "duplicate_count": counts}).filter(keep)
+    optional = {"locus": locus, "c_call": c_call,
+                "sequence_id": df["sequence_id"].str.strip_chars() if "sequence_id" in df.columns else None}
+    kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call, "duplicate_count": counts,
+                         **{name: values for name, values in optional.items() if values is not None}}).filter(keep)
     if "barcode" in df.columns and "count" not in df.columns:
         # 10x contigs: a clonotype counts once per cell, however many contigs (or UMIs) the cell
-        # has for it; the merge below then sums cells.
-        kept = (kept.with_columns(df["barcode"].filter(keep).alias("_cell"))
-                .unique(subset=["_cell", "junction_aa", "v_call", "j_call"], keep="first", maintain_order=True)
-                .drop("_cell"))
+        # has for it (the cell's other contigs of it count 0, their ids are still kept); the
+        # merge below then sums cells.
+        first = pl.struct(df["barcode"].filter(keep), "junction_aa", "v_call", "j_call").is_first_distinct()
+        kept = kept.with_columns(first.cast(pl.Int64).alias("duplicate_count"))
     if layout.convention == "junction" and convention == "cdr3":
         kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
     _check_lengths(junction, keep, layout)
-    table = _merge_identical(kept).cast(STORE_COLUMNS)
+    table = _merge_identical(kept)
+    table = table.select([pl.col(name).cast(dtype) for name, dtype in {**STORE_COLUMNS, **OPTIONAL_STORE_COLUMNS}.items()
+                          if name in table.columns])
     if table.height and table["duplicate_count"].cast(pl.Float64).sum() >= 2.0**62:
         raise InputFileError(layout.path, "the clone counts add up to more than 2^62 templates; the count column "
                                           f"{excerpt(layout.columns.get('count', ''))} is damaged: fix the file or "
@@ -450,11 +460,26 @@ def _merge_identical(kept: pl.DataFrame) -> pl.DataFrame:
     hashed = kept.with_columns(pl.struct(keys).hash(seed=0).alias("_key"))
     if hashed["_key"].n_unique() == kept.height:
         return kept
+    extras = _merged_extras(kept.columns)
     merged = (hashed.group_by("_key", maintain_order=True)
-              .agg(*[pl.col(k).first() for k in keys], pl.col("duplicate_count").sum(), pl.len().alias("_n")))
+              .agg(*[pl.col(k).first() for k in keys], pl.col("duplicate_count").sum(), *extras,
+                   pl.len().alias("_n")))
     multi = merged.filter(pl.col("_n") > 1).select("_key", *[pl.col(k).alias(f"_first_{k}") for k in keys])
     members = hashed.join(multi, on="_key", how="inner")
     collided = pl.any_horizontal([pl.col(k).ne_missing(pl.col(f"_first_{k}")) for k in keys])
     if members.select(collided.any()).item():
-        return kept.group_by(keys, maintain_order=True).agg(pl.col("duplicate_count").sum())
-    return merged.select(*keys, "duplicate_count")
+        return kept.group_by(keys, maintain_order=True).agg(pl.col("duplicate_count").sum(), *extras)
+    return merged.select(*keys, "duplicate_count", *[e.meta.output_name() for e in extras])
+
+
+def _merged_extras(columns: list[str]) -> list[pl.Expr]:
+    """How a merged clonotype's optional AIRR fields combine: every sequence_id, the distinct
+    C calls, the locus (one per file), each comma-separated in file order; null when none."""
+    def joined(column: str, distinct: bool) -> pl.Expr:
+        values = pl.col(column).drop_nulls()
+        values = values.unique(maintain_order=True) if distinct else values
+        text = values.str.join(",")
+        return pl.when(text.str.len_bytes() > 0).then(text).otherwise(None).alias(column)
+
+    rules = {"locus": True, "c_call": True, "sequence_id": False}
+    return [joined(column, distinct) for column, distinct in rules.items() if column in columns]

@@ -5,7 +5,8 @@
                                read options, per-sample file and sha256
       samples.tsv              one row per repertoire: id, labels, sequences and templates kept,
                                rows read and dropped by reason, source file and its sha256
-      repertoires/<id>.parquet junction_aa, v_call, j_call, duplicate_count (zstd Parquet)
+      repertoires/<id>.parquet junction_aa, v_call, j_call, duplicate_count, and where the input
+                               has them locus, c_call, sequence_id (zstd Parquet)
 
 A store is written into a temporary sibling folder and renamed into place at the end, so a
 failed or killed write never leaves a folder that looks complete. The same inputs give
@@ -32,7 +33,10 @@ from .files import (check_replaceable, claim_output, output_kind, prepare_parent
                     temporary_sibling, write_file_atomically)
 
 STORE_FORMAT = "repclass-store"
-STORE_FORMAT_VERSION = 1
+#: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
+#: had), 10x contig tables count cells. Version 1 stores (without those columns) are still read.
+STORE_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 SAMPLES_NAME = "samples.tsv"
 REPERTOIRE_DIR = "repertoires"
@@ -97,8 +101,11 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | Path, *, convention: str, read_options: dict[str, Any],
-                 label_columns: list[str], force: bool = False, inputs: Sequence[str | Path] = ()) -> None:
+                 label_columns: list[str], force: bool = False, inputs: Sequence[str | Path] = (),
+                 id_column: str = "sample_id") -> None:
         self.path = Path(path)
+        #: The sample sheet's id column (AIRR's `repertoire_id`, `sample_id`, ...), kept for outputs.
+        self.id_column = id_column
         self.convention = convention
         self.read_options = read_options
         self.label_columns = list(label_columns)
@@ -169,6 +176,7 @@ class StoreWriter:
             "junction_convention": self.convention,
             "read_options": self.read_options,
             "label_columns": self.label_columns,
+            "id_column": self.id_column,
             "samples": [{"sample_id": r.sample_id, "file": r.file, "sha256": r.sha256,
                          "n_sequences": r.n_sequences} for r in records],
         }
@@ -250,9 +258,10 @@ class Store:
         if manifest.get("format") != STORE_FORMAT:
             raise StoreError(f"{manifest_path}: not a repertoire store manifest")
         version = manifest.get("format_version")
-        if version != STORE_FORMAT_VERSION:
+        if version not in READABLE_FORMAT_VERSIONS:
             raise StoreError(f"{path}: store format version {version} is not supported by repclass {__version__} "
-                             f"(it reads version {STORE_FORMAT_VERSION}); ingest the data again with this version")
+                             f"(it reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); ingest the data "
+                             "again with this version")
         entries = manifest.get("samples")
         if not isinstance(entries, list) or not all(
                 isinstance(e, dict) and {"sample_id", "file", "sha256", "n_sequences"} <= set(e) for e in entries):
@@ -287,6 +296,11 @@ class Store:
     @property
     def junction_convention(self) -> str:
         return self.manifest["junction_convention"]
+
+    @property
+    def id_column(self) -> str:
+        """The id column of the sample sheet the store was ingested from (e.g. `repertoire_id`)."""
+        return self.manifest.get("id_column", "sample_id")
 
     @property
     def alphabet(self) -> str:

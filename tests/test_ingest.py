@@ -27,7 +27,10 @@ def test_ingest_writes_a_store(small_cohort, tmp_path):
     assert s2["source_file"] == "s2.tsv.gz"
     # anyone can open the repertoire files
     table = pl.read_parquet(store.path / "repertoires" / "s1.parquet")
-    assert table.columns == ["junction_aa", "v_call", "j_call", "duplicate_count"]
+    assert table.columns == ["junction_aa", "v_call", "j_call", "duplicate_count", "locus", "sequence_id"]
+    # AIRR fields kept: every sequence_id of a merged clonotype (issue 13), in file order
+    assert table.rows() == [("CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 5, "TRB", "a,c"),
+                            ("CASSPGTGELFF", "TRBV7-9*01", "TRBJ2-2*01", 1, "TRB", "b")]
     store.verify()
 
 
@@ -138,3 +141,15 @@ def test_store_iterates_its_repertoires(small_cohort, tmp_path):
     assert list(tables) == ["s1", "s2", "s3"]
     assert tables["s2"].columns == ["junction_aa"] and tables["s2"].height == 1
     assert store.n_sequences() == {"s1": 2, "s2": 1, "s3": 1}
+
+
+def test_airr_repertoire_id_sheet_is_accepted_and_kept(small_cohort, tmp_path):
+    _, folder = small_cohort
+    sheet = tmp_path / "repertoires.tsv"
+    sheet.write_text("repertoire_id\tstatus\ns1\t+\ns2\t-\ns3\t+\n")
+    whole = ingest(sheet, tmp_path / "whole", [folder])
+    assert whole.sample_ids == ["s1", "s2", "s3"] and whole.id_column == "repertoire_id"
+    parts = [ingest(sheet, tmp_path / f"part_{s}", [folder], samples=[s]).path for s in ("s1", "s2", "s3")]
+    combined = combine(parts, tmp_path / "combined")
+    assert combined.id_column == "repertoire_id" and _digests(combined.path) == _digests(whole.path)
+

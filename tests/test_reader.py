@@ -9,9 +9,9 @@ from repclass.reader import ReadOptions, read_repertoire
 def test_merges_identical_rows_and_counts_drops(small_cohort):
     _, folder = small_cohort
     read = read_repertoire(folder / "s1.tsv")
-    assert read.table.columns == ["junction_aa", "v_call", "j_call", "duplicate_count"]
-    assert read.table.rows() == [("CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 5),
-                                 ("CASSPGTGELFF", "TRBV7-9*01", "TRBJ2-2*01", 1)]
+    assert read.table.columns == ["junction_aa", "v_call", "j_call", "duplicate_count", "locus", "sequence_id"]
+    assert read.table.rows() == [("CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 5, "TRB", "a,c"),
+                                 ("CASSPGTGELFF", "TRBV7-9*01", "TRBJ2-2*01", 1, "TRB", "b")]
     assert read.rows_read == 4
     assert read.dropped["non_productive"] == 1
     assert read.n_templates == 6
@@ -20,7 +20,7 @@ def test_merges_identical_rows_and_counts_drops(small_cohort):
 def test_missing_count_is_one_and_partial_junctions_dropped(small_cohort):
     _, folder = small_cohort
     read = read_repertoire(folder / "s3.tsv")
-    assert read.table.rows() == [("CAWSVGQGAYEQYF", "TRBV30*01", "TRBJ2-7*01", 1)]
+    assert read.table.rows() == [("CAWSVGQGAYEQYF", "TRBV30*01", "TRBJ2-7*01", 1, "TRB", "a")]
     assert read.dropped["no_anchor"] == 1
     no_check = read_repertoire(folder / "s3.tsv", ReadOptions(anchor_check=False))
     assert no_check.n_sequences == 2
@@ -185,4 +185,23 @@ def test_10x_public_table_counts_cells():
                            ReadOptions(locus="TRB"))
     assert read.rows_read == 4004 and read.dropped["non_productive"] == 881
     assert read.n_templates == 1615 and read.n_sequences == 1547  # 1615 cells, 1547 distinct clonotypes
+
+
+def test_10x_merged_clonotype_keeps_every_contig_id_and_c_call(tmp_path):
+    path = tmp_path / "filtered_contig_annotations.csv"
+    header = TENX_HEADER + ",c_gene"
+    rows = [row + (",TRBC1" if i != 2 else ",TRBC2") for i, row in enumerate(TENX_ROWS)]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    table = read_repertoire(path).table
+    assert table.columns == ["junction_aa", "v_call", "j_call", "duplicate_count", "locus", "c_call", "sequence_id"]
+    first = table.row(0, named=True)
+    assert first["sequence_id"] == "c1_1,c1_2,c2_1" and first["duplicate_count"] == 2  # 3 contigs, 2 cells
+    assert first["c_call"] == "TRBC1,TRBC2" and first["locus"] == "TRB"
+
+
+def test_files_without_airr_fields_store_only_the_four_columns(tmp_path):
+    path = write_table(tmp_path / "a.tsv", ["junction_aa", "v_call", "j_call", "duplicate_count"],
+                       [["CASSLGQETQYF", "TRBV5-1", "TRBJ2-5", 2], ["CASSLGQETQYF", "TRBV5-1", "TRBJ2-5", 1]])
+    table = read_repertoire(path).table
+    assert table.rows() == [("CASSLGQETQYF", "TRBV5-1", "TRBJ2-5", 3)]
 
