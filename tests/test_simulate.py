@@ -5,6 +5,7 @@ import collections
 import gc
 import gzip
 import hashlib
+import importlib.util
 import re
 import sys
 import warnings
@@ -22,7 +23,8 @@ from repclass.simulate import (AIRR_COLUMNS, IMPLANTED_COLUMNS, SimulationConfig
 from repclass.simulation import implant, vdj
 from repclass.store import Store
 
-pytest.importorskip("olga")
+# OLGA (in the test extra) provides the background models; the option and implant tests run without it.
+needs_olga = pytest.mark.skipif(importlib.util.find_spec("olga") is None, reason="needs olga (pip install olga)")
 
 SMALL = dict(n_repertoires=6, min_sequences=800, max_sequences=1200, seed=7)
 
@@ -51,6 +53,7 @@ def cohort(tmp_path_factory) -> tuple[Path, SimulationConfig]:
 # ----------------------------------------------------------------------------------------------
 # the cohort holds what was asked for
 # ----------------------------------------------------------------------------------------------
+@needs_olga
 def test_files_and_columns(cohort):
     out, config = cohort
     samples = read_tsv(out / "samples.tsv")
@@ -68,6 +71,7 @@ def test_files_and_columns(cohort):
         assert set(table["locus"]) == {"TRB"} and set(table["productive"]) == {"T"}
 
 
+@needs_olga
 def test_witnesses_match_the_request(cohort):
     out, config = cohort
     samples = read_tsv(out / "samples.tsv")
@@ -100,6 +104,7 @@ def test_witnesses_match_the_request(cohort):
                 assert not re.search("SFEN|G.WL", r["junction_aa"])
 
 
+@needs_olga
 def test_both_motifs_are_used(cohort):
     out, _ = cohort
     implanted = read_tsv(out / "implanted.tsv").filter(~pl.col("noise"))
@@ -107,6 +112,7 @@ def test_both_motifs_are_used(cohort):
     assert set(counts) == {"SFEN", "G.WL"} and min(counts.values()) > 0.25 * implanted.height
 
 
+@needs_olga
 def test_output_ingests_cleanly(cohort, tmp_path):
     out, _ = cohort
     result = run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "x.store", "--threads", 1)
@@ -155,6 +161,7 @@ def test_noise_text_never_matches(motif, gap):
         assert all(sorted(t) == sorted("SFEN") for t in texts)   # the same residues, shuffled
 
 
+@needs_olga
 def test_gapped_and_substituted_cohort_negatives_hold_no_motif(tmp_path):
     config = SimulationConfig(**SMALL, witness_rate=0.02, motifs=("SFEN",), gap_probability=0.5,
                               substitution_probability=0.1, noise_rate=0.02, purge_background=True)
@@ -173,6 +180,7 @@ def test_gapped_and_substituted_cohort_negatives_hold_no_motif(tmp_path):
 # purge, backgrounds, determinism
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("purge", [True, False])
+@needs_olga
 def test_purge_background(purge):
     # GG is common in TRB junctions: without purging, the background holds it
     config = SimulationConfig(**SMALL, witness_rate=0.01, motifs=("GG",), purge_background=purge)
@@ -185,6 +193,7 @@ def test_purge_background(purge):
     assert (in_background == 0) is purge
 
 
+@needs_olga
 def test_same_seed_same_bytes_whatever_the_threads(tmp_path):
     config = SimulationConfig(**SMALL, motifs=("S.EN",), random_motifs=2, gap_probability=0.3, noise_rate=0.01)
     simulate_cohort(tmp_path / "a", config, threads=1)
@@ -203,6 +212,7 @@ def test_same_seed_same_bytes_whatever_the_threads(tmp_path):
     assert digests(tmp_path / "c")["samples.tsv"] != digests(tmp_path / "a")["samples.tsv"]
 
 
+@needs_olga
 def test_backgrounds_do_not_depend_on_the_implants():
     """Same seed, another witness rate: the same background sequences (paired comparisons)."""
     low = simulate_repertoires(SimulationConfig(**SMALL, witness_rate=0.001))
@@ -214,6 +224,7 @@ def test_backgrounds_do_not_depend_on_the_implants():
 
 
 @pytest.mark.parametrize("model, locus, gene", [("human_IGH", "IGH", "IGHV"), ("mouse_TRB", "TRB", "TRBV")])
+@needs_olga
 def test_other_background_models(model, locus, gene):
     config = SimulationConfig(n_repertoires=2, min_sequences=300, max_sequences=300, background_model=model,
                               motifs=("SFEN",), seed=2)
@@ -223,6 +234,7 @@ def test_other_background_models(model, locus, gene):
         assert table["junction_aa"].str.contains("^C[A-Z]+[FW]$").all()
 
 
+@needs_olga
 def test_background_from_a_store(cohort, tmp_path):
     out, _ = cohort
     assert run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "s.store").exit_code == 0
@@ -247,6 +259,7 @@ def test_background_from_a_store(cohort, tmp_path):
     (dict(motifs=("A",), noise_rate=0.5), "noise implants fit"),              # nearly every junction has an A
     (dict(motifs=("SFENSFENSFENSFENSFENSFEN",)), "motif implants fit"),       # longer than any junction
 ])
+@needs_olga
 def test_impossible_requests_fail_with_a_message(changes, fragment):
     with pytest.raises(UsageError, match=fragment):
         simulate_repertoires(SimulationConfig(**{**SMALL, "n_repertoires": 2, **changes}))
@@ -302,6 +315,7 @@ def test_cli_bad_options_exit_2_with_one_line(args, fragment, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@needs_olga
 def test_cli_end_to_end(tmp_path):
     result = run("simulate", "--out", tmp_path / "sim", "--repertoires", 4, "--sequences", "500-700",
                  "--witness-rate", 0.01, "--motif", "SFEN", "--random-motifs", 1, "--motif-length", "5",
@@ -334,6 +348,7 @@ def test_alias_tables_draw_their_distributions():
     assert (drawn[rows == 1] < 5).all()
 
 
+@needs_olga
 def test_reversed_insertions_are_the_chain_read_backwards():
     model = vdj.load_model("human_TRB")
     lengths = np.array([0, 1, 5, 3, 7, 2])
@@ -345,6 +360,7 @@ def test_reversed_insertions_are_the_chain_read_backwards():
         assert not forward[row, length:].any() and not backward[row, length:].any()
 
 
+@needs_olga
 def test_insertions_follow_the_markov_chain():
     model = vdj.load_model("human_TRB")
     chains = vdj._insertions(np.random.default_rng(5), np.full(4000, 40), model.cum_first_vd, model.cum_next_vd)
@@ -363,6 +379,7 @@ def _tvd(a, b) -> float:
 
 @pytest.mark.parametrize("name, folder", [("human_TRB", "human_T_beta"), ("mouse_TRB", "mouse_T_beta"),
                                           ("human_IGH", "human_B_heavy")])
+@needs_olga
 def test_vectorised_sampler_matches_olga(name, folder):
     """Length, V, J and residue distributions of 4,000 junctions of each generator.
 
