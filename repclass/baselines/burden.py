@@ -12,9 +12,9 @@ training repertoires (held-out ROC AUC of the score, pooled over the inner folds
 stricter threshold). Binary targets only.
 
 Memory: the distinct clonotypes of every training repertoire are hashed to 64-bit integers and
-kept as one array, ~16 bytes per (training repertoire, distinct clonotype) pair at the peak
-(700 x 300k x 60% training: ~2 GB); only clonotypes in at least two training repertoires are kept
-after the first pass. The enriched clonotypes are written out as text (enriched_clonotypes.tsv)
+counted in one sorted array, ~32 bytes per (training repertoire, distinct clonotype) pair at the
+peak (700 x 300k x 60% training repertoires, all clonotypes distinct: ~4 GB); afterwards only the
+pairs of clonotypes found in at least two training repertoires are kept. The enriched clonotypes are written out as text (enriched_clonotypes.tsv)
 and used by predict.
 """
 from __future__ import annotations
@@ -217,6 +217,11 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
         log.info("%starget %s: p <= %g chosen by %d-fold inner CV (held-out AUC %s); %d enriched clonotypes", label,
                  target.column, threshold, len(folds), ", ".join(f"{t:g}: {a:.3f}" for t, a in
                                                                  zip(settings.thresholds, aucs)), table.height)
+        if table.height == 0:
+            log.warning("%starget %s: no clonotype is enriched at any p-value threshold (%s) in at least %d "
+                        "positive training repertoires; the burden baseline predicts the same probability for "
+                        "every repertoire", label, target.column, ", ".join(f"{t:g}" for t in settings.thresholds),
+                        settings.min_positive)
         models.append(model)
         tables[target.column] = table
         tensors[f"target{j}.scaler"] = np.array([model.mean, model.scale])

@@ -244,7 +244,8 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     columns = select_columns(store, ids["train"], spec, settings.max_features)
     all_ids = ids["train"] + ids["validation"] + ids["test"]
     features = kmer_features(store, all_ids, spec, columns)  # (n, n_features) float32
-    n_sequences = sum(store.n_sequences()[i] for i in all_ids)
+    sizes = store.n_sequences()
+    n_sequences = sum(sizes[i] for i in all_ids)
     elapsed = time.perf_counter() - started
     log.info("%sk-mer features (k=%d%s) of %d repertoires, %d sequences, in %.1f s (%.0f sequences/s)", label,
              spec.k, f", gap {spec.gap}" if spec.gap else "", len(all_ids), n_sequences, elapsed,
