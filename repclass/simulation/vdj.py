@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
-
-log = logging.getLogger(__name__)
 
 #: --background-model name -> (OLGA's model folder, locus written to the AIRR `locus` column).
 MODELS = {
@@ -249,7 +246,7 @@ def _insertions(rng: np.random.Generator, lengths: np.ndarray, cum_first: np.nda
         k = int(active[column])
         u = rng.random(k)
         if column == 0:
-            state[:k] = np.minimum(np.searchsorted(cum_first, u), 3)
+            state[:k] = _draw(cum_first, u)
         else:
             previous = state[:k]
             state[:k] = ((u > thresholds[0][previous]).view(np.uint8) + (u > thresholds[1][previous]).view(np.uint8)
