@@ -197,12 +197,12 @@ def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Targ
         y = y.astype(np.int64)
         if len(np.unique(y)) < 2:
             raise UsageError(f"target {target.column!r}: the training repertoires hold only one class")
-    x64 = train_features.astype(np.float64)
-    mean = x64.mean(axis=0)
-    scale = x64.std(axis=0)
+    mean = train_features.mean(axis=0, dtype=np.float64)  # (p,) accumulated in float64, no float64 copy
+    scale = train_features.std(axis=0, dtype=np.float64)
     active = np.flatnonzero(scale > 0)  # constant features carry nothing and cost time
-    x = (x64[:, active] - mean[active]) / scale[active]  # (n, p_active) float64, as liblinear wants it
-    del x64
+    x = train_features[:, active].astype(np.float64)  # (n, p_active) float64, as liblinear wants it
+    x -= mean[active]  # in place: one float64 copy of the training rows at the peak
+    x /= scale[active]
     folds = inner_folds(y, config.inner_folds, classification, seed, f"target {target.column!r}")
     grid = _strength_grid(x, y, target, config)
     losses = np.zeros((len(grid), len(folds)))
