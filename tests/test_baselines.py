@@ -293,3 +293,19 @@ def test_comparison_with_deeprc_uses_the_same_split(cohort, tmp_path):
     table = pl.read_csv(out / "comparison.tsv", separator="\t")
     assert table.filter(pl.col("metric") == "roc_auc")["method"].to_list() == ["deeprc", "kmer"]
     assert not (tmp_path / "cmp.partial").exists()
+
+
+def test_fit_kmer_on_a_plain_matrix():
+    from repclass.baselines import fit_kmer
+
+    rng = np.random.default_rng(0)
+    features = rng.random((60, 400)).astype(np.float32)
+    labels = (features[:, 7] + 0.1 * rng.random(60) > 0.55).astype(np.int64)
+    fit = fit_kmer(features, labels, "binary", KmerConfig(n_strengths=4, inner_folds=3))
+    assert 7 in fit.feature_ids.tolist()
+    logits = fit.outputs(features[:, fit.feature_ids])[:, 0]
+    assert ((logits > 0) == (labels == 1)).mean() > 0.9
+    values = features[:, 3] * 10 + 0.01 * rng.random(60)
+    fit = fit_kmer(features, values, "regression", KmerConfig(n_strengths=4, inner_folds=3))
+    predicted = fit.outputs(features[:, fit.feature_ids])[:, 0] * values.std() + values.mean()
+    assert np.corrcoef(predicted, values)[0, 1] > 0.9

@@ -186,11 +186,30 @@ def _held_out_loss(outputs: np.ndarray, y: np.ndarray, target: "Target") -> floa
     return float(-np.mean(log_probabilities[np.arange(len(y)), y.astype(np.int64)]))
 
 
-def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target",
+def _plain_target(kind: str, labels: np.ndarray) -> "Target":
+    from ..targets import KINDS, Target
+
+    if kind not in KINDS:
+        raise UsageError(f"unknown target kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "regression":
+        return Target(column="label", kind=kind, mean=float(labels.mean()), std=float(labels.std()) or 1.0)
+    n_classes = int(labels.max()) + 1 if len(labels) else 2
+    return Target(column="label", kind=kind, classes=[str(c) for c in range(max(n_classes, 2))])
+
+
+def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target | str" = "binary",
              config: KmerConfig | None = None, seed: int = 0) -> KmerFit:
-    """Fit one target on k-mer frequency rows (n, p) and labels as `Target.encode` gives them
-    (class index or number); choose the penalty by inner CV on these rows only."""
+    """Fit one target on k-mer frequency rows (n, p) float32 and labels as `Target.encode` gives
+    them (class index: 0/1 for binary with 1 positive, 0..C-1 for multiclass; or a number);
+    choose the penalty by inner CV on these rows only. `target` is a repclass Target or just its
+    kind ("binary", "multiclass", "regression"). The result's `feature_ids` index the columns of
+    `train_features` (k-mer ids for a full 20^k matrix from `kmer_features`), and
+    `fit.outputs(features[:, fit.feature_ids])` gives logits (binary: P(positive) is their
+    sigmoid; multiclass: softmax) or, for regression, (value - mean) / std of the training labels.
+    """
     config = config or KmerConfig()
+    if isinstance(target, str):
+        target = _plain_target(target, np.asarray(train_labels, dtype=np.float64))
     y = np.asarray(train_labels, dtype=np.float64)
     classification = target.kind != "regression"
     if classification:
