@@ -286,3 +286,29 @@ def test_training_curve_png_and_svg_are_deterministic(tmp_path):
     assert digests[0] == digests[1]
     svg = (tmp_path / "a.svg").read_text()
     assert "best model (update 200)" in svg and "validation status ROC AUC" in svg
+
+
+# ---- the real-cohort script's folds ---------------------------------------------------------------
+def test_real_cohort_folds_keep_subjects_together_and_stratify():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "real_cohorts.py"
+    spec = importlib.util.spec_from_file_location("real_cohorts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    samples = [f"s{i:02d}" for i in range(20)]
+    subjects = {s: (f"p{i // 2:02d}" if i < 8 else s) for i, s in enumerate(samples)}  # 4 donors sequenced twice
+    labels = {s: ("old" if (i // 2 if i < 8 else i) % 3 == 0 else "young") for i, s in enumerate(samples)}
+    folds = module.grouped_folds(subjects, labels, 4, seed=0)
+    assert len(folds) == 4
+    tested = [s for fold in folds for s, split in fold.items() if split == "test"]
+    assert sorted(tested) == samples  # every repertoire tested exactly once
+    for fold in folds:
+        for subject in set(subjects.values()):
+            assert len({fold[s] for s in samples if subjects[s] == subject}) == 1  # a donor never straddles
+        assert {"train", "validation", "test"} <= set(fold.values())
+    sizes = [sum(split == "test" for split in fold.values()) for fold in folds]
+    assert max(sizes) - min(sizes) <= 1
+    old = [sum(split == "test" and labels[s] == "old" for s, split in fold.items()) for fold in folds]
+    assert max(old) - min(old) <= 2

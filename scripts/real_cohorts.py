@@ -1,0 +1,264 @@
+#!/usr/bin/env python
+"""Fetch, convert and cross-validate public, labelled, real TCR-beta repertoire cohorts.
+
+Two cohorts of human peripheral-blood TCR-beta repertoires, pinned to a commit of their
+repository (docs/real-data.md has the sources, licences and results):
+
+- `aging` (github.com/mikessh/vdjtools-examples, aging_lite/): 41 repertoires of 39 healthy
+  donors aged 6-90 (Britanova et al., J Immunol 2014), each down-sampled to 10,000 clonotypes by
+  the VDJtools authors; VDJtools clonotype tables, which `repclass ingest` reads as they are.
+  Label `age_group`: `old` (age >= 50) vs `young`. Two donors were sequenced twice (replicas, as
+  aging/metadata.txt says): their repertoires share a `subject_id` and stay in one fold.
+- `ms` (github.com/immunomind/immunarch, data/immdata.rda): 12 repertoires, 6 children with
+  multiple sclerosis and 6 healthy children and young adults, down-sampled to about 6,000
+  clonotypes (immunarch's `immdata`, from the same study as the VDJtools MS example). Label
+  `status`: `MS` vs `C`. Sequencing lane is confounded with the label (controls in lanes A and B,
+  patients in lane C). Reading the .rda file needs `pip install rdata` (fetch only).
+
+Usage (nothing here runs at test time):
+
+    python scripts/real_cohorts.py fetch --out real/                  # download (needs internet)
+    python scripts/real_cohorts.py fetch --out real/ --from-git aging=CLONE1 --from-git ms=CLONE2
+    python scripts/real_cohorts.py run --cohort ms --data real/ --out real_runs/ms
+    python scripts/real_cohorts.py summarise real_runs/ms
+
+`run` ingests the cohort, writes K subject-grouped, label-stratified folds as split columns
+(fold k: test = group k, validation = group k+1, training = the rest, as `train --folds` does,
+but keeping every subject's repertoires together), trains DeepRC, the k-mer and the burden
+baselines on each fold (`repclass.comparison.train_methods`), and writes `summary.tsv`: per method,
+the test ROC AUC of each fold and of the pooled out-of-fold predictions.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+#: cohort: (repository, pinned commit, label column, positive class)
+COHORTS = {
+    "aging": ("mikessh/vdjtools-examples", "c2b19d718ee1d2d6b0c161d54e4fff51b60c61db", "age_group", "old"),
+    "ms": ("immunomind/immunarch", "0b6544a101e9f42ee1bf6a5f14cbd234147e18ad", "status", "MS"),
+}
+#: aging/metadata.txt marks these repertoires as replicas of the one before (same donor).
+REPLICAS = {"A4-i190": "A4-i189", "A3-i151": "A3-i150"}
+log = logging.getLogger("real_cohorts")
+
+
+# ---- fetch ----------------------------------------------------------------------------------------
+def _read(cohort: str, path: str, clone: Path | None) -> bytes:
+    repository, commit, _, _ = COHORTS[cohort]
+    if clone is not None:
+        return subprocess.run(["git", "-C", str(clone), "show", f"{commit}:{path}"], check=True,
+                              capture_output=True).stdout
+    url = f"https://raw.githubusercontent.com/{repository}/{commit}/{path}"
+    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (a fixed https URL)
+        return response.read()
+
+
+def _metadata_rows(text: str) -> list[list[str]]:
+    """Rows of a VDJtools metadata file, comments (including commented-out samples) dropped."""
+    return [line.split("\t") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _write_sheet(folder: Path, label: str, rows: list[list[str]]) -> None:
+    header = ["sample_id", "subject_id", "file", label, "sex", "age", "lane"]
+    (folder / "samples.tsv").write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+
+
+def fetch_aging(out: Path, clone: Path | None) -> list[str]:
+    folder = out / "aging"
+    (folder / "repertoires").mkdir(parents=True, exist_ok=True)
+    sums, sheet = [], []
+    for row in _metadata_rows(_read("aging", "aging_lite/metadata.txt", clone).decode()):
+        file_name, sample_id, sex, age = row[0], row[1], row[2], int(row[3])  # file_name sample_id sex age
+        data = _read("aging", f"aging_lite/{file_name}", clone)
+        (folder / "repertoires" / file_name).write_bytes(data)
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  aging/repertoires/{file_name}")
+        subject = REPLICAS.get(sample_id, sample_id)
+        sheet.append([sample_id, subject, file_name, "old" if age >= 50 else "young", sex, str(age), ""])
+    _write_sheet(folder, "age_group", sheet)
+    return sums
+
+
+def fetch_ms(out: Path, clone: Path | None) -> list[str]:
+    """immunarch's immdata (an R list of data frames) -> one AIRR TSV per repertoire."""
+    import gzip
+    import tempfile
+
+    import rdata  # pip install rdata: only this step needs it
+
+    data = _read("ms", "data/immdata.rda", clone)
+    with tempfile.NamedTemporaryFile(suffix=".rda") as handle:
+        handle.write(data)
+        handle.flush()
+        immdata = rdata.conversion.convert(rdata.parser.parse_file(handle.name))["immdata"]
+    folder = out / "ms"
+    (folder / "repertoires").mkdir(parents=True, exist_ok=True)
+    sums = [f"{hashlib.sha256(data).hexdigest()}  ms/immdata.rda (immunarch)"]
+    sheet = []
+    for _, row in immdata["meta"].iterrows():
+        sample = str(row["Sample"])
+        table = immdata["data"][sample]
+        lines = ["sequence_id\tjunction_aa\tv_call\tj_call\tduplicate_count"]
+        columns = zip(table["CDR3.aa"], table["V.name"], table["J.name"], table["Clones"])
+        for index, (junction, v_call, j_call, count) in enumerate(columns):
+            lines.append(f"{sample}_{index}\t{junction}\t{v_call}\t{j_call}\t{int(count)}")
+        file_name = f"{sample}.tsv.gz"
+        payload = ("\n".join(lines) + "\n").encode()
+        (folder / "repertoires" / file_name).write_bytes(gzip.compress(payload, mtime=0))
+        sums.append(f"{hashlib.sha256(payload).hexdigest()}  ms/repertoires/{sample}.tsv (uncompressed)")
+        age = "" if row["Age"] != row["Age"] else str(int(row["Age"]))
+        sheet.append([sample, sample, file_name, str(row["Status"]), str(row["Sex"]), age, str(row["Lane"])])
+    _write_sheet(folder, "status", sheet)
+    return sums
+
+
+def fetch(out: Path, clones: dict[str, Path], cohorts: list[str]) -> None:
+    """Write OUT/<cohort>/samples.tsv and OUT/<cohort>/repertoires/, and OUT/SHA256SUMS."""
+    out.mkdir(parents=True, exist_ok=True)
+    sums = []
+    for cohort in cohorts:
+        sums += {"aging": fetch_aging, "ms": fetch_ms}[cohort](out, clones.get(cohort))
+        log.info("%s: written to %s", cohort, out / cohort)
+    (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+
+
+# ---- folds ----------------------------------------------------------------------------------------
+def grouped_folds(subjects: dict[str, str], labels: dict[str, str], k: int, seed: int) -> list[dict[str, str]]:
+    """K assignments {sample: train/validation/test}; subjects stay whole, labels stratified.
+
+    Per label, subjects (shuffled by the seed, larger first) go to the group holding the fewest
+    repertoires of that label, then the fewest in all; fold i tests on group i, validates on group
+    i+1 and trains on the rest."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    subject_label: dict[str, str] = {}
+    size: dict[str, int] = {}
+    for sample, subject in subjects.items():
+        subject_label.setdefault(subject, labels[sample])
+        size[subject] = size.get(subject, 0) + 1
+    group_of: dict[str, int] = {}
+    total = [0] * k
+    for label in sorted(set(subject_label.values())):
+        members = sorted(s for s, v in subject_label.items() if v == label)
+        shuffled = [members[i] for i in rng.permutation(len(members))]
+        in_label = [0] * k
+        for subject in sorted(shuffled, key=lambda s: -size[s]):  # stable: shuffled order among equals
+            group = min(range(k), key=lambda g: (in_label[g], total[g], g))
+            group_of[subject] = group
+            in_label[group] += size[subject]
+            total[group] += size[subject]
+    folds = []
+    for i in range(k):
+        split = {}
+        for sample, subject in subjects.items():
+            group = group_of[subject]
+            split[sample] = "test" if group == i else "validation" if group == (i + 1) % k else "train"
+        folds.append(split)
+    return folds
+
+
+# ---- run ------------------------------------------------------------------------------------------
+def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str) -> None:
+    import polars as pl
+
+    from repclass import ingest
+    from repclass.comparison import train_methods
+    from repclass.config import TrainConfig
+    from repclass.training import SplitSpec, TargetSpec
+
+    label, positive = COHORTS[cohort][2], COHORTS[cohort][3]
+    sheet = pl.read_csv(data / cohort / "samples.tsv", separator="\t", infer_schema=False)
+    subjects = dict(zip(sheet["sample_id"], sheet["subject_id"]))
+    labels = dict(zip(sheet["sample_id"], sheet[label]))
+    assignments = grouped_folds(subjects, labels, folds, seed)
+    sheet = sheet.with_columns(*[pl.Series(f"fold_{i + 1}", [a[s] for s in sheet["sample_id"]])
+                                 for i, a in enumerate(assignments)])
+    out.mkdir(parents=True, exist_ok=True)
+    sheet.drop("file").write_csv(out / "samples_with_folds.tsv", separator="\t")
+    # The MS sample ids (C1, MS1, ...) are not the file names: the sheet's file column says which.
+    files = [str((data / cohort / "repertoires" / f).resolve()) for f in sheet["file"]]
+    sheet.with_columns(pl.Series("file", files)).write_csv(out / "sheet.tsv", separator="\t")
+    store = ingest(out / "sheet.tsv", out / "cohort.store", force=True)
+    config = TrainConfig(max_updates=updates, eval_every=max(updates // 20, 10), patience=10, seed=seed)
+    for i in range(1, folds + 1):
+        target = out / f"fold_{i}"
+        if (target / "comparison.tsv").exists():
+            log.info("fold %d already done", i)
+            continue
+        train_methods(store, target, ["deeprc", "kmer", "burden"], targets=[TargetSpec(label, positive=positive)],
+                      split=SplitSpec(column=f"fold_{i}"), config=config, device=device, force=True)
+    summarise(out)
+
+
+def summarise(out: Path) -> None:
+    """summary.tsv: per method, each fold's test ROC AUC and the pooled out-of-fold ROC AUC."""
+    import numpy as np
+    import polars as pl
+
+    from repclass.metrics import roc_auc
+
+    rows = []
+    folds = sorted((p for p in out.glob("fold_*") if (p / "comparison.tsv").exists()),
+                   key=lambda p: int(p.name.split("_")[1]))
+    methods = sorted({m.name for f in folds for m in f.iterdir() if (m / "predictions.tsv").exists()})
+    for method in methods:
+        tests = []
+        for fold in folds:
+            predictions = pl.read_csv(fold / method / "predictions.tsv", separator="\t", infer_schema=False)
+            tests.append(predictions.filter(pl.col("split") == "test"))
+        pooled = pl.concat(tests, how="diagonal")
+        probability = [c for c in pooled.columns if ":p(" in c][0]
+        label_column = [c for c in pooled.columns if c.endswith(":label")][0]
+        positive = probability.split(":p(")[1].rstrip(")")
+        per_fold = [roc_auc(np.array(t[label_column].to_list()) == positive, t[probability].cast(pl.Float64).to_numpy())
+                    for t in tests]
+        pooled_auc = roc_auc(np.array(pooled[label_column].to_list()) == positive,
+                             pooled[probability].cast(pl.Float64).to_numpy())
+        finite = [a for a in per_fold if a == a]
+        rows.append({"method": method, "n_test": pooled.height, "pooled_roc_auc": round(pooled_auc, 3),
+                     "fold_mean_roc_auc": round(float(np.mean(finite)), 3) if finite else None,
+                     "fold_sd_roc_auc": round(float(np.std(finite, ddof=1)), 3) if len(finite) > 1 else None,
+                     "per_fold": " ".join(f"{a:.2f}" for a in per_fold)})
+    table = pl.DataFrame(rows)
+    table.write_csv(out / "summary.tsv", separator="\t")
+    print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch_parser = commands.add_parser("fetch", help="download and convert the cohorts")
+    fetch_parser.add_argument("--out", type=Path, required=True)
+    fetch_parser.add_argument("--from-git", action="append", default=[], metavar="COHORT=CLONE",
+                              help="read a cohort's files from a local clone of its repository")
+    fetch_parser.add_argument("--cohort", action="append", choices=sorted(COHORTS), default=None)
+    run_parser = commands.add_parser("run", help="ingest, subject-grouped folds, DeepRC and baselines")
+    run_parser.add_argument("--cohort", choices=sorted(COHORTS), required=True)
+    run_parser.add_argument("--data", type=Path, required=True, help="the --out folder of fetch")
+    run_parser.add_argument("--out", type=Path, required=True)
+    run_parser.add_argument("--folds", type=int, default=5)
+    run_parser.add_argument("--seed", type=int, default=0)
+    run_parser.add_argument("--updates", type=int, default=2000)
+    run_parser.add_argument("--device", default="auto")
+    summary_parser = commands.add_parser("summarise", help="summary.tsv of a finished run")
+    summary_parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        clones = dict(item.split("=", 1) for item in args.from_git)
+        fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))
+    elif args.command == "run":
+        run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device)
+    else:
+        summarise(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
