@@ -64,10 +64,12 @@ def test_report_holds_each_element(held_out_run):
     html = (held_out_run / "report.html").read_text()
     text = re.sub(r"<[^>]+>", "", html)
     for name in ("roc_pr", "scores", "attention", "training_curve"):
-        assert (held_out_run / "figures" / f"{name}.png").exists() and (held_out_run / "figures" / f"{name}.svg").exists()
+        for suffix in (".png", ".svg"):
+            assert (held_out_run / "figures" / f"{name}{suffix}").exists()
     assert html.count('src="data:image/png;base64,') >= 4 + 1  # the figures and at least one logo
-    for words in ("Which repertoires", "test (held out)", "How good the model is", "Recorded when the model was trained",
-                  "held-out repertoires of this store", "Confusion matrix", "predicted +", "label -",
+    for words in ("Which repertoires", "test (held out)", "How good the model is",
+                  "Recorded when the model was trained", "held-out repertoires of this store", "Confusion matrix",
+                  "predicted +", "label -",
                   "effective number of attended sequences", "most attended sequence holds a median",
                   "Mann-Whitney", "held out: in", "V: TRBV5-1 100%", "J: TRBJ2-7 100%", "held out",
                   "summed sequence contribution (logit)", "mean residue attribution", "kernel index",
