@@ -416,7 +416,8 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
 @click.option("--class", "class_name", default=None,
               help="Explain repertoires predicted as this class (default: the positive class).")
 @click.option("--top-sequences", type=int, default=500, show_default=True,
-              help="Sequences (ranked by contribution) that get residue attributions and form motifs.")
+              help="Sequences (ranked by sequence contribution, logit) that get residue attributions "
+                   "and form motifs.")
 @click.option("--motifs", "n_motifs", type=int, default=10, show_default=True, help="Motifs to report.")
 @click.option("--ig-steps", type=int, default=64, show_default=True,
               help="Integrated-gradients steps (more steps, smaller completeness error).")
