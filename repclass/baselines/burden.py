@@ -218,10 +218,10 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
                  target.column, threshold, len(folds), ", ".join(f"{t:g}: {a:.3f}" for t, a in
                                                                  zip(settings.thresholds, aucs)), table.height)
         if table.height == 0:
-            log.warning("%starget %s: no clonotype is enriched at any p-value threshold (%s) in at least %d "
-                        "positive training repertoires; the burden baseline predicts the same probability for "
-                        "every repertoire", label, target.column, ", ".join(f"{t:g}" for t in settings.thresholds),
-                        settings.min_positive)
+            log.warning("%starget %s: no clonotype in at least %d positive training repertoires is enriched at "
+                        "p <= %g; the burden baseline predicts the same probability for every repertoire (the "
+                        "cohort has no public clonotypes that mark the positives)", label, target.column,
+                        settings.min_positive, threshold)
         models.append(model)
         tables[target.column] = table
         tensors[f"target{j}.scaler"] = np.array([model.mean, model.scale])

@@ -145,22 +145,28 @@ def _fit_at(strength: float, x: np.ndarray, y: np.ndarray, target: "Target", con
     return coef, intercept
 
 
-def _null_gradient(x: np.ndarray, y: np.ndarray, target: "Target") -> np.ndarray:
-    """(p,) |gradient| of the loss at the intercept-only model, per feature: the order in which
-    the L1 path admits features."""
+def _null_gradient(x: np.ndarray, y: np.ndarray, target: "Target", rows: np.ndarray | None = None) -> np.ndarray:
+    """(p,) |gradient| of the loss at the intercept-only model fitted on `rows` (default all), per
+    feature: the order in which the L1 path admits features. Rows outside `rows` get a zero
+    residual, so no copy of x[rows] is made."""
+    mask = np.zeros(len(y), dtype=bool)
+    mask[np.arange(len(y)) if rows is None else rows] = True
     if target.kind == "regression":
-        return np.abs(x.T @ (y - y.mean()))
-    classes = np.unique(y)
-    indicator = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, n_classes)
-    return np.abs(x.T @ (indicator - indicator.mean(axis=0))).max(axis=1)
+        residual = np.where(mask, y - y[mask].mean(), 0.0)[:, None]  # (n, 1)
+    else:
+        classes = np.unique(y[mask])
+        indicator = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, n_classes)
+        residual = np.where(mask[:, None], indicator - indicator[mask].mean(axis=0), 0.0)
+    return np.abs(x.T @ residual).max(axis=1)
 
 
-def _screened(x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig) -> np.ndarray:
-    """Columns a fit on (x, y) sees: all, or the `config.screen` largest null gradients (ties:
-    the lower column)."""
+def _screened(x: np.ndarray, y: np.ndarray, target: "Target", config: KmerConfig,
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """Columns a fit on x[rows], y[rows] sees: all, or the `config.screen` largest null gradients
+    (ties: the lower column)."""
     if not config.screen or x.shape[1] <= config.screen:
         return np.arange(x.shape[1])
-    gradient = _null_gradient(x, y, target)
+    gradient = _null_gradient(x, y, target, rows)
     return np.sort(np.argsort(-gradient, kind="stable")[:config.screen])
 
 
@@ -219,15 +225,18 @@ def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Targ
     mean = train_features.mean(axis=0, dtype=np.float64)  # (p,) accumulated in float64, no float64 copy
     scale = train_features.std(axis=0, dtype=np.float64)
     active = np.flatnonzero(scale > 0)  # constant features carry nothing and cost time
-    x = train_features[:, active].astype(np.float64)  # (n, p_active) float64, as liblinear wants it
-    x -= mean[active]  # in place: one float64 copy of the training rows at the peak
-    x /= scale[active]
+    x = np.empty((len(train_features), len(active)))  # (n, p_active) float64, as liblinear wants it
+    for start in range(0, len(x), 64):  # by blocks of rows: one float64 copy of the training rows at the peak
+        block = x[start:start + 64]
+        block[:] = train_features[start:start + 64][:, active]
+        block -= mean[active]
+        block /= scale[active]
     folds = inner_folds(y, config.inner_folds, classification, seed, f"target {target.column!r}")
     grid = _strength_grid(x, y, target, config)
     losses = np.zeros((len(grid), len(folds)))
     for f, (train_rows, held_rows) in enumerate(folds):
         # screened on the inner-training rows only, so the held-out rows stay unseen
-        columns = _screened(x[train_rows], y[train_rows], target, config)
+        columns = _screened(x, y, target, config, train_rows)
         x_train, x_held = x[np.ix_(train_rows, columns)], x[np.ix_(held_rows, columns)]
         for g, strength in enumerate(grid):
             coef, intercept = _fit_at(float(strength), x_train, y[train_rows], target, config, seed)
@@ -275,7 +284,9 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     fits: list[KmerFit] = []
     for j, target in enumerate(targets):
         rows = np.flatnonzero(present[:, j])
-        fit = fit_kmer(features[:n_train][rows], values[rows, j], target, settings, config.seed)
+        train_rows = features[:n_train] if len(rows) == n_train else features[:n_train][rows]  # a view if all
+        fit = fit_kmer(train_rows, values[rows, j], target, settings, config.seed)
+        del train_rows
         # Column positions within `features` -> k-mer ids, so the stored model reads raw vectors.
         fit.feature_ids = kmer_ids[fit.feature_ids].astype(np.int64)
         fits.append(fit)
