@@ -118,10 +118,12 @@ def _map_distinct(series: pl.Series, function: Callable[[str], str | None]) -> p
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
-def _unresolved_calls(raw: pl.Series, normalised: pl.Series) -> pl.Series:
-    """Rows whose gene call was written (not a null spelling) but names no IMGT gene."""
-    written = raw.is_not_null() & ~raw.str.strip_chars().is_in(NULL_VALUES)
-    return written & normalised.is_null()
+def _unresolved_calls(raw: pl.Series) -> pl.Series | None:
+    """Rows whose gene call was written (not a null spelling) but names no IMGT gene; None when
+    there are none (the common case: decided on the distinct values, normalised once and cached)."""
+    unresolved = [value for value in raw.drop_nulls().unique().to_list()
+                  if value.strip() not in _NULLS and normalise_gene(value) is None]
+    return raw.is_in(unresolved).fill_null(False) if unresolved else None
 
 
 def _count_unresolved(raw: dict[str, pl.Series], unresolved: dict[str, pl.Series], keep: pl.Series) -> dict[str, int]:
@@ -330,9 +332,8 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     v_call = _map_distinct(df["v_call"], normalise_gene) if "v_call" in df.columns else no_calls
     j_call = _map_distinct(df["j_call"], normalise_gene) if "j_call" in df.columns else no_calls
     c_call = _map_distinct(df["c_call"], normalise_gene) if "c_call" in df.columns else None
-    unresolved = {column: _unresolved_calls(df[column], called)
-                  for column, called in (("v_call", v_call), ("j_call", j_call), ("c_call", c_call))
-                  if column in df.columns}
+    unresolved = {column: rows for column in ("v_call", "j_call", "c_call")
+                  if column in df.columns and (rows := _unresolved_calls(df[column])) is not None}
     locus = _map_distinct(df["locus"], lambda value: value.strip().upper()) if "locus" in df.columns else None
     if options.locus is not None:
         if locus is None:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
@@ -355,8 +356,12 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     if options.locus is None and locus is not None:
         _check_one_locus(locus.filter(keep), layout)
 
-    optional = {"locus": locus, "c_call": c_call,
-                "sequence_id": df["sequence_id"].str.strip_chars() if "sequence_id" in df.columns else None}
+    # The kept rows are of one locus (checked above, or --locus): stored as that one value, added
+    # after the merge (cheaper than carrying it through).
+    file_locus = None
+    if locus is not None:
+        file_locus = options.locus or next(iter(locus.filter(keep).drop_nulls().unique().to_list()), None)
+    optional = {"c_call": c_call, "sequence_id": df["sequence_id"] if "sequence_id" in df.columns else None}
     kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call, "duplicate_count": counts,
                          **{name: values for name, values in optional.items() if values is not None}}).filter(keep)
     if "barcode" in df.columns and "count" not in df.columns:
@@ -369,6 +374,8 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
         kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
     _check_lengths(junction, keep, layout)
     table = _merge_identical(kept)
+    if locus is not None:
+        table = table.with_columns(pl.lit(file_locus, dtype=pl.String).alias("locus"))
     table = table.select([pl.col(name).cast(dtype) for name, dtype in {**STORE_COLUMNS, **OPTIONAL_STORE_COLUMNS}.items()
                           if name in table.columns])
     if table.height and table["duplicate_count"].cast(pl.Float64).sum() >= 2.0**62:
@@ -473,13 +480,13 @@ def _merge_identical(kept: pl.DataFrame) -> pl.DataFrame:
 
 
 def _merged_extras(columns: list[str]) -> list[pl.Expr]:
-    """How a merged clonotype's optional AIRR fields combine: every sequence_id, the distinct
-    C calls, the locus (one per file), each comma-separated in file order; null when none."""
+    """How a merged clonotype's optional AIRR fields combine: every sequence_id and the distinct
+    C calls, comma-separated, in file order; null when none."""
     def joined(column: str, distinct: bool) -> pl.Expr:
         values = pl.col(column).drop_nulls()
         values = values.unique(maintain_order=True) if distinct else values
         text = values.str.join(",")
         return pl.when(text.str.len_bytes() > 0).then(text).otherwise(None).alias(column)
 
-    rules = {"locus": True, "c_call": True, "sequence_id": False}
-    return [joined(column, distinct) for column, distinct in rules.items() if column in columns]
+    rules = {"c_call": joined("c_call", True), "sequence_id": joined("sequence_id", False)}
+    return [expression for column, expression in rules.items() if column in columns]
