@@ -75,7 +75,8 @@ def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequenc
     """Train each method on the same splits into OUT/<method>/ and compare them in
     OUT/comparison.tsv and OUT/comparison.png (written to OUT.partial/, published at the end;
     with `resume`, methods already finished there are kept)."""
-    from .store import Store, publish
+    from .files import check_output_not_input, clean_leftovers, output_lock, prepare_parent
+    from .store import Store
     from .training import partial_path
 
     chosen = list(dict.fromkeys(methods))
@@ -86,8 +87,34 @@ def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequenc
         raise UsageError("a comparison needs at least two methods")
     store = store if isinstance(store, Store) else Store.open(store)
     out = Path(out)
-    if out.exists() and not force:
+    # repclass's output rules (repclass.files), with --force replacing only a comparison folder
+    check_output_not_input(out, [store.path])
+    check_output_not_input(partial_path(out), [store.path])
+    _check_replaceable(out, force)
+    prepare_parent(out)
+    with output_lock(out):
+        clean_leftovers(out)
+        _check_replaceable(out, force)
+        return _train_methods(store, out, chosen, targets=targets, split=split, config=config,
+                              model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume)
+
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    if not out.exists() and not out.is_symlink():
+        return
+    if not force:
         raise OutputExistsError(out)
+    if out.is_symlink() or not (out / COMPARISON_NAME).is_file():
+        raise UsageError(f"--out {out} exists and is not a comparison folder (no {COMPARISON_NAME}); --force only "
+                         "replaces one: choose another output path or remove it yourself")
+
+
+def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Sequence["TargetSpec | str"],
+                   split: "SplitSpec | None", config: "TrainConfig | None", model_config: "ModelConfig | None",
+                   kmer: "KmerConfig | None", burden: Any, device: str, resume: bool) -> ComparisonResult:
+    from .files import publish
+    from .training import partial_path
+
     work = partial_path(out)
     if work.exists() and not resume:
         shutil.rmtree(work)

@@ -309,3 +309,27 @@ def test_fit_kmer_on_a_plain_matrix():
     fit = fit_kmer(features, values, "regression", KmerConfig(n_strengths=4, inner_folds=3))
     predicted = fit.outputs(features[:, fit.feature_ids])[:, 0] * values.std() + values.mean()
     assert np.corrcoef(predicted, values)[0, 1] > 0.9
+
+
+def test_outputs_follow_the_replacement_rules(cohort, tmp_path):
+    store_path, _ = cohort
+    out = tmp_path / "kmer"
+    args = ["train", store_path, "--target", "status", "--method", "kmer", *FAST]
+    assert run(*args, "--out", out).exit_code == 0
+    assert run(*args, "--out", out).exit_code == 1  # exists: --force needed
+    assert run(*args, "--out", out, "--force").exit_code == 0
+    other = tmp_path / "data"
+    other.mkdir()
+    (other / "keep.txt").write_text("raw data")
+    for methods in (["--method", "kmer"], ["--method", "kmer", "--method", "burden"]):
+        result = run("train", store_path, "--target", "status", *methods, *FAST, "--out", other, "--force")
+        assert result.exit_code == 2, result.output
+        assert (other / "keep.txt").read_text() == "raw data"
+    result = run(*args, "--out", store_path / "inside")
+    assert result.exit_code == 2 and "inside the input" in result.output
+    compare = tmp_path / "cmp"
+    both = ["train", store_path, "--target", "status", "--method", "kmer", "--method", "burden", *FAST]
+    assert run(*both, "--out", compare).exit_code == 0
+    assert run(*both, "--out", compare).exit_code == 1
+    assert run(*both, "--out", compare, "--force").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._version import __version__
 from ..alphabet import AMINO_ACIDS
-from ..errors import ModelFileError, OutputExistsError, UsageError
+from ..errors import ModelFileError, UsageError
 from ..splits import SPLITS
 
 if TYPE_CHECKING:
@@ -286,7 +286,8 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     """The public entry point behind train_kmer / train_burden: splits (or folds) exactly as DeepRC
     makes them for the same seed, one model folder (or fold_1 ... fold_K), published atomically."""
     from ..config import TrainConfig
-    from ..store import Store, publish
+    from ..files import check_output_not_input, claim_output, publish
+    from ..store import Store
     from ..training import SplitSpec, TargetSpec, TrainResult, _split_assignments, _write_fold_summary, partial_path
 
     config = config or TrainConfig()
@@ -300,27 +301,29 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     for spec in specs:
         store.labels(spec.column)  # raises a clear error for an unknown column
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputExistsError(out)
-    assignments = _split_assignments(store, specs, split, config)
-    work = partial_path(out)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    try:
-        if len(assignments) == 1:
-            metrics = train_one(method, fit, store, work, specs, assignments[0], config, settings)
+    # repclass's output rules (repclass.files): not an input, --force replaces only a model folder,
+    # one writer at a time, leftovers of dead runs removed, published whole at the end.
+    check_output_not_input(partial_path(out), [store.path])
+    with claim_output(out, "model", inputs=[store.path], force=force):
+        assignments = _split_assignments(store, specs, split, config)
+        work = partial_path(out)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        try:
+            if len(assignments) == 1:
+                metrics = train_one(method, fit, store, work, specs, assignments[0], config, settings)
+                publish(work, out)
+                return TrainResult(path=out, metrics=metrics, best_update=-1)
+            fold_metrics = []
+            for index, assignment in enumerate(assignments, start=1):
+                fold_dir = work / f"fold_{index}"
+                fold_dir.mkdir()
+                fold_metrics.append(train_one(method, fit, store, fold_dir, specs, assignment, config, settings,
+                                              f"fold {index}/{len(assignments)}: "))
+            summary = _write_fold_summary(work, fold_metrics, specs)
             publish(work, out)
-            return TrainResult(path=out, metrics=metrics, best_update=-1)
-        fold_metrics = []
-        for index, assignment in enumerate(assignments, start=1):
-            fold_dir = work / f"fold_{index}"
-            fold_dir.mkdir()
-            fold_metrics.append(train_one(method, fit, store, fold_dir, specs, assignment, config, settings,
-                                          f"fold {index}/{len(assignments)}: "))
-        summary = _write_fold_summary(work, fold_metrics, specs)
-        publish(work, out)
-        return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+            return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise

@@ -203,6 +203,20 @@ def _plain_target(kind: str, labels: np.ndarray) -> "Target":
     return Target(column="label", kind=kind, classes=[str(c) for c in range(max(n_classes, 2))])
 
 
+def _column_moments(features: np.ndarray, block: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations in float64, two passes over blocks of rows (np.std
+    would make a float64 copy of the whole matrix)."""
+    total = np.zeros(features.shape[1])
+    for start in range(0, len(features), block):
+        total += features[start:start + block].sum(axis=0, dtype=np.float64)
+    mean = total / max(len(features), 1)
+    squares = np.zeros(features.shape[1])
+    for start in range(0, len(features), block):
+        deviation = features[start:start + block] - mean  # (block, p) float64
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    return mean, np.sqrt(squares / max(len(features), 1))
+
+
 def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target | str" = "binary",
              config: KmerConfig | None = None, seed: int = 0) -> KmerFit:
     """Fit one target on k-mer frequency rows (n, p) float32 and labels as `Target.encode` gives
@@ -222,8 +236,7 @@ def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Targ
         y = y.astype(np.int64)
         if len(np.unique(y)) < 2:
             raise UsageError(f"target {target.column!r}: the training repertoires hold only one class")
-    mean = train_features.mean(axis=0, dtype=np.float64)  # (p,) accumulated in float64, no float64 copy
-    scale = train_features.std(axis=0, dtype=np.float64)
+    mean, scale = _column_moments(train_features)
     active = np.flatnonzero(scale > 0)  # constant features carry nothing and cost time
     x = np.empty((len(train_features), len(active)))  # (n, p_active) float64, as liblinear wants it
     for start in range(0, len(x), 64):  # by blocks of rows: one float64 copy of the training rows at the peak
