@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import click
 
@@ -21,20 +23,35 @@ log = logging.getLogger("repclass")
 
 
 class _Group(click.Group):
-    """Turns library errors into one-line messages and exit codes."""
+    """Turns library errors into one-line messages and exit codes; gives every subcommand the
+    logging options (-q, -v, --log-file), also those added by `@main.command()` without them."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(p.name == "log_file" for p in cmd.params):
+            logging_options(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except RepclassError as exc:
-            click.echo(f"Error: {_one_line(str(exc))}", err=True)
+            _fail(f"Error: {_one_line(str(exc))}")
             sys.exit(exc.exit_code)
         except OSError as exc:
             # The file system said no (disk full, permissions, a path that vanished): one line,
             # exit 1, never a traceback. Library code names the file where it can.
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"Error: {_one_line(where + (exc.strerror or str(exc)))}", err=True)
+            _fail(f"Error: {_one_line(where + (exc.strerror or str(exc)))}")
             sys.exit(1)
+
+
+def _fail(message: str) -> None:
+    """The error line on stderr, and in the --log-file too (so the file says how the run ended)."""
+    click.echo(message, err=True)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _one_line(message: str, limit: int = 2000) -> str:
@@ -44,13 +61,87 @@ def _one_line(message: str, limit: int = 2000) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[:limit] + f"... ({len(cleaned)} characters)"
 
 
-def _configure_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s repclass %(levelname)s: %(message)s", "%H:%M:%S"))
+def _configure_logging(quiet: bool = False, verbose: int = 0, log_file: Path | None = None) -> None:
+    """stderr gets warnings (-q), info (default) or debug (-v) lines; --log-file gets info (debug
+    with -v) whatever -q says, appended, with dates: a pipeline's record of the run."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("%(asctime)s repclass %(levelname)s: %(message)s", "%H:%M:%S"))
+    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    handlers: list[logging.Handler] = [stderr]
+    if log_file is not None:
+        file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s repclass %(levelname)s: %(message)s",
+                                                    "%Y-%m-%d %H:%M:%S"))
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+        handlers.append(file_handler)
     root = logging.getLogger("repclass")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    root.handlers[:] = handlers
+    root.setLevel(min(h.level for h in handlers))
     root.propagate = False
+
+
+_LOGGING_STATE = "repclass.logging"
+
+
+def _logging_state(ctx: click.Context) -> dict[str, Any]:
+    return ctx.find_root().meta.setdefault(_LOGGING_STATE, {"quiet": False, "verbose": 0, "log_file": None})
+
+
+def _logging_option_given(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    # Runs while options are parsed, before the group's and the command's own code: the group's
+    # options first, then the subcommand's, which add to them (`repclass -q ingest --log-file x`).
+    if not value:
+        return
+    state = _logging_state(ctx)
+    if param.name == "verbose":
+        state["verbose"] += value
+    else:
+        state[param.name] = value
+    if state["quiet"] and state["verbose"]:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; give one of them", ctx=ctx)
+    _configure_logging(**state)
+    if param.name == "verbose":
+        log.debug("repclass %s, python %s, command line: %s", __version__, sys.version.split()[0],
+                  " ".join(sys.argv))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def logging_options(command: _F) -> _F:
+    """-q/--quiet, -v/--verbose and --log-file, accepted by the group and by every subcommand."""
+    for option in reversed([
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_logging_option_given,
+                     help="Only warnings and errors on stderr."),
+        click.option("-v", "--verbose", count=True, expose_value=False, callback=_logging_option_given,
+                     help="Debug messages too (on stderr and in --log-file)."),
+        click.option("--log-file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+                     expose_value=False, callback=_logging_option_given,
+                     help="Also append the log (info, or debug with -v; whatever -q says) to this file."),
+    ]):
+        command = option(command)
+    return command
+
+
+class DeviceType(click.ParamType):
+    """--device: auto, cpu, cuda or cuda:N, checked while parsing (whether the GPU exists is
+    checked when the command starts, by repclass.runtime)."""
+
+    name = "device"
+    _PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip().lower()
+        if not self._PATTERN.fullmatch(text):
+            self.fail(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N (N: the GPU's index, "
+                      "e.g. cuda:1)", param, ctx)
+        return text
 
 
 def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -69,9 +160,9 @@ force_option = click.option("--force", is_flag=True, help="Replace an existing o
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", message="%(version)s")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def main(quiet: bool) -> None:
+@click.version_option(__version__, "--version", message="%(version)s", help="Print the version and exit.")
+@logging_options
+def main() -> None:
     """repclass: immune repertoire classification with DeepRC.
 
     \b
@@ -81,8 +172,10 @@ def main(quiet: bool) -> None:
     predict  score repertoires with a trained model
     motifs   sequences, residues and motifs behind the predictions
     simulate a cohort with implanted motifs (known ground truth)
+
+    -q, -v and --log-file are accepted before or after the command's name.
     """
-    _configure_logging(quiet)
+    _configure_logging(**_logging_state(click.get_current_context()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,8 +306,8 @@ def _prepare_compute(threads: int | None) -> None:
 
 chunk_option = click.option("--chunk-size", type=int, default=8192, show_default=True,
                             help="Sequences embedded per chunk (memory only; results unchanged).")
-device_option = click.option("--device", default="auto", show_default=True,
-                             help="auto (CUDA when available), cpu or cuda.")
+device_option = click.option("--device", type=DeviceType(), default="auto", show_default=True,
+                             help="auto (CUDA when available), cpu, cuda (the current GPU) or cuda:N.")
 
 
 @main.command()
@@ -232,15 +325,17 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.option("--folds", type=int, default=None, help="k-fold cross-validation: one model per fold.")
 @click.option("--fold", type=int, default=None, help="With --folds: train only this fold (1-based), e.g. one "
                                                       "pipeline job per fold.")
-@click.option("--validation-fraction", type=float, default=0.2, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--validation-fraction", type=float, default=0.2, show_default=True,
+              help="Share of repertoires in the validation split (early stopping, model choice).")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True,
+              help="Share of repertoires held out as the test split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, initialisation and sampling.")
 @click.option("--updates", "max_updates", type=int, default=5000, show_default=True, help="Maximum updates.")
 @click.option("--eval-every", type=int, default=100, show_default=True, help="Updates between evaluations.")
 @click.option("--patience", type=int, default=10, show_default=True,
               help="Stop after this many evaluations without a better validation loss.")
 @click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="Adam weight decay.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Repertoires per update.")
 @click.option("--sequences-per-bag", type=int, default=10_000, show_default=True,
               help="Sequences sampled per repertoire per update.")
@@ -251,12 +346,18 @@ device_option = click.option("--device", default="auto", show_default=True,
 @click.option("--reduction-fraction", type=float, default=0.1, show_default=True,
               help="Share of each repertoire's sequences that the attention softmax sees.")
 @click.option("--use-counts", is_flag=True, help="Let clone counts raise attention (log-count bias).")
-@click.option("--kernel-size", type=int, default=9, show_default=True)
-@click.option("--kernels", "n_kernels", type=int, default=32, show_default=True)
-@click.option("--attention-layers", type=int, default=2, show_default=True)
-@click.option("--attention-units", type=int, default=32, show_default=True)
-@click.option("--output-layers", type=int, default=0, show_default=True)
-@click.option("--output-units", type=int, default=32, show_default=True)
+@click.option("--kernel-size", type=int, default=9, show_default=True,
+              help="Width of the sequence CNN's kernels, in residues.")
+@click.option("--kernels", "n_kernels", type=int, default=32, show_default=True,
+              help="Number of CNN kernels: the size of a sequence's embedding.")
+@click.option("--attention-layers", type=int, default=2, show_default=True,
+              help="Hidden layers of the attention network (before its one logit).")
+@click.option("--attention-units", type=int, default=32, show_default=True,
+              help="Units per hidden layer of the attention network.")
+@click.option("--output-layers", type=int, default=0, show_default=True,
+              help="Hidden layers of the output network (0: linear).")
+@click.option("--output-units", type=int, default=32, show_default=True,
+              help="Units per hidden layer of the output network.")
 @click.option("--checkpoint-every", type=int, default=0, show_default=True,
               help="Updates between resumable checkpoints (0: at every evaluation).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
@@ -428,7 +529,8 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
               help="Implanted sequences of a simulated cohort (TSV: sample_id, sequence_id, junction_aa, "
                    "motif_start): score the explanation against them (truth.json, and in the report).")
 @device_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the random parts (the same seed gives the same outputs).")
 @force_option
 @threads_option
 def motifs(model: Path, store: Path, out: Path, samples: tuple[str, ...], target: str | None,
@@ -491,7 +593,8 @@ def _int_range(value: str, option: str) -> tuple[int, int]:
               help="Sample the background from this store's sequences instead (implant into real data).")
 @click.option("--zipf-a", type=float, default=2.2, show_default=True, help="Zipf exponent of the clone counts.")
 @click.option("--max-count", type=int, default=1000, show_default=True, help="Largest clone count.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed: the same seed gives byte-identical files.")
 @force_option
 @threads_option
 def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fraction: float, sequences: str,

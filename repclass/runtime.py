@@ -51,8 +51,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s) "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); pick one of them")
+    return device
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
