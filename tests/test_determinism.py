@@ -252,11 +252,13 @@ def test_force_replaces_an_existing_output(runs, tmp_path, command):
     target = tmp_path / output
     target.mkdir(parents=True)
     (target / "stale.txt").write_text("old\n")
+    # --force replaces only a repclass output of the same kind (docs/reliability.md): an old store, an old table.
     if command == "predict":
-        (target / "predictions.tsv").write_text("old\n")
+        (target / "predictions.tsv").write_text("sample_id\told\n")
         args = ["predict", folders[0] / "model", folders[0] / "cohort.store", "--out", target / "predictions.tsv",
                 "--attention", "10", "--threads", "2", "--device", "cpu"]
     else:
+        (target / "manifest.json").write_text('{"format": "repclass-store"}\n')
         args = [*args[:args.index("--out")], "--out", target, "--threads", "2"]
     result = repclass(*args, "--force", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
