@@ -234,12 +234,15 @@ def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
             folds = rows.filter(~pl.col("fold").is_in(["pooled", "all"]))["test"].to_list()
             if overall and overall[0] is not None and not math.isnan(overall[0]):
                 axis.bar(x, overall[0], color="tab:blue", alpha=0.6)
+                axis.text(x, overall[0], f"{overall[0]:.2f}", ha="center", va="bottom", fontsize=9)
             axis.scatter([x] * len(folds), [math.nan if v is None else v for v in folds], color="black", s=12,
                          zorder=3)
         axis.set_xticks(range(len(methods)))
         axis.set_xticklabels(methods)
         axis.set_ylabel(f"test {metric}")
-        axis.set_title(target)
+        pooled = part.filter(pl.col("fold") == "pooled").height > 0
+        axis.set_title(f"{target}\n(bars: {'pooled over folds; dots: each fold' if pooled else 'test split'})",
+                       fontsize=10)
         if metric in ("roc_auc", "macro_auc"):
             axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
             axis.set_ylim(0, 1.02)
