@@ -333,3 +333,22 @@ def test_outputs_follow_the_replacement_rules(cohort, tmp_path):
     assert run(*both, "--out", compare).exit_code == 1
     assert run(*both, "--out", compare, "--force").exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("min_incidence", [1, 2, 3])
+def test_burden_incidence_equals_a_python_count(cohort, min_incidence):
+    from repclass.baselines.burden import _incidence
+
+    store_path, _ = cohort
+    store = Store.open(store_path)
+    ids = store.sample_ids[:12]
+    incidence = _incidence(store, ids, "junction", min_incidence)
+    sets = [set(store.read(i)["junction_aa"].to_list()) for i in ids]
+    counts = Counter(c for s in sets for c in s)
+    shared = {c for c, n in counts.items() if n >= min_incidence}
+    assert len(incidence.hashes) == len(shared)
+    assert incidence.sizes.tolist() == [len(s) for s in sets]
+    per_repertoire = np.bincount(incidence.pair_repertoire, minlength=len(ids))
+    assert per_repertoire.tolist() == [len(s & shared) for s in sets]
+    held = np.bincount(incidence.pair_clonotype, minlength=len(incidence.hashes))
+    assert sorted(held.tolist()) == sorted(counts[c] for c in shared)

@@ -11,10 +11,10 @@ the probability. The threshold is chosen from a small grid by inner cross-valida
 training repertoires (held-out ROC AUC of the score, pooled over the inner folds; ties go to the
 stricter threshold). Binary targets only.
 
-Memory: the distinct clonotypes of every training repertoire are hashed to 64-bit integers and
-counted in one sorted array, ~32 bytes per (training repertoire, distinct clonotype) pair at the
-peak (700 x 300k x 60% training repertoires, all clonotypes distinct: ~4 GB); afterwards only the
-pairs of clonotypes found in at least two training repertoires are kept. The enriched clonotypes are written out as text (enriched_clonotypes.tsv)
+Memory: the distinct clonotypes of every training repertoire are hashed to 64-bit integers (8
+bytes per (training repertoire, distinct clonotype) pair: 700 x 300k x 60% training repertoires,
+~1 GB); the clonotypes found in at least `min_positive` of them are counted one 1/16 slice of the
+hash range at a time, and only their pairs are kept afterwards. The enriched clonotypes are written out as text (enriched_clonotypes.tsv)
 and used by predict.
 """
 from __future__ import annotations
@@ -112,20 +112,36 @@ class _Incidence:
     sizes: np.ndarray  # (n_repertoires,) distinct clonotypes per repertoire
 
 
-def _incidence(store: "Store", ids: list[str], clonotype: str) -> _Incidence:
+_BUCKET_BITS = 4  # shared clonotypes are found in 16 slices of the hash range, to bound the working memory
+
+
+def _incidence(store: "Store", ids: list[str], clonotype: str, min_incidence: int = 2) -> _Incidence:
+    """Read each repertoire once, keep its sorted distinct clonotype hashes (8 bytes each), find
+    the clonotypes in at least `min_incidence` repertoires one hash-range slice at a time, then
+    keep only the (repertoire, clonotype) pairs of those."""
     per_repertoire = [_hashes(clonotype_keys(store.read(i, _columns(clonotype)), clonotype)) for i in ids]
     sizes = np.array([len(h) for h in per_repertoire], dtype=np.int64)
-    everything = np.concatenate(per_repertoire) if per_repertoire else np.zeros(0, dtype=np.uint64)
-    del per_repertoire
-    repertoire = np.repeat(np.arange(len(ids), dtype=np.int32), sizes)
-    hashes, inverse, incidence = np.unique(everything, return_inverse=True, return_counts=True)
-    del everything
-    shared = incidence >= 2  # a clonotype in one training repertoire cannot be enriched (min_positive >= 2)
-    if shared.all():
-        return _Incidence(hashes, repertoire, inverse.reshape(-1).astype(np.int64), sizes)
-    new_index = np.cumsum(shared) - 1
-    keep = shared[inverse.reshape(-1)]
-    return _Incidence(hashes[shared], repertoire[keep], new_index[inverse.reshape(-1)[keep]], sizes)
+    bounds = (np.arange(1 << _BUCKET_BITS, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS))
+    cuts = [np.append(np.searchsorted(h, bounds), len(h)) for h in per_repertoire]  # (buckets + 1,) each
+    shared_parts = []
+    for bucket in range(1 << _BUCKET_BITS):
+        chunk = np.concatenate([h[c[bucket]:c[bucket + 1]] for h, c in zip(per_repertoire, cuts)] or
+                               [np.zeros(0, dtype=np.uint64)])
+        values, counts = np.unique(chunk, return_counts=True)
+        shared_parts.append(values[counts >= min_incidence])
+        del chunk, values, counts
+    hashes = np.concatenate(shared_parts)  # sorted: the slices are in hash order
+    pair_repertoire, pair_clonotype = [], []
+    for index in range(len(per_repertoire)):
+        own = per_repertoire[index]
+        position = np.searchsorted(hashes, own)
+        hit = position < len(hashes)
+        hit[hit] = hashes[position[hit]] == own[hit]
+        pair_clonotype.append(position[hit].astype(np.int64))
+        pair_repertoire.append(np.full(int(hit.sum()), index, dtype=np.int32))
+        per_repertoire[index] = None  # free as we go
+    return _Incidence(hashes, np.concatenate(pair_repertoire) if ids else np.zeros(0, dtype=np.int32),
+                      np.concatenate(pair_clonotype) if ids else np.zeros(0, dtype=np.int64), sizes)
 
 
 def _enriched(incidence: _Incidence, rows: np.ndarray, positive: np.ndarray, thresholds: Sequence[float],
@@ -173,7 +189,8 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     models, fit_notes, tables, tensors = [], [], {}, {}
     for j, target in enumerate(targets):
         rows_ids = [i for i, keep in zip(ids["train"], present[:, j]) if keep]
-        incidence = _incidence(store, rows_ids, settings.clonotype)
+        # a clonotype in fewer than min_positive training repertoires can never be enriched
+        incidence = _incidence(store, rows_ids, settings.clonotype, max(settings.min_positive, 1))
         positive = values[present[:, j], j] == 1
         # inner CV: held-out scores for each threshold, pooled over folds, then ROC AUC
         folds = inner_folds(positive.astype(np.int64), settings.inner_folds, True, config.seed,
