@@ -120,6 +120,23 @@ def test_kmer_features_are_frequencies_of_each_repertoire(cohort):
         np.testing.assert_array_equal(row, kmer_vector(table, KmerSpec(3)))
     columns = np.array([kmer_id("CAS"), kmer_id("WQR")])
     np.testing.assert_array_equal(kmer_features(store, ids, 3, columns), matrix[:, columns])
+    weighted = KmerSpec(3, gap=1, count_weighted=True)
+    full = kmer_features(store, ids, weighted)
+    np.testing.assert_array_equal(kmer_features(store, ids, weighted, columns), full[:, columns])
+
+
+def test_select_columns_keeps_the_most_common_kmers(cohort):
+    from repclass.baselines.features import select_columns
+
+    store_path, _ = cohort
+    store = Store.open(store_path)
+    ids = store.sample_ids[:5]
+    spec = KmerSpec(3)
+    assert select_columns(store, ids, spec, 8000) is None
+    kept = select_columns(store, ids, spec, 50)
+    presence = (kmer_features(store, ids, spec) > 0).sum(axis=0)
+    assert len(kept) == 50 and (np.diff(kept) > 0).all()
+    assert presence[kept].min() >= np.delete(presence, kept).max()
 
 
 @pytest.mark.parametrize("bad", [dict(k=0), dict(k=6), dict(k=3, gap=9)])

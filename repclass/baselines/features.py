@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -84,14 +84,15 @@ class KmerSpec:
         return {"k": self.k, "gap": self.gap, "count_weighted": self.count_weighted}
 
 
-def kmer_counts(sequences: "pl.Series", spec: KmerSpec, counts: np.ndarray | None = None) -> np.ndarray:
-    """Window counts of every k-mer id (float64, length 20^k) over the given junctions.
-
-    `counts` (one per sequence) weights each window when `spec.count_weighted`.
-    """
-    n_kmers = spec.n_kmers
+def window_ids(sequences: "pl.Series", spec: KmerSpec, counts: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(k-mer id of every valid window (int32), its weight (float64) or None), over the given
+    junctions; `counts` (one per sequence) weights each window when `spec.count_weighted`."""
+    empty = np.zeros(0, dtype=np.int32)
+    if spec.count_weighted and counts is None:
+        raise ValueError("count-weighted k-mers need clone counts")
     if len(sequences) == 0:
-        return np.zeros(n_kmers)
+        return empty, (np.zeros(0) if spec.count_weighted else None)
     # int32 throughout: 20^5 ids and a repertoire's residue count fit, at half int64's memory.
     lengths = sequences.str.len_bytes().to_numpy().astype(np.int32)  # (n_seq,)
     flat = np.frombuffer(sequences.str.join("").item().encode("ascii"), dtype=np.uint8)
@@ -99,7 +100,7 @@ def kmer_counts(sequences: "pl.Series", spec: KmerSpec, counts: np.ndarray | Non
     del flat
     n_windows = len(codes) - spec.span + 1
     if n_windows <= 0:
-        return np.zeros(n_kmers)
+        return empty, (np.zeros(0) if spec.count_weighted else None)
     ids = np.zeros(n_windows, dtype=np.int32)  # (n_windows,) the k-mer starting at each position
     for offset in spec.offsets:
         ids *= N_AMINO_ACIDS
@@ -114,22 +115,53 @@ def kmer_counts(sequences: "pl.Series", spec: KmerSpec, counts: np.ndarray | Non
     del left
     weights = None
     if spec.count_weighted:
-        if counts is None:
-            raise ValueError("count-weighted k-mers need clone counts")
         weights = np.repeat(np.asarray(counts, dtype=np.float64), lengths)[:n_windows][valid]
-    return np.bincount(ids[valid], weights=weights, minlength=n_kmers).astype(np.float64)
+    return ids[valid], weights
 
 
-def kmer_vector(table: "pl.DataFrame", spec: KmerSpec) -> np.ndarray:
-    """One repertoire's k-mer frequencies (float32, length 20^k), from a table with junction_aa
-    (and duplicate_count for count weighting)."""
+def kmer_counts(sequences: "pl.Series", spec: KmerSpec, counts: np.ndarray | None = None) -> np.ndarray:
+    """Window counts of every k-mer id (float64, length 20^k) over the given junctions.
+
+    `counts` (one per sequence) weights each window when `spec.count_weighted`.
+    """
+    ids, weights = window_ids(sequences, spec, counts)
+    return np.bincount(ids, weights=weights, minlength=spec.n_kmers).astype(np.float64)
+
+
+def _table_ids(table: "pl.DataFrame", spec: KmerSpec) -> tuple[np.ndarray, np.ndarray | None]:
     counts = None
     if spec.count_weighted:
         counts = (table["duplicate_count"].fill_null(1).to_numpy() if "duplicate_count" in table.columns
                   else np.ones(table.height))
-    window_counts = kmer_counts(table["junction_aa"], spec, counts)
-    total = window_counts.sum()
+    return window_ids(table["junction_aa"], spec, counts)
+
+
+def kmer_vector(table: "pl.DataFrame", spec: KmerSpec, columns: np.ndarray | None = None,
+                lookup: np.ndarray | None = None) -> np.ndarray:
+    """One repertoire's k-mer frequencies (float32): of all 20^k k-mers, or of the k-mer ids in
+    `columns` (the same values as the full vector's entries; `lookup`, from `column_lookup`, saves
+    rebuilding the id -> column map per repertoire). From a table with junction_aa (and
+    duplicate_count for count weighting)."""
+    ids, weights = _table_ids(table, spec)
+    # Frequencies among all windows; integer counts (and integer clone counts) sum exactly in
+    # float64, so a column subset equals the full vector's entries bit for bit.
+    total = float(len(ids)) if weights is None else float(weights.sum())
+    if columns is None:
+        window_counts = np.bincount(ids, weights=weights, minlength=spec.n_kmers).astype(np.float64)
+    else:
+        lookup = column_lookup(spec, columns) if lookup is None else lookup
+        position = lookup[ids]  # (n_windows,) column of each window's k-mer, -1 when not kept
+        kept = position >= 0
+        window_counts = np.bincount(position[kept], weights=None if weights is None else weights[kept],
+                                    minlength=len(columns)).astype(np.float64)
     return (window_counts / total if total > 0 else window_counts).astype(np.float32)
+
+
+def column_lookup(spec: KmerSpec, columns: np.ndarray) -> np.ndarray:
+    """k-mer id -> position in `columns` (-1: not kept), int32 of length 20^k."""
+    lookup = np.full(spec.n_kmers, -1, dtype=np.int32)
+    lookup[np.asarray(columns, dtype=np.int64)] = np.arange(len(columns), dtype=np.int32)
+    return lookup
 
 
 def _read(store: "Store", sample_id: str, spec: KmerSpec) -> "pl.DataFrame":
@@ -137,12 +169,8 @@ def _read(store: "Store", sample_id: str, spec: KmerSpec) -> "pl.DataFrame":
     return store.read(sample_id, columns)
 
 
-def _vectors(store: "Store", ids: Iterable[str], spec: KmerSpec) -> Iterable[np.ndarray]:
-    for sample_id in ids:
-        try:
-            yield kmer_vector(_read(store, sample_id, spec), spec)
-        except ValueError as exc:
-            raise StoreError(f"{store.repertoire_path(sample_id)}: {exc}; the store is corrupt") from exc
+def _corrupt(store: "Store", sample_id: str, exc: ValueError) -> StoreError:
+    return StoreError(f"{store.repertoire_path(sample_id)}: {exc}; the store is corrupt")
 
 
 def select_columns(store: "Store", train_ids: Sequence[str], spec: KmerSpec, max_features: int) -> np.ndarray | None:
@@ -151,8 +179,15 @@ def select_columns(store: "Store", train_ids: Sequence[str], spec: KmerSpec, max
     if spec.n_kmers <= max_features:
         return None
     present = np.zeros(spec.n_kmers, dtype=np.int32)
-    for vector in _vectors(store, train_ids, spec):
-        present += vector > 0
+    seen = np.zeros(spec.n_kmers, dtype=bool)
+    for sample_id in train_ids:
+        try:
+            ids, _ = _table_ids(_read(store, sample_id, spec), spec)
+        except ValueError as exc:
+            raise _corrupt(store, sample_id, exc) from exc
+        seen[:] = False
+        seen[ids] = True
+        present += seen
     order = np.argsort(-present, kind="stable")[:max_features]
     log.info("kept the %d of %d k-mers present in the most training repertoires", max_features, spec.n_kmers)
     return np.sort(order)
@@ -164,7 +199,11 @@ def kmer_features(store: "Store", ids: Sequence[str], spec: KmerSpec | int = 4,
     20^k k-mers in id order, or only the k-mer ids in `columns`. Reads one repertoire at a time."""
     spec = spec if isinstance(spec, KmerSpec) else KmerSpec(k=spec)
     width = spec.n_kmers if columns is None else len(columns)
+    lookup = None if columns is None else column_lookup(spec, columns)
     matrix = np.zeros((len(ids), width), dtype=np.float32)
-    for row, vector in enumerate(_vectors(store, ids, spec)):
-        matrix[row] = vector if columns is None else vector[columns]
+    for row, sample_id in enumerate(ids):
+        try:
+            matrix[row] = kmer_vector(_read(store, sample_id, spec), spec, columns, lookup)
+        except ValueError as exc:
+            raise _corrupt(store, sample_id, exc) from exc
     return matrix
