@@ -369,3 +369,19 @@ def test_burden_incidence_equals_a_python_count(cohort, min_incidence):
     assert per_repertoire.tolist() == [len(s & shared) for s in sets]
     held = np.bincount(incidence.pair_clonotype, minlength=len(incidence.hashes))
     assert sorted(held.tolist()) == sorted(counts[c] for c in shared)
+
+
+@pytest.mark.parametrize("method", ["kmer", "burden"])
+def test_predict_on_raw_files_matches_the_store(cohort, tmp_path, method):
+    store_path, _ = cohort
+    raw = store_path.parent / "reps"
+    out = tmp_path / method
+    assert run("train", store_path, "--target", "status", "--method", method, "--out", out, *FAST).exit_code == 0
+    result = run("predict", out, raw / "p01.tsv", raw / "p02.tsv", "--out", tmp_path / "raw.tsv")
+    assert result.exit_code == 0, result.output
+    result = run("predict", out, store_path, "--sample", "p01", "--sample", "p02", "--out", tmp_path / "store.tsv")
+    assert result.exit_code == 0, result.output
+    from_raw = pl.read_csv(tmp_path / "raw.tsv", separator="\t")
+    from_store = pl.read_csv(tmp_path / "store.tsv", separator="\t")
+    assert from_raw["sample_id"].to_list() == ["p01", "p02"]
+    np.testing.assert_array_equal(from_raw["status:p(+)"].to_numpy(), from_store["status:p(+)"].to_numpy())
