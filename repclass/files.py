@@ -271,6 +271,9 @@ def output_kind(path: Path) -> str | None:
             return None
         if head.startswith(b"sample_id\t"):
             return "table"
+        first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+        if first_line.startswith(b"sequence_id\t") and first_line.endswith(b"\trank\tattention\tlogit"):
+            return "table"  # repclass's AIRR rearrangement TSV (repclass.airr): its own fields last
         if head.lstrip().startswith(b"{") and path.suffix == ".json":
             return "json"
     return None

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import polars as pl
 
+from .airr import airr_path, airr_rearrangements, write_airr_rearrangements
 from .checkpoint import check_store_fits
 from .data import encode_table
 from .ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
@@ -100,7 +101,8 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             attention_top_n: int = 0, attention_out: str | Path | None = None, device: str = "auto",
             chunk_size: int = 8192, force: bool = False) -> PredictResult:
     """Score repertoires; writes `out` (TSV), `<out stem>.metrics.json` when labels are known, and
-    `<out stem>.attention.tsv` (or `attention_out`) when `attention_top_n` > 0."""
+    `<out stem>.attention.tsv` (or `attention_out`) when `attention_top_n` > 0, with the same
+    sequences as an AIRR rearrangement TSV next to it (`.attention.airr.tsv`, repclass.airr)."""
     out = Path(out)
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     metrics_path = out.parent / f"{stem}.metrics.json"
@@ -114,6 +116,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     written = {"--out": (out, "table"), "the metrics file": (metrics_path, "json")}
     if attention_top_n > 0:
         written["--attention-out"] = (attention_path, "table")
+        written["--attention-out (its AIRR version)"] = (airr_path(attention_path), "table")
     check_distinct_outputs({option: path for option, (path, _) in written.items()})
     read_paths = [Path(model), Path(model) / "model.safetensors", *[Path(p) for p in inputs]]
     for option, (path, kind) in written.items():
@@ -139,6 +142,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     rows: list[dict[str, Any]] = []
     outputs = []
     attention_tables = []
+    airr_tables = []  # the same rows with every stored column (sequence_id, locus, c_call)
     with progress(len(sources), "predict") as bar:
         for sample_id, read in sources:
             table = read(columns)
@@ -156,12 +160,12 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             rows.append({"sample_id": sample_id, "n_sequences": score.n_sequences})
             if attention_top_n > 0:
                 top = min(attention_top_n, len(score.rows))
-                full = read(None)[score.rows[:top].tolist()]
-                attention_tables.append(full.with_columns(
+                full = read(None)[score.rows[:top].tolist()].with_columns(
                     pl.lit(sample_id).alias("sample_id"), pl.Series("rank", np.arange(1, top + 1)),
-                    pl.Series("attention", score.weights[:top]), pl.Series("logit", score.logits[:top]),
-                ).select("sample_id", "rank", "junction_aa", "v_call", "j_call", "duplicate_count", "attention",
-                         "logit"))
+                    pl.Series("attention", score.weights[:top]), pl.Series("logit", score.logits[:top]))
+                attention_tables.append(full.select("sample_id", "rank", "junction_aa", "v_call", "j_call",
+                                                    "duplicate_count", "attention", "logit"))
+                airr_tables.append(full)
             bar.advance(status=sample_id)
 
     table = pl.DataFrame(rows)
@@ -194,5 +198,9 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             write_file_atomically(metrics_path, lambda temporary: temporary.write_text(text))
         if attention_top_n > 0:
             _write_tsv(pl.concat(attention_tables), attention_path)
+            productive = True if info.read_options.get("productive_only", True) else None
+            write_airr_rearrangements(airr_rearrangements(
+                pl.concat(airr_tables, how="diagonal_relaxed"), convention=info.junction_convention,
+                productive=productive, extra=["rank", "attention", "logit"]), airr_path(attention_path))
     return PredictResult(path=out, table=table, metrics=metrics,
                          attention_path=attention_path if attention_top_n > 0 else None)

@@ -238,7 +238,8 @@ def test_wheel_installs_into_a_fresh_environment_and_runs_the_demo(tmp_path):
     _run([str(repclass), "predict", str(out / "model"), str(out / "cohort.store"), "--out",
           str(out / "predictions.tsv"), "--attention", "5", "--device", "cpu"], env=env, cwd=tmp_path)
     report = _run([str(repclass), "motifs", str(out / "model"), str(out / "cohort.store"), "--out",
-                   str(out / "motifs"), "--sample", "sample_01", "--top-sequences", "50", "--motifs", "1",
+                   str(out / "motifs"), "--sample", "sample_01", "--include-training", "--top-sequences", "50",
+                   "--motifs", "1",
                    "--ig-steps", "4", "--device", "cpu"], env=env, cwd=tmp_path).stdout.strip()
     assert Path(report).resolve() == (out / "motifs" / "report.html").resolve()
     predictions = (out / "predictions.tsv").read_text().splitlines()

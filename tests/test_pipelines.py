@@ -37,9 +37,11 @@ FOLDS = 3
 TRAIN_ARGS = "--updates 100 --eval-every 50"
 ATTENTION = 5
 #: The explained repertoires are named, so that motifs never depends on how well a 100-update
-#: model classifies (with no repertoire predicted positive, `repclass motifs` has nothing to explain).
+#: model classifies (with no repertoire predicted positive, `repclass motifs` has nothing to explain),
+#: nor on which fold holds them out (--include-training: motifs explains held-out ones by default).
 MOTIF_SAMPLES = ("r01", "r02", "r03")
-MOTIFS_ARGS = "--motifs 1 --top-sequences 50 --ig-steps 8 " + " ".join(f"--sample {s}" for s in MOTIF_SAMPLES)
+MOTIFS_ARGS = ("--motifs 1 --top-sequences 50 --ig-steps 8 --include-training "
+               + " ".join(f"--sample {s}" for s in MOTIF_SAMPLES))
 #: Snakemake's marker in directory() outputs; not written by repclass.
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
 
@@ -191,6 +193,9 @@ def test_snakemake_predictions_have_one_row_per_sample(snakemake_run, cohort):
         assert table["status:p(+)"].is_between(0, 1).all()
         attention = pl.read_csv(f"{base}.attention.tsv", separator="\t")
         assert attention.group_by("sample_id").len()["len"].to_list() == [ATTENTION] * len(ids)
+        airr = pl.read_csv(f"{base}.attention.airr.tsv", separator="\t")
+        assert airr.select(pl.col("repertoire_id").alias("sample_id"), "rank", "junction_aa").equals(
+            attention.select("sample_id", "rank", "junction_aa"))
         assert "roc_auc" in json.loads(Path(f"{base}.metrics.json").read_text())["status"]
 
 
@@ -677,6 +682,8 @@ def test_snakemake_and_nextflow_modules_give_the_same_bytes(snakemake_run, modul
         (out / "models" / "fold_1" / "predictions.tsv", module_tasks["train"].work / "fold_1.model" / "predictions.tsv"),
         (out / "predictions" / "fold_1.tsv", module_tasks["predict"].work / "fold_1.predictions.tsv"),
         (out / "predictions" / "fold_1.attention.tsv", module_tasks["predict"].work / "fold_1.predictions.attention.tsv"),
+        (out / "predictions" / "fold_1.attention.airr.tsv",
+         module_tasks["predict"].work / "fold_1.predictions.attention.airr.tsv"),
         (out / "motifs" / "fold_1", module_tasks["motifs"].work / "fold_1.motifs"),
     ]
     for snakemake_output, nextflow_output in pairs:

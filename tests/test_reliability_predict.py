@@ -150,4 +150,5 @@ def test_predict_force_replaces_its_own_outputs(trained, tmp_path):
     for extra in ([], ["--force"]):
         code, output, _ = run_cli(["predict", *PREDICT, "--attention", "3", *extra], tmp_path)
         assert code == 0, output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["M", "S", "p.attention.tsv", "p.metrics.json", "p.tsv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["M", "S", "p.attention.airr.tsv", "p.attention.tsv",
+                                                         "p.metrics.json", "p.tsv"]

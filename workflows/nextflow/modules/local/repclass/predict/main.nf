@@ -1,5 +1,6 @@
 // repclass predict: score the repertoires of a store with a trained model.
-// task.ext.args "--attention N" also writes each repertoire's top-N sequences by attention.
+// task.ext.args "--attention N" also writes each repertoire's top-N sequences by attention (a
+// TSV, and the same rows as an AIRR rearrangement TSV that joins back to the input by sequence_id).
 process REPCLASS_PREDICT {
     tag "${meta.id}"
     label 'process_medium'
@@ -14,6 +15,7 @@ process REPCLASS_PREDICT {
     output:
     tuple val(meta), path("*.predictions.tsv")           , emit: predictions
     tuple val(meta), path("*.predictions.attention.tsv") , emit: attention, optional: true
+    tuple val(meta), path("*.predictions.attention.airr.tsv"), emit: attention_airr, optional: true
     tuple val(meta), path("*.predictions.metrics.json")  , emit: metrics  , optional: true
     // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
     tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
@@ -41,6 +43,6 @@ process REPCLASS_PREDICT {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.predictions.tsv ${prefix}.predictions.attention.tsv ${prefix}.predictions.metrics.json
+    touch ${prefix}.predictions.tsv ${prefix}.predictions.attention.tsv ${prefix}.predictions.attention.airr.tsv ${prefix}.predictions.metrics.json
     """
 }
