@@ -10,12 +10,20 @@ Library API::
 
     from repclass.baselines import train_kmer, KmerConfig, kmer_features, fit_kmer
     result = train_kmer("cohort.store", "kmer_model", targets=["status"], kmer=KmerConfig(k=4))
+    result.metrics["test"]["status"]["roc_auc"]        # with SplitSpec(folds=K): result.folds, a summary
+    X = kmer_features(store, ids, 4)                     # (len(ids), 160000) float32 frequencies
+    fit = fit_kmer(X[train], y[train], "binary")         # penalty by inner CV on these rows only
+    logits = fit.outputs(X[test][:, fit.feature_ids])    # P(positive) = sigmoid(logits)
+
+    from repclass.comparison import train_methods        # several methods on the same splits
+    train_methods(store, "compare", ["deeprc", "kmer"], targets=["status"])
 """
 from __future__ import annotations
 
+from .burden import BurdenConfig, train_burden
 from .common import BaselineInfo, baseline_method, read_baseline
 from .features import KmerSpec, kmer_counts, kmer_features, kmer_vector
 from .kmer import KmerConfig, KmerFit, KmerModel, fit_kmer, train_kmer
 
-__all__ = ["BaselineInfo", "baseline_method", "read_baseline", "KmerSpec", "kmer_counts", "kmer_features",
+__all__ = ["BurdenConfig", "train_burden", "BaselineInfo", "baseline_method", "read_baseline", "KmerSpec", "kmer_counts", "kmer_features",
            "kmer_vector", "KmerConfig", "KmerFit", "KmerModel", "fit_kmer", "train_kmer"]
