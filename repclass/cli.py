@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 import click
 
 from ._version import __version__
+from .config import TrainConfig as _TrainConfig
 from .errors import RepclassError
 
 log = logging.getLogger("repclass")
@@ -153,6 +154,9 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
         os.environ["OMP_NUM_THREADS"] = str(value)
     return value
 
+
+#: Defaults of training options come from the one home of defaults (config.py: dataclasses only, cheap).
+_TRAIN_DEFAULTS = _TrainConfig()
 
 threads_option = click.option("--threads", type=int, default=None, callback=_set_threads, is_eager=True,
                               help="CPU threads for reading and computing (default: all cores).")
@@ -361,6 +365,18 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @click.option("--checkpoint-every", type=int, default=0, show_default=True,
               help="Updates between resumable checkpoints (0: at every evaluation).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
+@click.option("--min-delta", type=float, default=_TRAIN_DEFAULTS.min_delta, show_default=True,
+              help="Early stopping: a validation loss must beat the best by more than this to count as better.")
+@click.option("--init-kmers", type=int, default=_TRAIN_DEFAULTS.init_kmers, show_default=True,
+              help="deeprc: CNN kernels that start as detectors of the k-mers most associated with the labels in "
+                   "the training repertoires (0: all random, as in the paper; see docs/method.md).")
+@click.option("--init-kmer-length", type=int, default=_TRAIN_DEFAULTS.init_kmer_length, show_default=True,
+              help="deeprc: length of those k-mers.")
+@click.option("--init-kmer-amplitude", type=float, default=_TRAIN_DEFAULTS.init_kmer_amplitude,
+              show_default=True, help="deeprc: weight of each k-mer residue in its kernel at the start.")
+@click.option("--init-attention", type=float, default=_TRAIN_DEFAULTS.init_attention, show_default=True,
+              help="deeprc: how far above the background the attention logit of a seeded k-mer's match starts "
+                   "(0: attention starts random, as in the paper).")
 @click.option("--method", "methods", multiple=True, type=click.Choice(["deeprc", "kmer", "burden"]),
               default=("deeprc",), show_default=True,
               help="deeprc, or a baseline: kmer (k-mer frequencies, L1 logistic) or burden (Emerson 2017 "
@@ -387,7 +403,9 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
           patience: int, learning_rate: float, weight_decay: float, batch_size: int, sequences_per_bag: int,
           sampling: str, selection: str, reduction_fraction: float, use_counts: bool, kernel_size: int,
           n_kernels: int, attention_layers: int, attention_units: int, output_layers: int, output_units: int,
-          checkpoint_every: int, resume: bool, methods: tuple[str, ...], kmer_size: int, kmer_gap: int,
+          checkpoint_every: int, resume: bool, min_delta: float, init_kmers: int, init_kmer_length: int,
+          init_kmer_amplitude: float, init_attention: float, methods: tuple[str, ...], kmer_size: int,
+          kmer_gap: int,
           kmer_counts: bool, inner_folds: int, burden_clonotype: str, chunk_size: int, cache_gb: float,
           device: str, force: bool, threads: int | None) -> None:
     """Train DeepRC (or a baseline: --method kmer|burden, repeatable to compare) on a store.
@@ -422,7 +440,9 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
                              selection=selection, learning_rate=learning_rate, weight_decay=weight_decay,
                              max_updates=max_updates, eval_every=eval_every, patience=patience,
                              checkpoint_every=checkpoint_every, validation_fraction=validation_fraction,
-                             test_fraction=test_fraction, seed=seed, chunk_size=chunk_size, cache_gb=cache_gb)
+                             test_fraction=test_fraction, seed=seed, chunk_size=chunk_size, cache_gb=cache_gb,
+                             min_delta=min_delta, init_kmers=init_kmers, init_kmer_length=init_kmer_length,
+                             init_kmer_amplitude=init_kmer_amplitude, init_attention=init_attention)
         model_config = ModelConfig(kernel_size=kernel_size, n_kernels=n_kernels, attention_layers=attention_layers,
                                    attention_units=attention_units, output_layers=output_layers,
                                    output_units=output_units, use_counts=use_counts,

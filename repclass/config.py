@@ -81,6 +81,24 @@ class TrainConfig:
     eval_every: int = 100
     #: Stop when the validation loss has not improved for this many evaluations (paper: none).
     patience: int = 10
+    #: A better validation loss counts as an improvement (resets `patience`, replaces the kept
+    #: model) only when it is lower by more than this. With 0 (any decrease counts), an easy
+    #: cohort's validation loss creeps down by 1e-4 per evaluation for thousands of updates after
+    #: the model is done, and early stopping never fires.
+    min_delta: float = 1e-3
+    #: Kernels initialised as detectors of the k-mers whose frequency across the training
+    #: repertoires is most associated with the labels (0: all kernels random, as in the paper).
+    #: At witness rates of 0.1% and below a random start memorises repertoires before it finds
+    #: the motif (docs/method.md).
+    init_kmers: int = 16
+    #: Length of those k-mers.
+    init_kmer_length: int = 4
+    #: Weight of each k-mer residue in its kernel (the rest starts small and random).
+    init_kmer_amplitude: float = 0.5
+    #: How strongly the attention network starts out favouring sequences that the seeded kernels
+    #: detect: the attention logit of a full match starts this much above the background's
+    #: (0: attention starts random, as in the paper).
+    init_attention: float = 5.0
     #: Write a resumable checkpoint every this many updates (0: at every evaluation).
     checkpoint_every: int = 0
     #: Train/validation/test shares for a random stratified split.
@@ -100,6 +118,10 @@ class TrainConfig:
             raise ValueError(f"sampling must be 'uniform' or 'count', got {self.sampling!r}")
         if self.batch_size < 1 or self.sequences_per_bag < 1 or self.max_updates < 1 or self.eval_every < 1:
             raise ValueError("batch_size, sequences_per_bag, max_updates and eval_every must be at least 1")
+        if min(self.min_delta, self.init_kmers, self.init_kmer_amplitude, self.init_attention) < 0 or \
+                not 1 <= self.init_kmer_length <= 5:
+            raise ValueError("min_delta, init_kmers, init_kmer_amplitude and init_attention must be at least 0, "
+                             "and init_kmer_length from 1 to 5")
         if not 0 <= self.validation_fraction < 1 or not 0 <= self.test_fraction < 1 or \
                 self.validation_fraction + self.test_fraction >= 1:
             raise ValueError("validation_fraction and test_fraction must be in [0, 1) and leave training data")

@@ -238,6 +238,62 @@ def evaluate(model: DeepRC, cache: RepertoireCache, ids: list[str], targets: lis
     return outputs, result
 
 
+def _label_columns(targets: list[Target], values: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Targets' encoded labels as numeric columns: one per binary/regression target, one-vs-rest
+    indicators per class of a multiclass target."""
+    columns, known = [], []
+    for j, target in enumerate(targets):
+        if target.kind == "multiclass":
+            for c in range(len(target.classes)):
+                columns.append((values[:, j] == c).astype(np.float64))
+                known.append(present[:, j])
+        else:
+            columns.append(values[:, j])
+            known.append(present[:, j])
+    return np.stack(columns, axis=1), np.stack(known, axis=1)
+
+
+def _sample_sequences(cache: RepertoireCache, ids: list[str], n: int, seed: int) -> Batch:
+    """About `n` sequences drawn evenly from the repertoires `ids` (seeded), as one batch."""
+    rng = np.random.default_rng([seed, 7])
+    per_repertoire = max(1, n // max(len(ids), 1))
+    repertoires = [cache.get(i) for i in ids]
+    rows = [sample_rows(r, per_repertoire, rng, "uniform") for r in repertoires]
+    return make_batch(repertoires, rows)
+
+
+def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: list[str], targets: list[Target],
+                             labels: _Labels, config: TrainConfig, label: str) -> None:
+    import polars as pl
+
+    from .data import encode_sequences
+    from .seeding import associate_kmers, point_attention, seed_kernels
+
+    n_kernels = min(config.init_kmers, model.config.n_kernels)
+    if config.init_kmer_length > model.config.kernel_size:
+        raise UsageError(f"--init-kmer-length {config.init_kmer_length} is longer than the kernel "
+                         f"({model.config.kernel_size}); lower it or raise --kernel-size")
+    values, present = _label_columns(targets, *labels.rows(train_ids))
+    started = time.perf_counter()
+    association = associate_kmers((cache.get(i) for i in train_ids), values, present, config.init_kmer_length,
+                                  n_kernels)
+    seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
+    if config.init_attention and association.kmers:
+        background = _sample_sequences(cache, train_ids, 4096, config.seed)
+        with torch.no_grad():
+            background_mean = model.embed(background.codes, background.lengths).mean(dim=0)  # (D,)
+            full = encode_sequences(pl.Series([f"CASS{kmer}TQYF" for kmer in association.kmers]))
+            full_match = torch.zeros_like(background_mean)
+            seeded = torch.arange(len(association.kmers))
+            full_match[seeded] = model.embed(torch.from_numpy(full[0]), torch.from_numpy(full[1].astype(np.int64))
+                                             )[seeded, seeded]
+        point_attention(model.attention, seeded.tolist(), association.scores / association.scores[0],
+                        background_mean, full_match, config.init_attention)
+    log.info("%sseeded %d kernels from the training repertoires' most label-associated %d-mers in %.1f s: %s",
+             label, len(association.kmers), config.init_kmer_length, time.perf_counter() - started,
+             ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores)))
+
+
 # ----------------------------------------------------------------------------------------------
 # one model
 # ----------------------------------------------------------------------------------------------
@@ -276,7 +332,10 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     cache = RepertoireCache(store, int(config.cache_gb * (1 << 30)))
 
     torch.manual_seed(config.seed)
-    model = DeepRC(model_config).to(device)
+    model = DeepRC(model_config)
+    if config.init_kmers and not (resume and (work / CHECKPOINT_NAME).exists()):
+        _seed_kernels_from_kmers(model, cache, ids["train"], targets, labels, config, label)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                                  weight_decay=config.weight_decay)
     network: torch.nn.Module = model
@@ -349,7 +408,7 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
                     row[f"{target.column}:{target.headline_metric}"] = validation[target.column].get(
                         target.headline_metric, math.nan)
                 state["history"].append(row)
-                improved = ids["validation"] and validation["loss"] < state["best_val_loss"]
+                improved = ids["validation"] and validation["loss"] < state["best_val_loss"] - config.min_delta
                 if improved or not ids["validation"]:
                     state["best_val_loss"] = validation.get("loss", math.inf)
                     state["best_update"] = state["update"]

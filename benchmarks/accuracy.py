@@ -1,0 +1,233 @@
+"""Accuracy grid: repclass's DeepRC defaults against the built-in k-mer baseline on simulated cohorts.
+
+Each cell is a kind of cohort (`repclass simulate`: OLGA human TRB background, random motifs
+implanted into a share of the positive repertoires' sequences); each seed is a new cohort (new
+background, new motifs) and a new split. For every (cell, seed) both methods train on the same
+store with the same train/validation/test split; the table gives the test ROC AUC (mean +- sd over
+seeds), the wall time of training, and where DeepRC's attention points: the share of attention
+mass on implanted sequences in positive test repertoires, and the recall of implanted sequences
+among each such repertoire's top 50 by attention.
+
+The grid varies one factor at a time around the reference cell `w0.1%` (0.1% witnesses, three
+gapped and substituted motifs of length 4-5, motif k-mers purged from the background, noise
+implants in negatives, 200 repertoires of 15-25k sequences), plus the two cohorts of issue 9:
+
+    python benchmarks/accuracy.py                 # the full grid (about an hour on 2 cores)
+    python benchmarks/accuracy.py --quick         # small cohorts, a few minutes
+    python benchmarks/accuracy.py --cells w0.1%,w0.05%-bg --seeds 5
+
+Run it alone on the machine: a concurrent job makes the timings meaningless (accuracy is not
+affected). Per-run rows are appended to OUT/runs.jsonl, so an interrupted grid resumes where it
+stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, commit, machine  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    witness_rate: float
+    n_motifs: int = 3
+    gapped: bool = True  # gaps and substitutions in the implants
+    purge: bool = True  # motif k-mers purged from the background
+    noise: bool = True  # broken motifs implanted into negatives at the witness rate
+    n_repertoires: int = 200
+    sequences: tuple[int, int] = (15_000, 25_000)
+
+    def describe(self) -> str:
+        return (f"{self.witness_rate:.2%} | {self.n_motifs} | {'gapped+subst' if self.gapped else 'exact'} | "
+                f"{'purged' if self.purge else 'kept'} | {'yes' if self.noise else 'no'} | "
+                f"{self.n_repertoires} x {self.sequences[0] // 1000}-{self.sequences[1] // 1000}k")
+
+
+REFERENCE = Cell("w0.1%", 0.001)
+FULL_GRID = [
+    REFERENCE,
+    replace(REFERENCE, name="w1%", witness_rate=0.01),
+    replace(REFERENCE, name="w0.05%", witness_rate=0.0005),
+    replace(REFERENCE, name="w0.01%", witness_rate=0.0001),
+    replace(REFERENCE, name="w0.1%-1motif", n_motifs=1),
+    replace(REFERENCE, name="w0.1%-exact", gapped=False),
+    replace(REFERENCE, name="w0.1%-bg", purge=False),
+    replace(REFERENCE, name="w0.1%-nonoise", noise=False),
+    # issue 9's second target: two gapped 5-mers at 0.05%, motif k-mers left in the background
+    Cell("w0.05%-bg", 0.0005, n_motifs=2, purge=False, noise=False, n_repertoires=300, sequences=(20_000, 30_000)),
+    # the easy cohort: it must stay as fast as before
+    Cell("easy-1%", 0.01, n_motifs=1, gapped=False, noise=False, n_repertoires=120, sequences=(8_000, 12_000)),
+]
+QUICK_GRID = [
+    Cell("easy-1%", 0.01, n_motifs=1, gapped=False, noise=False, n_repertoires=60, sequences=(4_000, 6_000)),
+    Cell("w0.2%", 0.002, n_repertoires=80, sequences=(8_000, 12_000)),
+    Cell("w0.1%", 0.001, n_repertoires=100, sequences=(10_000, 15_000)),
+]
+
+
+def simulate(cell: Cell, seed: int, folder: Path):
+    from repclass import ingest
+    from repclass.simulate import SimulationConfig, simulate_cohort
+
+    config = SimulationConfig(
+        n_repertoires=cell.n_repertoires, min_sequences=cell.sequences[0], max_sequences=cell.sequences[1],
+        witness_rate=cell.witness_rate, motifs=(), random_motifs=cell.n_motifs,
+        random_motif_length=(5, 5) if cell.name == "w0.05%-bg" else (4, 5),
+        gap_probability=0.5 if cell.gapped else 0.0, substitution_probability=0.1 if cell.gapped else 0.0,
+        noise_rate=cell.witness_rate if cell.noise else 0.0, purge_background=cell.purge, seed=seed)
+    cohort = simulate_cohort(folder / "cohort", config, force=True)
+    store = ingest(cohort.samples_path, folder / "cohort.store", [cohort.repertoire_dir], force=True)
+    return cohort, store
+
+
+def attention_on_witnesses(model_folder: Path, store, implanted_path: Path) -> tuple[float, float, float]:
+    """(attention mass on implanted sequences, recall of implanted among the top 50, median top-1
+    weight), averaged over the positive test repertoires."""
+    import polars as pl
+    import torch
+
+    from repclass.checkpoint import load_model
+    from repclass.data import RepertoireCache
+    from repclass.scoring import score_repertoire
+
+    model, _ = load_model(model_folder / "model.safetensors")
+    predictions = pl.read_csv(model_folder / "predictions.tsv", separator="\t")
+    label = [c for c in predictions.columns if c.endswith(":label")][0]
+    positives = predictions.filter((pl.col("split") == "test") & (pl.col(label) == "+"))["sample_id"].to_list()
+    implanted = pl.read_csv(implanted_path, separator="\t", infer_schema_length=0)
+    implanted = implanted.filter(pl.col("noise").str.to_lowercase() != "true")
+    cache = RepertoireCache(store)
+    mass, recall, top1 = [], [], []
+    for sample_id in positives:
+        witnesses = set(implanted.filter(pl.col("sample_id") == sample_id)["junction_aa"].to_list())
+        junctions = store.read(sample_id, ["junction_aa"])["junction_aa"].to_numpy()
+        scored = score_repertoire(model, cache.get(sample_id), torch.device("cpu"))
+        is_witness = np.array([junctions[row] in witnesses for row in scored.rows])
+        present = sum(j in witnesses for j in junctions)
+        mass.append(float(scored.weights[is_witness].sum()))
+        recall.append(float(is_witness[:50].sum()) / max(1, min(50, present)))
+        top1.append(float(scored.weights[0]))
+    if not positives:
+        return math.nan, math.nan, math.nan
+    return float(np.mean(mass)), float(np.mean(recall)), float(np.median(top1))
+
+
+def run_one(cell: Cell, seed: int, work: Path) -> list[dict]:
+    from repclass.baselines.kmer import train_kmer
+    from repclass.config import TrainConfig
+    from repclass.training import train
+
+    folder = work / f"{cell.name}_seed{seed}"
+    started = time.perf_counter()
+    cohort, store = simulate(cell, seed, folder)
+    simulate_seconds = time.perf_counter() - started
+    config = TrainConfig(seed=seed)
+    rows = []
+    for method in ("deeprc", "kmer"):
+        started = time.perf_counter()
+        if method == "deeprc":
+            result = train(store, folder / method, targets=["status"], config=config, device="cpu", force=True)
+        else:
+            result = train_kmer(store, folder / method, targets=["status"], config=config, force=True)
+        seconds = time.perf_counter() - started
+        row = {"cell": cell.name, "seed": seed, "method": method, "seconds": seconds,
+               "simulate_seconds": simulate_seconds,
+               "test_auc": result.metrics["test"]["status"].get("roc_auc", math.nan),
+               "validation_auc": result.metrics["validation"]["status"].get("roc_auc", math.nan),
+               "witness_rate": cohort.mean_witness_rate}
+        if method == "deeprc":
+            row["best_update"] = result.metrics["best_update"]
+            row["updates"] = result.metrics["updates"]
+            row["attention_mass"], row["recall_top50"], row["top1_weight"] = attention_on_witnesses(
+                folder / method, store, cohort.implanted_path)
+        rows.append(row)
+    shutil.rmtree(folder)  # cohorts of the full grid take gigabytes; the rows are what we keep
+    return rows
+
+
+def summarise(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+
+
+def table(cells: list[Cell], rows: list[dict]) -> str:
+    lines = ["| cell | witness rate | motifs | implants | background | noise | cohort | seeds | DeepRC test AUC | "
+             "k-mer test AUC | DeepRC s | k-mer s | attention on witnesses | witness recall@50 | top-1 weight |",
+             "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for cell in cells:
+        mine = [r for r in rows if r["cell"] == cell.name]
+        deep = [r for r in mine if r["method"] == "deeprc"]
+        kmer = [r for r in mine if r["method"] == "kmer"]
+        if not deep:
+            continue
+        lines.append(
+            f"| {cell.name} | {cell.describe()} | {len(deep)} | {summarise([r['test_auc'] for r in deep])} | "
+            f"{summarise([r['test_auc'] for r in kmer])} | {statistics.median(r['seconds'] for r in deep):.0f} | "
+            f"{statistics.median(r['seconds'] for r in kmer):.0f} | {summarise([r['attention_mass'] for r in deep])} | "
+            f"{summarise([r['recall_top50'] for r in deep])} | {summarise([r['top1_weight'] for r in deep])} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small cohorts: a few minutes on 2 cores")
+    parser.add_argument("--seeds", type=int, default=3, help="cohorts (and splits) per cell")
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--cells", default=None, help="comma-separated cell names (default: the whole grid)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "accuracy")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    if args.cells:
+        wanted = args.cells.split(",")
+        unknown = sorted(set(wanted) - {c.name for c in grid})
+        if unknown:
+            parser.error(f"unknown cells {', '.join(unknown)}; choose from {', '.join(c.name for c in grid)}")
+        grid = [c for c in grid if c.name in wanted]
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / ("runs_quick.jsonl" if args.quick else "runs.jsonl")
+    done = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    started = time.perf_counter()
+    for cell in grid:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            if any(r["cell"] == cell.name and r["seed"] == seed for r in done):
+                continue
+            rows = run_one(cell, seed, args.out / "work")
+            with log_path.open("a") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row) + "\n")
+            done += rows
+            deep, kmer = rows
+            print(f"{cell.name} seed {seed}: DeepRC {deep['test_auc']:.3f} ({deep['seconds']:.0f} s, attention on "
+                  f"witnesses {deep['attention_mass']:.2f}), k-mer {kmer['test_auc']:.3f} ({kmer['seconds']:.0f} s)",
+                  flush=True)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"\n{machine()}; commit {commit()}; {time.strftime('%Y-%m-%d')}; "
+          f"{time.perf_counter() - started:.0f} s for the runs not already in {log_path}\n")
+    print(table(grid, [r for r in done if r["seed"] in seeds]))
+
+
+if __name__ == "__main__":
+    main()
