@@ -27,7 +27,7 @@ MOTIF = "WQRY"
 #: Settings of the main run; the CLI test repeats them and must get the same bytes. The ground-truth
 #: tests need every predicted positive (the tiny cohort holds out only 4 repertoires), hence
 #: include_training.
-SETTINGS = dict(top_sequences=500, n_motifs=3, ig_steps=64, seed=0, include_training=True)
+SETTINGS = dict(top_sequences=1000, n_motifs=3, ig_steps=64, seed=0, include_training=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,10 @@ def _values(text: str) -> np.ndarray:
 def test_analyses_the_predicted_positives(explained, tiny_cohort):
     _, implanted = tiny_cohort
     positives = {s for s, sequences in implanted.items() if sequences}
-    assert set(explained.samples) <= positives
-    assert len(explained.samples) >= len(positives) - 1
+    predicted = set(explained.scores.filter(pl.col("predicted") == "+")["sample_id"].to_list())
+    assert set(explained.samples) == predicted  # exactly the predicted positives (include_training)
+    assert len(set(explained.samples) & positives) >= len(positives) - 1
+    assert len(set(explained.samples) - positives) <= 1
 
 
 def test_implanted_motif_is_the_top_motif(explained):
@@ -65,9 +67,11 @@ def test_implanted_motif_is_the_top_motif(explained):
 def test_precision_at_k_of_implanted_sequences(explained, tiny_cohort):
     _, implanted = tiny_cohort
     k = sum(len(implanted[s]) for s in explained.samples)
-    table = explained.sequences
     repertoires = pl.read_csv(explained.out / "repertoires.tsv", separator="\t")
-    assert table.height == repertoires["n_attended"].sum()  # every attended sequence is ranked
+    assert explained.sequences.height == repertoires["n_attended"].sum()  # every attended sequence is ranked
+    # Ranked within the repertoires that hold implants: a falsely predicted negative (the tiny model
+    # may have one) has only sequences that cannot be implanted.
+    table = explained.sequences.filter(pl.col("sample_id").is_in([s for s in explained.samples if implanted[s]]))
     is_implanted = [j in implanted[s] for s, j in zip(table["sample_id"], table["junction_aa"])]
     # Sequences outside a repertoire's top-k attention do not reach the output at all, so a perfect
     # ranking of what the model attends reaches `attainable`, not 1.
@@ -158,7 +162,7 @@ def test_cli_end_to_end_gives_the_same_bytes(explained, tiny_model, tiny_cohort,
     store_path, _ = tiny_cohort
     out = tmp_path / "again"
     result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(out),
-                                       "--top-sequences", "500", "--motifs", "3", "--ig-steps", "64", "--device",
+                                       "--top-sequences", "1000", "--motifs", "3", "--ig-steps", "64", "--device",
                                        "cpu", "--threads", "2", "--include-training"])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out / 'report.html'}\n"
