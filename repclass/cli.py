@@ -146,12 +146,12 @@ class DeviceType(click.ParamType):
 
 
 def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    # Runs while options are parsed, i.e. before any command imports polars.
-    if value is not None:
-        if value < 1:
-            raise click.BadParameter("must be at least 1")
-        os.environ["POLARS_MAX_THREADS"] = str(value)
-        os.environ["OMP_NUM_THREADS"] = str(value)
+    # Runs while options are parsed (given or not), i.e. before any command imports torch or polars.
+    from .cpus import configure_threads
+
+    if value is not None and value < 1:
+        raise click.BadParameter("must be at least 1")
+    configure_threads(value)
     return value
 
 
@@ -159,7 +159,8 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
 _TRAIN_DEFAULTS = _TrainConfig()
 
 threads_option = click.option("--threads", type=int, default=None, callback=_set_threads, is_eager=True,
-                              help="CPU threads for reading and computing (default: all cores).")
+                              help="CPU threads for reading and computing (default: the CPUs this job may use: "
+                                   "its CPU affinity and cgroup quota, e.g. under SLURM or in a container).")
 force_option = click.option("--force", is_flag=True, help="Replace an existing output.")
 
 

@@ -82,10 +82,10 @@ class TrainConfig:
     #: Stop when the validation loss has not improved for this many evaluations (paper: none).
     patience: int = 10
     #: A better validation loss counts as an improvement (resets `patience`, replaces the kept
-    #: model) only when it is lower by more than this. With 0 (any decrease counts), an easy
-    #: cohort's validation loss creeps down by 1e-4 per evaluation for thousands of updates after
-    #: the model is done, and early stopping never fires.
-    min_delta: float = 1e-3
+    #: model) only when it is lower by more than this. With 0 (any decrease counts, the paper's
+    #: rule), an easy cohort's validation loss creeps from 0.01 towards 0 by 1e-4 per evaluation
+    #: for thousands of updates after the model is done, and early stopping never fires.
+    min_delta: float = 0.01
     #: Kernels initialised as detectors of the k-mers whose frequency across the training
     #: repertoires is most associated with the labels (0: all kernels random, as in the paper).
     #: At witness rates of 0.1% and below a random start memorises repertoires before it finds

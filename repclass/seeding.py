@@ -166,7 +166,7 @@ def point_attention(attention: torch.nn.Sequential, kernels: list[int], strength
         return
     # The other units start blind to the seeded kernels: their random weights would otherwise give
     # the detectors' large activations random signs in the logit (training lets them grow back).
-    first.weight[1:, scale != 0] = 0.0
+    first.weight[1:, kernels] = 0.0
     first.weight[0] = scale
     first.bias[0] = -float((scale * background).sum())
     # SELU is linear (x 1.0507) above 0: pass the evidence unit on through the hidden layers.

@@ -287,8 +287,11 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
             seeded = torch.arange(len(association.kmers))
             full_match[seeded] = model.embed(torch.from_numpy(full[0]), torch.from_numpy(full[1].astype(np.int64))
                                              )[seeded, seeded]
-        point_attention(model.attention, seeded.tolist(), association.scores / association.scores[0],
-                        background_mean, full_match, config.init_attention)
+        # Attention starts on the clear candidates only: a k-mer scoring half the best |t| or less
+        # (in a small cohort, chance associations of common k-mers) gets no head start.
+        strengths = np.clip(2 * association.scores / association.scores[0] - 1, 0, 1)
+        point_attention(model.attention, seeded.tolist(), strengths, background_mean, full_match,
+                        config.init_attention)
     log.info("%sseeded %d kernels from the training repertoires' most label-associated %d-mers in %.1f s: %s",
              label, len(association.kmers), config.init_kmer_length, time.perf_counter() - started,
              ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores)))
