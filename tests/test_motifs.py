@@ -59,7 +59,12 @@ def test_analyses_the_predicted_positives(explained, tiny_cohort):
 def test_implanted_motif_is_the_top_motif(explained):
     top = explained.motifs[0]
     assert MOTIF in top.consensus.upper()
-    assert len(top.consensus) <= len(MOTIF) + 2  # at most a flanking residue on each side
+    # The conserved (upper-case) core is the motif with at most a flanking residue on each side;
+    # weak flanks (lower case: under half the members share the residue) may add one or two more,
+    # as k-mer-initialised kernels (issue 9) weigh the motif's neighbourhood a little.
+    core = "".join(c for c in top.consensus if c.isupper())
+    assert MOTIF in core and len(core) <= len(MOTIF) + 2
+    assert len(top.consensus) <= len(MOTIF) + 4
     assert top.n_repertoires == len(explained.samples)
     assert top.total_contribution > 5 * sum(m.total_contribution for m in explained.motifs[1:])
 
