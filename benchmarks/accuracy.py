@@ -149,6 +149,14 @@ def run_one(cell: Cell, seed: int, work: Path) -> list[dict]:
                "validation_auc": result.metrics["validation"]["status"].get("roc_auc", math.nan),
                "witness_rate": cohort.mean_witness_rate}
         if method == "deeprc":
+            import polars as pl
+
+            curve = pl.read_csv(folder / method / "training_curve.tsv", separator="\t")
+            perfect = curve.filter(pl.col("status:roc_auc") >= 1.0)["update"]
+            # updates until the validation AUC first reached 1.0 (None: never), and the time that took
+            row["first_perfect_update"] = int(perfect[0]) if len(perfect) else None
+            row["seconds_to_perfect"] = (seconds * row["first_perfect_update"] / result.metrics["updates"]
+                                         if len(perfect) else None)
             row["best_update"] = result.metrics["best_update"]
             row["updates"] = result.metrics["updates"]
             row["attention_mass"], row["recall_top50"], row["top1_weight"] = attention_on_witnesses(

@@ -8,7 +8,6 @@ POLARS_MAX_THREADS before polars is first imported.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 from pathlib import Path

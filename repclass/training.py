@@ -31,6 +31,7 @@ from .data import Batch, RepertoireCache, make_batch, sample_rows
 from .distributed import Context, finish, from_environment
 from .errors import LabelError, RepclassError, UsageError, excerpt
 from .model import DeepRC, top_k_per_bag
+from .model_folder import write_metrics_table, write_predictions_table
 from .progress import progress
 from .runtime import autocast, describe, resolve_device
 from .scoring import score_repertoire
@@ -467,29 +468,11 @@ def _write_outputs(work: Path, model: DeepRC, info: ModelInfo, history: list[dic
                                                   "store": str(store.path), "store_fingerprint": info.store_fingerprint},
                                                  indent=2, sort_keys=True) + "\n")
     (work / "metrics.json").write_text(json.dumps(info.metrics, indent=2, sort_keys=True, allow_nan=True) + "\n")
-    metric_rows = []
-    for split in SPLITS:
-        for target in info.targets:
-            for name, value in info.metrics[split].get(target.column, {}).items():
-                metric_rows.append({"split": split, "target": target.column, "metric": name, "value": float(value)})
-    pl.DataFrame(metric_rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
-                                      "value": pl.Float64}).write_csv(work / "metrics.tsv", separator="\t")
+    write_metrics_table(work, info.targets, info.metrics)
     curve = pl.DataFrame(history) if history else pl.DataFrame({"update": []})
     curve.write_csv(work / "training_curve.tsv", separator="\t")
-    plot_training_curve(history, work / "training_curve.png")
-    tables = []
-    for split, ids, outputs in prediction_rows:
-        if not ids:
-            continue
-        columns: dict[str, Any] = {"sample_id": ids, "split": [split] * len(ids)}
-        for target in info.targets:
-            for name, values in target.predictions(outputs).items():
-                columns[name] = values
-            column_labels = store.labels(target.column)
-            columns[f"{target.column}:label"] = [column_labels[i] for i in ids]
-        tables.append(pl.DataFrame(columns))
-    if tables:
-        pl.concat(tables, how="diagonal").write_csv(work / "predictions.tsv", separator="\t")
+    plot_training_curve(history, work / "training_curve.png", best_update=info.metrics["best_update"])
+    write_predictions_table(work, info.targets, prediction_rows, store)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ def inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: in
 def write_folder(work: Path, store: "Store", info: BaselineInfo, tensors: dict[str, np.ndarray],
                  prediction_rows: list[tuple[str, list[str], np.ndarray]]) -> None:
     """Write a finished baseline model folder's common files into `work`."""
-    import polars as pl
+    from ..model_folder import write_metrics_table, write_predictions_table
 
     save_tensors(work, tensors, info)
     (work / DESCRIPTION_NAME).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -221,25 +221,8 @@ def write_folder(work: Path, store: "Store", info: BaselineInfo, tensors: dict[s
                                                   "store": str(store.path), "store_fingerprint": info.store_fingerprint},
                                                  indent=2, sort_keys=True) + "\n")
     (work / "metrics.json").write_text(json.dumps(info.metrics, indent=2, sort_keys=True, allow_nan=True) + "\n")
-    metric_rows = []
-    for split in SPLITS:
-        for target in info.targets:
-            for name, value in info.metrics[split].get(target.column, {}).items():
-                metric_rows.append({"split": split, "target": target.column, "metric": name, "value": float(value)})
-    pl.DataFrame(metric_rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
-                                      "value": pl.Float64}).write_csv(work / "metrics.tsv", separator="\t")
-    tables = []
-    for split, ids, outputs in prediction_rows:
-        if not ids:
-            continue
-        columns: dict[str, Any] = {"sample_id": ids, "split": [split] * len(ids)}
-        for target in info.targets:
-            columns.update(target.predictions(outputs))
-            column_labels = store.labels(target.column)
-            columns[f"{target.column}:label"] = [column_labels[i] for i in ids]
-        tables.append(pl.DataFrame(columns))
-    if tables:
-        pl.concat(tables, how="diagonal").write_csv(work / "predictions.tsv", separator="\t")
+    write_metrics_table(work, info.targets, info.metrics)
+    write_predictions_table(work, info.targets, prediction_rows, store)
 
 
 # A method's fit: (store, ids per split, targets, config, method settings) ->
