@@ -125,7 +125,7 @@ def attention_on_witnesses(model_folder: Path, store, implanted_path: Path) -> t
     return float(np.mean(mass)), float(np.mean(recall)), float(np.median(top1))
 
 
-def run_one(cell: Cell, seed: int, work: Path) -> list[dict]:
+def run_one(cell: Cell, seed: int, work: Path, overrides: dict | None = None) -> list[dict]:
     from repclass.baselines.kmer import train_kmer
     from repclass.config import TrainConfig
     from repclass.training import train
@@ -134,7 +134,7 @@ def run_one(cell: Cell, seed: int, work: Path) -> list[dict]:
     started = time.perf_counter()
     cohort, store = simulate(cell, seed, folder)
     simulate_seconds = time.perf_counter() - started
-    config = TrainConfig(seed=seed)
+    config = TrainConfig(seed=seed, **(overrides or {}))
     rows = []
     for method in ("deeprc", "kmer"):
         started = time.perf_counter()
@@ -201,12 +201,19 @@ def main() -> None:
     parser.add_argument("--cells", default=None, help="comma-separated cell names (default: the whole grid)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "accuracy")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TrainConfig default for DeepRC, e.g. the paper's start: --set init_kmers=0 "
+                             "--set init_attention=0 --set min_delta=0 (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    overrides = {}
+    for item in args.overrides:
+        name, _, value = item.partition("=")
+        overrides[name] = json.loads(value)
     grid = QUICK_GRID if args.quick else FULL_GRID
     if args.cells:
         wanted = args.cells.split(",")
@@ -222,7 +229,7 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             if any(r["cell"] == cell.name and r["seed"] == seed for r in done):
                 continue
-            rows = run_one(cell, seed, args.out / "work")
+            rows = run_one(cell, seed, args.out / "work", overrides)
             with log_path.open("a") as handle:
                 for row in rows:
                     handle.write(json.dumps(row) + "\n")

@@ -529,7 +529,7 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
 # ----------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
 @click.option("--sample", "samples", multiple=True,
               help="Analyse these repertoires (repeatable; default: those predicted positive / of --class).")
@@ -553,18 +553,22 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
               help="Seed for the random parts (the same seed gives the same outputs).")
 @force_option
 @threads_option
-def motifs(model: Path, store: Path, out: Path, samples: tuple[str, ...], target: str | None,
+def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], target: str | None,
            class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, include_training: bool,
            truth: Path | None, device: str, seed: int, force: bool, threads: int | None) -> None:
     """Which sequences and residues drive the predictions: tables, sequence logos, a report.
 
+    MODEL is a model folder (or a --folds folder); INPUTS is a store, or repertoire files (ingested
+    on the fly with the training store's rules, as predict does).
+
     \b
     repclass motifs model/ cohort.store --out motifs/
+    repclass motifs model/ new_sample.tsv.gz --out new_sample.motifs/
     """
     _prepare_compute(threads)
     from .interpret import motifs as motifs_api
 
-    result = motifs_api(model, store, out, samples=list(samples) or None, target=target, class_name=class_name,
+    result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None, target=target, class_name=class_name,
                         top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device,
                         seed=seed, force=force, include_training=include_training, truth=truth)
     log.info("wrote %s", result.report)

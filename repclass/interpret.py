@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ import torch.nn.functional as F
 
 from ._version import __version__
 from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS, PAD_CODE, encode
+from .airr import write_airr_rearrangements
 from .checkpoint import ModelInfo, check_store_fits, load_model, resolve_model_path
 from .data import EncodedRepertoire, encode_table
 from .ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
@@ -70,7 +72,7 @@ from .model import DeepRC, position_features
 from .progress import progress
 from .runtime import resolve_device
 from .scoring import score_repertoire
-from .store import Store, publish, write_atomically
+from .store import MANIFEST_NAME, Store, publish, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -916,9 +918,32 @@ def _collect(networks: list[tuple[DeepRC, DeepRC]], model_of: dict[str, int], st
     return summaries, pool, scored, seen
 
 
+def _airr_sequences(store: Store, sequence_table: pl.DataFrame) -> pl.DataFrame:
+    """sequences.tsv as AIRR rearrangements (repclass.airr), with the stored AIRR fields
+    (sequence_id of every merged input row, locus, c_call) joined back by clonotype, so that the
+    explained sequences join to the user's own records."""
+    from .airr import airr_rearrangements
+
+    key = ["sample_id", "junction_aa", "v_call", "j_call"]
+    stored = []
+    for sample_id in sequence_table["sample_id"].unique(maintain_order=True).to_list():
+        table = store.read(sample_id)
+        extra = [c for c in ("sequence_id", "locus", "c_call") if c in table.columns]
+        if extra:
+            stored.append(table.select(key[1:] + extra).with_columns(pl.lit(sample_id).alias("sample_id")))
+    joined = sequence_table
+    if stored:
+        joined = sequence_table.join(pl.concat(stored, how="diagonal_relaxed"), on=key, how="left", nulls_equal=True)
+    productive = True if store.manifest.get("read_options", {}).get("productive_only", True) else None
+    extra_columns = [c for c in sequence_table.columns if c not in ("sample_id", "junction_aa", "v_call", "j_call",
+                                                                    "duplicate_count")]
+    return airr_rearrangements(joined, convention=store.junction_convention, productive=productive,
+                               extra=extra_columns)
+
+
 def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl.DataFrame,
              repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
-             history: list[dict[str, Any]]) -> None:
+             history: list[dict[str, Any]], airr_table: pl.DataFrame) -> None:
     """Write everything into a temporary sibling folder, then rename it to `out`."""
     lock = contextlib.ExitStack()
     lock.enter_context(output_lock(out))  # a second run to the same --out fails instead of mixing files
@@ -926,6 +951,7 @@ def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl
     temporary = write_atomically(out, force)
     try:
         _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history)
+        write_airr_rearrangements(airr_table, temporary / "sequences.airr.tsv")
         publish(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -934,11 +960,13 @@ def _publish(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl
         lock.close()
 
 
-def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, samples: Sequence[str] | None = None,
+def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]", out: str | Path, *,
+           samples: Sequence[str] | None = None,
            target: str | None = None, class_name: str | None = None, top_sequences: int = 500, n_motifs: int = 10,
            ig_steps: int = 64, device: str = "auto", seed: int = 0, force: bool = False,
            include_training: bool = False, truth: str | Path | None = None) -> MotifResult:
-    """Explain a model's predictions on a store; writes the folder `out`.
+    """Explain a model's predictions on a store, or on repertoire files (ingested on the fly with the
+    training store's rules, as `predict` does); writes the folder `out`.
 
     `out` holds sequences.tsv (the `top_sequences` sequences with the largest contributions, with
     attention, contribution and per-residue integrated gradients), repertoires.tsv, motifs.tsv,
@@ -951,11 +979,54 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     No step draws random numbers: `seed` is recorded in motifs.json, and the same inputs give the
     same bytes.
     """
+    inputs = [store] if isinstance(store, (str, Path, Store)) else list(store)
+    if not inputs:
+        raise UsageError("give a store or repertoire files to explain")
+    if len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists()):
+        return _motifs(model, inputs[0], out, samples=samples, target=target, class_name=class_name,
+                       top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
+                       force=force, include_training=include_training, truth=truth)
+    # Repertoire files: ingested with the training store's rules into a temporary store, as predict does.
+    paths = [Path(p) for p in inputs]
+    check_output_not_input(Path(out), [Path(model), *paths])
+    with tempfile.TemporaryDirectory(prefix="repclass-motifs-") as folder:
+        temporary_store = _ingest_like_training(model, paths, Path(folder))
+        return _motifs(model, temporary_store, out, samples=samples, target=target, class_name=class_name,
+                       top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
+                       force=force, include_training=include_training, truth=truth, inputs=paths)
+
+
+def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) -> Store:
+    """Raw repertoire files -> a store in `folder`, read with the model's training-store rules
+    (productive filter, anchors, locus, convention); sample ids are the file stems."""
+    from .ingestion import ingest
+    from .prediction import _read_options
+    from .sheet import file_stem
+
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(f"{path}: a folder but not a store (no {MANIFEST_NAME}); give the store or the files")
+    fold_paths = fold_model_paths(model)
+    _, info = load_model(fold_paths[0] if fold_paths else resolve_model_path(model))
+    ids = [file_stem(p.name) for p in paths]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise UsageError(f"two files give the same sample id: {', '.join(repeated)}; rename one of them")
+    sheet = folder / "samples.tsv"
+    sheet.write_text("sample_id\n" + "".join(f"{i}\n" for i in ids))
+    return ingest(sheet, folder / "inputs.store", paths,
+                  options=_read_options(info.read_options, info.junction_convention))
+
+
+def _motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, samples: Sequence[str] | None,
+            target: str | None, class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int,
+            device: str, seed: int, force: bool, include_training: bool, truth: str | Path | None,
+            inputs: list[Path] | None = None) -> MotifResult:
     started = time.perf_counter()
     _check_settings(top_sequences, n_motifs, ig_steps)
     out = Path(out)
     # files.py's rules: not an input, --force only replacing a motifs folder, a writable parent.
-    check_output_not_input(out, [Path(model), store.path if isinstance(store, Store) else Path(store)])
+    check_output_not_input(out, [Path(model), *(inputs or [store.path if isinstance(store, Store) else Path(store)])])
     check_replaceable(out, "motifs", force)
     prepare_parent(out)
     store = store if isinstance(store, Store) else Store.open(store)
@@ -1034,7 +1105,8 @@ def motifs(model: str | Path, store: str | Path | Store, out: str | Path, *, sam
     clustered = time.perf_counter()
 
     _publish(out, force, summary, sequence_table, _repertoire_table(summaries, sequence_table),
-             _motif_table(found, sequences), scores_table, [] if fold_paths else _training_history(model_path))
+             _motif_table(found, sequences), scores_table, [] if fold_paths else _training_history(model_path),
+             _airr_sequences(store, sequence_table))
     finished = time.perf_counter()
     timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
                "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}

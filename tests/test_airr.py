@@ -78,3 +78,31 @@ def test_force_replaces_only_a_repclass_airr_table_never_a_users_rearrangements(
     write_airr_rearrangements(frame, ours)
     assert output_kind(ours) == "table"
     assert output_kind(theirs) is None
+
+
+def test_motifs_sequences_are_also_an_airr_file_that_joins_back(tiny_model, tiny_cohort, tmp_path):
+    from repclass.interpret import motifs
+
+    store_path, _ = tiny_cohort
+    result = motifs(tiny_model.path, store_path, tmp_path / "motifs", top_sequences=20, n_motifs=2, ig_steps=16,
+                    device="cpu", include_training=True)
+    path = result.out / "sequences.airr.tsv"
+    assert airr.validate_rearrangement(str(path))
+    sequences = pl.read_csv(result.out / "sequences.tsv", separator="\t")
+    with open(path) as handle:
+        records = list(airr.io.RearrangementReader(handle, validate=True))
+    assert [r["junction_aa"] for r in records] == sequences["junction_aa"].to_list()
+    assert [r["repertoire_id"] for r in records] == sequences["sample_id"].to_list()
+    # the input files' own sequence ids (tests/cohort.py names them <sample>_<row>), not invented ones
+    stored = {(s, j): i for s, j, i in _stored_ids(store_path)}
+    assert [r["sequence_id"] for r in records] == [stored[(r["repertoire_id"], r["junction_aa"])] for r in records]
+
+
+def _stored_ids(store_path):
+    from repclass.store import Store
+
+    store = Store.open(store_path)
+    for sample_id in store.sample_ids:
+        table = store.read(sample_id, ["junction_aa", "sequence_id"])
+        for junction, sequence_id in table.iter_rows():
+            yield sample_id, junction, sequence_id

@@ -298,3 +298,23 @@ def test_clustering_aligns_offset_peaks_and_keeps_other_motifs_apart():
     assert [m.consensus for m in found] == ["WQRY", "SFEN"]
     assert [(m.n_sequences, m.n_repertoires) for m in found] == [(3, 2), (2, 2)]
     assert found[0].columns[found[0].consensus_span[0]] == 1
+
+
+def test_raw_repertoire_files_are_explained_like_the_store(tiny_model, tiny_cohort, tmp_path):
+    # motifs takes repertoire files as predict does: ingested with the training store's rules
+
+    store_path, implanted = tiny_cohort
+    sample = sorted(s for s, sequences in implanted.items() if sequences)[0]
+    common = ["--sample", sample, "--include-training", "--top-sequences", "30", "--ig-steps", "16",
+              "--device", "cpu"]
+    runner = CliRunner()
+    from_store = runner.invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out",
+                                      str(tmp_path / "store"), *common])
+    assert from_store.exit_code == 0, from_store.output
+    raw = store_path.parent / "reps" / f"{sample}.tsv"
+    from_files = runner.invoke(main, ["motifs", str(tiny_model.path), str(raw), "--out", str(tmp_path / "raw"),
+                                      *common])
+    assert from_files.exit_code == 0, from_files.output
+    assert (tmp_path / "raw" / "sequences.tsv").read_bytes() == (tmp_path / "store" / "sequences.tsv").read_bytes()
+    folder = runner.invoke(main, ["motifs", str(tiny_model.path), str(raw.parent), "--out", str(tmp_path / "x")])
+    assert folder.exit_code == 2 and "not a store" in folder.output
