@@ -19,6 +19,11 @@ metrics = json.load(open(f"{out}/model/metrics.json"))
 print(f"status ROC AUC: test {metrics['test']['status']['roc_auc']:.3f}, "
       f"validation {metrics['validation']['status']['roc_auc']:.3f} "
       f"(best model at update {metrics['best_update']})")
+motifs = json.load(open(f"{out}/motifs/motifs.json"))["motifs"]
+if motifs:
+    top = motifs[0]
+    print(f"top motif: {top['consensus']} ({top['n_sequences']} sequences in {top['n_repertoires']} held-out "
+          f"repertoires; implanted: SFEN)")
 PY
 echo "demo finished in $(( $(date +%s) - start )) s"
 echo "report: $report"
