@@ -506,6 +506,16 @@ def _split_assignments(store: Store, specs: list[TargetSpec], split: SplitSpec, 
     return [random_split(usable, strata, config.validation_fraction, config.test_fraction, config.seed)]
 
 
+def target_specs(targets: Sequence[TargetSpec | str]) -> list[TargetSpec]:
+    """The targets as TargetSpecs (a bare column name means an inferred kind), at least one, each once."""
+    specs = [TargetSpec(t) if isinstance(t, str) else t for t in targets]
+    if not specs:
+        raise UsageError("name at least one target column with --target")
+    if len({s.column for s in specs}) != len(specs):
+        raise UsageError("a target column is named twice")
+    return specs
+
+
 def partial_path(out: Path) -> Path:
     return out.parent / f"{out.name}.partial"
 
@@ -524,11 +534,7 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
     split = split or SplitSpec()
-    specs = [TargetSpec(t) if isinstance(t, str) else t for t in targets]
-    if not specs:
-        raise UsageError("name at least one target column with --target")
-    if len({s.column for s in specs}) != len(specs):
-        raise UsageError("a target column is named twice")
+    specs = target_specs(targets)
     _check_settings(config, specs)
     store = store if isinstance(store, Store) else Store.open(store)
     for spec in specs:

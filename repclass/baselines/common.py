@@ -271,15 +271,12 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     from ..config import TrainConfig
     from ..files import check_output_not_input, claim_output, publish
     from ..store import Store
-    from ..training import SplitSpec, TargetSpec, TrainResult, _split_assignments, _write_fold_summary, partial_path
+    from ..training import (SplitSpec, TrainResult, _split_assignments, _write_fold_summary, partial_path,
+                            target_specs)
 
     config = config or TrainConfig()
     split = split or SplitSpec()
-    specs = [TargetSpec(t) if isinstance(t, str) else t for t in targets]
-    if not specs:
-        raise UsageError("name at least one target column with --target")
-    if len({s.column for s in specs}) != len(specs):
-        raise UsageError("a target column is named twice")
+    specs = target_specs(targets)
     store = store if isinstance(store, Store) else Store.open(store)
     for spec in specs:
         store.labels(spec.column)  # raises a clear error for an unknown column
