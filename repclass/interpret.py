@@ -982,16 +982,16 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
     inputs = [store] if isinstance(store, (str, Path, Store)) else list(store)
     if not inputs:
         raise UsageError("give a store or repertoire files to explain")
-    if len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists()):
-        return _motifs(model, inputs[0], out, samples=samples, target=target, class_name=class_name,
-                       top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
-                       force=force, include_training=include_training, truth=truth)
-    # Repertoire files: ingested with the training store's rules into a temporary store, as predict does.
-    paths = [Path(p) for p in inputs]
-    check_output_not_input(Path(out), [Path(model), *paths])
-    with tempfile.TemporaryDirectory(prefix="repclass-motifs-") as folder:
-        temporary_store = _ingest_like_training(model, paths, Path(folder))
-        return _motifs(model, temporary_store, out, samples=samples, target=target, class_name=class_name,
+    with contextlib.ExitStack() as cleanup:
+        paths = None
+        if len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists()):
+            explained_store = inputs[0]
+        else:  # repertoire files: ingested with the training store's rules into a temporary store, as predict does
+            paths = [Path(p) for p in inputs]
+            check_output_not_input(Path(out), [Path(model), *paths])
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="repclass-motifs-"))
+            explained_store = _ingest_like_training(model, paths, Path(folder))
+        return _motifs(model, explained_store, out, samples=samples, target=target, class_name=class_name,
                        top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
                        force=force, include_training=include_training, truth=truth, inputs=paths)
 

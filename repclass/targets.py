@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 from . import metrics as M
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 KINDS = ("binary", "multiclass", "regression")
 # Label pairs whose positive class is obvious, compared case-insensitively.
@@ -212,3 +215,14 @@ def total_loss(targets: list[Target], outputs: torch.Tensor, values: torch.Tenso
                present: torch.Tensor) -> torch.Tensor:
     """Weighted sum of the targets' losses. values/present: (n_bags, n_targets)."""
     return sum(t.weight * t.loss(outputs, values[:, i], present[:, i]) for i, t in enumerate(targets))
+
+
+def encode_targets(store: "Store", targets: list[Target], ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The repertoires `ids`' labels for `targets`: (values (n, n_targets), present (n, n_targets)),
+    as `Target.encode` gives them (class index or number; False where a label is missing)."""
+    values = np.zeros((len(ids), len(targets)))
+    present = np.zeros((len(ids), len(targets)), dtype=bool)
+    for j, target in enumerate(targets):
+        labels = store.labels(target.column)
+        values[:, j], present[:, j] = target.encode([labels[i] for i in ids])
+    return values, present

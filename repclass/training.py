@@ -38,7 +38,7 @@ from .scoring import score_repertoire
 from .splits import SPLITS, column_split, kfold_splits, random_split
 from .files import check_output_not_input, check_replaceable, clean_leftovers, output_lock, prepare_parent
 from .store import Store, publish, write_file_atomically
-from .targets import Target, assign_offsets, infer_target, total_loss
+from .targets import Target, assign_offsets, encode_targets, infer_target, total_loss
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -79,11 +79,7 @@ class _Labels:
 
     def __init__(self, store: Store, targets: list[Target], ids: list[str]) -> None:
         self.index = {sample_id: i for i, sample_id in enumerate(ids)}
-        columns = [store.labels(t.column) for t in targets]
-        self.values = np.zeros((len(ids), len(targets)))
-        self.present = np.zeros((len(ids), len(targets)), dtype=bool)
-        for j, (target, labels) in enumerate(zip(targets, columns)):
-            self.values[:, j], self.present[:, j] = target.encode([labels[i] for i in ids])
+        self.values, self.present = encode_targets(store, targets, ids)
 
     def rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         index = [self.index[i] for i in ids]

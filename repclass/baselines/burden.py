@@ -179,13 +179,13 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     from sklearn.linear_model import LogisticRegression
 
     from ..metrics import roc_auc
-    from .common import encode_labels
+    from ..targets import encode_targets
 
     for target in targets:
         if target.kind != "binary":
             raise UsageError(f"the burden baseline needs binary targets; {target.column!r} is {target.kind} "
                              "(use --method kmer or deeprc for it)")
-    values, present = encode_labels(store, targets, ids["train"])
+    values, present = encode_targets(store, targets, ids["train"])
     models, fit_notes, tables, tensors = [], [], {}, {}
     for j, target in enumerate(targets):
         rows_ids = [i for i, keep in zip(ids["train"], present[:, j]) if keep]

@@ -142,16 +142,6 @@ def save_tensors(folder: Path, tensors: dict[str, np.ndarray], info: BaselineInf
 # ----------------------------------------------------------------------------------------------
 # metrics, shared with DeepRC's definitions (repclass.targets)
 # ----------------------------------------------------------------------------------------------
-def encode_labels(store: "Store", targets: list["Target"], ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(values (n, n_targets), present (n, n_targets)) as DeepRC's training encodes them."""
-    values = np.zeros((len(ids), len(targets)))
-    present = np.zeros((len(ids), len(targets)), dtype=bool)
-    for j, target in enumerate(targets):
-        labels = store.labels(target.column)
-        values[:, j], present[:, j] = target.encode([labels[i] for i in ids])
-    return values, present
-
-
 def split_metrics(targets: list["Target"], outputs: np.ndarray, values: np.ndarray,
                   present: np.ndarray) -> dict[str, Any]:
     """Loss and per-target metrics of one split, as repclass.training.evaluate reports them."""
@@ -237,6 +227,7 @@ def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: 
     """Fit one baseline on one split assignment and write its model folder into `work`."""
     import sklearn
 
+    from ..targets import encode_targets
     from ..training import _build_targets
 
     ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
@@ -249,7 +240,7 @@ def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: 
     metrics: dict[str, Any] = {"method": method}
     prediction_rows = []
     for split in SPLITS:
-        values, present = encode_labels(store, targets, ids[split])
+        values, present = encode_targets(store, targets, ids[split])
         metrics[split] = split_metrics(targets, outputs[split], values, present)
         prediction_rows.append((split, ids[split], outputs[split]))
     info = BaselineInfo(method=method, targets=targets, settings=described, fits=fits,

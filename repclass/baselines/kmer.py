@@ -291,7 +291,7 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
          settings: KmerConfig, label: str):
     import time
 
-    from .common import encode_labels
+    from ..targets import encode_targets
 
     spec = settings.spec
     started = time.perf_counter()
@@ -306,7 +306,7 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
              n_sequences / max(elapsed, 1e-9))
     kmer_ids = np.arange(spec.n_kmers) if columns is None else columns
     n_train = len(ids["train"])
-    values, present = encode_labels(store, targets, ids["train"])
+    values, present = encode_targets(store, targets, ids["train"])
     fits: list[KmerFit] = []
     for j, target in enumerate(targets):
         rows = np.flatnonzero(present[:, j])
