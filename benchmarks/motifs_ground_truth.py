@@ -71,7 +71,7 @@ def main() -> None:
 
     from repclass import ingest
     from repclass.config import TrainConfig
-    from repclass.interpret import motifs
+    from repclass.explain import motifs
     from repclass.runtime import set_threads, tune_allocator
     from repclass.training import train
 

@@ -25,7 +25,7 @@ _LAZY = {
     "DeepRC": ("repclass.model", "DeepRC"),
     "load_model": ("repclass.checkpoint", "load_model"),
     "predict": ("repclass.prediction", "predict"),
-    "motifs": ("repclass.interpret", "motifs"),
+    "motifs": ("repclass.explain", "motifs"),
     "train_kmer": ("repclass.baselines.kmer", "train_kmer"),
     "train_burden": ("repclass.baselines.burden", "train_burden"),
     "KmerConfig": ("repclass.baselines.kmer", "KmerConfig"),

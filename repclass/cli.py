@@ -566,7 +566,7 @@ def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
     repclass motifs model/ new_sample.tsv.gz --out new_sample.motifs/
     """
     _prepare_compute(threads)
-    from .interpret import motifs as motifs_api
+    from .explain import motifs as motifs_api
 
     result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None, target=target, class_name=class_name,
                         top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device,

@@ -81,7 +81,7 @@ def test_force_replaces_only_a_repclass_airr_table_never_a_users_rearrangements(
 
 
 def test_motifs_sequences_are_also_an_airr_file_that_joins_back(tiny_model, tiny_cohort, tmp_path):
-    from repclass.interpret import motifs
+    from repclass.explain import motifs
 
     store_path, _ = tiny_cohort
     result = motifs(tiny_model.path, store_path, tmp_path / "motifs", top_sequences=20, n_motifs=2, ig_steps=16,

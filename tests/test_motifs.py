@@ -18,7 +18,9 @@ from repclass.cli import main
 from repclass.config import ModelConfig
 from repclass.data import encode_table
 from repclass.errors import ModelFileError, OutputExistsError, RepclassError, UsageError
-from repclass.interpret import ExplainedOutput, cluster_windows, find_motifs, motifs, resolve_explained
+from repclass.explain import motifs
+from repclass.explain.clustering import cluster_windows, find_motifs
+from repclass.explain.outputs import ExplainedOutput, resolve_explained
 from repclass.scoring import score_repertoire
 from repclass.store import Store
 from repclass.targets import Target

@@ -19,7 +19,7 @@ from repclass.ensemble import assign_splits, fold_model_paths
 from repclass.errors import InputFileError
 from repclass.evidence import (average_precision, consensus_pattern, effective_number, enrichment,
                                mann_whitney_greater, pr_points, read_truth, roc_points, score_against_truth)
-from repclass.interpret import motifs
+from repclass.explain import motifs
 from repclass.metrics import roc_auc
 from repclass.plot import plot_training_curve
 from repclass.prediction import predict

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS
-from .plot import _pyplot, save_figure
+from ..alphabet import AMINO_ACIDS, N_AMINO_ACIDS
+from ..plot import _pyplot, save_figure_formats
 
 FONT = "DejaVu Sans"
 COLOR_SCHEME = "chemistry"
@@ -76,15 +76,6 @@ def _draw(matrix: np.ndarray, positions: list[int], axis, ylabel: str) -> None:
         axis.spines[side].set_visible(False)
 
 
-def _save(figure, stem: Path) -> list[Path]:
-    paths = []
-    for suffix in SUFFIXES:
-        path = stem.with_suffix(suffix)
-        save_figure(figure, path)
-        paths.append(path)
-    return paths
-
-
 def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns: list[int], title: str, stem: Path,
                     highlight: tuple[int, int] | None = None) -> list[Path]:
     """Two stacked logos over the motif's aligned columns: mean integrated-gradients contribution
@@ -102,7 +93,7 @@ def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns:
     bottom.set_xlabel("position (1: first residue of the consensus)")
     top.set_title(title, fontsize=9)
     try:
-        return _save(figure, stem)
+        return save_figure_formats(figure, stem, SUFFIXES)
     finally:
         plt.close(figure)
 
@@ -146,6 +137,6 @@ def draw_kernel_logo(weights: np.ndarray, position_weights: np.ndarray | None, t
     axis.set_xlabel("kernel position")
     axes[0, 0].set_title(title, fontsize=9)
     try:
-        return _save(figure, stem)
+        return save_figure_formats(figure, stem, SUFFIXES)
     finally:
         plt.close(figure)

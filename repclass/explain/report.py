@@ -268,7 +268,7 @@ def _sequence_rows(sequences: pl.DataFrame) -> str:
 def _kernel_figures(summary: dict[str, Any], folder: Path) -> str:
     figures = [f'<figure>{_image(folder / k["logo_png"], "kernel " + str(k["kernel"]), "kernel")}'
                f'<figcaption>rank {k["rank"]}: kernel index {k["kernel"]}, mean contribution '
-               f'{_number(k["contribution"])} logit (logos/kernel_{k["rank"]:02d}.png)</figcaption></figure>'
+               f'{_number(k["contribution"])} logit ({k["logo_png"]})</figcaption></figure>'
                for k in summary["kernels"]]
     return f'<div class="kernels">{"".join(figures)}</div>'
 

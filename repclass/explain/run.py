@@ -1,0 +1,214 @@
+"""`motifs()`: the orchestration of `repclass motifs`. Checks the output and settings, resolves the
+model file(s) once, loads them, scores and explains the repertoires (collect), attributes residues
+(attribution), finds motifs (clustering), ranks kernels, and publishes the folder (writing).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..checkpoint import check_store_fits, load_model, resolve_model_path
+from ..ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
+from ..errors import UsageError
+from ..evidence import implanted_by_sample, read_truth, score_against_truth
+from ..files import check_output_not_input, check_replaceable, prepare_parent, sha256_of
+from ..runtime import resolve_device
+from ..store import MANIFEST_NAME, Store
+from .attribution import attribute, rank_kernels
+from .clustering import CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF_SHARE, TRIM_FRACTION, find_motifs
+from .collect import chosen_samples, collect
+from .outputs import resolve_explained
+from .summary import build_evidence, build_summary
+from .tables import airr_sequences, motif_table, repertoire_table, scores_table, sequence_table
+from .types import MotifResult
+from .writing import publish_folder, training_history
+
+log = logging.getLogger(__name__)
+
+#: Kernels drawn as logos (the strongest by contribution).
+N_KERNEL_LOGOS = 4
+
+
+@dataclass(frozen=True)
+class _ModelFiles:
+    """The model file(s) MODEL names, resolved once: one file, or the folds of a `--folds` folder."""
+
+    paths: list[Path]
+    folds: bool  # a cross-validation folder: `paths` are its fold models, in fold order
+
+    @classmethod
+    def resolve(cls, model: str | Path) -> _ModelFiles:
+        folds = fold_model_paths(model)
+        return cls(folds or [resolve_model_path(model)], bool(folds))
+
+
+def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]", out: str | Path, *,
+           samples: Sequence[str] | None = None,
+           target: str | None = None, class_name: str | None = None, top_sequences: int = 500, n_motifs: int = 10,
+           ig_steps: int = 64, device: str = "auto", seed: int = 0, force: bool = False,
+           include_training: bool = False, truth: str | Path | None = None) -> MotifResult:
+    """Explain a model's predictions on a store, or on repertoire files (ingested on the fly with the
+    training store's rules, as `predict` does); writes the folder `out`.
+
+    `out` holds sequences.tsv (the `top_sequences` sequences with the largest contributions, with
+    attention, contribution and per-residue integrated gradients), repertoires.tsv, motifs.tsv,
+    motifs.json, scores.tsv (every scored repertoire: split, label, score, attention concentration),
+    logos/ and figures/ (PNG and SVG) and report.html. The repertoires analysed are `samples`, or
+    by default the held-out ones (the model's test split, or repertoires it never saw;
+    `include_training` adds the rest) predicted as the explained class (binary: the positive class
+    unless `class_name` names the other; multiclass: `class_name`; regression: all). `truth`, a
+    table of implanted sequences (simulated data), adds truth.json (`evidence.score_against_truth`).
+    No step draws random numbers: `seed` is recorded in motifs.json, and the same inputs give the
+    same bytes.
+    """
+    inputs = [store] if isinstance(store, (str, Path, Store)) else list(store)
+    if not inputs:
+        raise UsageError("give a store or repertoire files to explain")
+    with contextlib.ExitStack() as cleanup:
+        paths, files = None, None
+        if len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists()):
+            explained_store = inputs[0]
+        else:  # repertoire files: ingested with the training store's rules into a temporary store, as predict does
+            paths = [Path(p) for p in inputs]
+            check_output_not_input(Path(out), [Path(model), *paths])
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="repclass-motifs-"))
+            explained_store, files = _ingest_like_training(model, paths, Path(folder))
+        return _motifs(model, files, explained_store, out, samples=samples, target=target, class_name=class_name,
+                       top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
+                       force=force, include_training=include_training, truth=truth, inputs=paths)
+
+
+def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) -> tuple[Store, _ModelFiles]:
+    """Raw repertoire files -> a store in `folder`, read with the model's training-store rules
+    (productive filter, anchors, locus, convention); sample ids are the file stems. Also returns
+    the model files it resolved."""
+    from ..ingestion import ingest
+    from ..prediction import _read_options
+    from ..sheet import file_stem
+
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(f"{path}: a folder but not a store (no {MANIFEST_NAME}); give the store or the files")
+    files = _ModelFiles.resolve(model)
+    _, info = load_model(files.paths[0])
+    ids = [file_stem(p.name) for p in paths]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise UsageError(f"two files give the same sample id: {', '.join(repeated)}; rename one of them")
+    sheet = folder / "samples.tsv"
+    sheet.write_text("sample_id\n" + "".join(f"{i}\n" for i in ids))
+    store = ingest(sheet, folder / "inputs.store", paths, options=_read_options(info.read_options,
+                                                                               info.junction_convention))
+    return store, files
+
+
+def _check_settings(top_sequences: int, n_motifs: int, ig_steps: int) -> None:
+    for name, value, option in (("top_sequences", top_sequences, "--top-sequences"),
+                                ("n_motifs", n_motifs, "--motifs"), ("ig_steps", ig_steps, "--ig-steps")):
+        if value < 1:
+            raise UsageError(f"{option} must be at least 1, got {value}")
+
+
+def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | Store, out: str | Path, *,
+            samples: Sequence[str] | None, target: str | None, class_name: str | None, top_sequences: int,
+            n_motifs: int, ig_steps: int, device: str, seed: int, force: bool, include_training: bool,
+            truth: str | Path | None, inputs: list[Path] | None = None) -> MotifResult:
+    started = time.perf_counter()
+    _check_settings(top_sequences, n_motifs, ig_steps)
+    out = Path(out)
+    # files.py's rules: not an input, --force only replacing a motifs folder, a writable parent.
+    check_output_not_input(out, [Path(model), *(inputs or [store.path if isinstance(store, Store) else Path(store)])])
+    check_replaceable(out, "motifs", force)
+    prepare_parent(out)
+    store = store if isinstance(store, Store) else Store.open(store)
+    files = files or _ModelFiles.resolve(model)
+    model_path = files.paths[0]
+    device_obj = resolve_device(device)
+    loaded = [load_model(path, device_obj) for path in files.paths]
+    network, info = loaded[0]
+    for _, fold_info in loaded:
+        check_store_fits(fold_info, store.junction_convention, store.alphabet, str(store.path))
+    explained = resolve_explained(info, target, class_name)
+    chosen = chosen_samples(store, samples)
+    truth_table = read_truth(truth) if truth is not None else None
+    networks = [(n, deepcopy(n).double()) for n, _ in loaded]
+    owner = next(t for t in info.targets if t.column == explained.target)
+    if files.folds:
+        assignment, model_of = out_of_fold([i for _, i in loaded], store.sample_ids, store.fingerprint,
+                                           str(store.path))
+    else:
+        assignment = assign_splits([info], store.sample_ids, store.fingerprint, str(store.path))
+        model_of = {}
+    split_of = dict(zip(store.sample_ids, assignment.splits))
+    eligible = {i for i, split in split_of.items() if include_training or split in HELD_OUT}
+
+    summaries, pool, scored, seen = collect(
+        networks, model_of, store, explained, owner.offset, owner.n_outputs, chosen, eligible, top_sequences,
+        ig_steps, device_obj, implanted_by_sample(truth_table) if truth_table is not None else None)
+    analysed = [s.sample_id for s in summaries]
+    if chosen is not None:
+        selection = "given"
+    else:
+        selection = "predicted" if include_training or not assignment.overlaps else "predicted, held out"
+    log.info("analysing %d repertoires (%s): %d sequences get residue attributions", len(analysed),
+             "given" if chosen is not None else f"predicted {explained.target} = {explained.class_name}", len(pool))
+    scored_at = time.perf_counter()
+
+    attributions, delta, errors, steps = attribute(networks, pool, explained, ig_steps, device_obj)
+    log.info("integrated gradients: worst completeness error %.2e (mean %.2e) over %d sequences",
+             float(errors.max()), float(errors.mean()), len(pool))
+    attributed = time.perf_counter()
+
+    sequences = [c.junction for c in pool]
+    sequence_samples = [analysed[c.sample_index] for c in pool]
+    contributions = np.array([c.contribution for c in pool])
+    found = find_motifs(sequences, sequence_samples, contributions, attributions, n_motifs)
+    # Kernels belong to one model: a cross-validation folder shows those of the fold that explains
+    # the most analysed repertoires.
+    used = [s.model_index for s in summaries]
+    kernel_model = max(sorted(set(used)), key=used.count)
+    kernels = rank_kernels(networks[kernel_model][0], [s for s in summaries if s.model_index == kernel_model],
+                           min(N_KERNEL_LOGOS, network.config.n_kernels))
+    motif_of = {i: m.id for m in found for i in m.members}
+    ranked = sequence_table(pool, analysed, attributions, delta, errors, steps, motif_of)
+    settings = {"top_sequences": top_sequences, "n_motifs": n_motifs, "ig_steps": ig_steps, "seed": seed,
+                "core_width": CORE_WIDTH, "flank": FLANK, "max_shift": MAX_SHIFT, "trim_fraction": TRIM_FRACTION,
+                "min_motif_share": MIN_MOTIF_SHARE, "include_training": include_training}
+    summary = build_summary(model_path, store, explained, selection, analysed, settings, errors, steps, found,
+                            kernels, sequences)
+    if files.folds:
+        summary["model"] = {"file": Path(model).name, "sha256": summary["model"]["sha256"],
+                            "folds": [{"file": f"{p.parent.name}/{p.name}", "sha256": sha256_of(p)}
+                                      for p in files.paths],
+                            "kernels_from": f"fold_{kernel_model + 1}"}
+    scores = scores_table(scored, owner, explained, store, split_of)
+    summary["evidence"] = build_evidence(store, info, explained, scores, found, ranked, split_of, assignment)
+    if files.folds:
+        summary["evidence"]["cross_validation"] = len(files.paths)
+        summary["evidence"]["model_metrics"] = {
+            f"fold {k} test": fold_info.metrics.get("test", {}).get(explained.target, {})
+            for k, (_, fold_info) in enumerate(loaded, start=1)}
+    truth_result = None
+    if truth_table is not None:
+        truth_result = score_against_truth(ranked, truth_table, analysed, [m.consensus for m in found], seen)
+        summary["truth"] = truth_result
+    clustered = time.perf_counter()
+
+    publish_folder(out, force, summary, ranked, repertoire_table(summaries, ranked), motif_table(found, sequences),
+                   scores, [] if files.folds else training_history(model_path), airr_sequences(store, ranked))
+    finished = time.perf_counter()
+    timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
+               "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}
+    log.info("motifs: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    return MotifResult(out=out, report=out / "report.html", motifs=found,
+                       completeness_error=float(errors.max()) if len(errors) else 0.0, explained=explained,
+                       samples=analysed, sequences=ranked, kernels=kernels, timings=timings,
+                       scores=scores, truth=truth_result)

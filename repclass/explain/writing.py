@@ -1,0 +1,83 @@
+"""The output folder: tables, motifs.json, truth.json, logos, figures and report.html written into
+a temporary sibling folder, then published as `out` in one rename (under the output's lock)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..airr import write_airr_rearrangements
+from ..files import check_replaceable, output_lock, publish
+from ..store import write_atomically
+from .tables import LOGO_FOLDER
+
+
+def training_history(model_path: Path) -> list[dict[str, Any]]:
+    """The model folder's training curve (training_curve.tsv), when the model file sits in one."""
+    path = model_path.parent / "training_curve.tsv"
+    if not path.exists():
+        return []
+    table = pl.read_csv(path, separator="\t", infer_schema_length=None)
+    return table.to_dicts() if "update" in table.columns and table.height else []
+
+
+def _write_tsv(table: pl.DataFrame, path: Path) -> None:
+    table.write_csv(path, separator="\t")
+
+
+def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.DataFrame,
+                  repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
+                  history: list[dict[str, Any]]) -> Path:
+    from ..plot import draw_evidence_figures
+    from .logos import draw_kernel_logo, draw_motif_logo
+    from .report import write_report
+
+    folder.mkdir(parents=True)
+    _write_tsv(sequence_table, folder / "sequences.tsv")
+    _write_tsv(repertoire_table, folder / "repertoires.tsv")
+    _write_tsv(motif_table, folder / "motifs.tsv")
+    _write_tsv(scores_table, folder / "scores.tsv")
+    (folder / "motifs.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    if "truth" in summary:
+        (folder / "truth.json").write_text(json.dumps(summary["truth"], indent=1, sort_keys=True) + "\n")
+    figures = folder / "figures"
+    figures.mkdir()
+    draw_evidence_figures(summary, scores_table, history, figures)
+    (folder / LOGO_FOLDER).mkdir()
+    # Drawn from the rounded matrices of motifs.json: last-bit differences (thread counts, say)
+    # never change a pixel.
+    for motif in summary["motifs"]:
+        draw_motif_logo(np.array(motif["contributions"]), np.array(motif["frequencies"]), motif["columns"],
+                        f"{motif['id']}  {motif['consensus']}  ({motif['n_sequences']} sequences, "
+                        f"{motif['n_repertoires']} repertoires)", folder / Path(motif["logo_png"]).with_suffix(""),
+                        highlight=tuple(motif["consensus_span"]))
+    for kernel in summary["kernels"]:
+        draw_kernel_logo(np.array(kernel["weights"]), np.array(kernel["position_weights"]),
+                         f"kernel rank {kernel['rank']} (kernel index {kernel['kernel']}; mean contribution "
+                         f"{kernel['contribution']:.3g} logit)", folder / Path(kernel["logo_png"]).with_suffix(""))
+    return write_report(folder / "report.html", summary, sequence_table, scores_table)
+
+
+def publish_folder(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl.DataFrame,
+                   repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
+                   history: list[dict[str, Any]], airr_table: pl.DataFrame) -> None:
+    """Write everything into a temporary sibling folder, then rename it to `out`."""
+    lock = contextlib.ExitStack()
+    lock.enter_context(output_lock(out))  # a second run to the same --out fails instead of mixing files
+    check_replaceable(out, "motifs", force)
+    temporary = write_atomically(out, force)
+    try:
+        _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history)
+        write_airr_rearrangements(airr_table, temporary / "sequences.airr.tsv")
+        publish(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    finally:
+        lock.close()
+
