@@ -1,4 +1,7 @@
-"""The prepared GPU check must keep working: its CPU dry run, with small sizes."""
+"""The prepared benchmark scripts must keep working: the GPU check's CPU dry run, the power analysis on a tiny grid."""
+import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,3 +15,17 @@ def test_gpu_check_cpu_dry_run(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| forward fp32 |" in result.stdout and "| update fp32 ms |" in result.stdout
     assert (tmp_path / "gpu.json").exists()
+
+
+def test_power_analysis_runs_every_method_and_draws_the_figure(tmp_path):
+    """benchmarks/power.py end to end on a tiny grid: one row per method, a table and a figure."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "power.py"), "--rates", "0.05", "--sizes", "16", "--sequences",
+         "200-300", "--set", "max_updates=20", "--set", "eval_every=10", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "runs_power.jsonl").read_text().splitlines()]
+    assert sorted(r["method"] for r in rows) == ["burden", "deeprc", "kmer"]
+    assert all(0.0 <= r["test_auc"] <= 1.0 or math.isnan(r["test_auc"]) for r in rows)
+    assert "| 5.00% | 16 | 1 |" in result.stdout
+    assert (tmp_path / "power.png").stat().st_size > 10_000
