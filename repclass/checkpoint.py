@@ -1,27 +1,38 @@
-"""Model files that are safe to share between labs.
+"""What training saves: model files, and the checkpoints that resume an unfinished run.
 
-A model file is one safetensors file: the weights (tensors only, never pickled code) and, in its
-metadata, a JSON document with everything needed to use the weights correctly: architecture,
-alphabet, junction convention, targets (names, types, classes, positive class), the fingerprint
-of the store it was trained on, the split seed, metrics, and the repclass and torch versions.
-Loading checks all of it and refuses with a message that says what does not fit.
+A model file is safe to share between labs. It is one safetensors file: the weights (tensors
+only, never pickled code) and, in its metadata, a JSON document with everything needed to use
+the weights correctly: architecture, alphabet, junction convention, targets (names, types,
+classes, positive class), the fingerprint of the store it was trained on, the split seed,
+metrics, and the repclass and torch versions. Loading checks all of it and refuses with a
+message that says what does not fit.
+
+A resume checkpoint (`checkpoint.pt` in `OUT.partial/`, see the end of this module) is private
+to one run: the model and optimizer state, the best weights so far, the loop's bookkeeping, and
+a fingerprint of the data and settings that a `--resume` must match. It is removed when the run
+finishes and is never a model file.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from ._version import __version__
 from .alphabet import AMINO_ACIDS
 from .config import ModelConfig
-from .errors import ModelFileError
+from .errors import ModelFileError, RepclassError, UsageError
 from .model import DeepRC
 from .store import write_file_atomically
 from .targets import Target
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .store import Store
+    from .targets import TargetSpec
 
 MODEL_FORMAT = "repclass-model"
 MODEL_FORMAT_VERSION = 1
@@ -90,7 +101,7 @@ class ModelInfo:
                 repclass_version=data.get("repclass_version", "unknown"),
                 torch_version=data.get("torch_version", "unknown"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, UsageError) as exc:
             raise ModelFileError(f"{path}: model description is incomplete or invalid ({exc})") from exc
 
 
@@ -198,12 +209,65 @@ def check_description(path: str | Path) -> None:
                              "edited); copy the whole model folder again")
 
 
-def check_store_fits(info: ModelInfo, store_convention: str, store_alphabet: str, where: str) -> None:
-    """Refuse data whose alphabet or junction convention differs from the model's."""
-    if store_alphabet != info.alphabet:
-        raise ModelFileError(f"{where}: alphabet {store_alphabet!r} differs from the model's {info.alphabet!r}")
-    if store_convention != info.junction_convention:
+def check_store_fits(info: ModelInfo, store: "Store", *unpacked: str) -> None:
+    """Refuse a store whose alphabet or junction convention differs from the model's."""
+    if unpacked:  # TRANSITIONAL: the old call (info, convention, alphabet, where), until explain/run.py passes the store
+        from types import SimpleNamespace
+
+        store = SimpleNamespace(junction_convention=store, alphabet=unpacked[0], path=unpacked[1])
+    if store.alphabet != info.alphabet:
+        raise ModelFileError(f"{store.path}: alphabet {store.alphabet!r} differs from the model's {info.alphabet!r}")
+    if store.junction_convention != info.junction_convention:
         raise ModelFileError(
-            f"{where}: holds {store_convention} sequences but the model was trained on {info.junction_convention} "
-            f"sequences; make a store with `repclass ingest ... --convention {info.junction_convention}` and score "
-            "that")
+            f"{store.path}: holds {store.junction_convention} sequences but the model was trained on "
+            f"{info.junction_convention} sequences; make a store with `repclass ingest ... --convention "
+            f"{info.junction_convention}` and score that")
+
+
+# ----------------------------------------------------------------------------------------------
+# resume checkpoints
+# ----------------------------------------------------------------------------------------------
+CHECKPOINT_NAME = "checkpoint.pt"
+_CHECKPOINT_KEYS = {"settings", "model", "optimizer", "best_model", "state"}
+
+
+def run_fingerprint(store: "Store", targets: Sequence["TargetSpec"], config: "TrainConfig",
+                    model_config: ModelConfig, assignment: dict[str, str]) -> str:
+    """What a resumed run must share with the run that wrote the checkpoint: the store, targets,
+    settings and splits. Settings that change no result (memory, checkpoint frequency) may differ."""
+    train = {k: v for k, v in config.to_dict().items() if k not in ("checkpoint_every", "chunk_size", "cache_gb")}
+    return json.dumps({"store": store.fingerprint, "targets": [t.__dict__ for t in targets],
+                       "train": train, "model": model_config.to_dict(), "splits": assignment}, sort_keys=True)
+
+
+def save_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: torch.optim.Optimizer,
+                    best_weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """Write a resume checkpoint atomically (a killed run leaves the previous one whole)."""
+    checkpoint = {"settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "best_model": best_weights, "state": state}
+    write_file_atomically(path, lambda temporary: torch.save(checkpoint, temporary))
+
+
+def load_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: torch.optim.Optimizer,
+                    device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore `model` and `optimizer` from a resume checkpoint made with the same `settings`
+    (`run_fingerprint`); returns the best weights so far and the loop's state."""
+    saved = torch.load(path, map_location=device, weights_only=True)
+    if saved["settings"] != settings:
+        raise UsageError(f"{path}: was made with other data or settings; start again without --resume")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return saved["best_model"], saved["state"]
+
+
+def check_checkpoints(work: Path) -> None:
+    """Refuse a truncated or foreign checkpoint anywhere in `work` before any training starts, with advice."""
+    for path in sorted(work.rglob(CHECKPOINT_NAME)) if work.is_dir() else []:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise RepclassError(f"{path}: the checkpoint cannot be read ({type(exc).__name__}); it is truncated or "
+                                f"not one repclass wrote: start again without --resume (this removes {work})") from exc
+        if not isinstance(saved, dict) or not _CHECKPOINT_KEYS <= set(saved):
+            raise RepclassError(f"{path}: not a repclass training checkpoint; start again without --resume (this "
+                                f"removes {work})")

@@ -5,8 +5,51 @@ docs/method.md).
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .errors import UsageError
+
+#: Sequences embedded per chunk when scoring without gradients: bounds memory, changes no result.
+CHUNK_SIZE = 8_192
+
+#: Settings whose command-line option is not the field's name with dashes, and settings with no
+#: option at all (messages name those by their field name).
+_OPTION_NAMES = {"learning_rate": "--lr", "max_updates": "--updates", "n_kernels": "--kernels"}
+_NO_OPTION = {"n_outputs", "adam_eps", "extra"}
+
+
+def option_name(setting: str) -> str:
+    """The command-line option of a ModelConfig/TrainConfig field ("learning_rate" -> "--lr"):
+    the words error messages use, so that they name what the user typed."""
+    if setting in _NO_OPTION:
+        return setting
+    return _OPTION_NAMES.get(setting, "--" + setting.replace("_", "-"))
+
+
+def _require(ok: bool, setting: str, rule: str, value: Any) -> None:
+    """Refuse a setting's value with a UsageError that names its option ("--lr must be ...")."""
+    if not ok:
+        shown = repr(value) if isinstance(value, str) else value
+        raise UsageError(f"{option_name(setting)} must be {rule}, got {shown}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _at_least(config: Any, minimum: int, *settings: str) -> None:
+    for name in settings:
+        value = getattr(config, name)
+        _require(isinstance(value, numbers.Integral) and value >= minimum, name, f"at least {minimum}", value)
+
+
+def _zero_or_positive(config: Any, *settings: str) -> None:
+    for name in settings:
+        value = getattr(config, name)
+        _require(_number(value) and value >= 0, name, "zero or a positive number", value)
 
 
 @dataclass(frozen=True)
@@ -34,11 +77,9 @@ class ModelConfig:
     reduction_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.reduction_fraction <= 1.0:
-            raise ValueError(f"reduction_fraction must be in (0, 1], got {self.reduction_fraction}")
-        for name in ("n_outputs", "kernel_size", "n_kernels", "attention_units", "output_units"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        _require(_number(self.reduction_fraction) and 0.0 < self.reduction_fraction <= 1.0, "reduction_fraction",
+                 "above 0 and at most 1", self.reduction_fraction)
+        _at_least(self, 1, "n_outputs", "kernel_size", "n_kernels", "attention_units", "output_units")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +89,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(unknown)}")
+            raise UsageError(f"unknown model settings: {', '.join(unknown)}")
         return cls(**data)
 
 
@@ -106,25 +147,29 @@ class TrainConfig:
     test_fraction: float = 0.2
     seed: int = 0
     #: Sequences per chunk when scoring without gradients (bounds memory; no effect on results).
-    chunk_size: int = 8_192
+    chunk_size: int = CHUNK_SIZE
     #: Memory for decoded repertoires kept between updates (GiB); the rest is re-read from the store.
     cache_gb: float = 4.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.selection not in ("sample", "top"):
-            raise ValueError(f"selection must be 'sample' or 'top', got {self.selection!r}")
-        if self.sampling not in ("uniform", "count"):
-            raise ValueError(f"sampling must be 'uniform' or 'count', got {self.sampling!r}")
-        if self.batch_size < 1 or self.sequences_per_bag < 1 or self.max_updates < 1 or self.eval_every < 1:
-            raise ValueError("batch_size, sequences_per_bag, max_updates and eval_every must be at least 1")
-        if min(self.min_delta, self.init_kmers, self.init_kmer_amplitude, self.init_attention) < 0 or \
-                not 1 <= self.init_kmer_length <= 5:
-            raise ValueError("min_delta, init_kmers, init_kmer_amplitude and init_attention must be at least 0, "
-                             "and init_kmer_length from 1 to 5")
-        if not 0 <= self.validation_fraction < 1 or not 0 <= self.test_fraction < 1 or \
-                self.validation_fraction + self.test_fraction >= 1:
-            raise ValueError("validation_fraction and test_fraction must be in [0, 1) and leave training data")
+        """Settings that would train nothing meaningful (NaN, negative, out of range), refused
+        before any work with a UsageError in the command line's words."""
+        _require(self.selection in ("sample", "top"), "selection", "'sample' or 'top'", self.selection)
+        _require(self.sampling in ("uniform", "count"), "sampling", "'uniform' or 'count'", self.sampling)
+        _at_least(self, 1, "batch_size", "sequences_per_bag", "max_updates", "eval_every", "patience", "chunk_size")
+        _require(_number(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a positive number",
+                 self.learning_rate)
+        _zero_or_positive(self, "weight_decay", "cache_gb", "min_delta", "init_kmer_amplitude", "init_attention")
+        _at_least(self, 0, "init_kmers")
+        length = self.init_kmer_length
+        _require(isinstance(length, numbers.Integral) and 1 <= length <= 5, "init_kmer_length", "from 1 to 5", length)
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            _require(_number(value) and 0 <= value < 1, name, "at least 0 and below 1", value)
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise UsageError(f"--validation-fraction {self.validation_fraction} and --test-fraction "
+                             f"{self.test_fraction} leave no repertoires for training; their sum must be below 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

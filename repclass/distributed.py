@@ -16,7 +16,7 @@ from typing import Any, Sequence, TypeVar
 
 import torch
 
-from .errors import UsageError
+from .runtime import resolve_device
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,27 +55,40 @@ class Context:
         if self.active:
             torch.distributed.barrier()
 
+    def mean(self, value: float, device: torch.device) -> float:
+        """The mean of every process's `value` (all processes get it)."""
+        if not self.active:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(total)
+        return float(total) / self.world_size
 
-def from_environment(device_name: str) -> tuple[Context, str]:
-    """Join the process group when launched by torchrun; returns the context and the device to use."""
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The module the gradient pass goes through: under torchrun a DistributedDataParallel
+        wrapper of `model` (gradients averaged across processes), else `model` itself."""
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def from_environment(device_name: str) -> tuple[Context, torch.device]:
+    """Join the process group when launched by torchrun; returns the context and the device to use
+    (`runtime.resolve_device`: under torchrun, a process's GPU is cuda:LOCAL_RANK)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return Context(), device_name
+        return Context(), resolve_device(device_name)
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda under torchrun, but torch sees no CUDA device")
-        torch.cuda.set_device(local_rank)
-        device_name = f"cuda:{local_rank}"
-    else:
-        device_name = "cpu"
+    device = resolve_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if rank != 0:  # one voice in the logs
         logging.getLogger("repclass").setLevel(logging.WARNING)
-    return Context(rank=rank, world_size=world_size, local_rank=local_rank), device_name
+    return Context(rank=rank, world_size=world_size, local_rank=local_rank), device
 
 
 def finish(context: Context) -> None:

@@ -44,14 +44,18 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The one reading of --device: 'auto' -> cuda when available, else cpu; 'cuda' without a GPU
+    is an error. Under torchrun (`local_rank` given) a CUDA device is the process's own GPU,
+    cuda:LOCAL_RANK, whatever index was asked for."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    if local_rank is not None and name.startswith("cuda"):
+        name = f"cuda:{local_rank}"
     device = torch.device(name)
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"--device {name} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s) "

@@ -1,9 +1,21 @@
-"""Train/validation/test splits: stratified by seed, from a sheet column, or k-fold."""
+"""Train/validation/test splits: stratified by seed, from a sheet column, or k-fold; and the
+policy that picks one for a training run (`split_assignments`), shared by DeepRC and the baselines."""
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .store import Store
+    from .targets import TargetSpec
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_SPELLINGS = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
@@ -88,3 +100,45 @@ def column_split(ids: list[str], values: list[str | None], column: str) -> dict[
                              "use train, validation or test")
         assignment[sample_id] = split
     return assignment
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How repertoires are split: a sheet column, k folds, or (default) a seeded stratified split."""
+
+    column: str | None = None
+    folds: int | None = None
+    fold: int | None = None  # 1-based: train only this fold of `folds`
+
+    def __post_init__(self) -> None:
+        if self.fold is not None and self.folds is None:
+            raise UsageError("--fold needs --folds")
+        if self.fold is not None and not 1 <= self.fold <= self.folds:
+            raise UsageError(f"--fold must be between 1 and {self.folds}, got {self.fold}")
+
+
+def split_assignments(store: "Store", specs: Sequence["TargetSpec"], split: SplitSpec, config: "TrainConfig"
+                      ) -> list[dict[str, str]]:
+    """Sample id -> train/validation/test for each model to train (one, or one per fold), over the
+    repertoires with a label for some target: from `split.column`, k stratified folds, or one
+    seeded stratified split in `config`'s shares. Stratified by the first classification target."""
+    usable = [i for i in store.sample_ids if any(store.labels(s.column)[i] is not None for s in specs)]
+    dropped = len(store.sample_ids) - len(usable)
+    if dropped:
+        log.warning("%d repertoires have no label for any target and are left out", dropped)
+    if split.column is not None:
+        values = store.labels(split.column)
+        return [column_split(usable, [values[i] for i in usable], split.column)]
+    # Stratify by the first classification target (regression targets do not stratify).
+    strata: list[str | None] = [None] * len(usable)
+    for spec in specs:
+        labels = store.labels(spec.column)
+        values = [labels[i] for i in usable]
+        numeric_many = len({v for v in values if v is not None}) > 2 and spec.kind != "multiclass"
+        if spec.kind != "regression" and not numeric_many:
+            strata = values
+            break
+    if split.folds is not None:
+        folds = kfold_splits(usable, strata, split.folds, config.seed)
+        return folds if split.fold is None else [folds[split.fold - 1]]
+    return [random_split(usable, strata, config.validation_fraction, config.test_fraction, config.seed)]

@@ -6,8 +6,8 @@ multiclass target. Repertoires whose label is missing are skipped for that targe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,46 @@ KINDS = ("binary", "multiclass", "regression")
 # Label pairs whose positive class is obvious, compared case-insensitively.
 _KNOWN_POSITIVES = [("+", "-"), ("true", "false"), ("1", "0"), ("yes", "no"), ("positive", "negative"),
                     ("pos", "neg"), ("case", "control"), ("t", "f"), ("y", "n")]
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A label column to predict, as the user names it."""
+
+    column: str
+    kind: str | None = None  # binary / multiclass / regression; inferred when None
+    positive: str | None = None  # binary: the positive class; inferred from +/-, True/False, 1/0, ...
+    weight: float = 1.0  # weight of this target's loss in the sum
+
+
+def target_specs(targets: Sequence[TargetSpec | str], *, kinds: Mapping[str, str] | None = None,
+                 positives: Mapping[str, str] | None = None,
+                 weights: Mapping[str, float] | None = None) -> list[TargetSpec]:
+    """The targets as TargetSpecs: at least one, each once, every loss weight a number >= 0 and
+    not all 0. A bare column name means an inferred kind; `kinds`, `positives` and `weights`
+    (column -> setting, as --type/--positive/--loss-weight give them) fill in named columns, and a
+    name in them that is not a target is refused (a typo would otherwise be ignored).
+    """
+    given = {"kind": ("--type", kinds or {}), "positive": ("--positive", positives or {}),
+             "weight": ("--loss-weight", weights or {})}
+    specs = [TargetSpec(t) if isinstance(t, str) else t for t in targets]
+    for option, mapping in given.values():
+        stray = sorted(set(mapping) - {s.column for s in specs})
+        if stray:
+            raise UsageError(f"{option} names {', '.join(stray)}, which is not a --target")
+    specs = [replace(s, **{field: mapping[s.column] for field, (_, mapping) in given.items() if s.column in mapping})
+             for s in specs]
+    if not specs:
+        raise UsageError("name at least one target column with --target")
+    if len({s.column for s in specs}) != len(specs):
+        raise UsageError("a target column is named twice")
+    for spec in specs:
+        if not (isinstance(spec.weight, (int, float)) and math.isfinite(spec.weight) and spec.weight >= 0):
+            raise UsageError(f"--loss-weight {spec.column}={spec.weight}: a loss weight must be zero or a positive "
+                             "number")
+    if all(spec.weight == 0 for spec in specs):
+        raise UsageError("every --loss-weight is 0: at least one target must carry weight")
+    return specs
 
 
 def _is_number(value: str) -> bool:
@@ -96,23 +136,30 @@ class Target:
             return F.cross_entropy(out, y.long())
         return F.mse_loss(out[:, 0], ((y - self.mean) / self.std).float())
 
-    def predictions(self, all_outputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Columns for a predictions table: probabilities / predicted class / predicted value."""
+    def activate(self, all_outputs: np.ndarray) -> np.ndarray:
+        """This target's outputs as the user reads them: binary, P(positive) (n,) (sigmoid);
+        multiclass, class probabilities (n, C) (softmax); regression, values in label units (n,)."""
         out = all_outputs[:, self.offset:self.offset + self.n_outputs].astype(np.float64)
         if self.kind == "binary":
-            probability = 1.0 / (1.0 + np.exp(-out[:, 0]))
-            return {f"{self.column}:p({self.positive})": probability,
-                    f"{self.column}:predicted": np.where(probability >= 0.5, self.classes[1], self.classes[0])}
+            return 1.0 / (1.0 + np.exp(-out[:, 0]))
         if self.kind == "multiclass":
             shifted = np.exp(out - out.max(axis=1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-            columns = {f"{self.column}:p({c})": probabilities[:, i] for i, c in enumerate(self.classes)}
-            columns[f"{self.column}:predicted"] = np.array(self.classes, dtype=object)[probabilities.argmax(axis=1)]
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        return out[:, 0] * self.std + self.mean
+
+    def predictions(self, all_outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns for a predictions table: probabilities / predicted class / predicted value."""
+        activated = self.activate(all_outputs)
+        if self.kind == "binary":
+            return {f"{self.column}:p({self.positive})": activated,
+                    f"{self.column}:predicted": np.where(activated >= 0.5, self.classes[1], self.classes[0])}
+        if self.kind == "multiclass":
+            columns = {f"{self.column}:p({c})": activated[:, i] for i, c in enumerate(self.classes)}
+            columns[f"{self.column}:predicted"] = np.array(self.classes, dtype=object)[activated.argmax(axis=1)]
             return columns
-        return {f"{self.column}:predicted": out[:, 0] * self.std + self.mean}
+        return {f"{self.column}:predicted": activated}
 
     def metrics(self, all_outputs: np.ndarray, values: np.ndarray, present: np.ndarray) -> dict[str, float]:
-        out = all_outputs[present, self.offset:self.offset + self.n_outputs].astype(np.float64)
         y = values[present]
         result: dict[str, float] = {"n": float(len(y))}
         if len(y) == 0:
@@ -120,19 +167,17 @@ class Target:
         with torch.no_grad():
             result["loss"] = float(self.loss(torch.from_numpy(all_outputs[present]), torch.from_numpy(y),
                                              torch.ones(len(y), dtype=torch.bool)))
+        activated = self.activate(all_outputs[present])
         if self.kind == "binary":
-            probability = 1.0 / (1.0 + np.exp(-out[:, 0]))
-            predicted = probability >= 0.5
-            result.update(roc_auc=M.roc_auc(y == 1, probability),
+            predicted = activated >= 0.5
+            result.update(roc_auc=M.roc_auc(y == 1, activated),
                           balanced_accuracy=M.balanced_accuracy(y == 1, predicted),
                           f1=M.f1_score(y == 1, predicted))
         elif self.kind == "multiclass":
-            shifted = np.exp(out - out.max(axis=1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-            result.update(macro_auc=M.macro_auc(y.astype(int), probabilities),
-                          accuracy=float((probabilities.argmax(axis=1) == y).mean()))
+            result.update(macro_auc=M.macro_auc(y.astype(int), activated),
+                          accuracy=float((activated.argmax(axis=1) == y).mean()))
         else:
-            result.update(M.regression_metrics(y, out[:, 0] * self.std + self.mean))
+            result.update(M.regression_metrics(y, activated))
         return result
 
     @property
@@ -200,6 +245,18 @@ def infer_target(column: str, labels: list[str | None], kind: str | None = None,
     n_negative = sum(1 for v in labels if v is not None and v == negative)
     return Target(column=column, kind="binary", weight=weight, classes=[negative, positive],
                   pos_weight=(n_negative / n_positive) if n_positive else 1.0)
+
+
+def infer_targets(store: "Store", specs: Sequence[TargetSpec], train_ids: Sequence[str]) -> list[Target]:
+    """The targets of `specs`, their kinds and classes inferred from the training repertoires'
+    labels (`infer_target`), each given its slice of the outputs."""
+    targets = []
+    for spec in specs:
+        labels = store.labels(spec.column)
+        targets.append(infer_target(spec.column, [labels[i] for i in train_ids], spec.kind, spec.positive,
+                                    spec.weight))
+    assign_offsets(targets)
+    return targets
 
 
 def assign_offsets(targets: list[Target]) -> int:
