@@ -7,6 +7,8 @@ POLARS_MAX_THREADS before polars is first imported.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 import re
 import sys
@@ -16,8 +18,9 @@ from typing import Any, Callable, TypeVar
 import click
 
 from ._version import __version__
-from .config import TrainConfig as _TrainConfig
+from .config import CHUNK_SIZE, ModelConfig, TrainConfig, option_name
 from .errors import RepclassError
+from .formats import OVERRIDE_OPTIONS
 
 log = logging.getLogger("repclass")
 
@@ -154,8 +157,45 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
     return value
 
 
-#: Defaults of training options come from the one home of defaults (config.py: dataclasses only, cheap).
-_TRAIN_DEFAULTS = _TrainConfig()
+def _setting(name: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """`repclass train`'s option for a TrainConfig or ModelConfig field: its name (config.option_name),
+    type and default come from config.py, the one home of defaults (dataclasses only, cheap to import)."""
+    config = TrainConfig if name in _TRAIN_FIELDS else ModelConfig
+    field = _TRAIN_FIELDS.get(name) or _MODEL_FIELDS[name]
+    if field.type in ("int", "float"):
+        kwargs.setdefault("type", {"int": int, "float": float}[field.type])
+    return click.option(option_name(name), name, default=getattr(config, name), show_default=True, help=help,
+                        **kwargs)
+
+
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_MODEL_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
+
+
+class _LibraryDefault(click.Option):
+    """An option whose default is a field of a library dataclass that lives in a module importing
+    numpy or polars (ReadOptions, SimulationConfig, the baselines' configs): looked up the first
+    time click needs it (parsing, --help), so that importing this module stays cheap."""
+
+    def __init__(self, *decls: str, default_from: tuple[str, Callable[[Any], Any]], **kwargs: Any) -> None:
+        super().__init__(*decls, show_default=True, **kwargs)
+        self._default_from: tuple[str, Callable[[Any], Any]] | None = default_from
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        if self._default_from is not None:
+            where, pick = self._default_from
+            module, _, name = where.partition(":")
+            self.default = pick(getattr(importlib.import_module(f"repclass.{module}"), name))
+            self._default_from = None
+        return super().get_default(ctx, call=call)
+
+
+def _default_from(where: str, field: str | Callable[[Any], Any], *decls: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """click.option whose default is the dataclass `where`'s ("reader:ReadOptions") `field` (a
+    field's name, or a function of the class for a default built from several fields)."""
+    pick = field if callable(field) else (lambda cls: getattr(cls, field))
+    return click.option(*decls, cls=_LibraryDefault, default_from=(where, pick), **kwargs)
+
 
 threads_option = click.option("--threads", type=int, default=None, callback=_set_threads, is_eager=True,
                               help="CPU threads for reading and computing (default: the CPUs this job may use: "
@@ -215,6 +255,9 @@ def _print_ingest_summary(store) -> None:
             log.info("summary: %s", "\t".join("" if v is None else str(v) for v in row))
 
 
+_READ_OPTIONS = "reader:ReadOptions"
+
+
 @main.command()
 @click.argument("sheet", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
@@ -222,24 +265,28 @@ def _print_ingest_summary(store) -> None:
 @click.option("--sample", "samples", multiple=True,
               help="Ingest only this sample id (repeatable): one scatter job per sample, then `repclass combine`.")
 @click.option("--id-column", default=None, help="Sample id column of the sheet (default: detected).")
-@click.option("--convention", type=click.Choice(["auto", "junction", "cdr3"]), default="auto", show_default=True,
-              help="Junction convention of the store: 'junction' keeps the conserved C and F/W, 'cdr3' strips them; "
-                   "'auto' keeps what the files hold.")
-@click.option("--anchor-check/--no-anchor-check", default=True, show_default=True,
-              help="Drop junctions that do not start with C and end with F/W (partial CDR3s).")
-@click.option("--productive-only/--all-rows", default=True, show_default=True,
-              help="Drop rows marked non-productive.")
-@click.option("--locus", default=None, help="Keep only this locus (TRB, IGH, ...); needed for a file holding several "
-                                         "(a 10x contig table of TRA and TRB).")
-@click.option("--cells-only/--all-barcodes", default=True, show_default=True,
-              help="10x contig tables: keep only contigs of barcodes called cells (is_cell).")
-@click.option("--high-confidence-only/--all-contigs", default=True, show_default=True,
-              help="10x contig tables: keep only high_confidence contigs.")
-@click.option("--junction-column", default=None, help="Column holding junction amino acids (if not detected).")
-@click.option("--count-column", default=None, help="Column holding clone counts (if not detected).")
-@click.option("--v-column", default=None, help="Column holding V calls (if not detected).")
-@click.option("--j-column", default=None, help="Column holding J calls (if not detected).")
-@click.option("--productive-column", default=None, help="Column holding the productive flag (if not detected).")
+@_default_from(_READ_OPTIONS, "convention", "--convention", type=click.Choice(["auto", "junction", "cdr3"]),
+               help="Junction convention of the store: 'junction' keeps the conserved C and F/W, 'cdr3' strips "
+                    "them; 'auto' keeps what the files hold.")
+@_default_from(_READ_OPTIONS, "anchor_check", "--anchor-check/--no-anchor-check",
+               help="Drop junctions that do not start with C and end with F/W (partial CDR3s).")
+@_default_from(_READ_OPTIONS, "productive_only", "--productive-only/--all-rows",
+               help="Drop rows marked non-productive.")
+@_default_from(_READ_OPTIONS, "locus", "--locus",
+               help="Keep only this locus (TRB, IGH, ...); needed for a file holding several (a 10x contig table of "
+                    "TRA and TRB).")
+@_default_from(_READ_OPTIONS, "cells_only", "--cells-only/--all-barcodes",
+               help="10x contig tables: keep only contigs of barcodes called cells (is_cell).")
+@_default_from(_READ_OPTIONS, "high_confidence_only", "--high-confidence-only/--all-contigs",
+               help="10x contig tables: keep only high_confidence contigs.")
+@click.option(OVERRIDE_OPTIONS["junction_aa"], "junction_column", default=None,
+              help="Column holding junction amino acids (if not detected).")
+@click.option(OVERRIDE_OPTIONS["count"], "count_column", default=None,
+              help="Column holding clone counts (if not detected).")
+@click.option(OVERRIDE_OPTIONS["v_call"], "v_column", default=None, help="Column holding V calls (if not detected).")
+@click.option(OVERRIDE_OPTIONS["j_call"], "j_column", default=None, help="Column holding J calls (if not detected).")
+@click.option(OVERRIDE_OPTIONS["productive"], "productive_column", default=None,
+              help="Column holding the productive flag (if not detected).")
 @click.option("--allow-empty", is_flag=True, help="Leave out repertoires with no sequences after filtering "
                                                  "(with a warning) instead of failing.")
 @force_option
@@ -308,7 +355,7 @@ def _prepare_compute(threads: int | None) -> None:
     set_threads(threads)
 
 
-chunk_option = click.option("--chunk-size", type=int, default=8192, show_default=True,
+chunk_option = click.option("--chunk-size", type=int, default=CHUNK_SIZE, show_default=True,
                             help="Sequences embedded per chunk (memory only; results unchanged).")
 device_option = click.option("--device", type=DeviceType(), default="auto", show_default=True,
                              help="auto (CUDA when available), cpu, cuda (the current GPU) or cuda:N.")
@@ -329,85 +376,63 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @click.option("--folds", type=int, default=None, help="k-fold cross-validation: one model per fold.")
 @click.option("--fold", type=int, default=None, help="With --folds: train only this fold (1-based), e.g. one "
                                                       "pipeline job per fold.")
-@click.option("--validation-fraction", type=float, default=0.2, show_default=True,
-              help="Share of repertoires in the validation split (early stopping, model choice).")
-@click.option("--test-fraction", type=float, default=0.2, show_default=True,
-              help="Share of repertoires held out as the test split.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, initialisation and sampling.")
-@click.option("--updates", "max_updates", type=int, default=5000, show_default=True, help="Maximum updates.")
-@click.option("--eval-every", type=int, default=100, show_default=True, help="Updates between evaluations.")
-@click.option("--patience", type=int, default=10, show_default=True,
-              help="Stop after this many evaluations without a better validation loss.")
-@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="Adam weight decay.")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Repertoires per update.")
-@click.option("--sequences-per-bag", type=int, default=10_000, show_default=True,
-              help="Sequences sampled per repertoire per update.")
-@click.option("--sampling", type=click.Choice(["uniform", "count"]), default="uniform", show_default=True,
-              help="Sample sequences uniformly or in proportion to clone counts.")
-@click.option("--selection", type=click.Choice(["sample", "top"]), default="sample", show_default=True,
-              help="Gradient-pass sequences: sampled by attention weight, or the paper's top fraction.")
-@click.option("--reduction-fraction", type=float, default=0.1, show_default=True,
-              help="Share of each repertoire's sequences that the attention softmax sees.")
-@click.option("--use-counts", is_flag=True, help="Let clone counts raise attention (log-count bias).")
-@click.option("--kernel-size", type=int, default=9, show_default=True,
-              help="Width of the sequence CNN's kernels, in residues.")
-@click.option("--kernels", "n_kernels", type=int, default=32, show_default=True,
-              help="Number of CNN kernels: the size of a sequence's embedding.")
-@click.option("--attention-layers", type=int, default=2, show_default=True,
-              help="Hidden layers of the attention network (before its one logit).")
-@click.option("--attention-units", type=int, default=32, show_default=True,
-              help="Units per hidden layer of the attention network.")
-@click.option("--output-layers", type=int, default=0, show_default=True,
-              help="Hidden layers of the output network (0: linear).")
-@click.option("--output-units", type=int, default=32, show_default=True,
-              help="Units per hidden layer of the output network.")
-@click.option("--checkpoint-every", type=int, default=0, show_default=True,
-              help="Updates between resumable checkpoints (0: at every evaluation).")
+@_setting("validation_fraction", "Share of repertoires in the validation split (early stopping, model choice).")
+@_setting("test_fraction", "Share of repertoires held out as the test split.")
+@_setting("seed", "Seed for splits, initialisation and sampling.")
+@_setting("max_updates", "Maximum updates.")
+@_setting("eval_every", "Updates between evaluations.")
+@_setting("patience", "Stop after this many evaluations without a better validation loss.")
+@_setting("learning_rate", "Adam learning rate.")
+@_setting("weight_decay", "Adam weight decay.")
+@_setting("batch_size", "Repertoires per update.")
+@_setting("sequences_per_bag", "Sequences sampled per repertoire per update.")
+@_setting("sampling", "Sample sequences uniformly or in proportion to clone counts.",
+          type=click.Choice(["uniform", "count"]))
+@_setting("selection", "Gradient-pass sequences: sampled by attention weight, or the paper's top fraction.",
+          type=click.Choice(["sample", "top"]))
+@_setting("reduction_fraction", "Share of each repertoire's sequences that the attention softmax sees.")
+@_setting("use_counts", "Let clone counts raise attention (log-count bias).", is_flag=True)
+@_setting("kernel_size", "Width of the sequence CNN's kernels, in residues.")
+@_setting("n_kernels", "Number of CNN kernels: the size of a sequence's embedding.")
+@_setting("attention_layers", "Hidden layers of the attention network (before its one logit).")
+@_setting("attention_units", "Units per hidden layer of the attention network.")
+@_setting("output_layers", "Hidden layers of the output network (0: linear).")
+@_setting("output_units", "Units per hidden layer of the output network.")
+@_setting("checkpoint_every", "Updates between resumable checkpoints (0: at every evaluation).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
-@click.option("--min-delta", type=float, default=_TRAIN_DEFAULTS.min_delta, show_default=True,
-              help="Early stopping: a validation loss must beat the best by more than this to count as better.")
-@click.option("--init-kmers", type=int, default=_TRAIN_DEFAULTS.init_kmers, show_default=True,
-              help="deeprc: CNN kernels that start as detectors of the k-mers most associated with the labels in "
-                   "the training repertoires (0: all random, as in the paper; see docs/method.md).")
-@click.option("--init-kmer-length", type=int, default=_TRAIN_DEFAULTS.init_kmer_length, show_default=True,
-              help="deeprc: length of those k-mers.")
-@click.option("--init-kmer-amplitude", type=float, default=_TRAIN_DEFAULTS.init_kmer_amplitude,
-              show_default=True, help="deeprc: weight of each k-mer residue in its kernel at the start.")
-@click.option("--init-attention", type=float, default=_TRAIN_DEFAULTS.init_attention, show_default=True,
-              help="deeprc: how far above the background the attention logit of a seeded k-mer's match starts "
-                   "(0: attention starts random, as in the paper).")
+@_setting("min_delta", "Early stopping: a validation loss must beat the best by more than this to count as better.")
+@_setting("init_kmers", "deeprc: CNN kernels that start as detectors of the k-mers most associated with the labels "
+                        "in the training repertoires (0: all random, as in the paper; see docs/method.md).")
+@_setting("init_kmer_length", "deeprc: length of those k-mers.")
+@_setting("init_kmer_amplitude", "deeprc: weight of each k-mer residue in its kernel at the start.")
+@_setting("init_attention", "deeprc: how far above the background the attention logit of a seeded k-mer's match "
+                            "starts (0: attention starts random, as in the paper).")
 @click.option("--method", "methods", multiple=True, type=click.Choice(["deeprc", "kmer", "burden"]),
               default=("deeprc",), show_default=True,
               help="deeprc, or a baseline: kmer (k-mer frequencies, L1 logistic) or burden (Emerson 2017 "
                    "enriched clonotypes). Repeatable: several methods on the same splits, OUT/<method>/ and "
                    "OUT/comparison.tsv.")
-@click.option("--kmer-size", type=int, default=4, show_default=True, help="kmer: k (3-5; 20^k features).")
-@click.option("--kmer-gap", type=int, default=0, show_default=True,
-              help="kmer: positions skipped in the middle of each k-mer (gapped k-mers).")
-@click.option("--kmer-counts", is_flag=True, help="kmer: weight each sequence's k-mers by its clone count.")
-@click.option("--inner-folds", type=int, default=5, show_default=True,
-              help="kmer/burden: inner cross-validation folds (on training repertoires) choosing the penalty "
-                   "or p-value threshold.")
-@click.option("--burden-clonotype", type=click.Choice(["junction", "junction_vj"]), default="junction",
-              show_default=True, help="burden: a clonotype is the junction, or junction + V and J genes.")
-@chunk_option
-@click.option("--cache-gb", type=float, default=4.0, show_default=True,
-              help="Memory for decoded repertoires kept between updates.")
+@_default_from("baselines.kmer:KmerConfig", "k", "--kmer-size", type=int, help="kmer: k (3-5; 20^k features).")
+@_default_from("baselines.kmer:KmerConfig", "gap", "--kmer-gap", type=int,
+               help="kmer: positions skipped in the middle of each k-mer (gapped k-mers).")
+@_default_from("baselines.kmer:KmerConfig", "count_weighted", "--kmer-counts", is_flag=True,
+               help="kmer: weight each sequence's k-mers by its clone count.")
+@_default_from("baselines.kmer:KmerConfig", "inner_folds", "--inner-folds", type=int,
+               help="kmer/burden: inner cross-validation folds (on training repertoires) choosing the penalty "
+                    "or p-value threshold.")
+@_default_from("baselines.burden:BurdenConfig", "clonotype", "--burden-clonotype",
+               type=click.Choice(["junction", "junction_vj"]),
+               help="burden: a clonotype is the junction, or junction + V and J genes.")
+@_setting("chunk_size", "Sequences embedded per chunk (memory only; results unchanged).")
+@_setting("cache_gb", "Memory for decoded repertoires kept between updates.")
 @device_option
 @force_option
 @threads_option
 def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ...], positives: tuple[str, ...],
           loss_weights: tuple[str, ...], split_column: str | None, folds: int | None, fold: int | None,
-          validation_fraction: float, test_fraction: float, seed: int, max_updates: int, eval_every: int,
-          patience: int, learning_rate: float, weight_decay: float, batch_size: int, sequences_per_bag: int,
-          sampling: str, selection: str, reduction_fraction: float, use_counts: bool, kernel_size: int,
-          n_kernels: int, attention_layers: int, attention_units: int, output_layers: int, output_units: int,
-          checkpoint_every: int, resume: bool, min_delta: float, init_kmers: int, init_kmer_length: int,
-          init_kmer_amplitude: float, init_attention: float, methods: tuple[str, ...], kmer_size: int,
-          kmer_gap: int,
-          kmer_counts: bool, inner_folds: int, burden_clonotype: str, chunk_size: int, cache_gb: float,
-          device: str, force: bool, threads: int | None) -> None:
+          resume: bool, methods: tuple[str, ...], kmer_size: int, kmer_gap: int, kmer_counts: bool,
+          inner_folds: int, burden_clonotype: str, device: str, force: bool, threads: int | None,
+          **settings: Any) -> None:
     """Train DeepRC (or a baseline: --method kmer|burden, repeatable to compare) on a store.
 
     \b
@@ -417,38 +442,19 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     repclass train cohort.store --target status --method deeprc --method kmer --method burden --out compare/
     """
     _prepare_compute(threads)
-    from .config import ModelConfig, TrainConfig
-    from .errors import UsageError
-    from .training import SplitSpec, TargetSpec
+    from .splits import SplitSpec
+    from .targets import target_specs
     from .training import train as train_api
 
-    if fold is not None and folds is None:
-        raise UsageError("--fold needs --folds")
-    kinds, chosen_positives = _column_map(types, "--type"), _column_map(positives, "--positive")
     try:
         weights = {k: float(v) for k, v in _column_map(loss_weights, "--loss-weight").items()}
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--loss-weight") from exc
-    for option, mapping in (("--type", kinds), ("--positive", chosen_positives), ("--loss-weight", weights)):
-        stray = sorted(set(mapping) - set(targets))
-        if stray:
-            raise UsageError(f"{option} names {', '.join(stray)}, which is not a --target")
-    specs = [TargetSpec(column=t, kind=kinds.get(t), positive=chosen_positives.get(t), weight=weights.get(t, 1.0))
-             for t in targets]
-    try:
-        config = TrainConfig(batch_size=batch_size, sequences_per_bag=sequences_per_bag, sampling=sampling,
-                             selection=selection, learning_rate=learning_rate, weight_decay=weight_decay,
-                             max_updates=max_updates, eval_every=eval_every, patience=patience,
-                             checkpoint_every=checkpoint_every, validation_fraction=validation_fraction,
-                             test_fraction=test_fraction, seed=seed, chunk_size=chunk_size, cache_gb=cache_gb,
-                             min_delta=min_delta, init_kmers=init_kmers, init_kmer_length=init_kmer_length,
-                             init_kmer_amplitude=init_kmer_amplitude, init_attention=init_attention)
-        model_config = ModelConfig(kernel_size=kernel_size, n_kernels=n_kernels, attention_layers=attention_layers,
-                                   attention_units=attention_units, output_layers=output_layers,
-                                   output_units=output_units, use_counts=use_counts,
-                                   reduction_fraction=reduction_fraction)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    specs = target_specs(targets, kinds=_column_map(types, "--type"), positives=_column_map(positives, "--positive"),
+                         weights=weights)
+    # **settings: the TrainConfig and ModelConfig fields (`_setting` options); the dataclasses check them.
+    config = TrainConfig(**{k: v for k, v in settings.items() if k in _TRAIN_FIELDS})
+    model_config = ModelConfig(**{k: v for k, v in settings.items() if k in _MODEL_FIELDS})
     split_spec = SplitSpec(column=split_column, folds=folds, fold=fold)
     if tuple(dict.fromkeys(methods)) != ("deeprc",):
         from .baselines.burden import BurdenConfig
@@ -587,38 +593,45 @@ def _int_range(value: str, option: str) -> tuple[int, int]:
         raise click.BadParameter(f"expected N or MIN-MAX, got {value!r}", param_hint=option) from None
 
 
+def _range_text(low: int, high: int) -> str:
+    """(min, max) as --sequences/--motif-length write it: 'N' or 'MIN-MAX'."""
+    return str(low) if low == high else f"{low}-{high}"
+
+
+_SIMULATION = "simulate:SimulationConfig"
+
+
 @main.command()
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
-@click.option("--repertoires", "n_repertoires", type=int, default=100, show_default=True,
-              help="Number of repertoires.")
-@click.option("--positives", "n_positive", type=int, default=None,
-              help="Number of positive repertoires (default: --positive-fraction of them).")
-@click.option("--positive-fraction", type=float, default=0.5, show_default=True, help="Share of positives.")
-@click.option("--sequences", default="10000", show_default=True, metavar="N|MIN-MAX",
-              help="Sequences per repertoire (uniform in MIN-MAX).")
-@click.option("--witness-rate", type=float, default=0.01, show_default=True,
-              help="Share of a positive repertoire's sequences that carry a motif.")
+@_default_from(_SIMULATION, "n_repertoires", "--repertoires", "n_repertoires", type=int, help="Number of repertoires.")
+@_default_from(_SIMULATION, "n_positive", "--positives", "n_positive", type=int,
+               help="Number of positive repertoires (default: --positive-fraction of them).")
+@_default_from(_SIMULATION, "positive_fraction", "--positive-fraction", type=float, help="Share of positives.")
+@_default_from(_SIMULATION, lambda c: _range_text(c.min_sequences, c.max_sequences), "--sequences",
+               metavar="N|MIN-MAX", help="Sequences per repertoire (uniform in MIN-MAX).")
+@_default_from(_SIMULATION, "witness_rate", "--witness-rate", type=float,
+               help="Share of a positive repertoire's sequences that carry a motif.")
 @click.option("--motif", "motifs", multiple=True, metavar="MOTIF",
               help="Motif to implant, '.' = any residue (repeatable; default SFEN unless --random-motifs).")
-@click.option("--random-motifs", type=int, default=0, show_default=True, help="Add N random motifs.")
-@click.option("--motif-length", default="4", show_default=True, metavar="N|MIN-MAX",
-              help="Length of random motifs.")
-@click.option("--gap-probability", type=float, default=0.0, show_default=True,
-              help="Chance that an implant loses one interior motif position (SFEN -> SEN or SFN).")
-@click.option("--substitution-probability", type=float, default=0.0, show_default=True,
-              help="Per motif position, chance of another residue.")
-@click.option("--noise-rate", type=float, default=0.0, show_default=True,
-              help="Share of a negative repertoire's sequences that get a broken (shuffled) motif.")
-@click.option("--purge-background", is_flag=True,
-              help="Redraw background sequences that already contain a motif.")
-@click.option("--background-model", type=click.Choice(["human_TRB", "human_IGH", "mouse_TRB"]),
-              default="human_TRB", show_default=True, help="OLGA generative model of the background.")
+@_default_from(_SIMULATION, "random_motifs", "--random-motifs", type=int, help="Add N random motifs.")
+@_default_from(_SIMULATION, lambda c: _range_text(*c.random_motif_length), "--motif-length", metavar="N|MIN-MAX",
+               help="Length of random motifs.")
+@_default_from(_SIMULATION, "gap_probability", "--gap-probability", type=float,
+               help="Chance that an implant loses one interior motif position (SFEN -> SEN or SFN).")
+@_default_from(_SIMULATION, "substitution_probability", "--substitution-probability", type=float,
+               help="Per motif position, chance of another residue.")
+@_default_from(_SIMULATION, "noise_rate", "--noise-rate", type=float,
+               help="Share of a negative repertoire's sequences that get a broken (shuffled) motif.")
+@_default_from(_SIMULATION, "purge_background", "--purge-background", is_flag=True,
+               help="Redraw background sequences that already contain a motif.")
+@_default_from(_SIMULATION, "background_model", "--background-model",
+               type=click.Choice(["human_TRB", "human_IGH", "mouse_TRB"]),
+               help="OLGA generative model of the background.")
 @click.option("--background", "background_store", type=click.Path(path_type=Path), default=None,
               help="Sample the background from this store's sequences instead (implant into real data).")
-@click.option("--zipf-a", type=float, default=2.2, show_default=True, help="Zipf exponent of the clone counts.")
-@click.option("--max-count", type=int, default=1000, show_default=True, help="Largest clone count.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed: the same seed gives byte-identical files.")
+@_default_from(_SIMULATION, "zipf_a", "--zipf-a", type=float, help="Zipf exponent of the clone counts.")
+@_default_from(_SIMULATION, "max_count", "--max-count", type=int, help="Largest clone count.")
+@_default_from(_SIMULATION, "seed", "--seed", type=int, help="Seed: the same seed gives byte-identical files.")
 @force_option
 @threads_option
 def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fraction: float, sequences: str,

@@ -52,6 +52,11 @@ FREQUENCY_COLUMNS = {"frequency", "freq", "cloneFraction", "productive_frequency
 _SNIFF_BYTES = 1 << 16
 
 
+#: The `repclass ingest` option that names each column ColumnOverrides can set (locus: none).
+OVERRIDE_OPTIONS = {"junction_aa": "--junction-column", "count": "--count-column", "v_call": "--v-column",
+                    "j_call": "--j-column", "productive": "--productive-column"}
+
+
 @dataclass(frozen=True)
 class ColumnOverrides:
     """Column names given by the user for the rare file that defeats detection."""
@@ -201,8 +206,10 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
         chosen = getattr(overrides, canonical, None)
         if chosen is not None:
             if chosen not in header:
-                raise InputFileError(path, f"column {chosen!r} given with --{canonical.replace('_', '-')}-column "
-                                           f"is not in the header; columns seen: {', '.join(header)}", line=line_number)
+                given = f"given with {OVERRIDE_OPTIONS[canonical]}" if canonical in OVERRIDE_OPTIONS else \
+                    f"given as the {canonical} column"
+                raise InputFileError(path, f"column {chosen!r} {given} is not in the header; columns seen: "
+                                           f"{', '.join(header)}", line=line_number)
             columns[canonical] = chosen
             continue
         found = _pick(header, candidates)
@@ -220,14 +227,14 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
     columns = {canonical: to_raw[name] for canonical, name in columns.items()}
     if columns.get("count") in FREQUENCY_COLUMNS:
         raise InputFileError(path, f"column {columns['count']!r} holds frequencies, not counts; "
-                                   "give a count column with --count-column or none at all")
+                                   f"give a count column with {OVERRIDE_OPTIONS['count']} or none at all")
 
     if "junction_aa" not in columns and "junction_nt" not in columns:
         raise InputFileError(
             path,
             f"no junction column in the header; columns seen: {shorten(', '.join(header))}; names accepted: "
             f"{', '.join(JUNCTION_AA_COLUMNS + JUNCTION_NT_COLUMNS)}; "
-            "name the column with --junction-column",
+            f"name the column with {OVERRIDE_OPTIONS['junction_aa']}",
             line=line_number,
         )
     junction_name = columns.get("junction_aa")
