@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,6 +19,7 @@ import polars as pl
 
 from .airr import airr_path, airr_rearrangements, write_airr_rearrangements
 from .checkpoint import check_store_fits
+from .config import CHUNK_SIZE
 from .data import encode_table
 from .ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
 from .errors import RepclassError, UsageError
@@ -43,11 +44,12 @@ class PredictResult:
 
 
 def _read_options(saved: dict[str, Any], convention: str) -> ReadOptions:
-    return ReadOptions(productive_only=saved.get("productive_only", True), locus=saved.get("locus"),
-                       convention=convention, anchor_check=saved.get("anchor_check", True),
-                       overrides=ColumnOverrides(**saved.get("overrides", {})),
-                       cells_only=saved.get("cells_only", True),
-                       high_confidence_only=saved.get("high_confidence_only", True))
+    """The training store's read options as its manifest records them, in `convention`, so that raw
+    files are read as the training files were; a setting an older store did not record keeps
+    ReadOptions' default."""
+    recorded = {f.name for f in fields(ReadOptions)} - {"convention", "overrides"}
+    return ReadOptions(**{k: v for k, v in saved.items() if k in recorded}, convention=convention,
+                       overrides=ColumnOverrides(**saved.get("overrides", {})))
 
 
 def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
@@ -58,7 +60,7 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
         raise UsageError("give a store or repertoire files to score")
     if len(paths) == 1 and paths[0].is_dir() and (paths[0] / MANIFEST_NAME).exists():
         store = Store.open(paths[0])
-        check_store_fits(info, store.junction_convention, store.alphabet, str(store.path))
+        check_store_fits(info, store)
         ids = store.sample_ids
         if samples:
             unknown = [s for s in samples if s not in set(ids)]
@@ -69,6 +71,8 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
     options = _read_options(info.read_options, info.junction_convention)
     sources = []
     seen: dict[str, Path] = {}
+    # One table held for all the files: the one being scored (scoring and the export read it twice).
+    memo: dict[Path, pl.DataFrame] = {}
     for path in paths:
         if path.is_dir() and (path / MANIFEST_NAME).exists():
             raise UsageError(f"{path}: a store, given together with other inputs; score a store on its own, or "
@@ -80,8 +84,8 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
             raise UsageError(f"{path} and {seen[sample_id]} give the same sample id {sample_id!r}")
         seen[sample_id] = path
 
-        def read(columns: list[str] | None, path: Path = path, memo: dict = {}) -> pl.DataFrame:
-            if path not in memo:  # keep only the file being scored: scoring and export read it twice
+        def read(columns: list[str] | None, path: Path = path) -> pl.DataFrame:
+            if path not in memo:
                 memo.clear()
                 memo[path] = read_repertoire(path, options).table
             table = memo[path]
@@ -99,7 +103,7 @@ def _write_tsv(table: pl.DataFrame, path: Path) -> None:
 
 def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, samples: Sequence[str] | None = None,
             attention_top_n: int = 0, attention_out: str | Path | None = None, device: str = "auto",
-            chunk_size: int = 8192, force: bool = False) -> PredictResult:
+            chunk_size: int = CHUNK_SIZE, force: bool = False) -> PredictResult:
     """Score repertoires; writes `out` (TSV), `<out stem>.metrics.json` when labels are known, and
     `<out stem>.attention.tsv` (or `attention_out`) when `attention_top_n` > 0, with the same
     sequences as an AIRR rearrangement TSV next to it (`.attention.airr.tsv`, repclass.airr)."""
@@ -198,7 +202,8 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             write_file_atomically(metrics_path, lambda temporary: temporary.write_text(text))
         if attention_top_n > 0:
             _write_tsv(pl.concat(attention_tables), attention_path)
-            productive = True if info.read_options.get("productive_only", True) else None
+            options = _read_options(info.read_options, info.junction_convention)
+            productive = True if options.productive_only else None
             write_airr_rearrangements(airr_rearrangements(
                 pl.concat(airr_tables, how="diagonal_relaxed"), convention=info.junction_convention,
                 productive=productive, extra=["rank", "attention", "logit"]), airr_path(attention_path))
