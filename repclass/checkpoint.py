@@ -209,12 +209,8 @@ def check_description(path: str | Path) -> None:
                              "edited); copy the whole model folder again")
 
 
-def check_store_fits(info: ModelInfo, store: "Store", *unpacked: str) -> None:
+def check_store_fits(info: ModelInfo, store: "Store") -> None:
     """Refuse a store whose alphabet or junction convention differs from the model's."""
-    if unpacked:  # TRANSITIONAL: the old call (info, convention, alphabet, where), until explain/run.py passes the store
-        from types import SimpleNamespace
-
-        store = SimpleNamespace(junction_convention=store, alphabet=unpacked[0], path=unpacked[1])
     if store.alphabet != info.alphabet:
         raise ModelFileError(f"{store.path}: alphabet {store.alphabet!r} differs from the model's {info.alphabet!r}")
     if store.junction_convention != info.junction_convention:

@@ -135,7 +135,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
     loaded = [load_model(path, device_obj) for path in files.paths]
     network, info = loaded[0]
     for _, fold_info in loaded:
-        check_store_fits(fold_info, store.junction_convention, store.alphabet, str(store.path))
+        check_store_fits(fold_info, store)
     explained = resolve_explained(info, target, class_name)
     chosen = chosen_samples(store, samples)
     truth_table = read_truth(truth) if truth is not None else None
