@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 import click
 
 from ._version import __version__
-from .config import CHUNK_SIZE, ModelConfig, TrainConfig, option_name
+from .config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES, ModelConfig, TrainConfig, option_name
 from .errors import RepclassError
 from .formats import OVERRIDE_OPTIONS
 
@@ -542,11 +542,11 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
 @click.option("--target", default=None, help="Target to explain (default: the model's first).")
 @click.option("--class", "class_name", default=None,
               help="Explain repertoires predicted as this class (default: the positive class).")
-@click.option("--top-sequences", type=int, default=500, show_default=True,
+@click.option("--top-sequences", type=int, default=TOP_SEQUENCES, show_default=True,
               help="Sequences (ranked by sequence contribution, logit) that get residue attributions "
                    "and form motifs.")
-@click.option("--motifs", "n_motifs", type=int, default=10, show_default=True, help="Motifs to report.")
-@click.option("--ig-steps", type=int, default=64, show_default=True,
+@click.option("--motifs", "n_motifs", type=int, default=N_MOTIFS, show_default=True, help="Motifs to report.")
+@click.option("--ig-steps", type=int, default=IG_STEPS, show_default=True,
               help="Integrated-gradients steps (more steps, smaller completeness error).")
 @click.option("--include-training", is_flag=True,
               help="Also analyse the repertoires the model trained or was validated on (default: held-out ones "
@@ -554,14 +554,15 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
 @click.option("--truth", type=click.Path(path_type=Path), default=None,
               help="Implanted sequences of a simulated cohort (TSV: sample_id, sequence_id, junction_aa, "
                    "motif_start): score the explanation against them (truth.json, and in the report).")
+@chunk_option
 @device_option
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=int, default=MOTIFS_SEED, show_default=True,
               help="Seed for the random parts (the same seed gives the same outputs).")
 @force_option
 @threads_option
 def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], target: str | None,
            class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, include_training: bool,
-           truth: Path | None, device: str, seed: int, force: bool, threads: int | None) -> None:
+           truth: Path | None, chunk_size: int, device: str, seed: int, force: bool, threads: int | None) -> None:
     """Which sequences and residues drive the predictions: tables, sequence logos, a report.
 
     MODEL is a model folder (or a --folds folder); INPUTS is a store, or repertoire files (ingested
@@ -574,9 +575,10 @@ def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
     _prepare_compute(threads)
     from .explain import motifs as motifs_api
 
-    result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None, target=target, class_name=class_name,
-                        top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device,
-                        seed=seed, force=force, include_training=include_training, truth=truth)
+    result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None,
+                        target=target, class_name=class_name, top_sequences=top_sequences, n_motifs=n_motifs,
+                        ig_steps=ig_steps, device=device, seed=seed, force=force,
+                        include_training=include_training, truth=truth, chunk_size=chunk_size)
     log.info("wrote %s", result.report)
     click.echo(str(result.report))
 

@@ -134,8 +134,9 @@ class TrainConfig:
     init_kmers: int = 16
     #: Length of those k-mers.
     init_kmer_length: int = 4
-    #: Weight of each k-mer residue in its kernel (the rest starts small and random).
-    init_kmer_amplitude: float = 0.5
+    #: Weight of each k-mer residue in its kernel (the rest starts small and random); the bias puts
+    #: the threshold between a full match and a near miss, the amplitude sets how sharp it is.
+    init_kmer_amplitude: float = 4.0
     #: How strongly the attention network starts out favouring sequences that the seeded kernels
     #: detect: the attention logit of a full match starts this much above the background's
     #: (0: attention starts random, as in the paper).

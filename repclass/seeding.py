@@ -122,9 +122,14 @@ def seed_kernels(conv_weight: torch.Tensor, conv_bias: torch.Tensor, kmers: list
     """Turn kernels 0..len(kmers)-1 into detectors of `kmers`, in place.
 
     Each k-mer's residues get weight `amplitude` at the kernel's central positions, on top of the
-    small random initialisation; the bias is -(k - 1) x amplitude, so a window matching all k
-    residues scores +amplitude, one matching k - 1 scores about 0, and the background falls into
-    SELU's flat negative range. conv_weight is (n_kernels, 23, kernel_size).
+    small random initialisation; the bias is -(k - 1/2) x amplitude, which puts the threshold
+    halfway between a window one residue short and a full match: a full match scores
+    +amplitude/2, a near miss -amplitude/2, the background lower still. With a large amplitude
+    (the default 4: +-2) near misses sit with the background in SELU's flat negative range. They
+    must: a near miss (3 of a 4-mer's residues, any residue in the fourth place) is about 80 times
+    more common than the k-mer itself, and a detector that scores them halfway (bias -(k - 1) x
+    amplitude, the first version) sends most of the attention it is given to near misses instead
+    of witnesses (docs/method.md). conv_weight is (n_kernels, 23, kernel_size).
     """
     kernel_size = conv_weight.shape[2]
     for kernel, kmer in enumerate(kmers):
@@ -134,7 +139,7 @@ def seed_kernels(conv_weight: torch.Tensor, conv_bias: torch.Tensor, kmers: list
         first = (kernel_size - k) // 2
         for position, letter in enumerate(kmer):
             conv_weight[kernel, AMINO_ACIDS.index(letter), first + position] += amplitude
-        conv_bias[kernel] = -(k - 1) * amplitude
+        conv_bias[kernel] = -(k - 0.5) * amplitude
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repclass.alphabet import AMINO_ACIDS
-from repclass.config import ModelConfig
+from repclass.config import ModelConfig, TrainConfig
 from repclass.data import encode_sequences, encode_table
 from repclass.model import DeepRC
 from repclass.seeding import associate_kmers, kmer_presence, kmer_text, point_attention, seed_kernels
@@ -94,6 +94,32 @@ def test_seeded_kernel_detects_its_kmer_and_attention_favours_it():
         logits = model.attention_logits(embeddings)
     assert logits[len(background):].mean() - logits[:len(background)].mean() > 4.0
     assert logits[len(background):].min() > torch.quantile(logits[:len(background)], 0.99)
+
+
+def test_seeded_attention_prefers_full_matches_to_near_misses():
+    """Near misses (3 of the 4 residues) are ~80x more common than the k-mer: with the default
+    amplitude they must get far less attention than full matches, or they take it from witnesses."""
+    torch.manual_seed(0)
+    model = DeepRC(ModelConfig())
+    seed_kernels(model.conv_weight, model.conv_bias, ["WQRY"], amplitude=TrainConfig().init_kmer_amplitude)
+    rng = np.random.default_rng(3)
+    background = [s for s in _random_sequences(rng, 2000) if "WQRY" not in s]
+    hosts = _random_sequences(rng, 40, low=12)
+    witnesses = [s[:3] + "WQRY" + s[7:] for s in hosts]
+    near_misses = [s[:3] + "WQRY"[:i] + "A" + "WQRY"[i + 1:] + s[7:] for s in hosts for i in range(4)]
+    codes, lengths = encode_sequences(pl.Series(background + witnesses + near_misses))
+    with torch.no_grad():
+        embeddings = model.embed(torch.from_numpy(codes), torch.from_numpy(lengths.astype(np.int64)))
+    n_background, n_witnesses = len(background), len(witnesses)
+    point_attention(model.attention, [0], np.array([1.0]), embeddings[:n_background].mean(dim=0),
+                    embeddings[n_background:n_background + n_witnesses].mean(dim=0), gain=5.0)
+    with torch.no_grad():
+        logits = model.attention_logits(embeddings)
+    full = logits[n_background:n_background + n_witnesses]
+    near = logits[n_background + n_witnesses:]
+    # weight of one full match against one near miss: e^4 = 55; the 80x more near misses must not outweigh it
+    assert full.mean() - near.mean() > 4.0
+    assert full.min() > near.max()
 
 
 @pytest.mark.parametrize("layers", [0, 1, 2])

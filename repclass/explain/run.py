@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..checkpoint import check_store_fits, load_model, resolve_model_path
+from ..config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES
 from ..ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
 from ..errors import UsageError
 from ..evidence import implanted_by_sample, read_truth, score_against_truth
@@ -52,9 +53,11 @@ class _ModelFiles:
 
 def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]", out: str | Path, *,
            samples: Sequence[str] | None = None,
-           target: str | None = None, class_name: str | None = None, top_sequences: int = 500, n_motifs: int = 10,
-           ig_steps: int = 64, device: str = "auto", seed: int = 0, force: bool = False,
-           include_training: bool = False, truth: str | Path | None = None) -> MotifResult:
+           target: str | None = None, class_name: str | None = None, top_sequences: int = TOP_SEQUENCES,
+           n_motifs: int = N_MOTIFS, ig_steps: int = IG_STEPS, device: str = "auto", seed: int = MOTIFS_SEED,
+           force: bool = False,
+           include_training: bool = False, truth: str | Path | None = None,
+           chunk_size: int = CHUNK_SIZE) -> MotifResult:
     """Explain a model's predictions on a store, or on repertoire files (ingested on the fly with the
     training store's rules, as `predict` does); writes the folder `out`.
 
@@ -67,7 +70,8 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
     unless `class_name` names the other; multiclass: `class_name`; regression: all). `truth`, a
     table of implanted sequences (simulated data), adds truth.json (`evidence.score_against_truth`).
     No step draws random numbers: `seed` is recorded in motifs.json, and the same inputs give the
-    same bytes.
+    same bytes. `chunk_size`: sequences embedded per chunk when repertoires are scored (memory only;
+    results unchanged).
     """
     inputs = [store] if isinstance(store, (str, Path, Store)) else list(store)
     if not inputs:
@@ -83,7 +87,8 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
             explained_store, files = _ingest_like_training(model, paths, Path(folder))
         return _motifs(model, files, explained_store, out, samples=samples, target=target, class_name=class_name,
                        top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
-                       force=force, include_training=include_training, truth=truth, inputs=paths)
+                       force=force, include_training=include_training, truth=truth, chunk_size=chunk_size,
+                       inputs=paths)
 
 
 def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) -> tuple[Store, _ModelFiles]:
@@ -110,9 +115,9 @@ def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) ->
     return store, files
 
 
-def _check_settings(top_sequences: int, n_motifs: int, ig_steps: int) -> None:
-    for name, value, option in (("top_sequences", top_sequences, "--top-sequences"),
-                                ("n_motifs", n_motifs, "--motifs"), ("ig_steps", ig_steps, "--ig-steps")):
+def _check_settings(top_sequences: int, n_motifs: int, ig_steps: int, chunk_size: int) -> None:
+    for value, option in ((top_sequences, "--top-sequences"), (n_motifs, "--motifs"), (ig_steps, "--ig-steps"),
+                          (chunk_size, "--chunk-size")):
         if value < 1:
             raise UsageError(f"{option} must be at least 1, got {value}")
 
@@ -120,9 +125,9 @@ def _check_settings(top_sequences: int, n_motifs: int, ig_steps: int) -> None:
 def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | Store, out: str | Path, *,
             samples: Sequence[str] | None, target: str | None, class_name: str | None, top_sequences: int,
             n_motifs: int, ig_steps: int, device: str, seed: int, force: bool, include_training: bool,
-            truth: str | Path | None, inputs: list[Path] | None = None) -> MotifResult:
+            truth: str | Path | None, chunk_size: int, inputs: list[Path] | None = None) -> MotifResult:
     started = time.perf_counter()
-    _check_settings(top_sequences, n_motifs, ig_steps)
+    _check_settings(top_sequences, n_motifs, ig_steps, chunk_size)
     out = Path(out)
     # files.py's rules: not an input, --force only replacing a motifs folder, a writable parent.
     check_output_not_input(out, [Path(model), *(inputs or [store.path if isinstance(store, Store) else Path(store)])])
@@ -152,7 +157,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
 
     summaries, pool, scored, seen = collect(
         networks, model_of, store, explained, owner.offset, owner.n_outputs, chosen, eligible, top_sequences,
-        ig_steps, device_obj, implanted_by_sample(truth_table) if truth_table is not None else None)
+        ig_steps, device_obj, chunk_size, implanted_by_sample(truth_table) if truth_table is not None else None)
     analysed = [s.sample_id for s in summaries]
     if chosen is not None:
         selection = "given"
