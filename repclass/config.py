@@ -15,6 +15,13 @@ from .errors import UsageError
 #: Sequences embedded per chunk when scoring without gradients: bounds memory, changes no result.
 CHUNK_SIZE = 8_192
 
+#: `repclass motifs` (repclass.explain.motifs): the sequences that get residue attributions and form
+#: motifs, the motifs reported, the integrated-gradients steps, and the seed recorded in motifs.json.
+TOP_SEQUENCES = 500
+N_MOTIFS = 10
+IG_STEPS = 64
+MOTIFS_SEED = 0
+
 #: Settings whose command-line option is not the field's name with dashes, and settings with no
 #: option at all (messages name those by their field name).
 _OPTION_NAMES = {"learning_rate": "--lr", "max_updates": "--updates", "n_kernels": "--kernels"}

@@ -176,6 +176,26 @@ def test_cli_end_to_end_gives_the_same_bytes(explained, tiny_model, tiny_cohort,
     assert _md5s(out) == _md5s(explained.out)
 
 
+def test_chunk_size_reaches_scoring_and_changes_no_byte(explained, tiny_model, tiny_cohort, tmp_path, monkeypatch):
+    import repclass.explain.collect as collect
+
+    chunk_sizes = set()
+
+    def scoring(*args, **kwargs):
+        chunk_sizes.add(args[3])
+        return score_repertoire(*args, **kwargs)
+
+    monkeypatch.setattr(collect, "score_repertoire", scoring)
+    store_path, _ = tiny_cohort
+    out = tmp_path / "chunked"
+    result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(out),
+                                       "--top-sequences", "1000", "--motifs", "3", "--ig-steps", "64", "--device",
+                                       "cpu", "--include-training", "--chunk-size", "7"])
+    assert result.exit_code == 0, result.output
+    assert chunk_sizes == {7}
+    assert _md5s(out) == _md5s(explained.out)
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("options, error, message", [
     (dict(samples=[]), UsageError, "selection of repertoires is empty"),
@@ -184,6 +204,7 @@ def test_cli_end_to_end_gives_the_same_bytes(explained, tiny_model, tiny_cohort,
     (dict(class_name="maybe"), UsageError, "not one of target 'status'"),
     (dict(top_sequences=0), UsageError, "--top-sequences must be at least 1"),
     (dict(ig_steps=0), UsageError, "--ig-steps"),
+    (dict(chunk_size=0), UsageError, "--chunk-size must be at least 1, got 0"),
 ])
 def test_refusals(tiny_model, tiny_cohort, tmp_path, options, error, message):
     store_path, _ = tiny_cohort

@@ -72,8 +72,18 @@ def test_simulate_ranges_and_chunk_size_defaults():
     assert cli._int_range(defaults["sequences"], "--sequences") == (config.min_sequences, config.max_sequences)
     assert cli._int_range(defaults["motif_length"], "--motif-length") == config.random_motif_length
     assert TrainConfig().chunk_size == CHUNK_SIZE == inspect.signature(predict).parameters["chunk_size"].default
-    for name in ("train", "predict"):
+    for name in ("train", "predict", "motifs"):
         assert _defaults(cli.main.commands[name])["chunk_size"] == CHUNK_SIZE
+
+
+def test_motifs_options_take_their_defaults_from_the_library():
+    from repclass.explain import motifs
+
+    parameters = inspect.signature(motifs).parameters
+    defaults = _defaults(cli.motifs)
+    for name in ("top_sequences", "n_motifs", "ig_steps", "seed", "chunk_size", "device", "include_training",
+                 "target", "class_name", "truth"):
+        assert defaults[name] == parameters[name].default, name
 
 
 @pytest.mark.parametrize("make, message", [

@@ -59,12 +59,13 @@ def _no_selection_error(explained: ExplainedOutput, n_scored: int, held_out_only
 
 def collect(networks: list[tuple[DeepRC, DeepRC]], model_of: dict[str, int], store: Store,
             explained: ExplainedOutput, offset: int, n_outputs: int, chosen: list[str] | None, eligible: set[str],
-            top_sequences: int, steps: int, device: torch.device, implanted: dict[str, set[str]] | None = None
+            top_sequences: int, steps: int, device: torch.device, chunk_size: int,
+            implanted: dict[str, set[str]] | None = None
             ) -> tuple[list[RepertoireSummary], list[Candidate], list[ScoredRepertoire], TruthInputs | None]:
     """Score every repertoire of the store one at a time (the evidence needs them all), each with
-    its model (`networks[model_of[id]]`: (float32 model, float64 copy)); explain those chosen, or
-    else the `eligible` ones predicted as the explained class. Keeps only the `top_sequences` best
-    candidates so far: memory does not grow with the store."""
+    its model (`networks[model_of[id]]`: (float32 model, float64 copy)), `chunk_size` sequences
+    embedded at a time; explain those chosen, or else the `eligible` ones predicted as the explained
+    class. Keeps only the `top_sequences` best candidates so far: memory does not grow with the store."""
     summaries: list[RepertoireSummary] = []
     pool: list[Candidate] = []
     scored: list[ScoredRepertoire] = []
@@ -80,7 +81,7 @@ def collect(networks: list[tuple[DeepRC, DeepRC]], model_of: dict[str, int], sto
             encoded = encode_table(table)
             index = model_of.get(sample_id, 0)
             network, model64 = networks[index]
-            score = score_repertoire(network, encoded, device)
+            score = score_repertoire(network, encoded, device, chunk_size)
             if wanted is not None:
                 analyse = sample_id in wanted
             else:
