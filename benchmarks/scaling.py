@@ -33,13 +33,13 @@ from repclass.config import TrainConfig
 from repclass.data import RepertoireCache
 from repclass.distributed import Context
 from repclass.store import Store
-from repclass.training import _batches
+from repclass.batching import update_batches
 store = Store.open(sys.argv[1]); cache_gb = float(sys.argv[2]); updates = int(sys.argv[3])
 ids = store.sample_ids
 cache = RepertoireCache(store, int(cache_gb * (1 << 30)))
 config = TrainConfig(max_updates=updates, seed=0)
 start = time.perf_counter(); n = 0
-for update, chosen, batch in _batches(cache, ids, config, 0, False, Context()):
+for update, chosen, batch in update_batches(cache, ids, config, 0, False, Context()):
     n += len(chosen)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "repertoires": n, "rate": n / seconds, "cached_gb": cache._bytes / 2**30}))

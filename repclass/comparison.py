@@ -2,7 +2,7 @@
 
 One method: OUT is that method's model folder. Several: each method is trained on the same
 splits or folds (the same seed gives the same assignment; all go through
-repclass.training._split_assignments) into OUT/<method>/, and OUT/comparison.tsv holds, per
+repclass.splits.split_assignments) into OUT/<method>/, and OUT/comparison.tsv holds, per
 method, fold and target, each metric on the validation and test splits side by side, per fold
 and pooled over the folds (metrics of all folds' predictions together); OUT/comparison.png plots
 the headline test metric. Metrics are recomputed from each folder's predictions.tsv with the
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
     from .baselines.kmer import KmerConfig
     from .config import ModelConfig, TrainConfig
+    from .splits import SplitSpec
     from .store import Store
-    from .training import SplitSpec, TargetSpec, TrainResult
+    from .targets import TargetSpec
+    from .training import TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -47,10 +47,6 @@ from .targets import Target, TargetSpec, encode_targets, infer_targets, target_s
 
 log = logging.getLogger(__name__)
 
-# Older homes of names that the baselines, comparison, tests and benchmarks import from here.
-_batches, _prefetch, _stop_prefetchers = update_batches, prefetch, stop_prefetchers
-_build_targets, _split_assignments, _write_fold_summary = infer_targets, split_assignments, write_fold_summary
-
 
 @dataclass
 class TrainResult:

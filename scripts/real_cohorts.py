@@ -170,7 +170,8 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
     from repclass import ingest
     from repclass.comparison import train_methods
     from repclass.config import TrainConfig
-    from repclass.training import SplitSpec, TargetSpec
+    from repclass.splits import SplitSpec
+    from repclass.targets import TargetSpec
 
     label, positive = COHORTS[cohort][2], COHORTS[cohort][3]
     sheet = pl.read_csv(data / cohort / "samples.tsv", separator="\t", infer_schema=False)

@@ -180,7 +180,8 @@ def test_kmer_through_the_cli_beats_chance_and_predict_agrees(cohort, tmp_path):
 
 def test_kmer_library_api_uses_deeprc_splits(cohort, tmp_path):
     from repclass.config import TrainConfig
-    from repclass.training import SplitSpec, TargetSpec, _split_assignments
+    from repclass.splits import SplitSpec, split_assignments
+    from repclass.targets import TargetSpec
 
     store_path, _ = cohort
     store = Store.open(store_path)
@@ -189,7 +190,7 @@ def test_kmer_library_api_uses_deeprc_splits(cohort, tmp_path):
                         kmer=KmerConfig(k=3, gap=1, inner_folds=3, n_strengths=4))
     assert result.path == tmp_path / "api"
     assert result.metrics["test"]["status"]["roc_auc"] > 0.5
-    expected = _split_assignments(store, [TargetSpec("status")], SplitSpec(), config)[0]
+    expected = split_assignments(store, [TargetSpec("status")], SplitSpec(), config)[0]
     assert json.loads((tmp_path / "api" / "model.json").read_text())["splits"] == expected
 
 

@@ -183,7 +183,7 @@ def test_prefetch_thread_is_joined_when_the_consumer_stops_early():
     import threading
     import time
 
-    from repclass.training import _prefetch, _stop_prefetchers
+    from repclass.batching import prefetch, stop_prefetchers
 
     produced = []
 
@@ -194,12 +194,12 @@ def test_prefetch_thread_is_joined_when_the_consumer_stops_early():
             yield i
 
     before = threading.active_count()
-    batches = _prefetch(slow())
+    batches = prefetch(slow())
     assert next(batches) == 0
     batches.close()
     assert threading.active_count() == before
     assert len(produced) < 10
-    abandoned = _prefetch(slow())  # never closed: train() stops it on its way out
+    abandoned = prefetch(slow())  # never closed: train() stops it on its way out
     next(abandoned)
-    _stop_prefetchers()
+    stop_prefetchers()
     assert threading.active_count() == before

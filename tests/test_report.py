@@ -23,7 +23,8 @@ from repclass.explain import motifs
 from repclass.metrics import roc_auc
 from repclass.plot import plot_training_curve
 from repclass.prediction import predict
-from repclass.training import SplitSpec, train
+from repclass.splits import SplitSpec
+from repclass.training import train
 
 MOTIF = "WQRY"
 

@@ -17,8 +17,10 @@ from repclass.config import TrainConfig
 from repclass.data import RepertoireCache
 from repclass.errors import OutputExistsError, UsageError
 from repclass.scoring import score_repertoire
+from repclass.splits import SplitSpec
 from repclass.store import Store
-from repclass.training import SplitSpec, TargetSpec, train
+from repclass.targets import TargetSpec
+from repclass.training import train
 
 
 def test_tiny_cohort_motif_is_learned(tiny_model, tiny_cohort):

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     import polars as pl
 
     from ..config import TrainConfig
+    from ..splits import SplitSpec
     from ..store import Store
-    from ..targets import Target
-    from ..training import SplitSpec, TargetSpec, TrainResult
+    from ..targets import Target, TargetSpec
+    from ..training import TrainResult
 
 log = logging.getLogger(__name__)
 CLONOTYPES = ("junction", "junction_vj")

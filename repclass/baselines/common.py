@@ -26,9 +26,10 @@ from ..splits import SPLITS
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
+    from ..splits import SplitSpec
     from ..store import Store
-    from ..targets import Target
-    from ..training import SplitSpec, TargetSpec, TrainResult
+    from ..targets import Target, TargetSpec
+    from ..training import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +228,12 @@ def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: 
     """Fit one baseline on one split assignment and write its model folder into `work`."""
     import sklearn
 
-    from ..targets import encode_targets
-    from ..training import _build_targets
+    from ..targets import encode_targets, infer_targets
 
     ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
     if not ids["train"]:
         raise UsageError("no repertoires left for training; lower --validation-fraction/--test-fraction")
-    targets = _build_targets(store, specs, ids["train"])
+    targets = infer_targets(store, specs, ids["train"])
     log.info("%s%s: fitting on %d repertoires (validation %d, test %d)", label, method, len(ids["train"]),
              len(ids["validation"]), len(ids["test"]))
     outputs, tensors, described, fits, extra = fit(store, ids, targets, config, settings, label)
@@ -261,9 +261,11 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     makes them for the same seed, one model folder (or fold_1 ... fold_K), published atomically."""
     from ..config import TrainConfig
     from ..files import check_output_not_input, claim_output, publish
+    from ..model_folder import write_fold_summary
+    from ..splits import SplitSpec, split_assignments
     from ..store import Store
-    from ..training import (SplitSpec, TrainResult, _split_assignments, _write_fold_summary, partial_path,
-                            target_specs)
+    from ..targets import target_specs
+    from ..training import TrainResult, partial_path
 
     config = config or TrainConfig()
     split = split or SplitSpec()
@@ -276,7 +278,7 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     # one writer at a time, leftovers of dead runs removed, published whole at the end.
     check_output_not_input(partial_path(out), [store.path])
     with claim_output(out, "model", inputs=[store.path], force=force):
-        assignments = _split_assignments(store, specs, split, config)
+        assignments = split_assignments(store, specs, split, config)
         work = partial_path(out)
         if work.exists():
             shutil.rmtree(work)
@@ -292,7 +294,7 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
                 fold_dir.mkdir()
                 fold_metrics.append(train_one(method, fit, store, fold_dir, specs, assignment, config, settings,
                                               f"fold {index}/{len(assignments)}: "))
-            summary = _write_fold_summary(work, fold_metrics, specs)
+            summary = write_fold_summary(work, fold_metrics, specs)
             publish(work, out)
             return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
         except BaseException:
