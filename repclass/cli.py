@@ -392,8 +392,11 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
           type=click.Choice(["sample", "top"]))
 @_setting("reduction_fraction", "Share of each repertoire's sequences that the attention softmax sees.")
 @_setting("use_counts", "Let clone counts raise attention (log-count bias).", is_flag=True)
+@_setting("embedding", "Sequence embedding: the paper's 1D convolution (cnn), or the original DeepRC's LSTM "
+                       "option (lstm: --kernels hidden units, no k-mer seeding or kernel logos).",
+          type=click.Choice(["cnn", "lstm"]))
 @_setting("kernel_size", "Width of the sequence CNN's kernels, in residues.")
-@_setting("n_kernels", "Number of CNN kernels: the size of a sequence's embedding.")
+@_setting("n_kernels", "Number of CNN kernels (LSTM: hidden units): the size of a sequence's embedding.")
 @_setting("attention_layers", "Hidden layers of the attention network (before its one logit).")
 @_setting("attention_units", "Units per hidden layer of the attention network.")
 @_setting("output_layers", "Hidden layers of the output network (0: linear).")

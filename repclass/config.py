@@ -22,6 +22,9 @@ N_MOTIFS = 10
 IG_STEPS = 64
 MOTIFS_SEED = 0
 
+#: Sequence embeddings (ModelConfig.embedding; repclass/embedding.py builds them).
+EMBEDDINGS = ("cnn", "lstm")
+
 #: Settings whose command-line option is not the field's name with dashes, and settings with no
 #: option at all (messages name those by their field name).
 _OPTION_NAMES = {"learning_rate": "--lr", "max_updates": "--updates", "n_kernels": "--kernels"}
@@ -65,6 +68,10 @@ class ModelConfig:
 
     #: Number of outputs of o (sum over targets: 1 per binary/regression target, C per C-class one).
     n_outputs: int = 1
+    #: h: how a sequence is embedded (repclass/embedding.py). "cnn": the paper's 1D convolution, its
+    #: maximum over positions. "lstm": the original DeepRC's LSTM option, n_kernels hidden units, the
+    #: hidden state at the sequence's last residue (kernel_size unused; no k-mer seeding, no kernel logos).
+    embedding: str = "cnn"
     #: h: width of the 1D convolution over amino acids + 3 position features (paper: 9).
     kernel_size: int = 9
     #: h: number of convolution kernels = embedding size (paper: 32).
@@ -86,6 +93,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(_number(self.reduction_fraction) and 0.0 < self.reduction_fraction <= 1.0, "reduction_fraction",
                  "above 0 and at most 1", self.reduction_fraction)
+        _require(self.embedding in EMBEDDINGS, "embedding", " or ".join(map(repr, EMBEDDINGS)), self.embedding)
         _at_least(self, 1, "n_outputs", "kernel_size", "n_kernels", "attention_units", "output_units")
 
     def to_dict(self) -> dict[str, Any]:

@@ -58,8 +58,8 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
 
     logits = torch.empty(n, device=device)
     # Keep every embedding when that is cheap in memory; otherwise embed the top-k a second time.
-    kept = torch.empty(n, model.config.n_kernels, device=device) if n * model.config.n_kernels * 4 <= KEEP_BYTES \
-        else None
+    d = model.embedding.out_features
+    kept = torch.empty(n, d, device=device) if n * d * 4 <= KEEP_BYTES else None
     with autocast(device):
         for start in range(0, n, block_size):
             block_codes, block_lengths, block_counts = block(slice(start, start + block_size))

@@ -42,7 +42,9 @@ def test_fast_embedding_equals_dense_reference(seed):
     assert relative_error(fast, dense) < 1e-5
 
 
-@pytest.mark.parametrize("settings", [{}, {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8}])
+@pytest.mark.parametrize("settings", [{}, {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8},
+                                      {"embedding": "lstm", "n_kernels": 8},
+                                      {"embedding": "lstm", "use_counts": True, "output_layers": 1}])
 def test_outputs_and_gradients_equal_reference(settings):
     model = random_model(3, n_outputs=2, **settings)
     codes, lengths = random_batch(600, 3)

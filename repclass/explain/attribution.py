@@ -15,8 +15,9 @@ weight row and y(0) the bias. Sequences outside the top-k are not in the softmax
 contribution is 0.
 
 Residues. Integrated gradients (Sundararajan et al. 2017) of y with respect to the 20 one-hot
-amino-acid channels of one sequence, the other top-k sequences of its repertoire held fixed
-(their embeddings and attention logits enter the softmax as constants). Baseline: the same
+amino-acid channels of one sequence, through any embedding (`repclass.embedding`'s outer form),
+the other top-k sequences of its repertoire held fixed (their embeddings and attention logits
+enter the softmax as constants). Baseline: the same
 sequence with all amino-acid channels zero, i.e. the sequence still in the repertoire at its
 length, its 3 position features kept (they are not attributed), but with no residues. The path
 integral is a Gauss-Legendre quadrature, batched over sequences x steps; completeness
@@ -24,7 +25,8 @@ integral is a Gauss-Legendre quadrature, batched over sequences x steps; complet
 relative error exceeds 1% are recomputed with twice the steps, up to 16x `ig_steps`.
 
 Kernels. Each convolution kernel d contributes g_d * z_d to a repertoire's output; the kernels
-with the largest mean contribution over the analysed repertoires are ranked.
+with the largest mean contribution over the analysed repertoires are ranked. Only a convolution
+embedding has kernels to rank (`SequenceEmbedding.kernel_logos`); for the others there are none.
 """
 from __future__ import annotations
 
@@ -34,11 +36,11 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 import torch
-import torch.nn.functional as F
 
 from ..alphabet import N_AMINO_ACIDS, PAD_CODE, encode
 from ..data import EncodedRepertoire
-from ..model import DeepRC, position_features
+from ..embedding import one_hot
+from ..model import DeepRC
 from ..progress import progress
 from .outputs import ExplainedOutput
 from .types import Candidate, KernelSummary, RepertoireSummary
@@ -141,12 +143,9 @@ def keep_best(pool: list[Candidate], new: list[Candidate], size: int) -> list[Ca
 def _path_outputs(model64: DeepRC, activations: torch.Tensor, lengths: torch.Tensor, counts: torch.Tensor,
                   shift: torch.Tensor, rest_total: torch.Tensor, rest_weighted: torch.Tensor,
                   explained: ExplainedOutput) -> torch.Tensor:
-    """The explained output from one sequence's convolution activations (rows, D, T), the rest of its
+    """The explained output from one sequence's input-layer activations (rows, C, T), the rest of its
     repertoire fixed (shift, rest_total, rest_weighted and counts given per row). -> (rows,)"""
-    k = model64.config.kernel_size
-    windows = torch.arange(activations.shape[-1], device=activations.device)
-    valid = windows[None, :] < (lengths.clamp(min=k) - k + 1)[:, None]  # (rows, T)
-    embeddings = F.selu(activations.masked_fill(~valid[:, None, :], -torch.inf).amax(dim=-1))  # (rows, D)
+    embeddings = model64.embedding.activate(activations, lengths)  # (rows, D)
     own = torch.exp(model64.attention_logits(embeddings, counts) - shift)  # (rows,)
     pooled = (rest_weighted + own[:, None] * embeddings) / (rest_total + own)[:, None]  # (rows, D)
     return explained.pick(model64.output(pooled))  # (rows,)
@@ -156,26 +155,23 @@ def _ig_batch(model64: DeepRC, candidates: list[Candidate], explained: Explained
               device: torch.device) -> tuple[list[np.ndarray], np.ndarray]:
     """Per-residue attributions (one array per sequence) and y(x) - y(baseline) for a batch.
 
-    The convolution is linear in its input, so on the path a * one-hot its activations are
-    a * A + P (A: the amino acids' part, P: bias and position features): one convolution per
-    sequence instead of one per step. Likewise the mean gradient with respect to the input is
-    the transposed convolution of the mean gradient with respect to the activations.
+    The embedding's input layer is linear in its input, so on the path a * one-hot its
+    activations are a * A + P (A: the amino acids' part, P: bias and position features): one
+    input layer per sequence instead of one per step. Likewise the mean gradient with respect to
+    the input is the input layer's transpose applied to the mean gradient with respect to the
+    activations (for the convolution, the transposed convolution).
     """
     n = len(candidates)
-    k = model64.config.kernel_size
+    embedding = model64.embedding
     lengths = torch.tensor([len(c.junction) for c in candidates], device=device)
-    width = max(int(lengths.max()), k)
+    width = embedding.input_width(int(lengths.max()))
     padded = np.full((n, width), PAD_CODE, dtype=np.int64)
     for i, candidate in enumerate(candidates):
         padded[i, :len(candidate.junction)] = encode(candidate.junction)
-    codes = torch.from_numpy(padded).to(device)  # (n, W)
-    one_hot = F.one_hot(codes, N_AMINO_ACIDS + 1)[:, :, :N_AMINO_ACIDS].transpose(1, 2).double()  # (n, 20, W)
-    amino_weight = model64.conv_weight[:, :N_AMINO_ACIDS, :].detach()  # (D, 20, K)
-    position_weight = model64.conv_weight[:, N_AMINO_ACIDS:, :].detach()  # (D, 3, K)
+    residue_input = one_hot(torch.from_numpy(padded).to(device), width).double()  # (n, 20, W)
     with torch.no_grad():
-        residues = F.conv1d(one_hot, amino_weight)  # (n, D, T)
-        fixed = F.conv1d(position_features(lengths, width).double(), position_weight,
-                         model64.conv_bias.detach())  # (n, D, T)
+        residues = embedding.residue_activations(residue_input)  # (n, C, T)
+        fixed = embedding.fixed_activations(lengths, width)  # (n, C, T)
     counts = torch.tensor([float(c.count) for c in candidates], dtype=torch.float64, device=device)
     shift = torch.tensor([c.shift for c in candidates], dtype=torch.float64, device=device)
     rest_total = torch.tensor([c.rest_total for c in candidates], dtype=torch.float64, device=device)
@@ -191,9 +187,9 @@ def _ig_batch(model64: DeepRC, candidates: list[Candidate], explained: Explained
                                 *[t.repeat_interleave(steps, dim=0) for t in context], explained=explained)
         (grad,) = torch.autograd.grad(outputs.sum(), activations)  # (n * steps, D, T)
     mean_grad = (grad.view(n, steps, *residues.shape[1:]) * weights[None, :, None, None]).sum(dim=1)  # (n, D, T)
-    input_grad = F.conv_transpose1d(mean_grad, amino_weight)  # (n, 20, W)
-    per_residue = (input_grad * one_hot).sum(dim=1)  # (n, W): (x - baseline) * mean gradient, per position
     with torch.no_grad():
+        input_grad = embedding.residue_gradient(mean_grad)  # (n, 20, W)
+        per_residue = (input_grad * residue_input).sum(dim=1)  # (n, W): (x - baseline) * mean gradient, per position
         ends = torch.cat([residues + fixed, fixed])  # input, then baseline: (2n, D, T)
         both = _path_outputs(model64, ends, lengths.repeat(2), *[t.repeat(2, *[1] * (t.dim() - 1)) for t in context],
                              explained=explained)
@@ -267,15 +263,19 @@ def attribute(networks: list[tuple[DeepRC, DeepRC]], pool: list[Candidate], expl
 # kernels
 # ----------------------------------------------------------------------------------------------
 def rank_kernels(model: DeepRC, summaries: list[RepertoireSummary], n: int) -> list[KernelSummary]:
-    """The kernels with the largest mean contribution g_d * z_d (toward the explained output).
+    """The kernels with the largest mean contribution g_d * z_d (toward the explained output); none
+    when the model's embedding has no convolution kernels (`kernel_notice` says so).
 
     Weights are centred per position: with one-hot input, adding a constant to all 20 weights of a
     position only adds a constant to every window, so only the differences carry meaning.
     """
+    if kernel_notice(model) is not None:
+        return []
     mean = np.mean([s.kernel_contributions for s in summaries], axis=0)  # (D,)
     order = np.lexsort((np.arange(len(mean)), -mean))[:n]
-    weights = model.conv_weight.detach()[:, :N_AMINO_ACIDS, :].double().cpu().numpy()  # (D, 20, K)
-    positions = model.conv_weight.detach()[:, N_AMINO_ACIDS:, :].double().cpu().numpy()  # (D, 3, K)
+    kernel_weights = model.embedding.input_kernel().detach()  # (D, 23, K)
+    weights = kernel_weights[:, :N_AMINO_ACIDS, :].double().cpu().numpy()  # (D, 20, K)
+    positions = kernel_weights[:, N_AMINO_ACIDS:, :].double().cpu().numpy()  # (D, 3, K)
     kernels = []
     for rank, kernel in enumerate(order.tolist(), start=1):
         matrix = weights[kernel].T  # (K, 20)
@@ -284,3 +284,10 @@ def rank_kernels(model: DeepRC, summaries: list[RepertoireSummary], n: int) -> l
                                      position_weights=positions[kernel].T))
     return kernels
 
+
+def kernel_notice(model: DeepRC) -> str | None:
+    """Why there are no kernels to rank and draw (motifs.json's "kernels_note"); None when there are."""
+    if model.embedding.kernel_logos:
+        return None
+    return (f"no kernel ranking or kernel logos: the model's {model.embedding.name} embedding has no convolution "
+            "kernels; the residue attributions (integrated gradients) and the motifs explain it")

@@ -266,6 +266,8 @@ def _sequence_rows(sequences: pl.DataFrame) -> str:
 
 
 def _kernel_figures(summary: dict[str, Any], folder: Path) -> str:
+    if "kernels_note" in summary:
+        return f'<p class="meta">{_escape(summary["kernels_note"])}.</p>'
     figures = [f'<figure>{_image(folder / k["logo_png"], "kernel " + str(k["kernel"]), "kernel")}'
                f'<figcaption>rank {k["rank"]}: kernel index {k["kernel"]}, mean contribution '
                f'{_number(k["contribution"])} logit ({k["logo_png"]})</figcaption></figure>'

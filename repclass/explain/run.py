@@ -23,7 +23,7 @@ from ..evidence import implanted_by_sample, read_truth, score_against_truth
 from ..files import check_output_not_input, check_replaceable, prepare_parent, sha256_of
 from ..runtime import resolve_device
 from ..store import MANIFEST_NAME, Store
-from .attribution import attribute, rank_kernels
+from .attribution import attribute, kernel_notice, rank_kernels
 from .clustering import CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF_SHARE, TRIM_FRACTION, find_motifs
 from .collect import chosen_samples, collect
 from .outputs import resolve_explained
@@ -189,6 +189,9 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
                 "min_motif_share": MIN_MOTIF_SHARE, "include_training": include_training}
     summary = build_summary(model_path, store, explained, selection, analysed, settings, errors, steps, found,
                             kernels, sequences)
+    notice = kernel_notice(network)
+    if notice is not None:  # an LSTM embedding: nothing to rank or draw, and motifs.json says why
+        summary["kernels_note"] = notice
     if files.folds:
         summary["model"] = {"file": Path(model).name, "sha256": summary["model"]["sha256"],
                             "folds": [{"file": f"{p.parent.name}/{p.name}", "sha256": sha256_of(p)}
