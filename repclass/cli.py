@@ -636,14 +636,20 @@ _SIMULATION = "simulate:SimulationConfig"
               help="Sample the background from this store's sequences instead (implant into real data).")
 @_default_from(_SIMULATION, "zipf_a", "--zipf-a", type=float, help="Zipf exponent of the clone counts.")
 @_default_from(_SIMULATION, "max_count", "--max-count", type=int, help="Largest clone count.")
+@_default_from(_SIMULATION, "nonproductive_rate", "--nonproductive-rate", type=float, metavar="RATE",
+               help="Add round(RATE x N) non-productive rows (productive F: an in-frame stop '*' or a frameshift "
+                    "'_') to each repertoire, for checking that ingest drops them.")
+@_default_from(_SIMULATION, "covariates", "--covariates", is_flag=True,
+               help="Add random labels unrelated to the status to samples.tsv, for multi-target demos: age "
+                    "(Normal(45, 15), 18-90) and hla_group (A/B/C).")
 @_default_from(_SIMULATION, "seed", "--seed", type=int, help="Seed: the same seed gives byte-identical files.")
 @force_option
 @threads_option
 def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fraction: float, sequences: str,
              witness_rate: float, motifs: tuple[str, ...], random_motifs: int, motif_length: str,
              gap_probability: float, substitution_probability: float, noise_rate: float, purge_background: bool,
-             background_model: str, background_store: Path | None, zipf_a: float, max_count: int, seed: int,
-             force: bool, threads: int | None) -> None:
+             background_model: str, background_store: Path | None, zipf_a: float, max_count: int,
+             nonproductive_rate: float, covariates: bool, seed: int, force: bool, threads: int | None) -> None:
     """Simulate a cohort with motifs implanted in the positive repertoires.
 
     Writes OUT/samples.tsv, OUT/repertoires/<id>.tsv.gz (AIRR), OUT/implanted.tsv (the ground
@@ -652,6 +658,7 @@ def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fra
     \b
     repclass simulate --out sim/ --repertoires 200 --sequences 20000 --witness-rate 0.001 --motif SFEN
     repclass simulate --out sim/ --random-motifs 3 --gap-probability 0.5 --noise-rate 0.001 --purge-background
+    repclass simulate --out sim/ --repertoires 40 --nonproductive-rate 0.02 --covariates
     repclass ingest sim/samples.tsv sim/repertoires/ --out sim.store
     """
     from .simulate import SimulationConfig, simulate_cohort
@@ -664,11 +671,13 @@ def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fra
         random_motif_length=_int_range(motif_length, "--motif-length"), gap_probability=gap_probability,
         substitution_probability=substitution_probability, noise_rate=noise_rate, purge_background=purge_background,
         background_model=background_model, background_store=background_store, zipf_a=zipf_a, max_count=max_count,
-        seed=seed)
+        nonproductive_rate=nonproductive_rate, covariates=covariates, seed=seed)
     result = simulate_cohort(out, config, force=force, threads=threads)
     click.echo(f"{result.path}: {result.n_repertoires} repertoires ({result.n_positive} positive), "
                f"{result.n_implanted} witnesses (mean rate {result.mean_witness_rate:.4g}), "
-               f"{result.n_noise_implants} noise implants; motifs {', '.join(result.motifs) or 'none'}")
+               f"{result.n_noise_implants} noise implants"
+               + (f", {result.n_nonproductive} non-productive rows" if result.n_nonproductive else "")
+               + f"; motifs {', '.join(result.motifs) or 'none'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

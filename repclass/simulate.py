@@ -7,25 +7,30 @@ Each repertoire is a background of productive junctions, either drawn from one o
 generative models by a vectorised sampler (repclass.simulation.vdj) or sampled from the
 sequences of a repclass store, into which a share `witness_rate` of the positive repertoires'
 sequences get a motif implanted (repclass.simulation.implant says exactly how: wildcards,
-substitutions, gaps). Negatives can get broken copies of the motifs at `noise_rate`.
+substitutions, gaps). Negatives can get broken copies of the motifs at `noise_rate`. Optional
+extras for pipeline checks and demos: non-productive rows (`nonproductive_rate`, for ingest to
+drop) and random covariates unrelated to the status (`covariates`: age and hla_group).
 
 The files written under OUT:
 
-    samples.tsv                sample_id, status (+/-), simulated_sequences, witnesses, witness_rate
-                               (realised), noise_implants (names that do not clash with the columns
-                               `repclass ingest` adds to a store's samples.tsv)
+    samples.tsv                sample_id, status (+/-), [age, hla_group,] simulated_sequences
+                               (productive), [nonproductive_rows,] witnesses, witness_rate (realised),
+                               noise_implants (names that do not clash with the columns `repclass
+                               ingest` adds to a store's samples.tsv; [...] only when asked for)
     repertoires/<id>.tsv.gz    AIRR rearrangement TSV: sequence_id, junction_aa, v_call, j_call,
-                               duplicate_count, productive, locus
+                               duplicate_count, productive (T, or F for non-productive rows), locus
     implanted.tsv              ground truth, one row per implant: sample_id, sequence_id,
                                junction_aa, motif_start, motif, implanted_text, noise, original_junction_aa
     simulation.json            the configuration, the motifs and the software versions
 
 Determinism: everything derives from `config.seed` through numpy's SeedSequence: child 0 draws
-the labels and random motifs, child i+1 repertoire i, itself split into a background stream
-(size, sequences, clone counts) and an implant stream. So the same seed gives the same
-backgrounds whatever the implant settings (paired comparisons across witness rates), the output
-does not depend on the thread count, and gzip members carry no time stamp: the same inputs and
-seed give byte-identical files (for the same numpy, polars and zlib).
+the labels, random motifs and covariates (three streams), child i+1 repertoire i, itself split
+into a background stream (size, sequences, clone counts), an implant stream and a non-productive
+stream. So the same seed gives the same backgrounds whatever the implant settings (paired
+comparisons across witness rates), turning the non-productive rows or covariates on changes
+nothing else (with both off the files are those of earlier versions), the output does not depend
+on the thread count, and gzip members carry no time stamp: the same inputs and seed give
+byte-identical files (for the same numpy, polars and zlib).
 """
 from __future__ import annotations
 
@@ -58,6 +63,10 @@ AIRR_COLUMNS = ("sequence_id", "junction_aa", "v_call", "j_call", "duplicate_cou
 IMPLANTED_COLUMNS = ("sample_id", "sequence_id", "junction_aa", "motif_start", "motif", "implanted_text", "noise",
                      "original_junction_aa")
 SAMPLE_COLUMNS = ("sample_id", "status", "simulated_sequences", "witnesses", "witness_rate", "noise_implants")
+#: Random covariates unrelated to the status (SimulationConfig.covariates), for multi-target demos.
+COVARIATE_COLUMNS = ("age", "hla_group")
+AGE_MEAN, AGE_SD, AGE_RANGE = 45.0, 15.0, (18, 90)
+HLA_GROUPS = ("A", "B", "C")
 GZIP_LEVEL = 3  # 2.5x faster than the default 6 on repertoire text, for files 15% larger
 
 
@@ -78,6 +87,14 @@ class SimulationConfig:
         from instead (sequences distinct within a repertoire, shared between repertoires as
         often as the store's pool forces).
     zipf_a, max_count: clone counts (duplicate_count) ~ Zipf(zipf_a), clipped to max_count.
+    nonproductive_rate: adds round(rate * n_sequences) non-productive rows (productive = F) to
+        each repertoire, at random places among the productive ones: further junctions of the
+        background model, broken by an in-frame stop codon (a `*`) or a 1-2 nt frameshift (a `_`
+        between the V-frame and the J-frame parts), with their own clone counts. They let a
+        pipeline check that its ingest drops them. Needs an OLGA background (a store holds no
+        nucleotides).
+    covariates: adds labels unrelated to the status to samples.tsv, for multi-target demos: age
+        ~ round(Normal(45, 15)) clipped to [18, 90], and hla_group uniform over A, B, C.
     """
 
     n_repertoires: int = 100
@@ -97,6 +114,8 @@ class SimulationConfig:
     background_store: Path | None = None
     zipf_a: float = 2.2
     max_count: int = 1000
+    nonproductive_rate: float = 0.0
+    covariates: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,7 +136,8 @@ class SimulationConfig:
                                     ("gap_probability", "--gap-probability", self.gap_probability),
                                     ("substitution_probability", "--substitution-probability",
                                      self.substitution_probability),
-                                    ("noise_rate", "--noise-rate", self.noise_rate)):
+                                    ("noise_rate", "--noise-rate", self.noise_rate),
+                                    ("nonproductive_rate", "--nonproductive-rate", self.nonproductive_rate)):
             if not 0.0 <= float(value) <= 1.0:
                 raise UsageError(f"{name.replace('_', ' ')} must be between 0 and 1, got {value} ({option})")
         if not 1 <= self.min_sequences <= self.max_sequences:
@@ -135,6 +155,9 @@ class SimulationConfig:
         if self.zipf_a <= 1.0 or self.max_count < 1:
             raise UsageError(f"clone counts: need a Zipf exponent above 1 and a cap of at least 1, got "
                              f"{self.zipf_a} and {self.max_count} (--zipf-a, --max-count)")
+        if self.nonproductive_rate > 0 and self.background_store is not None:
+            raise UsageError("non-productive rows are broken nucleotide junctions of an OLGA model, and a store "
+                             "holds amino acids only: drop --nonproductive-rate or --background")
 
     @property
     def positives(self) -> int:
@@ -172,6 +195,7 @@ class SimulationResult:
     n_noise_implants: int               # broken-motif implants (in negatives)
     motifs: tuple[str, ...]
     witness_rates: dict[str, float] = field(default_factory=dict)  # positive sample id -> realised rate
+    n_nonproductive: int = 0            # non-productive rows, all repertoires
 
     @property
     def mean_witness_rate(self) -> float:
@@ -223,6 +247,22 @@ class _OlgaBackground:
             have += frame.height
             seen = pl.concat([p["junction_aa"] for p in parts])
         return pl.concat(parts).head(n)
+
+    def draw_nonproductive(self, rng: np.random.Generator, n: int) -> "pl.DataFrame":
+        """n non-productive rows (junction_aa, v_call, j_call): junctions of at least 6 codons, broken."""
+        import polars as pl
+
+        from .simulation.vdj import nonproductive_junction, sample_junctions
+
+        texts, v_calls, j_calls = [], [], []
+        while len(texts) < n:
+            _, lengths, v, j, nt = sample_junctions(self.model, rng, n - len(texts) + 16, nucleotides=True)
+            for i in np.flatnonzero(lengths >= 6)[:n - len(texts)]:  # room for an internal stop or frameshift
+                texts.append(nonproductive_junction(nt[i, :3 * lengths[i]].tobytes().decode("ascii"), rng))
+                v_calls.append(self._v_names[v[i]])
+                j_calls.append(self._j_names[j[i]])
+        return pl.DataFrame({"junction_aa": texts, "v_call": v_calls, "j_call": j_calls},
+                            schema={"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String})
 
 
 class _StoreBackground:
@@ -290,7 +330,8 @@ def _repertoire(sample_id: str, positive: bool, seed: np.random.SeedSequence, ba
                 ) -> tuple["pl.DataFrame", "pl.DataFrame", dict]:
     import polars as pl
 
-    background_seed, implant_seed = seed.spawn(2)
+    # Spawning a third child leaves the first two as they were: the same streams as without it.
+    background_seed, implant_seed, nonproductive_seed = seed.spawn(3)
     rng = np.random.default_rng(background_seed)
     n = int(rng.integers(config.min_sequences, config.max_sequences + 1))
     table = background.draw(rng, n)
@@ -324,23 +365,40 @@ def _repertoire(sample_id: str, positive: bool, seed: np.random.SeedSequence, ba
         implants = _implant(junctions, implant_rng, n_wanted, make_text,
                             lambda new: not matcher.search(new), sample_id, "noise")
 
-    width = max(5, len(str(n)))
     repertoire = pl.DataFrame({
-        "sequence_id": pl.int_range(1, n + 1, eager=True).cast(pl.String).str.zfill(width),
         "junction_aa": pl.Series(junctions, dtype=pl.String),
         "v_call": table["v_call"],
         "j_call": table["j_call"],
         "duplicate_count": counts.astype(np.int64),
-    }).with_columns(
-        (pl.lit(f"{sample_id}_") + pl.col("sequence_id")).alias("sequence_id"),
-        pl.lit("T").alias("productive"),
+        "productive": pl.repeat("T", n, eager=True, dtype=pl.String),
+    })
+    row_of = np.arange(n)  # row of each background sequence in the file
+    n_nonproductive = int(round(config.nonproductive_rate * n))
+    if n_nonproductive:
+        nonproductive_rng = np.random.default_rng(nonproductive_seed)
+        broken = background.draw_nonproductive(nonproductive_rng, n_nonproductive).with_columns(
+            pl.Series("duplicate_count", np.minimum(nonproductive_rng.zipf(config.zipf_a, size=n_nonproductive),
+                                                    config.max_count).astype(np.int64)),
+            pl.lit("F").alias("productive"))
+        # Spread among the background rows at random places; the background keeps its order.
+        is_broken = np.zeros(n + n_nonproductive, dtype=bool)
+        is_broken[nonproductive_rng.choice(n + n_nonproductive, n_nonproductive, replace=False)] = True
+        order = np.empty(n + n_nonproductive, dtype=np.int64)
+        order[~is_broken], order[is_broken] = np.arange(n), n + np.arange(n_nonproductive)
+        repertoire = pl.concat([repertoire, broken])[order]
+        row_of = np.flatnonzero(~is_broken)
+    rows = repertoire.height
+    repertoire = repertoire.select(
+        (pl.lit(f"{sample_id}_") + pl.int_range(1, rows + 1).cast(pl.String).str.zfill(max(5, len(str(rows)))))
+        .alias("sequence_id"),
+        *repertoire.columns,
         pl.col("v_call").str.slice(0, 3).alias("locus") if locus is None else pl.lit(locus).alias("locus"),
     )
     sequence_ids = repertoire["sequence_id"]
     implants.sort()
     implanted = pl.DataFrame({
         "sample_id": [sample_id] * len(implants),
-        "sequence_id": sequence_ids.gather([i for i, *_ in implants]),
+        "sequence_id": sequence_ids.gather([int(row_of[i]) for i, *_ in implants]),
         "junction_aa": [junctions[i] for i, *_ in implants],
         "motif_start": [start for _, start, _, _ in implants],
         "motif": [motif for _, _, motif, _ in implants],
@@ -352,14 +410,22 @@ def _repertoire(sample_id: str, positive: bool, seed: np.random.SeedSequence, ba
                "original_junction_aa": pl.String})
     n_witnesses = 0 if noise else len(implants)
     row = {"sample_id": sample_id, "status": "+" if positive else "-", "simulated_sequences": n,
-           "witnesses": n_witnesses, "witness_rate": n_witnesses / n,
+           "nonproductive_rows": n_nonproductive, "witnesses": n_witnesses, "witness_rate": n_witnesses / n,
            "noise_implants": len(implants) if noise else 0}
     return repertoire, implanted, row
 
 
-def _plan(config: SimulationConfig) -> tuple[list[str], np.ndarray, tuple[str, ...], list[np.random.SeedSequence]]:
+class _Plan(NamedTuple):
+    sample_ids: list[str]
+    positive: np.ndarray                    # bool per repertoire
+    motifs: tuple[str, ...]
+    seeds: list[np.random.SeedSequence]     # one per repertoire
+    covariates: list[dict]                  # per repertoire: {} or {"age": ..., "hla_group": ...}
+
+
+def _plan(config: SimulationConfig) -> _Plan:
     children = np.random.SeedSequence(config.seed).spawn(config.n_repertoires + 1)
-    label_seed, motif_seed = children[0].spawn(2)
+    label_seed, motif_seed, covariate_seed = children[0].spawn(3)  # the first two as with spawn(2)
     n = config.n_repertoires
     positive = np.zeros(n, dtype=bool)
     positive[:config.positives] = True
@@ -368,12 +434,18 @@ def _plan(config: SimulationConfig) -> tuple[list[str], np.ndarray, tuple[str, .
                                            config.random_motif_length, config.motifs)
     width = max(2, len(str(n)))
     sample_ids = [f"sample_{i + 1:0{width}d}" for i in range(n)]
-    return sample_ids, positive, motifs, children[1:]
+    covariates: list[dict] = [{} for _ in range(n)]
+    if config.covariates:
+        rng = np.random.default_rng(covariate_seed)
+        ages = np.clip(np.rint(rng.normal(AGE_MEAN, AGE_SD, size=n)), *AGE_RANGE).astype(int)
+        groups = rng.choice(np.array(HLA_GROUPS), size=n)
+        covariates = [{"age": int(a), "hla_group": str(g)} for a, g in zip(ages, groups)]
+    return _Plan(sample_ids, positive, motifs, children[1:], covariates)
 
 
 def _iter_repertoires(config: SimulationConfig, threads: int | None
                       ) -> Iterator[tuple["pl.DataFrame", "pl.DataFrame", dict]]:
-    sample_ids, positive, motifs, seeds = _plan(config)
+    sample_ids, positive, motifs, seeds, covariates = _plan(config)
     purge = re.compile(motif_pattern(motifs)) if config.purge_background and motifs else None
     if config.background_store is not None:
         background = _StoreBackground(config.background_store, purge)
@@ -383,8 +455,9 @@ def _iter_repertoires(config: SimulationConfig, threads: int | None
              int(positive.sum()), ", ".join(motifs) or "none", config.background_store or config.background_model)
 
     def one(i: int):
-        return _repertoire(sample_ids[i], bool(positive[i]), seeds[i], background, motifs, config,
-                           background.locus)
+        repertoire, implanted, row = _repertoire(sample_ids[i], bool(positive[i]), seeds[i], background, motifs,
+                                                 config, background.locus)
+        return repertoire, implanted, {**row, **covariates[i]}
 
     workers = max(1, threads or os.cpu_count() or 1)
     if workers == 1:
@@ -412,16 +485,21 @@ def simulate_repertoires(config: SimulationConfig, *, threads: int | None = None
         repertoires.append(repertoire)
         implanted.append(implants)
         rows.append(row)
-    _, _, motifs, _ = _plan(config)
-    return SimulatedCohort(samples=pl.DataFrame(rows, schema=_samples_schema()), repertoires=repertoires,
-                           implanted=pl.concat(implanted), motifs=motifs)
+    return SimulatedCohort(samples=pl.DataFrame(rows, schema=_samples_schema(config)), repertoires=repertoires,
+                           implanted=pl.concat(implanted), motifs=_plan(config).motifs)
 
 
-def _samples_schema() -> dict:
+def _samples_schema(config: SimulationConfig) -> dict:
+    """samples.tsv's columns: SAMPLE_COLUMNS, with the covariates and non-productive counts when asked for."""
     import polars as pl
 
-    return {"sample_id": pl.String, "status": pl.String, "simulated_sequences": pl.Int64, "witnesses": pl.Int64,
-            "witness_rate": pl.Float64, "noise_implants": pl.Int64}
+    schema = {"sample_id": pl.String, "status": pl.String}
+    if config.covariates:
+        schema |= {"age": pl.Int64, "hla_group": pl.String}
+    schema["simulated_sequences"] = pl.Int64
+    if config.nonproductive_rate > 0:
+        schema["nonproductive_rows"] = pl.Int64
+    return schema | {"witnesses": pl.Int64, "witness_rate": pl.Float64, "noise_implants": pl.Int64}
 
 
 def _tsv_bytes(frame: "pl.DataFrame") -> bytes:
@@ -452,11 +530,11 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
             (temporary / "repertoires" / f"{row['sample_id']}.tsv.gz").write_bytes(data)
             rows.append(row)
             implanted.append(implants)
-        samples = pl.DataFrame(rows, schema=_samples_schema())
+        samples = pl.DataFrame(rows, schema=_samples_schema(config))
         implanted_table = pl.concat(implanted)
         (temporary / "samples.tsv").write_bytes(_tsv_bytes(samples))
         (temporary / "implanted.tsv").write_bytes(_tsv_bytes(implanted_table))
-        _, _, motifs, _ = _plan(config)
+        motifs = _plan(config).motifs
         described = {"config": config.to_json(), "motifs": list(motifs), "repclass_version": __version__,
                      "numpy_version": np.__version__, "polars_version": pl.__version__}
         if config.background_store is None:
@@ -474,7 +552,9 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
         repertoire_dir=out / "repertoires", n_repertoires=samples.height, n_positive=positives.height,
         n_implanted=int(samples["witnesses"].sum()), n_noise_implants=int(samples["noise_implants"].sum()),
         motifs=motifs, witness_rates=dict(zip(positives["sample_id"], positives["witness_rate"])),
+        n_nonproductive=int(samples["nonproductive_rows"].sum()) if "nonproductive_rows" in samples.columns else 0,
     )
-    log.info("wrote %s: %d repertoires (%d positive), %d witness and %d noise implants", out, result.n_repertoires,
-             result.n_positive, result.n_implanted, result.n_noise_implants)
+    log.info("wrote %s: %d repertoires (%d positive), %d witness and %d noise implants, %d non-productive rows",
+             out, result.n_repertoires, result.n_positive, result.n_implanted, result.n_noise_implants,
+             result.n_nonproductive)
     return result

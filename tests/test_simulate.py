@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import gc
 import gzip
 import hashlib
@@ -39,6 +40,13 @@ def read_repertoire(folder: Path, sample_id: str) -> pl.DataFrame:
 
 def read_tsv(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, separator="\t", quote_char=None, schema_overrides={"status": pl.String})
+
+
+def ingested(out: Path, store: Path) -> Store:
+    """`repclass ingest` of a simulated cohort's folder; the store it wrote."""
+    result = run("ingest", out / "samples.tsv", out / "repertoires", "--out", store, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    return Store.open(store)
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +123,7 @@ def test_both_motifs_are_used(cohort):
 @needs_olga
 def test_output_ingests_cleanly(cohort, tmp_path):
     out, _ = cohort
-    result = run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "x.store", "--threads", 1)
-    assert result.exit_code == 0, result.output
-    store = Store.open(tmp_path / "x.store")
+    store = ingested(out, tmp_path / "x.store")
     samples = store.samples
     assert (samples["rows_kept"] == samples["rows_read"]).all()
     assert (samples["n_sequences"] == samples["simulated_sequences"].cast(pl.Int64)).all()
@@ -223,6 +229,126 @@ def test_backgrounds_do_not_depend_on_the_implants():
         assert a["v_call"].equals(b["v_call"]) and a["duplicate_count"].equals(b["duplicate_count"])
 
 
+# ----------------------------------------------------------------------------------------------
+# extras: non-productive rows and covariates
+# ----------------------------------------------------------------------------------------------
+EXTRAS = dict(nonproductive_rate=0.03, covariates=True)
+
+
+@pytest.fixture(scope="module")
+def extras(tmp_path_factory) -> tuple[Path, SimulationConfig]:
+    config = SimulationConfig(**SMALL, witness_rate=0.02, noise_rate=0.01, **EXTRAS)
+    out = tmp_path_factory.mktemp("extras") / "cohort"
+    simulate_cohort(out, config, threads=1)
+    return out, config
+
+
+@needs_olga
+def test_nonproductive_rows_are_those_asked_for(extras):
+    out, config = extras
+    samples = read_tsv(out / "samples.tsv")
+    assert samples.columns == ["sample_id", "status", "age", "hla_group", "simulated_sequences",
+                               "nonproductive_rows", "witnesses", "witness_rate", "noise_implants"]
+    implanted = read_tsv(out / "implanted.tsv")
+    for row in samples.iter_rows(named=True):
+        table = read_repertoire(out, row["sample_id"])
+        assert table.columns == list(AIRR_COLUMNS)
+        productive = table.filter(pl.col("productive") == "T")
+        broken = table.filter(pl.col("productive") == "F")
+        assert productive.height == row["simulated_sequences"]
+        assert broken.height == row["nonproductive_rows"] == round(config.nonproductive_rate * productive.height)
+        assert productive["junction_aa"].str.contains("^C[A-Z]+[FW]$").all()
+        assert broken["junction_aa"].str.contains(r"[*_]").all()
+        assert 0 < broken["junction_aa"].str.contains("_", literal=True).sum() < broken.height  # both kinds
+        assert broken["v_call"].str.starts_with("TRBV").all() and set(broken["locus"]) == {"TRB"}
+        assert broken["duplicate_count"].min() >= 1 and broken["duplicate_count"].max() <= config.max_count
+        assert table["sequence_id"].to_list() == [f"{row['sample_id']}_{i:05d}" for i in range(1, table.height + 1)]
+        rows_broken = table.with_row_index().filter(pl.col("productive") == "F")["index"]
+        assert rows_broken.min() < productive.height          # spread among the productive rows
+        rows = implanted.filter(pl.col("sample_id") == row["sample_id"])
+        joined = rows.join(table, on="sequence_id", how="left")
+        assert (joined["junction_aa_right"] == joined["junction_aa"]).all()        # the file holds the implant
+        assert set(joined["productive"]) <= {"T"}
+
+
+@needs_olga
+def test_nonproductive_rows_are_dropped_by_ingest(extras, tmp_path):
+    out, _ = extras
+    store = ingested(out, tmp_path / "x.store")
+    samples = store.samples.sort("sample_id")
+    sheet = read_tsv(out / "samples.tsv").sort("sample_id")
+    assert (samples["n_sequences"] == sheet["simulated_sequences"]).all()
+    assert (samples["dropped_non_productive"] == sheet["nonproductive_rows"]).all()
+    assert (samples["rows_read"] - samples["rows_kept"] == sheet["nonproductive_rows"]).all()
+    assert store.labels("hla_group") == dict(zip(sheet["sample_id"], sheet["hla_group"]))
+
+
+@needs_olga
+def test_covariates_are_random_labels_in_range():
+    config = SimulationConfig(n_repertoires=300, min_sequences=20, max_sequences=20, witness_rate=0.0,
+                              covariates=True, seed=5)
+    samples = simulate_repertoires(config, threads=1).samples
+    assert samples["age"].dtype == pl.Int64 and samples["age"].is_between(18, 90).all()
+    assert samples["age"].mean() == pytest.approx(45, abs=3) and samples["age"].std() == pytest.approx(15, abs=2)
+    counts = samples["hla_group"].value_counts()
+    assert set(counts["hla_group"]) == {"A", "B", "C"} and counts["count"].min() > 70
+    assert abs(np.corrcoef(samples["age"], samples["status"] == "+")[0, 1]) < 0.2  # unrelated to the status
+
+
+@needs_olga
+def test_extras_same_seed_same_bytes(extras, tmp_path):
+    out, config = extras
+    simulate_cohort(tmp_path / "again", config, threads=2)
+    for path in sorted(out.rglob("*")):
+        if path.is_file():
+            assert path.read_bytes() == (tmp_path / "again" / path.relative_to(out)).read_bytes(), path
+
+
+@needs_olga
+def test_extras_change_nothing_else(extras, tmp_path):
+    """The extras draw from streams of their own: the rest of the cohort is the one without them."""
+    out, config = extras
+    plain = tmp_path / "plain"
+    simulate_cohort(plain, dataclasses.replace(config, nonproductive_rate=0.0, covariates=False), threads=1)
+    samples, plain_samples = read_tsv(out / "samples.tsv"), read_tsv(plain / "samples.tsv")
+    assert samples.select(plain_samples.columns).equals(plain_samples)
+    assert read_tsv(out / "implanted.tsv").drop("sequence_id").equals(
+        read_tsv(plain / "implanted.tsv").drop("sequence_id"))
+    for sample_id in samples["sample_id"]:
+        productive = read_repertoire(out, sample_id).filter(pl.col("productive") == "T")
+        assert productive.drop("sequence_id").equals(read_repertoire(plain, sample_id).drop("sequence_id"))
+
+
+@needs_olga
+def test_outputs_without_extras_are_those_of_earlier_versions(tmp_path):
+    """With the extras off, the files hold what they held before the extras existed: this digest, of
+    samples.tsv, implanted.tsv and the uncompressed repertoires, was taken from that version (numpy
+    2.4.6, polars 2.1.0; other versions of those may draw or write otherwise)."""
+    config = SimulationConfig(**SMALL, motifs=("S.EN",), random_motifs=2, gap_probability=0.3, noise_rate=0.01)
+    simulate_cohort(tmp_path / "a", config, threads=1)
+    digest = hashlib.sha256()
+    for path in [tmp_path / "a" / "samples.tsv", tmp_path / "a" / "implanted.tsv",
+                 *sorted((tmp_path / "a" / "repertoires").glob("*.tsv.gz"))]:
+        digest.update(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())
+    assert digest.hexdigest() == "5d730056cca7f10b6141de90847b9aea069609cfb0a04f001a5cf483c15524bd"
+
+
+def test_nonproductive_junction():
+    rng = np.random.default_rng(4)
+    nt = "TGTGCCAGCAGTTTAGGGCAGGAGACCCAGTACTTC"        # CASSLGQETQYF
+    assert vdj.translate(nt) == "CASSLGQETQYF"
+    texts = [vdj.nonproductive_junction(nt, rng) for _ in range(400)]
+    stops = [t for t in texts if "*" in t and "_" not in t]
+    shifts = [t for t in texts if "_" in t]
+    assert len(stops) + len(shifts) == 400 and len(stops) == pytest.approx(200, abs=40)
+    for t in stops:   # one internal residue replaced by a stop
+        assert len(t) == 12 and t[0] == "C" and t[-1] == "F" and t.count("*") == 1
+        assert sum(a != b for a, b in zip(t, "CASSLGQETQYF")) == 1
+    for t in shifts:  # V-frame head, J-frame tail: the tail ends as the junction does
+        head, tail = t.split("_")
+        assert "CASSLGQETQYF".startswith(head) and tail.endswith("F") and len(head) + len(tail) == 11
+
+
 @pytest.mark.parametrize("model, locus, gene", [("human_IGH", "IGH", "IGHV"), ("mouse_TRB", "TRB", "TRBV")])
 @needs_olga
 def test_other_background_models(model, locus, gene):
@@ -237,7 +363,7 @@ def test_other_background_models(model, locus, gene):
 @needs_olga
 def test_background_from_a_store(cohort, tmp_path):
     out, _ = cohort
-    assert run("ingest", out / "samples.tsv", out / "repertoires", "--out", tmp_path / "s.store").exit_code == 0
+    ingested(out, tmp_path / "s.store")
     pool = set(pl.concat([t for _, t in Store.open(tmp_path / "s.store").iter_tables(["junction_aa"])])
                ["junction_aa"])
     config = SimulationConfig(n_repertoires=3, min_sequences=500, max_sequences=500, motifs=("WWW",),
@@ -294,6 +420,8 @@ def test_missing_olga_names_the_install(monkeypatch):
     (dict(n_positive=9), "number of positives"),
     (dict(background_model="human_TRA"), "unknown background model"),
     (dict(random_motifs=1, random_motif_length=(5, 3)), "random motifs"),
+    (dict(nonproductive_rate=1.5), "nonproductive rate must be between 0 and 1"),
+    (dict(nonproductive_rate=0.02, background_store="x.store"), "drop --nonproductive-rate or --background"),
 ])
 def test_bad_config(changes, fragment):
     with pytest.raises(UsageError, match=re.escape(fragment)):
@@ -306,6 +434,8 @@ def test_bad_config(changes, fragment):
     (["--motif", "SF1N"], "'1'"),
     (["--sequences", "10-x"], "--sequences"),
     (["--positives", "200"], "--positives"),
+    (["--nonproductive-rate", "-0.1"], "--nonproductive-rate"),
+    (["--nonproductive-rate", "0.1", "--background", "x.store"], "--background"),
 ])
 def test_cli_bad_options_exit_2_with_one_line(args, fragment, tmp_path):
     result = run("simulate", "--out", tmp_path / "x", *args)
@@ -319,10 +449,13 @@ def test_cli_bad_options_exit_2_with_one_line(args, fragment, tmp_path):
 def test_cli_end_to_end(tmp_path):
     result = run("simulate", "--out", tmp_path / "sim", "--repertoires", 4, "--sequences", "500-700",
                  "--witness-rate", 0.01, "--motif", "SFEN", "--random-motifs", 1, "--motif-length", "5",
-                 "--noise-rate", 0.01, "--purge-background", "--seed", 3, "--threads", 1)
+                 "--noise-rate", 0.01, "--purge-background", "--nonproductive-rate", 0.02, "--covariates",
+                 "--seed", 3, "--threads", 1)
     assert result.exit_code == 0, result.output
     summary = result.output.strip().splitlines()[-1]
-    assert "4 repertoires (2 positive)" in summary and "SFEN" in summary
+    assert "4 repertoires (2 positive)" in summary and "SFEN" in summary and "non-productive rows" in summary
+    samples = read_tsv(tmp_path / "sim" / "samples.tsv")
+    assert {"age", "hla_group", "nonproductive_rows"} <= set(samples.columns)
     motifs = read_tsv(tmp_path / "sim" / "implanted.tsv").filter(~pl.col("noise"))["motif"]
     assert set(motifs) <= {summary.split("motifs ")[1].split(", ")[0], summary.split(", ")[-1]}
     assert {len(m) for m in motifs} <= {4, 5}

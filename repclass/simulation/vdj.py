@@ -53,6 +53,8 @@ for _code, _letter in enumerate("ACGT"):
 _CODON_TABLE = np.frombuffer(b"FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG", dtype=np.uint8)
 _TCAG_CODE = np.array([2, 1, 3, 0], dtype=np.uint8)
 _STOP = ord("*")
+_STOP_CODONS = ("TAA", "TAG", "TGA")
+_ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 # Scenarios drawn per batch: large enough to amortise numpy calls, small enough for the cache.
 _MAX_DRAWS = 100_000
 
@@ -256,9 +258,10 @@ def _insertions(rng: np.random.Generator, lengths: np.ndarray, cum_first: np.nda
     return out
 
 
-def _batch(model: VDJModel, rng: np.random.Generator, n: int, anchors: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Draw n scenarios; return the productive ones as (aa bytes (m, w) zero-padded, aa lengths, V, J)."""
+def _batch(model: VDJModel, rng: np.random.Generator, n: int, anchors: np.ndarray, nucleotides: bool = False
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Draw n scenarios; return the productive ones as (aa bytes (m, w) zero-padded, aa lengths, V, J,
+    and with `nucleotides` their ACGT bytes (m, 3w) zero-padded, else None)."""
     u = rng.random((n, 8))
     v = model.v.draw(u[:, 0])
     dj = model.dj.draw(u[:, 1])
@@ -287,7 +290,7 @@ def _batch(model: VDJModel, rng: np.random.Generator, n: int, anchors: np.ndarra
     total = total[keep]
     m = v.size
     if m == 0:
-        return np.zeros((0, 1), np.uint8), np.zeros(0, np.int64), v, j
+        return np.zeros((0, 1), np.uint8), np.zeros(0, np.int64), v, j, np.zeros((0, 3), np.uint8)
 
     n1 = _insertions(rng, ins_vd, model.cum_first_vd, model.cum_next_vd)                # (m, max N1)
     n2 = _insertions(rng, ins_dj, model.cum_first_dj, model.cum_next_dj, reverse=True)  # (m, max N2)
@@ -313,7 +316,8 @@ def _batch(model: VDJModel, rng: np.random.Generator, n: int, anchors: np.ndarra
                   at_j + j * model.j_seq.shape[1] + del_j - b4], axis=1)      # (m, 5)
     segment_length = np.stack([len_v, ins_vd, len_d, ins_dj, len_j], axis=1).ravel()  # (5m,)
     index = np.repeat(a.ravel(), segment_length) + np.arange(int(total.sum()), dtype=np.int64)  # (T,)
-    codons = _TCAG_CODE[source[index]].reshape(-1, 3)                         # (T/3, 3) TCAG codes
+    flat = source[index]                                                      # (T,) ACGT codes
+    codons = _TCAG_CODE[flat].reshape(-1, 3)                                  # (T/3, 3) TCAG codes
     aa = _CODON_TABLE[16 * codons[:, 0] + 4 * codons[:, 1] + codons[:, 2]]    # (T/3,) flat amino acids
 
     aa_len = total // 3
@@ -326,32 +330,70 @@ def _batch(model: VDJModel, rng: np.random.Generator, n: int, anchors: np.ndarra
     column = np.arange(width)[None, :]
     padded = np.concatenate([aa, np.zeros(width, np.uint8)])
     out = np.where(column < lengths[:, None], padded[aa_start[ok][:, None] + column], 0).astype(np.uint8)
-    return out, lengths, v[ok], j[ok]
+    nt = None
+    if nucleotides:
+        column = np.arange(3 * width)[None, :]
+        padded = np.concatenate([_ACGT[flat], np.zeros(3 * width, np.uint8)])
+        nt = np.where(column < 3 * lengths[:, None], padded[start[ok][:, None] + column], 0).astype(np.uint8)
+    return out, lengths, v[ok], j[ok], nt
 
 
-def sample_junctions(model: VDJModel, rng: np.random.Generator, n: int, *, anchors: str = "FW"
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sample_junctions(model: VDJModel, rng: np.random.Generator, n: int, *, anchors: str = "FW",
+                     nucleotides: bool = False) -> tuple[np.ndarray, ...]:
     """n productive junctions drawn from `model` with `rng`.
 
     Returns (aa, lengths, v, j): aa is an (n, width) uint8 matrix of ASCII amino acids padded with
     zero bytes, lengths the junction lengths, v and j indices into model.v_names / j_names.
-    `anchors` lists the accepted last residues (OLGA's own default also accepts V).
+    `anchors` lists the accepted last residues (OLGA's own default also accepts V). With
+    `nucleotides`, a fifth item: the junctions' nucleotides, an (n, 3 * width) matrix of ASCII
+    ACGT padded with zero bytes (3 x lengths long); the amino acids drawn are the same.
     """
     anchor_codes = np.frombuffer(anchors.encode("ascii"), dtype=np.uint8)
     parts, total, accepted = [], 0, 0.6  # a first guess at the acceptance rate; learnt below
     while total < n:
         want = n - total
         draws = int(min(max(want / max(accepted, 0.01) * 1.1 + 64, 256), _MAX_DRAWS))
-        aa, lengths, v, j = _batch(model, rng, draws, anchor_codes)
-        accepted = max(lengths.size / draws, 0.01)
-        parts.append((aa, lengths, v, j))
-        total += lengths.size
-    width = max(p[0].shape[1] for p in parts)
-    aa = np.concatenate([np.pad(p[0], ((0, 0), (0, width - p[0].shape[1]))) for p in parts])[:n]
+        part = _batch(model, rng, draws, anchor_codes, nucleotides)
+        accepted = max(part[1].size / draws, 0.01)
+        parts.append(part)
+        total += part[1].size
+
+    def stacked(k: int) -> np.ndarray:
+        width = max(p[k].shape[1] for p in parts)
+        return np.concatenate([np.pad(p[k], ((0, 0), (0, width - p[k].shape[1]))) for p in parts])[:n]
+
     lengths = np.concatenate([p[1] for p in parts])[:n]
     v = np.concatenate([p[2] for p in parts])[:n]
     j = np.concatenate([p[3] for p in parts])[:n]
-    return aa, lengths, v, j
+    return (stacked(0), lengths, v, j) + ((stacked(4),) if nucleotides else ())
+
+
+def translate(nt: str) -> str:
+    """The amino acids of nt's complete codons, read from its first nucleotide ('*' for a stop)."""
+    codes = _TCAG_CODE[_NT_CODE[np.frombuffer(nt[:len(nt) - len(nt) % 3].encode("ascii"), dtype=np.uint8)]]
+    codons = codes.reshape(-1, 3)
+    return _CODON_TABLE[16 * codons[:, 0] + 4 * codons[:, 1] + codons[:, 2]].tobytes().decode("ascii")
+
+
+def nonproductive_junction(nt: str, rng: np.random.Generator) -> str:
+    """The junction_aa of a productive junction `nt` (in frame, at least 6 codons) made non-productive.
+
+    With probability 1/2 an internal codon (not the first or last) becomes a stop codon: a `*` in
+    the translation. Otherwise 1-2 nucleotides are deleted at an internal position (a frameshift):
+    the 5' part is translated in the V frame up to the codon hit, the 3' part in the J frame (read
+    back from the end), joined by `_` as AIRR tools render out-of-frame junctions (CASS_GGAGNTIYF).
+    """
+    n_codons = len(nt) // 3
+    if rng.random() < 0.5:
+        codon = int(rng.integers(1, n_codons - 1))
+        stop = _STOP_CODONS[int(rng.integers(len(_STOP_CODONS)))]
+        return translate(nt[:3 * codon] + stop + nt[3 * codon + 3:])
+    k = int(rng.integers(1, 3))
+    at = int(rng.integers(3, len(nt) - 3 - k))
+    shifted = nt[:at] + nt[at + k:]
+    cut = (at // 3) * 3
+    head, tail = shifted[:cut], shifted[cut:]
+    return translate(head) + "_" + translate(tail[len(tail) % 3:])
 
 
 def olga_version() -> str:
