@@ -192,6 +192,8 @@ def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
     """method, fold (1..K and 'pooled', or 'all' for one split), target, metric, validation, test."""
     import polars as pl
 
+    from .model_folder import metric_rows
+
     rows = []
     for method, folder in folders.items():
         parts = _model_folders(folder)
@@ -204,13 +206,17 @@ def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
         targets = _targets(parts[0][1])
         for fold, predictions in tables:
             for target in targets:
-                by_split = {split: prediction_metrics(predictions.filter(pl.col("split") == split), target)
-                            for split in ("validation", "test")}
-                names = [n for n in by_split["test"] if n != "n"] or [n for n in by_split["validation"] if n != "n"]
-                for name in ["n"] + names:
-                    rows.append({"method": method, "fold": fold, "target": target["column"], "metric": name,
-                                 "validation": by_split["validation"].get(name, math.nan),
-                                 "test": by_split["test"].get(name, math.nan)})
+                column = target["column"]
+                metrics = {split: {column: prediction_metrics(predictions.filter(pl.col("split") == split), target)}
+                           for split in ("validation", "test")}
+                # the test split's metrics first, then any only the validation split has (its test rows unlabelled)
+                side_by_side: dict[str, dict[str, float]] = {}
+                for row in metric_rows(metrics, [column], ("test", "validation")):
+                    side_by_side.setdefault(row["metric"], {})[row["split"]] = row["value"]
+                for name, values in side_by_side.items():
+                    rows.append({"method": method, "fold": fold, "target": column, "metric": name,
+                                 "validation": values.get("validation", math.nan),
+                                 "test": values.get("test", math.nan)})
     return pl.DataFrame(rows, schema={"method": pl.String, "fold": pl.String, "target": pl.String,
                                       "metric": pl.String, "validation": pl.Float64, "test": pl.Float64})
 

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from .targets import Target, TargetSpec
 
 
-def _metric_rows(metrics: dict[str, Any], columns: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """One row per (split, target, metric) of a model's metrics."""
-    for split in SPLITS:
+def metric_rows(metrics: dict[str, Any], columns: Sequence[str],
+                splits: Sequence[str] = SPLITS) -> Iterator[dict[str, Any]]:
+    """One row per (split, target, metric) of a model's metrics ({split: {target: {metric: value}}})."""
+    for split in splits:
         for column in columns:
             for name, value in metrics[split].get(column, {}).items():
                 yield {"split": split, "target": column, "metric": name, "value": float(value)}
@@ -29,7 +30,7 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
     """metrics.tsv: one row per (split, target, metric)."""
     import polars as pl
 
-    rows = list(_metric_rows(metrics, [t.column for t in targets]))
+    rows = list(metric_rows(metrics, [t.column for t in targets]))
     pl.DataFrame(rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
                                "value": pl.Float64}).write_csv(work / "metrics.tsv", separator="\t")
 
@@ -40,7 +41,7 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
     import polars as pl
 
     rows = [{"fold": str(fold), **row} for fold, metrics in enumerate(fold_metrics, start=1)
-            for row in _metric_rows(metrics, [t.column for t in targets])]
+            for row in metric_rows(metrics, [t.column for t in targets])]
     table = pl.DataFrame(rows, schema={"fold": pl.String, "split": pl.String, "target": pl.String,
                                        "metric": pl.String, "value": pl.Float64})
     summary_rows = (table.group_by(["split", "target", "metric"], maintain_order=True)

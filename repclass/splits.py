@@ -102,6 +102,15 @@ def column_split(ids: list[str], values: list[str | None], column: str) -> dict[
     return assignment
 
 
+def split_ids(assignment: dict[str, str]) -> dict[str, list[str]]:
+    """Sample id -> split, turned around: each split's sample ids, sorted. Refuses an assignment that
+    leaves no repertoire to train on (one model's view; `split_assignments` makes the assignments)."""
+    ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
+    if not ids["train"]:
+        raise UsageError("no repertoires left for training; lower --validation-fraction/--test-fraction")
+    return ids
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """How repertoires are split: a sheet column, k folds, or (default) a seeded stratified split."""

@@ -41,7 +41,7 @@ from .model_folder import write_fold_summary, write_model_folder
 from .progress import progress
 from .runtime import autocast, describe
 from .scoring import score_repertoire
-from .splits import SPLITS, SplitSpec, split_assignments
+from .splits import SPLITS, SplitSpec, split_assignments, split_ids
 from .store import Store, publish
 from .targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
 
@@ -194,9 +194,7 @@ class _Data:
     @classmethod
     def prepare(cls, store: Store, specs: list[TargetSpec], assignment: dict[str, str], config: TrainConfig,
                 context: Context) -> "_Data":
-        ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
-        if not ids["train"]:
-            raise UsageError("no repertoires left for training; lower --validation-fraction/--test-fraction")
+        ids = split_ids(assignment)
         if context.active and (config.batch_size % context.world_size or len(ids["train"]) < config.batch_size):
             raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the {context.world_size} "
                              f"processes and at most the {len(ids['train'])} training repertoires")

@@ -13,7 +13,7 @@ from repclass import cli
 from repclass.config import CHUNK_SIZE, ModelConfig, TrainConfig, option_name
 from repclass.errors import InputFileError, UsageError
 from repclass.formats import OVERRIDE_OPTIONS, ColumnOverrides, sniff
-from repclass.splits import SplitSpec
+from repclass.splits import SplitSpec, split_ids
 from repclass.targets import TargetSpec, target_specs
 
 
@@ -98,6 +98,7 @@ def test_motifs_options_take_their_defaults_from_the_library():
     (lambda: ModelConfig(reduction_fraction=0), "--reduction-fraction must be above 0 and at most 1, got 0"),
     (lambda: SplitSpec(fold=2), "--fold needs --folds"),
     (lambda: SplitSpec(folds=3, fold=4), "--fold must be between 1 and 3, got 4"),
+    (lambda: split_ids({"r1": "validation", "r2": "test"}), "no repertoires left for training"),
     (lambda: target_specs(["status"], kinds={"stauts": "binary"}), "--type names stauts, which is not a --target"),
     (lambda: target_specs(["status"], positives={"age": "+"}), "--positive names age, which is not a --target"),
     (lambda: target_specs(["status"], weights={"x": 2.0}), "--loss-weight names x, which is not a --target"),
@@ -107,6 +108,11 @@ def test_motifs_options_take_their_defaults_from_the_library():
 def test_python_callers_get_usage_errors_in_the_users_words(make, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         make()
+
+
+def test_split_ids_turn_an_assignment_around():
+    assert split_ids({"b": "train", "c": "test", "a": "train"}) == {"train": ["a", "b"], "validation": [],
+                                                                    "test": ["c"]}
 
 
 def test_target_specs_fill_in_named_columns():

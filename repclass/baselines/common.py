@@ -228,11 +228,10 @@ def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: 
     """Fit one baseline on one split assignment and write its model folder into `work`."""
     import sklearn
 
+    from ..splits import split_ids
     from ..targets import encode_targets, infer_targets
 
-    ids = {split: sorted(i for i, s in assignment.items() if s == split) for split in SPLITS}
-    if not ids["train"]:
-        raise UsageError("no repertoires left for training; lower --validation-fraction/--test-fraction")
+    ids = split_ids(assignment)
     targets = infer_targets(store, specs, ids["train"])
     log.info("%s%s: fitting on %d repertoires (validation %d, test %d)", label, method, len(ids["train"]),
              len(ids["validation"]), len(ids["test"]))
