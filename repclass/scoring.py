@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import CHUNK_SIZE
 from .data import EncodedRepertoire
 from .model import DeepRC
 from .runtime import autocast
@@ -35,7 +36,7 @@ class RepertoireScore:
 
 @torch.no_grad()
 def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch.device,
-                     chunk_size: int = 8192, block_size: int = BLOCK_SIZE) -> RepertoireScore:
+                     chunk_size: int = CHUNK_SIZE, block_size: int = BLOCK_SIZE) -> RepertoireScore:
     """Score one whole repertoire: two passes over length-sorted sequences.
 
     Pass 1 computes every sequence's attention logit block by block. Pass 2 pools the top

@@ -72,6 +72,11 @@ def test_simulate_ranges_and_chunk_size_defaults():
     assert cli._int_range(defaults["sequences"], "--sequences") == (config.min_sequences, config.max_sequences)
     assert cli._int_range(defaults["motif_length"], "--motif-length") == config.random_motif_length
     assert TrainConfig().chunk_size == CHUNK_SIZE == inspect.signature(predict).parameters["chunk_size"].default
+    from repclass.model import DeepRC
+    from repclass.scoring import score_repertoire
+
+    for function in (score_repertoire, DeepRC.embed, DeepRC.forward):
+        assert inspect.signature(function).parameters["chunk_size"].default == CHUNK_SIZE, function.__name__
     for name in ("train", "predict", "motifs"):
         assert _defaults(cli.main.commands[name])["chunk_size"] == CHUNK_SIZE
 
