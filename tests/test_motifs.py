@@ -165,12 +165,17 @@ def test_report_is_self_contained(explained):
     assert all(junction in text for junction in explained.sequences["junction_aa"].head(10))
 
 
+def _cli_run(model: Path, store: Path, out: Path, *options: str):
+    """`repclass motifs` with the main run's SETTINGS as options."""
+    return CliRunner().invoke(main, ["motifs", str(model), str(store), "--out", str(out), "--top-sequences", "1000",
+                                     "--motifs", "3", "--ig-steps", "64", "--device", "cpu", "--include-training",
+                                     *options])
+
+
 def test_cli_end_to_end_gives_the_same_bytes(explained, tiny_model, tiny_cohort, tmp_path):
     store_path, _ = tiny_cohort
     out = tmp_path / "again"
-    result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(out),
-                                       "--top-sequences", "1000", "--motifs", "3", "--ig-steps", "64", "--device",
-                                       "cpu", "--threads", "2", "--include-training"])
+    result = _cli_run(tiny_model.path, store_path, out, "--threads", "2")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out / 'report.html'}\n"
     assert _md5s(out) == _md5s(explained.out)
@@ -188,9 +193,7 @@ def test_chunk_size_reaches_scoring_and_changes_no_byte(explained, tiny_model, t
     monkeypatch.setattr(collect, "score_repertoire", scoring)
     store_path, _ = tiny_cohort
     out = tmp_path / "chunked"
-    result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(out),
-                                       "--top-sequences", "1000", "--motifs", "3", "--ig-steps", "64", "--device",
-                                       "cpu", "--include-training", "--chunk-size", "7"])
+    result = _cli_run(tiny_model.path, store_path, out, "--chunk-size", "7")
     assert result.exit_code == 0, result.output
     assert chunk_sizes == {7}
     assert _md5s(out) == _md5s(explained.out)
