@@ -277,7 +277,10 @@ def _build_model(data: _Data, config: TrainConfig, model_config: ModelConfig, de
     torch.manual_seed(config.seed)
     model = DeepRC(model_config)
     if config.init_kmers and seed_kernels:
-        _seed_kernels_from_kmers(model, data.cache, data.ids["train"], data.targets, data.labels, config, label)
+        if model.embedding.seedable:
+            _seed_kernels_from_kmers(model, data.cache, data.ids["train"], data.targets, data.labels, config, label)
+        else:  # an LSTM has no kernels to seed: it starts random, as in the original
+            log.info("%sno k-mer start: the %s embedding has no kernels to seed", label, model_config.embedding)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                                  weight_decay=config.weight_decay)

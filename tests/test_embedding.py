@@ -108,11 +108,11 @@ def test_lstm_trains_predicts_and_is_explained_from_the_cli(tiny_cohort, tmp_pat
     store_path, _ = tiny_cohort
     runner = CliRunner()
     model = tmp_path / "lstm"
-    # --init-kmers 0: k-mer seeding is for convolution kernels
+    # default --init-kmers: k-mer seeding is for convolution kernels, an LSTM starts random
     trained = runner.invoke(main, ["train", str(store_path), "--target", "status", "--out", str(model),
                                    "--embedding", "lstm", "--kernels", "8", "--attention-units", "8",
                                    "--updates", "20", "--eval-every", "10", "--sequences-per-bag", "200",
-                                   "--init-kmers", "0", "--device", "cpu", "--seed", "1"])
+                                   "--device", "cpu", "--seed", "1"])
     assert trained.exit_code == 0, trained.output
     config = json.loads((model / "model.json").read_text())
     assert config["model_config"]["embedding"] == "lstm"
