@@ -326,6 +326,26 @@ def test_clustering_aligns_offset_peaks_and_keeps_other_motifs_apart():
     assert found[0].columns[found[0].consensus_span[0]] == 1
 
 
+def test_consensus_span_follows_attribution_size_not_sign():
+    # Weaker motif sequences in a repertoire led by stronger ones lower its attention-weighted mean:
+    # their motif residues carry negative attribution although the sequences contribute positively.
+    # Their windows are placed by |attribution|, and the consensus columns must be chosen the same
+    # way, not by the positive part of the signed sums (which picked the flanking residues here).
+    sequences = ["CASSPGSFENTQYF", "CASRSFENGYTF", "CASSLSFENQPQHF", "CAKSFENEQYF"]
+    attributions = []
+    for sequence in sequences:
+        values = np.full(len(sequence), 0.05)  # weakly positive flanks
+        start = sequence.find("SFEN")
+        values[start:start + 4] = [-1.0, -0.8, -0.9, -0.7]
+        attributions.append(values)
+    contributions = np.array([2.0, 1.5, 1.0, 0.5])
+    found = find_motifs(sequences, ["a", "b", "c", "d"], contributions, attributions, n_motifs=3)
+    assert [m.consensus for m in found] == ["SFEN"]
+    assert found[0].n_sequences == 4
+    assert found[0].columns[found[0].consensus_span[0]] == 1
+    assert found[0].contributions.sum() < 0  # the contribution matrix keeps its signs
+
+
 def test_raw_repertoire_files_are_explained_like_the_store(tiny_model, tiny_cohort, tmp_path):
     # motifs takes repertoire files as predict does: ingested with the training store's rules
 

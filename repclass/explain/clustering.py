@@ -8,7 +8,13 @@ the first cluster whose seed window it matches in at least 3 of 4 residues at a 
 otherwise it seeds a new cluster. A cluster whose consensus contains a stronger cluster's is
 folded into it. There is no random step: the same inputs give the same motifs. Per motif:
 frequency and contribution position weight matrices, the consensus over the contiguous columns
-that carry contribution (+-2 flanking columns kept), support.
+that carry the most |attribution| (+-2 flanking columns kept), support.
+
+Windows and consensus columns are both chosen by the size of the residue attributions, not their
+sign: the sign says whether a residue raises or lowers its repertoire's explained output with the
+repertoire's other sequences held fixed, and that depends on those sequences (see peak_window), so
+a cluster's motif columns may carry negative mean attribution while being the columns the output
+responds to most.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ CORE_WIDTH = 4
 FLANK = 2
 #: A window may match a cluster's seed shifted by up to this many positions.
 MAX_SHIFT = 2
-#: Consensus columns: the contiguous run around the strongest column whose contributions are at
+#: Consensus columns: the contiguous run around the strongest column whose mean |attribution| is at
 #: least this share of its.
 TRIM_FRACTION = 0.2
 #: Clusters with less than this share of the top motif's total contribution are noise, not motifs.
@@ -96,39 +102,45 @@ _REACH = FLANK + MAX_SHIFT
 
 
 def motif_matrices(sequences: list[str], attributions: list[np.ndarray], members: list[tuple[int, int]]
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(frequencies, mean contributions), each (CORE_WIDTH + 2 * _REACH, 20), over the aligned
-    columns -_REACH .. CORE_WIDTH + _REACH - 1 relative to the seed window's first residue."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frequencies, mean contributions), each (CORE_WIDTH + 2 * _REACH, 20), and the mean
+    |attribution| per member of each column, (CORE_WIDTH + 2 * _REACH,), over the aligned columns
+    -_REACH .. CORE_WIDTH + _REACH - 1 relative to the seed window's first residue."""
     n_columns = CORE_WIDTH + 2 * _REACH
     counts = np.zeros((n_columns, N_AMINO_ACIDS))
     contributions = np.zeros((n_columns, N_AMINO_ACIDS))
+    magnitudes = np.zeros(n_columns)
     for index, start in members:
         codes = encode(sequences[index])
         for column in range(n_columns):
             position = start - _REACH + column
             if 0 <= position < len(codes):
+                value = attributions[index][position]
                 counts[column, codes[position]] += 1
-                contributions[column, codes[position]] += attributions[index][position]
+                contributions[column, codes[position]] += value
+                magnitudes[column] += abs(value)
     covered = counts.sum(axis=1, keepdims=True)
     frequencies = np.divide(counts, covered, out=np.zeros_like(counts), where=covered > 0)
-    return frequencies, contributions / len(members)
+    return frequencies, contributions / len(members), magnitudes / len(members)
 
 
-def consensus_span(contributions: np.ndarray) -> tuple[int, int]:
-    """[first, last + 1) of the contiguous columns around the strongest one that carry at least
-    TRIM_FRACTION of its (positive) contribution; the seed window when no column contributes.
+def consensus_span(magnitudes: np.ndarray) -> tuple[int, int]:
+    """[first, last + 1) of the contiguous columns around the strongest one whose mean |attribution|
+    (`magnitudes`, one per column) is at least TRIM_FRACTION of its; the seed window when every
+    attribution is 0.
 
-    Contiguous, so that a residue the kernels weigh a few positions away (a junction's final F,
-    say) does not stretch the consensus over the weak columns between."""
-    column_contribution = np.clip(contributions.sum(axis=1), 0.0, None)  # (n_columns,)
-    if column_contribution.max() <= 0:
+    Magnitudes, as peak_window places the windows: a residue's sign depends on the repertoire around
+    its sequence, and members of one motif may carry it with either sign. Contiguous, so that a
+    residue the kernels weigh a few positions away (a junction's final F, say) does not stretch the
+    consensus over the weak columns between."""
+    if magnitudes.max() <= 0:
         return _REACH, _REACH + CORE_WIDTH
-    peak = int(np.argmax(column_contribution))
-    threshold = TRIM_FRACTION * column_contribution[peak]
+    peak = int(np.argmax(magnitudes))
+    threshold = TRIM_FRACTION * magnitudes[peak]
     first, last = peak, peak + 1
-    while first > 0 and column_contribution[first - 1] >= threshold:
+    while first > 0 and magnitudes[first - 1] >= threshold:
         first -= 1
-    while last < len(column_contribution) and column_contribution[last] >= threshold:
+    while last < len(magnitudes) and magnitudes[last] >= threshold:
         last += 1
     return first, last
 
@@ -155,8 +167,8 @@ class _Cluster:
 
     def describe(self, sequences: list[str], attributions: list[np.ndarray], contributions: np.ndarray) -> None:
         self.total = float(sum(contributions[i] for i, _ in self.members))
-        self.frequencies, self.contributions = motif_matrices(sequences, attributions, self.members)
-        self.span = consensus_span(self.contributions)
+        self.frequencies, self.contributions, magnitudes = motif_matrices(sequences, attributions, self.members)
+        self.span = consensus_span(magnitudes)
         self.consensus = consensus(self.frequencies, self.span)
 
 

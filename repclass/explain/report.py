@@ -319,8 +319,9 @@ the first cluster whose seed window it matches in all but one residue, shifted b
 {summary["settings"]["max_shift"]}); ranked by summed sequence contribution; clusters under
 {_number(summary["settings"]["min_motif_share"])} of the top motif's are not reported. The consensus spans the
 columns (shaded in the logos) with at least {_number(summary["settings"]["trim_fraction"])} of the strongest column's
-attribution, in lower case where fewer than half the members agree; logos add {summary["settings"]["flank"]}
-flanking columns on each side. Bottom panel: information content of the residue frequencies (bits).</dd>
+mean |residue attribution| (sizes, as for the windows), in lower case where fewer than half the members agree;
+logos add {summary["settings"]["flank"]} flanking columns on each side. Bottom panel: information content of the
+residue frequencies (bits).</dd>
 <dt>Enrichment</dt><dd>Per labelled repertoire, the share of its sequences matching the consensus (lower-case
 letters match any residue); one-sided Mann-Whitney test (normal approximation) that the share is higher in the
 explained class; computed on the held-out repertoires and on all labelled ones. Repertoires the model trained on
