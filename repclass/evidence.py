@@ -167,7 +167,10 @@ def gene_usage(calls: Sequence[str], top: int = 3) -> list[tuple[str, float]]:
 # ----------------------------------------------------------------------------------------------
 def read_truth(path: str | Path) -> pl.DataFrame:
     """An implanted-sequences table (TSV/CSV): sample_id, sequence_id, junction_aa, motif_start
-    (0-based start of the implanted motif in junction_aa); other columns may follow."""
+    (0-based start of the implanted motif in junction_aa); other columns may follow.
+
+    Rows with `noise` true (`repclass simulate --noise-rate`: broken motif copies put into the
+    negatives as decoys) are not witnesses and are left out."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file; give the table of implanted sequences (--truth)")
@@ -187,7 +190,10 @@ def read_truth(path: str | Path) -> pl.DataFrame:
         row = int(np.nonzero(bad.to_numpy())[0][0])
         raise InputFileError(path, f"motif_start {table['motif_start'][row]!r} is not a 0-based position; give the "
                                    f"start of the implanted motif in junction_aa", line=row + 2)
-    return table.with_columns(starts.alias("motif_start"))
+    table = table.with_columns(starts.alias("motif_start"))
+    if "noise" in table.columns:
+        table = table.filter(pl.col("noise").str.to_lowercase().is_in(["true", "t", "1", "yes"]).not_())
+    return table
 
 
 @dataclass

@@ -226,6 +226,15 @@ def test_score_against_truth_by_hand(tmp_path):
     assert not score_against_truth(sequences, table, ["a", "b"], ["PPGG"])["top_motif"]["matches"]
 
 
+def test_read_truth_leaves_out_noise_implants(tmp_path):
+    """Decoys that simulate puts into negatives (noise = true) are not witnesses to recover."""
+    (tmp_path / "t.tsv").write_text("sample_id\tsequence_id\tjunction_aa\tmotif_start\tmotif\tnoise\n"
+                                    "a\ta1\tCASWQRYF\t3\tWQRY\tfalse\n"
+                                    "b\tb1\tCASWRQYF\t3\tWQRY\ttrue\n")
+    table = read_truth(tmp_path / "t.tsv")
+    assert table["sequence_id"].to_list() == ["a1"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("sample_id\tjunction_aa\tmotif_start\na\tCASF\t1\n", "missing column\\(s\\) sequence_id"),
     ("sample_id\tsequence_id\tjunction_aa\tmotif_start\na\tx\tCASF\tthree\n", "line 2"),
