@@ -104,14 +104,14 @@ def attention_on_witnesses(model_folder: Path, store, implanted_path: Path) -> t
 
     from repclass.checkpoint import load_model
     from repclass.data import RepertoireCache
+    from repclass.evidence import read_truth
     from repclass.scoring import score_repertoire
 
     model, _ = load_model(model_folder / "model.safetensors")
     predictions = pl.read_csv(model_folder / "predictions.tsv", separator="\t")
     label = [c for c in predictions.columns if c.endswith(":label")][0]
     positives = predictions.filter((pl.col("split") == "test") & (pl.col(label) == "+"))["sample_id"].to_list()
-    implanted = pl.read_csv(implanted_path, separator="\t", infer_schema_length=0)
-    implanted = implanted.filter(pl.col("noise").str.to_lowercase() != "true")
+    implanted = read_truth(implanted_path)  # the witnesses: noise implants (decoys) left out
     cache = RepertoireCache(store)
     mass, recall, top1 = [], [], []
     for sample_id in positives:
