@@ -61,18 +61,38 @@ def make_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def run_child(code: str, *args: str, threads: int) -> dict:
-    """Run `code` in a fresh interpreter; it prints one JSON object. Adds the child's peak RSS (MB)."""
+def run_child(code: str, *args: str, threads: int, source: Path = ROOT) -> dict:
+    """Run `code` in a fresh interpreter, importing repclass from `source` (this checkout, or a
+    `baseline_source`); it prints one JSON object. Adds the child's peak RSS (MB)."""
     probe = ("import json, resource, subprocess, sys\n"
              "out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True)\n"
              "result = json.loads(out.stdout.strip().splitlines()[-1])\n"
              "result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
              "print(json.dumps(result))\n")
     env = dict(os.environ, POLARS_MAX_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=str(source) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # Run from `source`: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH.
     out = subprocess.run([sys.executable, "-c", probe, sys.executable, "-c", code, *args], check=True,
-                         capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=env, cwd=source)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def baseline_source(revision: str, workdir: Path) -> Path:
+    """The `repclass` package of git `revision` of this checkout, extracted under `workdir`: the
+    "before" of a side-by-side benchmark. Returns the folder to put first on PYTHONPATH."""
+    import io
+    import tarfile
+
+    target = workdir / f"baseline-{revision}"
+    if not (target / "repclass").is_dir():
+        archive = subprocess.run(["git", "archive", revision, "repclass"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        staging = workdir / f".baseline-{revision}.partial"
+        staging.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(staging, filter="data")
+        staging.rename(target)
+    return target
 
 
 def machine() -> str:

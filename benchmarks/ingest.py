@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "ingest")
     parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row of the table")
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()  # children run from elsewhere (common.run_child)
     args.workdir.mkdir(parents=True, exist_ok=True)
     tsv = args.workdir / f"bench_{args.rows}.tsv"
     gz = args.workdir / f"bench_{args.rows}.tsv.gz"

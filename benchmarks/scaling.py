@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "scaling")
     parser.add_argument("--keep", action="store_true", help="keep the cohort and the store afterwards")
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()  # children run from elsewhere (common.run_child)
     raw = args.workdir / f"raw_{args.repertoires}x{args.sequences}"
     store = args.workdir / "cohort.store"
     started = time.perf_counter()

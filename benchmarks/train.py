@@ -3,11 +3,15 @@
 Side by side in one run (same data, same weights, same threads):
   reference  the plain model: dense one-hot input, torch conv1d, for the no-gradient scoring pass
              and the gradient pass (repclass.reference)
+  before     the fast path as a git revision had it (default: the last commit before issue 15's
+             CPU work), imported from `git archive` under another package name
   repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
   repclass + data   the same plus sampling the batch from four 300k-sequence repertoires
                     (what `repclass train` does per update, without the prefetch thread)
 
-    python benchmarks/train.py [--updates 30] [--threads 2]
+    python benchmarks/train.py [--updates 30] [--threads 2] [--baseline REV]
+
+"before" and "repclass" alternate in rounds, so that a slow spell of a shared machine hits both.
 
 The original DeepRC needs 0.296 s per such update on 2 CPU cores in fp32 (issue #4's measurement).
 """
@@ -23,17 +27,35 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, machine, random_junctions  # noqa: E402
+from common import baseline_source, commit, machine, random_junctions  # noqa: E402
 
 from repclass.config import ModelConfig  # noqa: E402
 from repclass.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
 from repclass.model import DeepRC, top_k_per_bag  # noqa: E402
+from repclass.optim import Adam  # noqa: E402
 from repclass.reference import reference_embed  # noqa: E402
 from repclass.runtime import tune_allocator  # noqa: E402
 from repclass.targets import Target, total_loss  # noqa: E402
 from repclass.training import train_step  # noqa: E402
 
 ORIGINAL_SECONDS = 0.296
+#: The last commit before the second round of CPU work (issue 15): "before" in the table.
+BASELINE = "9369dbf"
+
+
+def import_baseline(revision: str, workdir: Path):
+    """(DeepRC, ModelConfig, train_step) of `revision`, imported as package `repclass_before`."""
+    import importlib
+    import shutil
+
+    source = baseline_source(revision, workdir)
+    renamed = workdir / f"renamed-{revision}"
+    if not (renamed / "repclass_before").is_dir():
+        renamed.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source / "repclass", renamed / "repclass_before")
+    sys.path.insert(0, str(renamed))
+    module = lambda name: importlib.import_module(f"repclass_before.{name}")  # noqa: E731
+    return module("model").DeepRC, module("config").ModelConfig, module("training").train_step
 
 
 def reference_step(model, optimizer, batch, targets, values, present) -> float:
@@ -67,6 +89,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repertoire-size", type=int, default=300_000)
+    parser.add_argument("--baseline", default=BASELINE,
+                        help=f"git revision for 'before' (default {BASELINE}); 'none' to leave it out")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "train")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tune_allocator()
@@ -89,17 +114,28 @@ def main() -> None:
     present = torch.ones(4, 1, dtype=torch.bool)
     device = torch.device("cpu")
 
-    def fresh():
+    def fresh(model_class=DeepRC, config_class=ModelConfig, optimizer_class=Adam):
         torch.manual_seed(0)
-        model = DeepRC(ModelConfig())
-        return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+        model = model_class(config_class())
+        return model, optimizer_class(model.parameters(), lr=1e-3, eps=1e-4)
 
-    ref_model, ref_optimizer = fresh()
+    ref_model, ref_optimizer = fresh(optimizer_class=torch.optim.Adam)
     reference = timed(lambda: reference_step(ref_model, ref_optimizer, fixed, targets, values, present),
                       max(5, args.updates // 3))
+    contenders = {}
+    if args.baseline != "none":
+        before_class, before_config, before_step = import_baseline(args.baseline, args.workdir.resolve())
+        before_model, before_optimizer = fresh(before_class, before_config, torch.optim.Adam)  # what it used
+        contenders[f"before ({args.baseline})"] = lambda: before_step(before_model, before_optimizer, fixed, targets,
+                                                                      values, present, device, 8192)
     fast_model, fast_optimizer = fresh()
-    fast = timed(lambda: train_step(fast_model, fast_optimizer, fixed, targets, values, present, device, 8192),
-                 args.updates)
+    contenders["repclass"] = lambda: train_step(fast_model, fast_optimizer, fixed, targets, values, present, device,
+                                                8192)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    rounds = 3
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            times[name] += timed(step, max(1, args.updates // rounds))
     counter = iter(range(10 ** 9))
     data_model, data_optimizer = fresh()
     with_data = timed(lambda: train_step(data_model, data_optimizer, sampled_batch(next(counter)), targets, values,
@@ -114,7 +150,7 @@ def main() -> None:
     print(f"# {machine()}, commit {commit()}, {time.strftime('%Y-%m-%d')}")
     print("| path | s/update (median) | min | x faster than reference | x faster than original DeepRC |")
     print("|---|---:|---:|---:|---:|")
-    rows = [("reference (dense conv1d)", reference), ("repclass", fast), ("repclass + data sampling", with_data)]
+    rows = [("reference (dense conv1d)", reference), *times.items(), ("repclass + data sampling", with_data)]
     for name, times in rows:
         print(f"| {name} | {median(times):.4f} | {min(times):.4f} | {median(reference) / median(times):.1f} | "
               f"{ORIGINAL_SECONDS / median(times):.1f} |")

@@ -19,6 +19,19 @@ for _code, _letter in enumerate(AMINO_ACIDS):
     _BYTE_TO_CODE[ord(_letter)] = _code
 
 
+def translate_codes(sequence_bytes: bytes, pad: bytes = b"") -> np.ndarray:
+    """Map ASCII sequence bytes to codes, `pad` (one byte or none) to PAD_CODE, checking the
+    alphabet. `bytes.translate` maps 20M bytes about 2x faster than a numpy look-up."""
+    table = _BYTE_TO_CODE.copy()
+    if pad:
+        table[pad[0]] = PAD_CODE
+    codes = np.frombuffer(bytearray(sequence_bytes.translate(table.tobytes())), dtype=np.uint8)  # writable
+    if codes.size and codes.max() == 255:
+        bad = sequence_bytes[int(np.argmax(codes == 255))]
+        raise ValueError(f"residue {chr(bad)!r} is not one of the 20 amino acids {AMINO_ACIDS}")
+    return codes
+
+
 def encode_flat(sequence_bytes: np.ndarray) -> np.ndarray:
     """Map the concatenated ASCII bytes of many sequences to codes (uint8), checking the alphabet."""
     codes = _BYTE_TO_CODE[sequence_bytes]

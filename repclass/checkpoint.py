@@ -31,6 +31,7 @@ from .targets import Target
 
 if TYPE_CHECKING:
     from .config import TrainConfig
+    from .optim import Adam
     from .store import Store
     from .targets import TargetSpec
 
@@ -236,7 +237,7 @@ def run_fingerprint(store: "Store", targets: Sequence["TargetSpec"], config: "Tr
                        "train": train, "model": model_config.to_dict(), "splits": assignment}, sort_keys=True)
 
 
-def save_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: torch.optim.Optimizer,
+def save_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: "Adam",
                     best_weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     """Write a resume checkpoint atomically (a killed run leaves the previous one whole)."""
     checkpoint = {"settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -244,7 +245,7 @@ def save_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: torch.o
     write_file_atomically(path, lambda temporary: torch.save(checkpoint, temporary))
 
 
-def load_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: torch.optim.Optimizer,
+def load_checkpoint(path: Path, settings: str, model: DeepRC, optimizer: "Adam",
                     device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Restore `model` and `optimizer` from a resume checkpoint made with the same `settings`
     (`run_fingerprint`); returns the best weights so far and the loop's state."""

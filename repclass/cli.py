@@ -380,7 +380,8 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("test_fraction", "Share of repertoires held out as the test split.")
 @_setting("seed", "Seed for splits, initialisation and sampling.")
 @_setting("max_updates", "Maximum updates.")
-@_setting("eval_every", "Updates between evaluations.")
+@_setting("eval_every", "Updates between evaluations (and an evaluation after 10, 20 and 50 updates if before "
+                        "the first).")
 @_setting("patience", "Stop after this many evaluations without a better validation loss.")
 @_setting("learning_rate", "Adam learning rate.")
 @_setting("weight_decay", "Adam weight decay.")
@@ -404,6 +405,8 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("checkpoint_every", "Updates between resumable checkpoints (0: at every evaluation).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.partial/.")
 @_setting("min_delta", "Early stopping: a validation loss must beat the best by more than this to count as better.")
+@_setting("stop_loss", "Stop once the validation split is solved: validation AUC 1.0 for every target and a "
+                       "validation loss at most this (0: never; train to --max-updates or patience).")
 @_setting("init_kmers", "deeprc: CNN kernels that start as detectors of the k-mers most associated with the labels "
                         "in the training repertoires (0: all random, as in the paper; see docs/method.md).")
 @_setting("init_kmer_length", "deeprc: length of those k-mers.")

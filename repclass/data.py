@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from .alphabet import PAD_CODE, encode_flat
+from .alphabet import PAD_CODE, translate_codes
 from .errors import StoreError
 from .store import Store
 
@@ -38,16 +38,15 @@ class EncodedRepertoire:
 
 def encode_sequences(sequences: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Amino-acid strings -> (padded uint8 codes (n, max_length), uint16 lengths (n,)), without a
-    Python loop."""
+    Python loop: polars pads every string to the longest with NUL bytes and concatenates them,
+    one `bytes.translate` maps letters (and NUL) to codes."""
     n = len(sequences)
     lengths = sequences.str.len_bytes().to_numpy().astype(np.uint16)
     if n == 0:
         return np.zeros((0, 1), dtype=np.uint8), lengths
-    flat = np.frombuffer(sequences.str.join("").item().encode("ascii"), dtype=np.uint8)
-    codes_flat = encode_flat(flat)
     width = max(int(lengths.max()), 1)
-    codes = np.full((n, width), PAD_CODE, dtype=np.uint8)
-    codes[np.arange(width)[None, :] < lengths[:, None]] = codes_flat
+    padded = sequences.str.pad_end(width, "\0").str.join("").item().encode("ascii")
+    codes = translate_codes(padded, pad=b"\0").reshape(n, width)
     return codes, lengths  # lengths: uint16, a quarter of int64's memory in the repertoire cache
 
 

@@ -21,12 +21,13 @@ Implementations, chosen by `ModelConfig.embedding`:
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activation import selu_
 from .alphabet import N_AMINO_ACIDS, PAD_CODE
 from .config import CHUNK_SIZE, ModelConfig
 
@@ -136,6 +137,14 @@ class SequenceEmbedding(nn.Module):
         """The transpose of `residue_activations`: (n, C, T) gradient -> (n, 20, W) gradient."""
         return F.conv_transpose1d(grad, self.input_kernel()[:, :N_AMINO_ACIDS, :])
 
+    @torch.no_grad()
+    def sorted_chunks(self, codes: torch.Tensor, lengths: torch.Tensor,
+                      chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, embeddings) of consecutive chunks of `chunk_size` length-sorted sequences, without
+        gradients: scoring runs each chunk through the attention network while it is in cache."""
+        for start in range(0, codes.shape[0], chunk_size):
+            yield start, self(codes[start:start + chunk_size], lengths[start:start + chunk_size], chunk_size, True)
+
     def dense(self, codes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """h from the outer form with a dense one-hot input: forward's function, computed plainly."""
         width = self.input_width(int(lengths.max()))
@@ -172,6 +181,11 @@ class ConvolutionEmbedding(SequenceEmbedding):
     kernel_logos = True
     top_level_state = True
 
+    #: Adjacent taps summed by one look-up row (`_tables`): pairs make 21 x 21 rows per pair of
+    #: taps (a few hundred KB for 32 kernels, in cache) and 6 look-ups per window instead of 10.
+    #: 1 is the formulation of repclass 0.x before 2026-11-30 (kept for benchmarks and tests).
+    taps_per_row: int = 2
+
     def __init__(self, kernel_size: int, n_kernels: int) -> None:
         super().__init__(n_kernels)
         self.kernel_size = kernel_size
@@ -206,45 +220,91 @@ class ConvolutionEmbedding(SequenceEmbedding):
         return F.selu(activations.masked_fill(~valid[:, None, :], -torch.inf).amax(dim=-1))  # (n, D)
 
     # ---- fast path ---------------------------------------------------------------------------
-    def _tables(self, max_length: int) -> tuple[torch.Tensor, int]:
-        """Look-up rows for sequences up to `max_length`: K x 21 amino-acid rows (the padding code's
-        rows are 0), then one row per (length, window) holding bias + position term, or the mask
-        for windows past the end. Returns the table and its number of windows per length."""
+    def _tap_groups(self) -> list[tuple[int, int]]:
+        """(first tap, taps) of each look-up row of a window: adjacent taps in groups of
+        `taps_per_row`, the last group shorter when the kernel's width is not a multiple."""
+        k, g = self.kernel_size, self.taps_per_row
+        return [(first, min(g, k - first)) for first in range(0, k, g)]
+
+    def _folds_position(self) -> bool:
+        """Whether the position rows are folded into the last group's rows: when that group is one
+        tap, its 21 rows x (length, window) rows stay small (about 5,000 for K = 9), and each window
+        sums one row fewer."""
+        return self._tap_groups()[-1][1] == 1
+
+    def _columns(self) -> int:
+        """Rows summed per window: one per tap group, plus the position row unless folded."""
+        return len(self._tap_groups()) + (0 if self._folds_position() else 1)
+
+    def _tables(self, max_length: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Look-up rows for sequences up to `max_length`: per tap group, one row per combination of
+        its taps' codes (21 ** taps rows, the padding code's columns are 0) holding the sum of their
+        weight columns; then one row per (length, window) holding bias + position term, or the
+        mask for windows past the end (added to each of the last group's rows when folded).
+        Returns the table and its layout: (windows per length, number of (length, window) rows)."""
         k, d = self.kernel_size, self.out_features
         width = max(max_length, k)
         n_windows = width - k + 1
         aa = self.conv_weight[:, :N_AMINO_ACIDS, :].permute(2, 1, 0)  # (K, 20, D)
-        aa = torch.cat([aa, aa.new_zeros(k, 1, d)], dim=1).reshape(k * (N_AMINO_ACIDS + 1), d)  # (K*21, D)
+        aa = torch.cat([aa, aa.new_zeros(k, 1, d)], dim=1)  # (K, 21, D): code 20 (padding) adds 0
+        rows = []
+        for first, taps in self._tap_groups():
+            combined = aa[first]
+            for tap in range(first + 1, first + taps):  # every combination of codes: (21 ** taps, D)
+                combined = (combined[:, None, :] + aa[tap][None, :, :]).reshape(-1, d)
+            rows.append(combined)
         lengths = torch.arange(max_length + 1, device=aa.device)
         features = position_features(lengths, width).to(aa.dtype)  # (L+1, 3, width)
         # fp32 even under autocast: these rows are added to fp32 look-ups, and cost next to nothing.
         with torch.autocast(device_type=aa.device.type, enabled=False):
             position = F.conv1d(features, self.conv_weight[:, N_AMINO_ACIDS:, :], self.conv_bias)  # (L+1, D, T)
         valid = torch.arange(n_windows, device=aa.device)[None, :] < (lengths.clamp(min=k) - k + 1)[:, None]
-        position = position.transpose(1, 2).masked_fill(~valid[:, :, None], _MASKED)  # (L+1, T, D)
-        return torch.cat([aa, position.reshape(-1, d)], dim=0), n_windows
+        position = position.transpose(1, 2).masked_fill(~valid[:, :, None], _MASKED).reshape(-1, d)  # ((L+1)T, D)
+        if self._folds_position():  # row code * P + p: the last tap's column plus position row p
+            rows[-1] = (rows[-1][:, None, :] + position[None, :, :]).reshape(-1, d)
+        else:
+            rows.append(position)
+        return torch.cat(rows, dim=0), (n_windows, (max_length + 1) * n_windows)
 
-    def _window_indices(self, codes: torch.Tensor, lengths: torch.Tensor, table_windows: int,
+    def _window_indices(self, codes: torch.Tensor, lengths: torch.Tensor, layout: tuple[int, int],
                         out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-        """Rows of `_tables` summed by each window: (n * T, K + 1) int32, T this chunk's windows."""
-        k = self.kernel_size
+        """Rows of `_tables` (of that `layout`) summed by each window: (n * T, `_columns()`) int32,
+        T this chunk's windows."""
+        table_windows, position_rows = layout
+        k, base = self.kernel_size, N_AMINO_ACIDS + 1
+        groups = self._tap_groups()
+        columns = self._columns()
         n = codes.shape[0]
         n_windows = max(int(lengths[-1]), k) - k + 1  # lengths are sorted
         width = n_windows + k - 1
         codes = codes[:, :width].to(torch.int32)  # int32 + int32 below: no type promotion per element
         if codes.shape[1] < width:
             codes = F.pad(codes, (0, width - codes.shape[1]), value=PAD_CODE)
-        size = n * n_windows * (k + 1)
+        size = n * n_windows * columns
         if out is None or out.numel() < size:
             out = torch.empty(size, dtype=torch.int32, device=codes.device)
-        indices = out[:size].view(n, n_windows, k + 1)
-        offsets = torch.arange(0, k * (N_AMINO_ACIDS + 1), N_AMINO_ACIDS + 1, device=codes.device,
-                               dtype=torch.int32)
-        torch.add(codes.unfold(1, k, 1), offsets, out=indices[:, :, :k])  # (n, T, K)
-        window = torch.arange(n_windows, device=codes.device, dtype=torch.int32)
-        torch.add((k * (N_AMINO_ACIDS + 1) + lengths * table_windows).to(torch.int32)[:, None], window,
-                  out=indices[:, :, k])
-        return indices.view(-1, k + 1), n_windows
+        indices = out[:size].view(n, n_windows, columns)
+        # The code of each run of 1, 2, ... taps starting at every position: (n, width - taps + 1).
+        runs = {1: codes}
+        for taps in range(2, max(taps for _, taps in groups) + 1):
+            runs[taps] = runs[taps - 1][:, :-1] * base + codes[:, taps - 1:]
+        # Every group but the last has `taps_per_row` taps: all their columns in one strided add.
+        full, g = len(groups) - 1, self.taps_per_row
+        if full:
+            starts = runs[g].unfold(1, g * (full - 1) + 1, 1)[:, :n_windows, ::g]  # (n, T, full)
+            offsets = torch.arange(0, full * base ** g, base ** g, device=codes.device, dtype=torch.int32)
+            torch.add(starts, offsets, out=indices[:, :, :full])
+        first, taps = groups[-1]
+        offset = full * base ** g
+        position = (lengths * table_windows).to(torch.int32)[:, None] + torch.arange(
+            n_windows, device=codes.device, dtype=torch.int32)  # (n, T): the (length, window) row
+        last = runs[taps][:, first:first + n_windows]
+        if self._folds_position():  # row offset + code * P + position row
+            torch.add(position + offset, last, alpha=position_rows, out=indices[:, :, -1])
+        else:
+            torch.add(last, offset, out=indices[:, :, full])
+            torch.add(position, offset + base ** taps, out=indices[:, :, -1])
+        return indices.view(-1, columns), n_windows
 
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor, chunk_size: int = CHUNK_SIZE,
                 presorted: bool = False) -> torch.Tensor:
@@ -258,30 +318,46 @@ class ConvolutionEmbedding(SequenceEmbedding):
         else:
             sorted_lengths, order = torch.sort(lengths, stable=True)
             sorted_codes = codes[order]
-        table, table_windows = self._tables(int(sorted_lengths[-1]))
+        table, layout = self._tables(int(sorted_lengths[-1]))
         if torch.is_grad_enabled() and table.requires_grad:
             pieces = []
             for start in range(0, n, chunk_size):
                 chunk_lengths = sorted_lengths[start:start + chunk_size]
                 indices, n_windows = self._window_indices(sorted_codes[start:start + chunk_size], chunk_lengths,
-                                                          table_windows)
+                                                          layout)
                 pieces.append(_WindowMax.apply(indices, table, n_windows))
             best = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
             return F.selu(_unsort(best, order))
         best = table.new_empty((n, d))
-        # One index buffer for all chunks: the last (longest) chunk needs at most this much.
-        buffer = torch.empty(min(n, chunk_size) * table_windows * (self.kernel_size + 1), dtype=torch.int32,
-                             device=codes.device)
-        for start in range(0, n, chunk_size):
-            chunk_lengths = sorted_lengths[start:start + chunk_size]
-            indices, n_windows = self._window_indices(sorted_codes[start:start + chunk_size], chunk_lengths,
-                                                      table_windows, buffer)
-            sums = F.embedding_bag(indices, table, mode="sum").view(-1, n_windows, d)  # (n_chunk, T, D)
+        for start, maxima in self._chunk_maxima(sorted_codes, sorted_lengths, chunk_size, table, layout):
+            selu_(maxima)  # per chunk, in cache: selu_ makes several passes
             if order is None:
-                torch.amax(sums, dim=1, out=best[start:start + chunk_size])
+                best[start:start + maxima.shape[0]] = maxima
             else:
-                best.index_copy_(0, order[start:start + chunk_size], sums.amax(dim=1))
-        return F.selu(best, inplace=True)
+                best.index_copy_(0, order[start:start + maxima.shape[0]], maxima)
+        return best
+
+    def _chunk_maxima(self, codes: torch.Tensor, lengths: torch.Tensor, chunk_size: int, table: torch.Tensor,
+                      layout: tuple[int, int]) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, maximum over windows before SELU) of each chunk of length-sorted sequences, no gradient."""
+        # One index buffer for all chunks: the last (longest) chunk needs at most this much.
+        buffer = torch.empty(min(codes.shape[0], chunk_size) * layout[0] * self._columns(),
+                             dtype=torch.int32, device=codes.device)
+        for start in range(0, codes.shape[0], chunk_size):
+            indices, n_windows = self._window_indices(codes[start:start + chunk_size],
+                                                      lengths[start:start + chunk_size], layout, buffer)
+            sums = F.embedding_bag(indices, table, mode="sum")  # (n_chunk * T, D)
+            yield start, sums.view(-1, n_windows, self.out_features).amax(dim=1)
+
+    @torch.no_grad()
+    def sorted_chunks(self, codes: torch.Tensor, lengths: torch.Tensor,
+                      chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, torch.Tensor]]:
+        if codes.shape[0] == 0:
+            return
+        lengths = lengths.long()
+        table, layout = self._tables(int(lengths[-1]))  # once for all chunks
+        for start, maxima in self._chunk_maxima(codes, lengths, chunk_size, table, layout):
+            yield start, selu_(maxima)
 
 
 class _WindowMax(torch.autograd.Function):

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from .activation import SELU
 from .config import CHUNK_SIZE, ModelConfig
 from .embedding import SequenceEmbedding, make_embedding, position_features
 
@@ -42,7 +43,7 @@ class DeepRC(nn.Module):
         layers: list[nn.Module] = []
         width = d
         for _ in range(config.attention_layers):
-            layers += [nn.Linear(width, config.attention_units), nn.SELU(inplace=True)]
+            layers += [nn.Linear(width, config.attention_units), SELU(inplace=True)]
             width = config.attention_units
         layers.append(nn.Linear(width, 1))
         self.attention = nn.Sequential(*layers)
@@ -50,7 +51,7 @@ class DeepRC(nn.Module):
         layers = []
         width = d
         for _ in range(config.output_layers):
-            layers += [nn.Linear(width, config.output_units), nn.SELU()]
+            layers += [nn.Linear(width, config.output_units), SELU()]
             width = config.output_units
         layers.append(nn.Linear(width, config.n_outputs))
         self.output = nn.Sequential(*layers)

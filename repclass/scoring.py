@@ -20,6 +20,8 @@ from .runtime import autocast
 
 #: Sequences scored per block.
 BLOCK_SIZE = 65_536
+#: Sequences per slice of the attention network's pass (fixed: results must not depend on chunk_size).
+ATTENTION_ROWS = 8_192
 #: Embeddings of a whole repertoire are kept up to this many bytes (256 MB: 2M sequences);
 #: larger repertoires embed their top-k a second time instead.
 KEEP_BYTES = 256 << 20
@@ -64,10 +66,23 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
     with autocast(device):
         for start in range(0, n, block_size):
             block_codes, block_lengths, block_counts = block(slice(start, start + block_size))
-            embeddings = model.embed(block_codes, block_lengths, chunk_size, presorted=True)  # (b, D)
-            logits[start:start + block_size] = model.attention_logits(embeddings, block_counts).float()
-            if kept is not None:
-                kept[start:start + block_size] = embeddings
+            stop = start + block_codes.shape[0]
+            embedded = kept[start:stop] if kept is not None else None
+            pieces = []
+            for offset, embeddings in model.embedding.sorted_chunks(block_codes, block_lengths, chunk_size):
+                if embedded is not None:
+                    embedded[offset:offset + embeddings.shape[0]] = embeddings
+                else:
+                    pieces.append(embeddings)
+            if embedded is None:
+                embedded = torch.cat(pieces)
+            # The attention network in slices of a fixed size, while they are still in cache: the
+            # same rows in every run whatever `chunk_size` is, so results never depend on it.
+            for offset in range(0, stop - start, ATTENTION_ROWS):
+                rows = slice(offset, offset + ATTENTION_ROWS)
+                slice_counts = block_counts[rows] if block_counts is not None else None
+                logits[start + offset:start + offset + embedded[rows].shape[0]] = model.attention_logits(
+                    embedded[rows], slice_counts).float()
         # Positions (in length order) of the top-k, kept in length order for the second pass.
         top = torch.sort(torch.topk(logits, keep, sorted=False).indices).values  # (k,)
         top_cpu = top.cpu()

@@ -38,6 +38,7 @@ from .errors import LabelError, RepclassError, UsageError, excerpt
 from .files import check_output_not_input, check_replaceable, clean_leftovers, output_lock, prepare_parent
 from .model import DeepRC, top_k_per_bag
 from .model_folder import write_fold_summary, write_model_folder
+from .optim import Adam
 from .progress import progress
 from .runtime import autocast, describe
 from .scoring import score_repertoire
@@ -74,7 +75,7 @@ class _Labels:
 # ----------------------------------------------------------------------------------------------
 # an update, an evaluation
 # ----------------------------------------------------------------------------------------------
-def train_step(model: DeepRC, optimizer: torch.optim.Optimizer, batch: Batch, targets: list[Target],
+def train_step(model: DeepRC, optimizer: Adam, batch: Batch, targets: list[Target],
                values: torch.Tensor, present: torch.Tensor, device: torch.device, chunk_size: int,
                network: torch.nn.Module | None = None) -> float:
     """One update: score all sequences without gradients, keep each bag's top fraction, learn.
@@ -246,8 +247,8 @@ class _Tracker:
         self.state["loss_count"] += 1
         self.state["update"] = update
 
-    def evaluated(self, validation: dict[str, Any]) -> bool:
-        """Record an evaluation (curve row, best model); whether patience has run out."""
+    def evaluated(self, validation: dict[str, Any]) -> str | None:
+        """Record an evaluation (curve row, best model); why to stop now, or None."""
         state = self.state
         train_loss = state["loss_sum"] / max(state["loss_count"], 1)
         state["loss_sum"], state["loss_count"] = 0.0, 0
@@ -266,12 +267,20 @@ class _Tracker:
             state["stale_evals"] += 1
         headline = f"{self.targets[0].column}:{self.targets[0].headline_metric}"
         self.status = f"val_loss {row['validation_loss']:.4f} val {headline} {row.get(headline, math.nan):.3f}"
-        return state["stale_evals"] >= self.config.patience
+        if state["stale_evals"] >= self.config.patience:
+            return (f"validation loss has not improved for {self.config.patience} evaluations (best at update "
+                    f"{state['best_update']})")
+        solved = (self.validated and self.config.stop_loss > 0 and validation["loss"] <= self.config.stop_loss
+                  and all(t.kind != "regression" and row[f"{t.column}:{t.headline_metric}"] >= 1.0
+                          for t in self.targets))
+        if solved:
+            return f"validation solved (AUC 1.0, loss {validation['loss']:.4f} <= {self.config.stop_loss:g})"
+        return None
 
 
 def _build_model(data: _Data, config: TrainConfig, model_config: ModelConfig, device: torch.device,
                  context: Context, seed_kernels: bool, label: str
-                 ) -> tuple[DeepRC, torch.optim.Optimizer, torch.nn.Module]:
+                 ) -> tuple[DeepRC, Adam, torch.nn.Module]:
     """The model (seeded; kernels from k-mers unless resuming), its optimizer, and the module the
     gradient pass goes through (a DistributedDataParallel wrapper under torchrun)."""
     torch.manual_seed(config.seed)
@@ -282,8 +291,8 @@ def _build_model(data: _Data, config: TrainConfig, model_config: ModelConfig, de
         else:  # an LSTM has no kernels to seed: it starts random, as in the original
             log.info("%sno k-mer start: the %s embedding has no kernels to seed", label, model_config.embedding)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
-                                 weight_decay=config.weight_decay)
+    optimizer = Adam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps,
+                     weight_decay=config.weight_decay)
     return model, optimizer, context.wrap(model, device)
 
 
@@ -320,15 +329,14 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
                 raise RepclassError(f"training diverged at update {update + 1} (loss {loss}); lower --lr")
             tracker.trained(update + 1, loss)
             finished = tracker.update == config.max_updates
-            if tracker.update % config.eval_every == 0 or finished:
-                patience_ran_out = tracker.evaluated(data.evaluate(model, "validation", device, config.chunk_size,
-                                                                   context)[1])
+            if config.evaluation_due(tracker.update) or finished:
+                stop_reason = tracker.evaluated(data.evaluate(model, "validation", device, config.chunk_size,
+                                                              context)[1])
                 if not bar.rich:
                     log.info("%supdate %d/%d: loss %.4f %s", label, tracker.update, config.max_updates,
                              tracker.history[-1]["train_loss"], tracker.status)
-                if patience_ran_out:
-                    log.info("%sstopping early: validation loss has not improved for %d evaluations (best at "
-                             "update %d)", label, config.patience, tracker.best_update)
+                if stop_reason:
+                    log.info("%sstopping early at update %d: %s", label, tracker.update, stop_reason)
                     finished = True
             if context.is_main and (tracker.update % checkpoint_every == 0 or finished):
                 save_checkpoint(checkpoint_path, settings, model, optimizer, tracker.best_weights, tracker.state)

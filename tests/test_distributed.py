@@ -10,9 +10,10 @@ from repclass.checkpoint import load_model
 
 
 def _torchrun(store_path, out, *extra):
+    # --stop-loss 0: these tests count updates, and the tiny cohort is solved within a few dozen.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "repclass",
                "train", str(store_path), "--target", "status", "--out", str(out), "--updates", "40",
-               "--eval-every", "20", "--device", "cpu", *extra]
+               "--eval-every", "20", "--device", "cpu", "--stop-loss", "0", *extra]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
@@ -31,7 +32,7 @@ def test_two_processes_train_reproducibly(tiny_cohort, tmp_path):
     # the global batch is split across processes: one process gives (numerically) the same model
     single = subprocess.run([sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status",
                              "--out", str(tmp_path / "single"), "--updates", "40", "--eval-every", "20",
-                             "--device", "cpu"], capture_output=True, text=True, timeout=300)
+                             "--device", "cpu", "--stop-loss", "0"], capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
     c = load_file(tmp_path / "single" / "model.safetensors")
     assert all(torch.allclose(a[k], c[k], rtol=1e-3, atol=1e-5) for k in a)
@@ -48,7 +49,7 @@ def test_resume_with_another_process_count(tiny_cohort, tmp_path):
     checkpoint = tmp_path / "m.partial" / "checkpoint.pt"
     process = subprocess.Popen([sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status",
                                 "--out", str(out), "--updates", "400", "--eval-every", "100", "--patience", "100",
-                                "--checkpoint-every", "10", "--device", "cpu"],
+                                "--checkpoint-every", "10", "--device", "cpu", "--stop-loss", "0"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not checkpoint.exists() and time.time() < deadline and process.poll() is None:

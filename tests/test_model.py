@@ -63,6 +63,29 @@ def test_outputs_and_gradients_equal_reference(settings):
         assert float((a - b).abs().max()) <= 1e-5 * scale, name
 
 
+@pytest.mark.parametrize("taps_per_row", [1, 2, 3])
+@pytest.mark.parametrize("kernel_size", [9, 4, 1])
+def test_every_grouping_of_taps_equals_the_reference(monkeypatch, taps_per_row, kernel_size):
+    """Look-up rows that sum 1, 2 or 3 adjacent taps (the last group shorter when the width is not
+    a multiple) give the dense convolution's embeddings and gradients, in and out of scoring."""
+    from repclass.embedding import ConvolutionEmbedding
+
+    monkeypatch.setattr(ConvolutionEmbedding, "taps_per_row", taps_per_row)
+    model = random_model(4, kernel_size=kernel_size, n_kernels=8)
+    codes, lengths = random_batch(700, 4, min_length=1)
+    fast = model.embed(codes, lengths, chunk_size=128)
+    dense = reference_embed(model, codes, lengths)
+    assert relative_error(fast, dense) < 1e-5
+    weights = torch.randn_like(fast)
+    fast_grad, = torch.autograd.grad((fast * weights).sum(), [model.conv_weight])
+    dense_grad, = torch.autograd.grad((dense * weights).sum(), [model.conv_weight])
+    assert relative_error(fast_grad, dense_grad) < 1e-5
+    order = torch.sort(lengths, stable=True).indices
+    with torch.no_grad():
+        chunks = torch.cat([e for _, e in model.embedding.sorted_chunks(codes[order], lengths[order], 100)])
+    assert relative_error(chunks, dense[order]) < 1e-5
+
+
 def test_padding_never_changes_a_result():
     model = random_model(4)
     codes, lengths = random_batch(300, 4, max_length=18)

@@ -50,7 +50,12 @@ def test_model_folder_contents(tiny_model):
         assert {"loss", "roc_auc", "balanced_accuracy", "f1"} <= set(metrics[split]["status"])
     curve = pl.read_csv(tiny_model.path / "training_curve.tsv", separator="\t")
     assert curve.columns == ["update", "train_loss", "validation_loss", "status:roc_auc"]
-    assert curve["update"].to_list() == list(range(50, 301, 50))
+    # Evaluations after 10 and 20 updates, then every 50. The tiny cohort is easy: its validation
+    # split is solved (AUC 1.0, loss <= stop_loss) and training stops there, before the 300 updates.
+    updates = curve["update"].to_list()
+    assert updates == [10, 20] + list(range(50, updates[-1] + 1, 50)) and updates[-1] < 300
+    assert curve["status:roc_auc"][-1] == 1.0 and curve["validation_loss"][-1] <= TrainConfig().stop_loss
+    assert metrics["updates"] == updates[-1]
     predictions = pl.read_csv(tiny_model.path / "predictions.tsv", separator="\t")
     assert predictions.height == 16 and set(predictions["split"]) == {"train", "validation", "test"}
     assert not (tiny_model.path.parent / "model.partial").exists()
@@ -169,3 +174,12 @@ def test_resume_after_kill_gives_the_same_model(tiny_cohort, tmp_path):
     whole, resumed = _weights(tmp_path / "whole"), _weights(interrupted)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     assert (tmp_path / "whole" / "metrics.json").read_text() == (interrupted / "metrics.json").read_text()
+
+
+def test_without_stop_loss_training_uses_its_whole_budget(tiny_cohort, tmp_path):
+    """--stop-loss 0 (the paper's rule): a solved validation split does not end the run."""
+    store_path, _ = tiny_cohort
+    config = TrainConfig(**{**TINY_TRAIN, "max_updates": 150, "stop_loss": 0.0})
+    result = train(store_path, tmp_path / "model", targets=["status"], config=config, device="cpu")
+    curve = pl.read_csv(result.path / "training_curve.tsv", separator="\t")
+    assert curve["update"].to_list() == [10, 20, 50, 100, 150]
