@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/predict.py
+	$(PY) benchmarks/time_to_model.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

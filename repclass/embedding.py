@@ -162,13 +162,15 @@ class ConvolutionEmbedding(SequenceEmbedding):
 
         h_t = bias + sum_j W_aa[:, code[t + j], j] + sum_j W_pos[:, :, j] . pos(L)[t + j]
 
-    i.e. K looked-up weight columns plus a position term that depends only on (L, t). The K
-    look-ups and the position term are one `embedding_bag` sum over K + 1 rows; the maximum over
-    windows follows, then SELU (monotonic, so max-then-SELU equals SELU-then-max). Sequences are
-    sorted by length and cut into chunks, so a chunk carries almost no padding. The gradient of
-    the maximum only reaches the arg-max window of each kernel, so the backward pass is a
-    scatter-add of n x kernels x K entries instead of `embedding_bag`'s dense backward
-    (`_WindowMax`).
+    i.e. K looked-up weight columns plus a position term that depends only on (L, t). The table
+    holds the sums for pairs of adjacent taps (21 x 21 rows per pair) and, for the last tap, its
+    column plus each (L, t) position term, so a window is one `embedding_bag` sum of 5 rows for
+    K = 9 (`taps_per_row`); the maximum over windows follows, then SELU (monotonic, so
+    max-then-SELU equals SELU-then-max). Sequences are sorted by length and cut into chunks, so a
+    chunk carries almost no padding. The gradient of the maximum only reaches the arg-max window
+    of each kernel, so the backward pass is a scatter-add of n x kernels x 5 entries into the table
+    (`_WindowMax`) instead of `embedding_bag`'s dense backward; autograd takes it from the table's
+    rows to the weights.
 
     A sequence shorter than the kernel is padded with zero input to the kernel's width, so every
     sequence has at least one window; the result never depends on how a batch is padded.
@@ -182,8 +184,9 @@ class ConvolutionEmbedding(SequenceEmbedding):
     top_level_state = True
 
     #: Adjacent taps summed by one look-up row (`_tables`): pairs make 21 x 21 rows per pair of
-    #: taps (a few hundred KB for 32 kernels, in cache) and 6 look-ups per window instead of 10.
-    #: 1 is the formulation of repclass 0.x before 2026-11-30 (kept for benchmarks and tests).
+    #: taps (under 1 MB for 32 kernels, in cache) and, with the position term folded into the last
+    #: tap's rows, 5 look-ups per window instead of 10 (docs/performance.md). 1 and 3 give the
+    #: same results (tests/test_model.py); 3 is slower (its 3.5 MB table falls out of cache).
     taps_per_row: int = 2
 
     def __init__(self, kernel_size: int, n_kernels: int) -> None:
