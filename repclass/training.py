@@ -150,7 +150,7 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     import polars as pl
 
     from .data import encode_sequences
-    from .seeding import associate_kmers, point_attention, seed_kernels
+    from .seeding import associate_kmers, point_attention, point_output, seed_kernels
 
     n_kernels = min(config.init_kmers, model.config.n_kernels)
     if config.init_kmer_length > model.config.kernel_size:
@@ -161,6 +161,7 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     association = associate_kmers((cache.get(i) for i in train_ids), values, present, config.init_kmer_length,
                                   n_kernels)
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
+    point_output(model.output, list(range(len(association.kmers))), association.signs, association.columns)
     if config.init_attention and association.kmers:
         background = _sample_sequences(cache, train_ids, 4096, config.seed)
         with torch.no_grad():

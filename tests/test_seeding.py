@@ -9,7 +9,8 @@ from repclass.alphabet import AMINO_ACIDS
 from repclass.config import ModelConfig, TrainConfig
 from repclass.data import encode_sequences, encode_table
 from repclass.model import DeepRC
-from repclass.seeding import associate_kmers, kmer_presence, kmer_text, point_attention, seed_kernels
+from repclass.seeding import (associate_kmers, kmer_presence, kmer_text, point_attention, point_output,
+                               seed_kernels)
 
 
 def _encoded(sequences: list[str]):
@@ -56,6 +57,27 @@ def test_association_ranks_the_implanted_motif_first():
     assert association.kmers[0] == "WQRY"
     assert association.scores[0] > 2 * association.scores[1]
     assert association.support[0] >= 10
+
+
+@pytest.mark.parametrize("positive_class", [1.0, 0.0])
+def test_association_knows_which_class_a_kmer_marks_and_the_output_starts_that_way(positive_class):
+    """A motif of the positives has sign +1, of the negatives -1, and the output network's weight
+    from its kernel starts with that sign (a random sign sent the attention away from the
+    witnesses on one 0.05% cohort in three)."""
+    rng = np.random.default_rng(1)
+    repertoires, labels = _cohort(rng, "WQRY")
+    labels = labels if positive_class else 1.0 - labels  # the motif now marks the negatives
+    association = associate_kmers(repertoires, labels, np.ones_like(labels, dtype=bool), 4, 3)
+    assert association.kmers[0] == "WQRY" and association.columns[0] == 0
+    assert association.signs[0] == (1 if positive_class else -1)
+    torch.manual_seed(0)
+    model = DeepRC(ModelConfig(n_kernels=8))
+    assert point_output(model.output, [0, 1, 2], association.signs, association.columns)
+    assert np.sign(float(model.output[0].weight[0, 0].detach())) == association.signs[0]
+    hidden = DeepRC(ModelConfig(n_kernels=8, output_layers=1))
+    before = hidden.output[0].weight.clone()
+    assert not point_output(hidden.output, [0], association.signs, association.columns)  # left as it was
+    assert torch.equal(hidden.output[0].weight, before)
 
 
 def test_association_ignores_unknown_labels_and_private_kmers():
