@@ -161,7 +161,11 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     association = associate_kmers((cache.get(i) for i in train_ids), values, present, config.init_kmer_length,
                                   n_kernels)
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
-    point_output(model.output, list(range(len(association.kmers))), association.signs, association.columns)
+    # The clear candidates: a k-mer scoring half the best |t| or less (in a small cohort, chance
+    # associations of common k-mers) gets no head start, neither in the attention nor in the output.
+    strengths = np.clip(2 * association.scores / association.scores[0] - 1, 0, 1) if association.kmers else []
+    clear = [kernel for kernel, strength in enumerate(strengths) if strength > 0]
+    point_output(model.output, clear, association.signs[clear], association.columns[clear])
     if config.init_attention and association.kmers:
         background = _sample_sequences(cache, train_ids, 4096, config.seed)
         with torch.no_grad():
@@ -171,9 +175,6 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
             seeded = torch.arange(len(association.kmers))
             full_match[seeded] = model.embed(torch.from_numpy(full[0]), torch.from_numpy(full[1].astype(np.int64))
                                              )[seeded, seeded]
-        # Attention starts on the clear candidates only: a k-mer scoring half the best |t| or less
-        # (in a small cohort, chance associations of common k-mers) gets no head start.
-        strengths = np.clip(2 * association.scores / association.scores[0] - 1, 0, 1)
         point_attention(model.attention, seeded.tolist(), strengths, background_mean, full_match,
                         config.init_attention)
     log.info("%sseeded %d kernels from the training repertoires' most label-associated %d-mers in %.1f s: %s",
