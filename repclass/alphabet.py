@@ -33,12 +33,8 @@ def translate_codes(sequence_bytes: bytes, pad: bytes = b"") -> np.ndarray:
 
 
 def encode_flat(sequence_bytes: np.ndarray) -> np.ndarray:
-    """Map the concatenated ASCII bytes of many sequences to codes (uint8), checking the alphabet."""
-    codes = _BYTE_TO_CODE[sequence_bytes]
-    if codes.size and codes.max() == 255:
-        bad = sequence_bytes[codes == 255][0]
-        raise ValueError(f"residue {chr(bad)!r} is not one of the 20 amino acids {AMINO_ACIDS}")
-    return codes
+    """Map the concatenated ASCII bytes of many sequences (a uint8 array) to codes, checking the alphabet."""
+    return translate_codes(np.ascontiguousarray(sequence_bytes, dtype=np.uint8).tobytes())
 
 
 def encode(sequence: str) -> np.ndarray:

@@ -137,14 +137,6 @@ class SequenceEmbedding(nn.Module):
         """The transpose of `residue_activations`: (n, C, T) gradient -> (n, 20, W) gradient."""
         return F.conv_transpose1d(grad, self.input_kernel()[:, :N_AMINO_ACIDS, :])
 
-    @torch.no_grad()
-    def sorted_chunks(self, codes: torch.Tensor, lengths: torch.Tensor,
-                      chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, torch.Tensor]]:
-        """(start, embeddings) of consecutive chunks of `chunk_size` length-sorted sequences, without
-        gradients: scoring runs each chunk through the attention network while it is in cache."""
-        for start in range(0, codes.shape[0], chunk_size):
-            yield start, self(codes[start:start + chunk_size], lengths[start:start + chunk_size], chunk_size, True)
-
     def dense(self, codes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """h from the outer form with a dense one-hot input: forward's function, computed plainly."""
         width = self.input_width(int(lengths.max()))
@@ -351,16 +343,6 @@ class ConvolutionEmbedding(SequenceEmbedding):
                                                       lengths[start:start + chunk_size], layout, buffer)
             sums = F.embedding_bag(indices, table, mode="sum")  # (n_chunk * T, D)
             yield start, sums.view(-1, n_windows, self.out_features).amax(dim=1)
-
-    @torch.no_grad()
-    def sorted_chunks(self, codes: torch.Tensor, lengths: torch.Tensor,
-                      chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, torch.Tensor]]:
-        if codes.shape[0] == 0:
-            return
-        lengths = lengths.long()
-        table, layout = self._tables(int(lengths[-1]))  # once for all chunks
-        for start, maxima in self._chunk_maxima(codes, lengths, chunk_size, table, layout):
-            yield start, selu_(maxima)
 
 
 class _WindowMax(torch.autograd.Function):

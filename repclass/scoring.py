@@ -66,23 +66,16 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
     with autocast(device):
         for start in range(0, n, block_size):
             block_codes, block_lengths, block_counts = block(slice(start, start + block_size))
-            stop = start + block_codes.shape[0]
-            embedded = kept[start:stop] if kept is not None else None
-            pieces = []
-            for offset, embeddings in model.embedding.sorted_chunks(block_codes, block_lengths, chunk_size):
-                if embedded is not None:
-                    embedded[offset:offset + embeddings.shape[0]] = embeddings
-                else:
-                    pieces.append(embeddings)
-            if embedded is None:
-                embedded = torch.cat(pieces)
-            # The attention network in slices of a fixed size, while they are still in cache: the
-            # same rows in every run whatever `chunk_size` is, so results never depend on it.
-            for offset in range(0, stop - start, ATTENTION_ROWS):
+            embeddings = model.embed(block_codes, block_lengths, chunk_size, presorted=True)  # (b, D)
+            if kept is not None:
+                kept[start:start + block_size] = embeddings
+            # The attention network in slices of a fixed size (its SELUs make several passes each):
+            # the same rows in every run whatever `chunk_size` is, so results never depend on it.
+            for offset in range(0, embeddings.shape[0], ATTENTION_ROWS):
                 rows = slice(offset, offset + ATTENTION_ROWS)
                 slice_counts = block_counts[rows] if block_counts is not None else None
-                logits[start + offset:start + offset + embedded[rows].shape[0]] = model.attention_logits(
-                    embedded[rows], slice_counts).float()
+                logits[start + offset:start + offset + embeddings[rows].shape[0]] = model.attention_logits(
+                    embeddings[rows], slice_counts).float()
         # Positions (in length order) of the top-k, kept in length order for the second pass.
         top = torch.sort(torch.topk(logits, keep, sorted=False).indices).values  # (k,)
         top_cpu = top.cpu()
