@@ -5,7 +5,10 @@ alphabetical one-letter order, 20 is padding.
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 N_AMINO_ACIDS = len(AMINO_ACIDS)
@@ -13,8 +16,9 @@ PAD_CODE = N_AMINO_ACIDS
 #: A regular-expression character class matching any letter outside the alphabet.
 INVALID_RESIDUE_PATTERN = f"[^{AMINO_ACIDS}]"
 
-# Byte -> code lookup; 255 marks a byte that is not in the alphabet.
-_BYTE_TO_CODE = np.full(256, 255, dtype=np.uint8)
+# Byte -> code lookup for `bytes.translate`; 255 marks a byte that is not in the alphabet. Plain
+# bytes, so that importing the alphabet (as `repclass ingest` does) does not import numpy.
+_BYTE_TO_CODE = bytearray(b"\xff" * 256)
 for _code, _letter in enumerate(AMINO_ACIDS):
     _BYTE_TO_CODE[ord(_letter)] = _code
 
@@ -22,10 +26,12 @@ for _code, _letter in enumerate(AMINO_ACIDS):
 def translate_codes(sequence_bytes: bytes, pad: bytes = b"") -> np.ndarray:
     """Map ASCII sequence bytes to codes, `pad` (one byte or none) to PAD_CODE, checking the
     alphabet. `bytes.translate` maps 20M bytes about 2x faster than a numpy look-up."""
-    table = _BYTE_TO_CODE.copy()
+    import numpy as np
+
+    table = bytearray(_BYTE_TO_CODE)
     if pad:
         table[pad[0]] = PAD_CODE
-    codes = np.frombuffer(bytearray(sequence_bytes.translate(table.tobytes())), dtype=np.uint8)  # writable
+    codes = np.frombuffer(bytearray(sequence_bytes.translate(table)), dtype=np.uint8)  # writable
     if codes.size and codes.max() == 255:
         bad = sequence_bytes[int(np.argmax(codes == 255))]
         raise ValueError(f"residue {chr(bad)!r} is not one of the 20 amino acids {AMINO_ACIDS}")
@@ -34,10 +40,14 @@ def translate_codes(sequence_bytes: bytes, pad: bytes = b"") -> np.ndarray:
 
 def encode_flat(sequence_bytes: np.ndarray) -> np.ndarray:
     """Map the concatenated ASCII bytes of many sequences (a uint8 array) to codes, checking the alphabet."""
+    import numpy as np
+
     return translate_codes(np.ascontiguousarray(sequence_bytes, dtype=np.uint8).tobytes())
 
 
 def encode(sequence: str) -> np.ndarray:
     """Codes of one sequence (uint8)."""
+    import numpy as np
+
     return encode_flat(np.frombuffer(sequence.encode("ascii"), dtype=np.uint8))
 

@@ -109,21 +109,44 @@ def _translate_unique(values: list[str]) -> dict[str, str]:
     return table
 
 
-def _map_distinct(series: pl.Series, function: Callable[[str], str | None]) -> pl.Series:
-    """`function` applied to a low-cardinality column once per distinct value (null spellings -> null)."""
-    mapping = {value: None if value.strip() in _NULLS else function(value)
-               for value in series.drop_nulls().unique().to_list()}
-    if all(k == v for k, v in mapping.items()):
-        return series
-    return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+class _DistinctValues:
+    """A low-cardinality column (gene calls, locus) handled once per distinct value: `function`
+    is applied to each distinct value (null spellings -> null) and the results are spread back to
+    the rows through one look-up of each row's value (an Enum cast), instead of matching strings
+    per row once for the mapping and again for the rows the mapping fails."""
 
+    def __init__(self, series: pl.Series, function: Callable[[str], str | None]) -> None:
+        self.series = series
+        self.values = series.drop_nulls().unique().to_list()
+        self.mapped: list[str | None] = []
+        #: written (not a null spelling) but `function` gives None: an unresolved gene call
+        self.failed: list[bool] = []
+        for value in self.values:
+            result = None if value.strip() in _NULLS else function(value)
+            self.mapped.append(result)
+            self.failed.append(result is None and value.strip() not in _NULLS)
+        self._codes: pl.Series | None = None
 
-def _unresolved_calls(raw: pl.Series) -> pl.Series | None:
-    """Rows whose gene call was written (not a null spelling) but names no IMGT gene; None when
-    there are none (the common case: decided on the distinct values, normalised once and cached)."""
-    unresolved = [value for value in raw.drop_nulls().unique().to_list()
-                  if value.strip() not in _NULLS and normalise_gene(value) is None]
-    return raw.is_in(unresolved).fill_null(False) if unresolved else None
+    def _spread(self, per_value: list, dtype: pl.DataType) -> pl.Series:
+        if self._codes is None:
+            self._codes = self.series.cast(pl.Enum(self.values)).to_physical()
+        return pl.Series(self.series.name, per_value, dtype=dtype).gather(self._codes)
+
+    def result(self) -> pl.Series:
+        """The column with `function` applied (the column itself when nothing changes)."""
+        if all(k == v for k, v in zip(self.values, self.mapped)):
+            return self.series
+        return self._spread(self.mapped, pl.String)
+
+    def failed_rows(self) -> pl.Series | None:
+        """Rows whose value was written but `function` gave None; None when there are none."""
+        if not any(self.failed):
+            return None
+        return self._spread(self.failed, pl.Boolean).fill_null(False)
+
+    def distinct_results(self) -> set[str]:
+        """The distinct non-null values of `result()`."""
+        return {value for value in self.mapped if value is not None}
 
 
 def _count_unresolved(raw: dict[str, pl.Series], unresolved: dict[str, pl.Series], keep: pl.Series) -> dict[str, int]:
@@ -329,12 +352,14 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
             if "stop_codon" in df.columns:
                 flags["non_productive"] = flags["non_productive"] | _flag_is(df, "stop_codon", layout, True)
     no_calls = pl.repeat(None, rows_read, dtype=pl.String, eager=True)
-    v_call = _map_distinct(df["v_call"], normalise_gene) if "v_call" in df.columns else no_calls
-    j_call = _map_distinct(df["j_call"], normalise_gene) if "j_call" in df.columns else no_calls
-    c_call = _map_distinct(df["c_call"], normalise_gene) if "c_call" in df.columns else None
-    unresolved = {column: rows for column in ("v_call", "j_call", "c_call")
-                  if column in df.columns and (rows := _unresolved_calls(df[column])) is not None}
-    locus = _map_distinct(df["locus"], lambda value: value.strip().upper()) if "locus" in df.columns else None
+    genes = {column: _DistinctValues(df[column], normalise_gene) for column in ("v_call", "j_call", "c_call")
+             if column in df.columns}
+    v_call = genes["v_call"].result() if "v_call" in genes else no_calls
+    j_call = genes["j_call"].result() if "j_call" in genes else no_calls
+    c_call = genes["c_call"].result() if "c_call" in genes else None
+    unresolved = {column: rows for column, values in genes.items() if (rows := values.failed_rows()) is not None}
+    loci = _DistinctValues(df["locus"], lambda value: value.strip().upper()) if "locus" in df.columns else None
+    locus = loci.result() if loci is not None else None
     if options.locus is not None:
         if locus is None:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
             locus = v_call.str.slice(0, 3).fill_null(j_call.str.slice(0, 3))
@@ -353,14 +378,17 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
             dropped[name] = int(hit.sum())
             keep = keep & ~hit
 
-    if options.locus is None and locus is not None:
-        _check_one_locus(locus.filter(keep), layout)
-
-    # The kept rows are of one locus (checked above, or --locus): stored as that one value, added
+    # The kept rows are of one locus (checked here, or --locus): stored as that one value, added
     # after the merge (cheaper than carrying it through).
     file_locus = None
     if locus is not None:
-        file_locus = options.locus or next(iter(locus.filter(keep).drop_nulls().unique().to_list()), None)
+        if loci is not None and len(loci.distinct_results()) <= 1:  # the common case: no filtering needed
+            written = (keep & locus.is_not_null()).any()
+            file_locus = options.locus or (next(iter(loci.distinct_results())) if written else None)
+        else:
+            if options.locus is None:
+                _check_one_locus(locus.filter(keep), layout)
+            file_locus = options.locus or next(iter(locus.filter(keep).drop_nulls().unique().to_list()), None)
     optional = {"c_call": c_call, "sequence_id": df["sequence_id"] if "sequence_id" in df.columns else None}
     kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call, "duplicate_count": counts,
                          **{name: values for name, values in optional.items() if values is not None}}).filter(keep)

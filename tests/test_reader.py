@@ -64,6 +64,20 @@ def test_locus_filter_uses_locus_column_or_gene_names(tmp_path):
     assert read_repertoire(without, ReadOptions(locus="TRB")).table["junction_aa"].to_list() == ["CASSLGQETQYF"]
 
 
+def test_locus_spellings_are_one_locus_and_rows_of_another_locus_that_are_dropped_do_not_count(tmp_path):
+    rows = [["a", "CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 1, "T", "trb"],
+            ["b", "CASSPGTGELFF", "TRBV7-9*01", "TRBJ2-2*01", 1, "T", " TRB"],
+            ["c", "CAVRDSNYQLIW", "TRAV1-2*01", "TRAJ33*01", 1, "F", "TRA"],  # non-productive: dropped first
+            ["d", "CASSLGQETQYF", "unresolved", "TRBJ2-5*01", 1, "T", "NA"]]
+    read = read_repertoire(write_airr(tmp_path / "a.tsv", rows))
+    assert read.table["locus"].to_list() == ["TRB"] * 3
+    assert read.table["v_call"].to_list() == ["TRBV5-1*01", "TRBV7-9*01", None]
+    assert read.n_unresolved_rows == 0  # a null spelling is not an unresolved gene call
+    only_null = read_repertoire(write_airr(tmp_path / "b.tsv", [["a", "CASSLGQETQYF", "TRBV5-1*01", "TRBJ2-5*01", 1,
+                                                                 "T", "NA"]]))
+    assert only_null.table["locus"].to_list() == [None]
+
+
 @pytest.mark.parametrize("value, problem", [("abc", "is not a number"), ("-2", "is negative")])
 def test_bad_count_names_file_line_and_value(tmp_path, value, problem):
     path = write_airr(tmp_path / "a.tsv", [["a", "CASSLGQETQYF", "TRBV5-1", "TRBJ2-5", 1, "T", "TRB"],
