@@ -3,11 +3,14 @@
 Makes a synthetic AIRR rearrangement TSV (default 5 million rows) and its gzip, then times, each
 in a fresh subprocess so peak RSS is that run's own:
   reference   polars.read_csv(file, separator="\\t")  (parse only, nothing normalised)
+  before      repclass ingest of git revision --baseline (default: the commit before issue 15's
+              ingest work), the same command
   repclass    repclass ingest sheet file --out store   (parse, filter, normalise, merge, write)
+The three alternate, round after round, so that a slow spell of a shared machine hits all of them.
 
-    python benchmarks/ingest.py [--rows 5000000] [--threads 2] [--workdir benchmarks/out]
+    python benchmarks/ingest.py [--rows 5000000] [--threads 2] [--baseline REV|none] [--workdir benchmarks/out]
 
-Prints a table (seconds, rows/s, peak RSS, repclass/reference ratio).
+Prints a table (seconds, rows/s, peak RSS, ratio to the reference).
 """
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, baseline_source, commit  # noqa: E402
+
+#: The last commit before this round's ingest changes (issue 15).
+BASELINE = "e16c587"
 AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
 
 
@@ -61,13 +69,13 @@ def make_airr(path: Path, n_rows: int, seed: int = 0) -> None:
             handle.write(buffer.encode())
 
 
-def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run `command` under a fresh Python that reports that child's own peak RSS."""
+def measure(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
+    """Run `command` (from `cwd`) under a fresh Python that reports that child's own peak RSS."""
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
              "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
              "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
     out = subprocess.run([sys.executable, "-c", probe, *command], check=True, env=env, capture_output=True,
-                         text=True)
+                         text=True, cwd=cwd)
     seconds, peak = out.stdout.split()
     return float(seconds), float(peak)
 
@@ -78,6 +86,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "ingest")
     parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row of the table")
+    parser.add_argument("--baseline", default=BASELINE,
+                        help=f"git revision whose `repclass ingest` runs as 'before' (default {BASELINE}); 'none' "
+                             "to leave it out")
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()  # children run from elsewhere (common.run_child)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +104,10 @@ def main() -> None:
     sheet = args.workdir / "sheet.tsv"
     env = dict(os.environ, POLARS_MAX_THREADS=str(args.threads))
 
+    # `python -m repclass` imports the package from its working directory (first on sys.path).
+    sources = [("repclass ingest", ROOT)]
+    if args.baseline != "none":
+        sources.insert(0, (f"repclass ingest before ({args.baseline})", baseline_source(args.baseline, args.workdir)))
     rows = []
     for path in (tsv, gz):
         sheet.write_text(f"sample_id\tfile\tstatus\nbench\t{path.name}\t+\n")
@@ -100,15 +115,18 @@ def main() -> None:
         store = args.workdir / "store"
         ours = [sys.executable, "-m", "repclass", "-q", "ingest", str(sheet), "--out", str(store), "--force",
                 "--threads", str(args.threads)]
-        ref_s, ref_rss = min(measure(reference, env) for _ in range(args.repeats))
-        our_runs = [measure(ours, env) for _ in range(args.repeats)]
-        our_s = min(r[0] for r in our_runs)
-        our_rss = max(r[1] for r in our_runs)
-        rows.append((path.name, "polars.read_csv", ref_s, args.rows / ref_s, ref_rss, 1.0))
-        rows.append((path.name, "repclass ingest", our_s, args.rows / our_s, our_rss, our_s / ref_s))
+        runs: dict[str, list[tuple[float, float]]] = {"polars.read_csv": []}
+        for _ in range(args.repeats):
+            runs["polars.read_csv"].append(measure(reference, env))
+            for name, source in sources:
+                runs.setdefault(name, []).append(measure(ours, env, cwd=source))
+        ref_s = min(r[0] for r in runs["polars.read_csv"])
+        for name, measured in runs.items():
+            seconds = min(r[0] for r in measured)
+            rows.append((path.name, name, seconds, args.rows / seconds, max(r[1] for r in measured), seconds / ref_s))
 
     print(f"# ingest benchmark: {args.rows:,} rows, {args.threads} threads, {platform.processor() or platform.machine()}"
-          f", {os.cpu_count()} cores, python {platform.python_version()}")
+          f", {os.cpu_count()} cores, python {platform.python_version()}; commit {commit()}, {time.strftime('%Y-%m-%d')}")
     print("| file | method | seconds | rows/s | peak RSS (MB) | x reference |")
     print("|---|---|---:|---:|---:|---:|")
     for name, method, seconds, rate, rss, ratio in rows:

@@ -29,3 +29,16 @@ def test_power_analysis_runs_every_method_and_draws_the_figure(tmp_path):
     assert all(0.0 <= r["test_auc"] <= 1.0 or math.isnan(r["test_auc"]) for r in rows)
     assert "| 5.00% | 16 | 1 |" in result.stdout
     assert (tmp_path / "power.png").stat().st_size > 10_000
+
+
+def test_ingest_benchmark_times_reference_before_and_now_side_by_side(tmp_path):
+    """benchmarks/ingest.py on a tiny file: the bare polars read, a git revision's ingest and this
+    checkout's, on the plain and the gzipped file, each a row with its ratio to the reference."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ingest.py"), "--rows", "2000", "--repeats", "1", "--threads", "1",
+         "--baseline", "HEAD", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| bench_2000")]
+    assert [row.split(" | ")[1] for row in rows] == ["polars.read_csv", "repclass ingest before (HEAD)",
+                                                      "repclass ingest"] * 2
+    assert all(row.rstrip(" |").endswith("1.00") for row in rows[::3])  # the reference is its own 1.00
