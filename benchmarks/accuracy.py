@@ -64,6 +64,8 @@ FULL_GRID = [
     replace(REFERENCE, name="w1%", witness_rate=0.01),
     replace(REFERENCE, name="w0.05%", witness_rate=0.0005),
     replace(REFERENCE, name="w0.01%", witness_rate=0.0001),
+    # 0.01% at a realistic repertoire size: about 10 witnesses per positive instead of 2
+    replace(REFERENCE, name="w0.01%-100k", witness_rate=0.0001, sequences=(80_000, 120_000)),
     replace(REFERENCE, name="w0.1%-1motif", n_motifs=1),
     replace(REFERENCE, name="w0.1%-exact", gapped=False),
     replace(REFERENCE, name="w0.1%-bg", purge=False),
