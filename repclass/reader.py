@@ -122,9 +122,10 @@ class _DistinctValues:
         #: written (not a null spelling) but `function` gives None: an unresolved gene call
         self.failed: list[bool] = []
         for value in self.values:
-            result = None if value.strip() in _NULLS else function(value)
+            written = value.strip() not in _NULLS
+            result = function(value) if written else None
             self.mapped.append(result)
-            self.failed.append(result is None and value.strip() not in _NULLS)
+            self.failed.append(written and result is None)
         self._codes: pl.Series | None = None
 
     def _spread(self, per_value: list, dtype: pl.DataType) -> pl.Series:
