@@ -47,7 +47,5 @@ def encode_flat(sequence_bytes: np.ndarray) -> np.ndarray:
 
 def encode(sequence: str) -> np.ndarray:
     """Codes of one sequence (uint8)."""
-    import numpy as np
-
-    return encode_flat(np.frombuffer(sequence.encode("ascii"), dtype=np.uint8))
+    return translate_codes(sequence.encode("ascii"))
 
