@@ -409,7 +409,9 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
                        "validation loss at most this (0: never; train to --max-updates or patience).")
 @_setting("init_kmers", "deeprc: CNN kernels that start as detectors of the k-mers most associated with the labels "
                         "in the training repertoires (0: all random, as in the paper; see docs/method.md).")
-@_setting("init_kmer_length", "deeprc: length of those k-mers.")
+@_setting("init_kmer_length", "deeprc: shortest length of those k-mers.")
+@_setting("init_kmer_max_length", "deeprc: longest length of those k-mers (capped at the kernel size); every "
+          "length in between competes.")
 @_setting("init_kmer_amplitude", "deeprc: weight of each k-mer residue in its kernel at the start.")
 @_setting("init_attention", "deeprc: how far above the background the attention logit of a seeded k-mer's match "
                             "starts (0: attention starts random, as in the paper).")

@@ -157,8 +157,11 @@ class TrainConfig:
     #: At witness rates of 0.1% and below a random start memorises repertoires before it finds
     #: the motif (docs/method.md).
     init_kmers: int = 16
-    #: Length of those k-mers.
+    #: Length of those k-mers: every length from this one to `init_kmer_max_length` competes
+    #: (a 5-mer motif stands out as a 5-mer, not as two 4-mers; docs/method.md).
     init_kmer_length: int = 4
+    #: Longest k-mers seeded (capped at the kernel size); equal to `init_kmer_length`: one length.
+    init_kmer_max_length: int = 5
     #: Weight of each k-mer residue in its kernel (the rest starts small and random); the bias puts
     #: the threshold between a full match and a near miss, the amplitude sets how sharp it is.
     init_kmer_amplitude: float = 4.0
@@ -189,8 +192,12 @@ class TrainConfig:
         _zero_or_positive(self, "weight_decay", "cache_gb", "min_delta", "stop_loss", "init_kmer_amplitude",
                           "init_attention")
         _at_least(self, 0, "init_kmers")
-        length = self.init_kmer_length
-        _require(isinstance(length, numbers.Integral) and 1 <= length <= 5, "init_kmer_length", "from 1 to 5", length)
+        for name in ("init_kmer_length", "init_kmer_max_length"):
+            length = getattr(self, name)
+            _require(isinstance(length, numbers.Integral) and 1 <= length <= 5, name, "from 1 to 5", length)
+        if self.init_kmer_max_length < self.init_kmer_length:
+            raise UsageError(f"--init-kmer-max-length {self.init_kmer_max_length} is below --init-kmer-length "
+                             f"{self.init_kmer_length}; set it to {self.init_kmer_length} for one length")
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
             _require(_number(value) and 0 <= value < 1, name, "at least 0 and below 1", value)

@@ -16,8 +16,9 @@ Only training repertoires are read (never validation or test), so evaluation sta
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -39,16 +40,41 @@ def kmer_presence(repertoire: EncodedRepertoire, k: int) -> np.ndarray:
     k-mer seen twice in one sequence counts twice (rare in CDR3s, and counting windows is a plain
     bincount, several times faster than de-duplicating per sequence).
     """
+    return np.bincount(_window_ids(repertoire, k), minlength=N_AMINO_ACIDS ** k)
+
+
+def _window_ids(repertoire: EncodedRepertoire, k: int) -> np.ndarray:
+    """The k-mer id of every window of length k inside a sequence of `repertoire` (int32)."""
     codes, lengths = repertoire.codes, repertoire.lengths.astype(np.int64)
     n, width = codes.shape
     if width < k or n == 0:
-        return np.zeros(N_AMINO_ACIDS ** k, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32)
     n_windows = width - k + 1
     ids = codes[:, :n_windows].astype(np.int32)
     for j in range(1, k):  # (n, T): base-20 id of the window starting at each position
         ids = ids * N_AMINO_ACIDS + codes[:, j:j + n_windows]
     inside = np.arange(n_windows)[None, :] <= (lengths - k)[:, None]  # (n, T)
-    return np.bincount(ids[inside], minlength=N_AMINO_ACIDS ** k).astype(np.int64)
+    return ids[inside]
+
+
+def _kmer_counts(repertoire: EncodedRepertoire, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-mers present in `repertoire` (sorted ids) and their occurrences.
+
+    A repertoire of 20,000 CDR3s holds about 100,000 of the 3.2 million 5-mers: sorting its
+    windows is several times faster than counting into 3.2 million bins and scanning them. Where
+    there are about as many windows as k-mers (4-mers and shorter), the dense count is faster.
+    """
+    ids = _window_ids(repertoire, k)
+    if N_AMINO_ACIDS ** k <= 4 * len(ids):
+        counts = np.bincount(ids, minlength=N_AMINO_ACIDS ** k)
+        kmers = np.flatnonzero(counts)
+        return kmers, counts[kmers]
+    ids = np.sort(ids)
+    if len(ids) == 0:
+        return ids.astype(np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    counts = np.diff(np.append(starts, len(ids)))
+    return ids[starts].astype(np.int64), counts
 
 
 @dataclass(frozen=True)
@@ -59,63 +85,108 @@ class KmerAssociation:
     signs: np.ndarray  # +1: more frequent where that label column is higher (the positive class), -1: lower
     columns: np.ndarray  # the label column of the best |t|
 
+    def take(self, order: list[int]) -> "KmerAssociation":
+        return KmerAssociation([self.kmers[i] for i in order], self.scores[order], self.support[order],
+                               self.signs[order], self.columns[order])
 
-def associate_kmers(repertoires: Iterable[EncodedRepertoire], labels: np.ndarray, present: np.ndarray, k: int,
-                    n_best: int) -> KmerAssociation:
+
+class _AssociationSums:
+    """Per-k-mer sums over repertoires, one repertoire at a time: O(20**k x label columns) memory
+    whatever the cohort's size."""
+
+    def __init__(self, k: int, n_columns: int) -> None:
+        n_kmers = N_AMINO_ACIDS ** k
+        self.k = k
+        self.inverse_size = np.zeros(n_columns)  # sum over repertoires of 1 / (number of sequences)
+        self.sum_x = np.zeros((n_columns, n_kmers))
+        self.sum_xx = np.zeros((n_columns, n_kmers))
+        self.sum_xy = np.zeros((n_columns, n_kmers))
+        self.support = np.zeros(n_kmers, dtype=np.int64)
+
+    def add(self, repertoire: EncodedRepertoire, labels: np.ndarray, present: np.ndarray) -> None:
+        kmers, counts = _kmer_counts(repertoire, self.k)
+        self.support[kmers] += 1
+        frequency = counts / max(len(repertoire), 1)
+        for column in np.flatnonzero(present):
+            self.inverse_size[column] += 1.0 / max(len(repertoire), 1)
+            self.sum_x[column, kmers] += frequency
+            self.sum_xx[column, kmers] += frequency * frequency
+            self.sum_xy[column, kmers] += frequency * labels[column]
+
+    def ranked(self, labels: np.ndarray, present: np.ndarray, n_best: int) -> KmerAssociation:
+        n_kmers = len(self.support)
+        best_t = np.zeros(n_kmers)
+        best_sign = np.ones(n_kmers)
+        best_column = np.zeros(n_kmers, dtype=np.int64)
+        for column in range(labels.shape[1]):
+            y = labels[present[:, column], column]
+            n = len(y)
+            if n < 4 or np.ptp(y) == 0:
+                continue
+            sum_x = self.sum_x[column]
+            covariance = n * self.sum_xy[column] - sum_x * y.sum()
+            # n^2 x (the spread of the frequencies across repertoires + their counting noise): a k-mer
+            # seen once in each of four repertoires has a frequency known only to about +-100%, and
+            # without the counting noise it would "separate" a small cohort perfectly (|t| -> inf).
+            mean_frequency = sum_x / n
+            variance_x = n * self.sum_xx[column] - sum_x ** 2 + n * mean_frequency * self.inverse_size[column]
+            variance_y = n * (y * y).sum() - y.sum() ** 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = covariance / np.sqrt(variance_x * variance_y)
+                t = np.abs(r) * np.sqrt((n - 2) / (1 - r * r))
+            t = np.nan_to_num(t, nan=0.0, posinf=0.0)
+            better = t > best_t
+            best_t[better] = t[better]
+            best_sign[better] = np.sign(covariance[better])
+            best_column[better] = column
+        best_t[self.support < MIN_SUPPORT] = 0.0
+        order = np.argsort(-best_t, kind="stable")[:n_best]
+        order = order[best_t[order] > 0]
+        return KmerAssociation(kmers=[kmer_text(int(i), self.k) for i in order], scores=best_t[order],
+                               support=self.support[order], signs=best_sign[order], columns=best_column[order])
+
+
+def associate_kmers(repertoires: Iterable[EncodedRepertoire], labels: np.ndarray, present: np.ndarray,
+                    lengths: int | Sequence[int], n_best: int) -> KmerAssociation:
     """Rank k-mers by how strongly their frequency across repertoires follows the labels.
 
     labels  (n_repertoires, n_columns) one column per binary/regression target and per class of a
             multiclass target (one-vs-rest indicators); present (same shape) marks known labels.
     The frequency of a k-mer in a repertoire is its occurrences per sequence; its score is the
     largest |t| of a Pearson correlation with any label column, with the frequencies' counting
-    (Poisson) noise added to their variance so that rare k-mers cannot score by chance alone. Both directions count:
-    a signal may sit in either class. The sums are accumulated one repertoire at a time, so memory
-    is O(20**k x columns) whatever the cohort's size.
+    (Poisson) noise added to their variance so that rare k-mers cannot score by chance alone. Both
+    directions count: a signal may sit in either class. The repertoires are read once.
+
+    With several `lengths` (4 and 5, the default), k-mers of all of them compete on |t| and a
+    candidate is dropped where it is part of, or contains, a better one: a 5-mer motif's evidence
+    is split over its two 4-mers and their other extensions and ranks among chance 4-mers, while
+    as a 5-mer it stands out; a 4-mer motif's evidence is split over its forty 5-mer extensions
+    (docs/method.md has the measurement). Chance associations reach about the same |t| at both
+    lengths (the support floor and the counting noise keep rare 5-mers down), so no length is
+    favoured.
     """
-    n_kmers = N_AMINO_ACIDS ** k
-    n_columns = labels.shape[1]
-    inverse_size = np.zeros(n_columns)  # sum over repertoires of 1 / (number of sequences)
-    sum_x = np.zeros((n_columns, n_kmers))
-    sum_xx = np.zeros((n_columns, n_kmers))
-    sum_xy = np.zeros((n_columns, n_kmers))
-    support = np.zeros(n_kmers, dtype=np.int64)
+    lengths = [lengths] if isinstance(lengths, numbers.Integral) else sorted(set(lengths))
+    sums = [_AssociationSums(k, labels.shape[1]) for k in lengths]
     for index, repertoire in enumerate(repertoires):
-        presence = kmer_presence(repertoire, k)
-        support += presence > 0
-        frequency = presence / max(len(repertoire), 1)
-        for column in np.flatnonzero(present[index]):
-            inverse_size[column] += 1.0 / max(len(repertoire), 1)
-            sum_x[column] += frequency
-            sum_xx[column] += frequency * frequency
-            sum_xy[column] += frequency * labels[index, column]
-    best_t = np.zeros(n_kmers)
-    best_sign = np.ones(n_kmers)
-    best_column = np.zeros(n_kmers, dtype=np.int64)
-    for column in range(n_columns):
-        y = labels[present[:, column], column]
-        n = len(y)
-        if n < 4 or np.ptp(y) == 0:
-            continue
-        covariance = n * sum_xy[column] - sum_x[column] * y.sum()
-        # n^2 x (the spread of the frequencies across repertoires + their counting noise): a k-mer
-        # seen once in each of four repertoires has a frequency known only to about +-100%, and
-        # without the counting noise it would "separate" a small cohort perfectly (|t| -> inf).
-        mean_frequency = sum_x[column] / n
-        variance_x = n * sum_xx[column] - sum_x[column] ** 2 + n * mean_frequency * inverse_size[column]
-        variance_y = n * (y * y).sum() - y.sum() ** 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = covariance / np.sqrt(variance_x * variance_y)
-            t = np.abs(r) * np.sqrt((n - 2) / (1 - r * r))
-        t = np.nan_to_num(t, nan=0.0, posinf=0.0)
-        better = t > best_t
-        best_t[better] = t[better]
-        best_sign[better] = np.sign(covariance[better])
-        best_column[better] = column
-    best_t[support < MIN_SUPPORT] = 0.0
-    order = np.argsort(-best_t, kind="stable")[:n_best]
-    order = order[best_t[order] > 0]
-    return KmerAssociation(kmers=[kmer_text(int(i), k) for i in order], scores=best_t[order], support=support[order],
-                           signs=best_sign[order], columns=best_column[order])
+        for k_sums in sums:
+            k_sums.add(repertoire, labels[index], present[index])
+    # enough of each length that the ones dropped as overlapping leave n_best
+    if len(sums) == 1:
+        return sums[0].ranked(labels, present, n_best)
+    candidates = [k_sums.ranked(labels, present, n_best * len(lengths)) for k_sums in sums]
+    pooled = KmerAssociation(kmers=[kmer for c in candidates for kmer in c.kmers],
+                             scores=np.concatenate([c.scores for c in candidates]),
+                             support=np.concatenate([c.support for c in candidates]),
+                             signs=np.concatenate([c.signs for c in candidates]),
+                             columns=np.concatenate([c.columns for c in candidates]))
+    kept: list[int] = []
+    for candidate in np.argsort(-pooled.scores, kind="stable"):
+        kmer = pooled.kmers[candidate]
+        if not any(kmer in pooled.kmers[other] or pooled.kmers[other] in kmer for other in kept):
+            kept.append(int(candidate))
+        if len(kept) == n_best:
+            break
+    return pooled.take(kept)
 
 
 def kmer_text(kmer_id: int, k: int) -> str:

@@ -158,8 +158,8 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
                          f"({model.config.kernel_size}); lower it or raise --kernel-size")
     values, present = _label_columns(targets, *labels.rows(train_ids))
     started = time.perf_counter()
-    association = associate_kmers((cache.get(i) for i in train_ids), values, present, config.init_kmer_length,
-                                  n_kernels)
+    lengths = range(config.init_kmer_length, min(config.init_kmer_max_length, model.config.kernel_size) + 1)
+    association = associate_kmers((cache.get(i) for i in train_ids), values, present, lengths, n_kernels)
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
     # The clear candidates: a k-mer scoring half the best |t| or less (in a small cohort, chance
     # associations of common k-mers) gets no head start, neither in the attention nor in the output.
@@ -177,8 +177,8 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
                                              )[seeded, seeded]
         point_attention(model.attention, seeded.tolist(), strengths, background_mean, full_match,
                         config.init_attention)
-    log.info("%sseeded %d kernels from the training repertoires' most label-associated %d-mers in %.1f s: %s",
-             label, len(association.kmers), config.init_kmer_length, time.perf_counter() - started,
+    log.info("%sseeded %d kernels from the training repertoires' most label-associated %s-mers in %.1f s: %s",
+             label, len(association.kmers), "/".join(map(str, lengths)), time.perf_counter() - started,
              ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores)))
 
 

@@ -80,6 +80,36 @@ def test_association_knows_which_class_a_kmer_marks_and_the_output_starts_that_w
     assert torch.equal(hidden.output[0].weight, before)
 
 
+def test_a_5mer_motif_is_seeded_as_a_5mer_and_a_4mer_motif_as_a_4mer():
+    """With lengths 4 and 5 competing (the default), each motif gets one kernel of its own length:
+    the 5-mer HMKPE, whose 4-mers are also common in both classes (a motif's k-mers left in the
+    background), is not split over HMKP and MKPE; the 4-mer WQRY is not split over its 5-mers."""
+    rng = np.random.default_rng(4)
+    letters = [a for a in AMINO_ACIDS if a != "E"]
+    repertoires, labels = [], []
+    for index in range(24):
+        positive = index % 2 == 0
+        sequences = _random_sequences(rng, 2000, low=14)
+        for row in range(40, 70):  # HMKP and MKPE without HMKPE, in every repertoire
+            decoy = "HMKP" + str(rng.choice(letters)) if row % 2 else str(rng.choice(letters[1:])) + "MKPE"
+            sequences[row] = sequences[row][:4] + decoy + sequences[row][9:]
+        if positive:
+            for row in range(6):
+                motif = "HMKPE" if row % 2 else "WQRY"
+                sequences[row] = sequences[row][:4] + motif + sequences[row][4 + len(motif):]
+        repertoires.append(_encoded(sequences))
+        labels.append([1.0 if positive else 0.0])
+    labels = np.array(labels)
+    present = np.ones_like(labels, dtype=bool)
+    both = associate_kmers(repertoires, labels, present, (4, 5), 8)
+    assert set(both.kmers[:2]) == {"HMKPE", "WQRY"}
+    assert not any(("HMKP" in kmer or "MKPE" in kmer or "WQRY" in kmer) for kmer in both.kmers[2:])
+    assert both.scores[1] > both.scores[0] / 2  # a clear candidate: training gives it a head start
+    four = associate_kmers(repertoires, labels, present, 4, 8)  # 4-mers alone miss the 5-mer motif
+    assert four.kmers[0] == "WQRY" and not {"HMKP", "MKPE"} & set(four.kmers)
+    assert associate_kmers(repertoires, labels, present, [5, 4, 4], 8).kmers == both.kmers
+
+
 def test_association_ignores_unknown_labels_and_private_kmers():
     rng = np.random.default_rng(1)
     repertoires, labels = _cohort(rng, "WQRY")

@@ -99,6 +99,9 @@ def test_motifs_options_take_their_defaults_from_the_library():
     (lambda: TrainConfig(min_delta=float("nan")), "--min-delta must be zero or a positive number, got nan"),
     (lambda: TrainConfig(selection="best"), "--selection must be 'sample' or 'top', got 'best'"),
     (lambda: TrainConfig(validation_fraction=0.5, test_fraction=0.5), "leave no repertoires for training"),
+    (lambda: TrainConfig(init_kmer_max_length=6), "--init-kmer-max-length must be from 1 to 5, got 6"),
+    (lambda: TrainConfig(init_kmer_length=5, init_kmer_max_length=4), "--init-kmer-max-length 4 is below "
+                                                                         "--init-kmer-length 5"),
     (lambda: ModelConfig(n_kernels=0), "--kernels must be at least 1, got 0"),
     (lambda: ModelConfig(reduction_fraction=0), "--reduction-fraction must be above 0 and at most 1, got 0"),
     (lambda: SplitSpec(fold=2), "--fold needs --folds"),
