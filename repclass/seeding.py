@@ -84,26 +84,41 @@ class KmerAssociation:
     support: np.ndarray  # training repertoires holding each k-mer
     signs: np.ndarray  # +1: more frequent where that label column is higher (the positive class), -1: lower
     columns: np.ndarray  # the label column of the best |t|
+    #: the best |t| any k-mer reaches with the labels shuffled among the repertoires: a score at
+    #: or below it is what chance alone gives this cohort
+    chance: float = 0.0
 
     def take(self, order: list[int]) -> "KmerAssociation":
         return KmerAssociation([self.kmers[i] for i in order], self.scores[order], self.support[order],
-                               self.signs[order], self.columns[order])
+                               self.signs[order], self.columns[order], self.chance)
+
+    def clear(self) -> np.ndarray:
+        """Which k-mers are clear candidates: above the chance level and above half the best |t|
+        (in a small cohort, common k-mers reach half the best by chance alone)."""
+        if not self.kmers:
+            return np.zeros(0, dtype=bool)
+        return (self.scores > self.chance) & (self.scores > self.scores[0] / 2)
+
+
+#: Label shufflings that set `KmerAssociation.chance` (the largest best |t| over them).
+N_SHUFFLES = 3
 
 
 class _AssociationSums:
-    """Per-k-mer sums over repertoires, one repertoire at a time: O(20**k x label columns) memory
-    whatever the cohort's size."""
+    """Per-k-mer sums over repertoires, one repertoire at a time: O(20**k x label columns x
+    shufflings) memory whatever the cohort's size."""
 
-    def __init__(self, k: int, n_columns: int) -> None:
+    def __init__(self, k: int, n_columns: int, n_shuffles: int) -> None:
         n_kmers = N_AMINO_ACIDS ** k
         self.k = k
         self.inverse_size = np.zeros(n_columns)  # sum over repertoires of 1 / (number of sequences)
         self.sum_x = np.zeros((n_columns, n_kmers))
         self.sum_xx = np.zeros((n_columns, n_kmers))
-        self.sum_xy = np.zeros((n_columns, n_kmers))
+        self.sum_xy = np.zeros((1 + n_shuffles, n_columns, n_kmers))  # the labels, then each shuffling
         self.support = np.zeros(n_kmers, dtype=np.int64)
 
     def add(self, repertoire: EncodedRepertoire, labels: np.ndarray, present: np.ndarray) -> None:
+        """labels (1 + n_shuffles, n_columns): this repertoire's labels, then its shuffled ones."""
         kmers, counts = _kmer_counts(repertoire, self.k)
         self.support[kmers] += 1
         frequency = counts / max(len(repertoire), 1)
@@ -111,20 +126,23 @@ class _AssociationSums:
             self.inverse_size[column] += 1.0 / max(len(repertoire), 1)
             self.sum_x[column, kmers] += frequency
             self.sum_xx[column, kmers] += frequency * frequency
-            self.sum_xy[column, kmers] += frequency * labels[column]
+            for labelling, label in enumerate(labels[:, column]):
+                self.sum_xy[labelling, column, kmers] += frequency * label
 
-    def ranked(self, labels: np.ndarray, present: np.ndarray, n_best: int) -> KmerAssociation:
+    def best_t(self, labels: np.ndarray, present: np.ndarray, labelling: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per k-mer: the best |t| over the label columns, the sign of its association and its column."""
         n_kmers = len(self.support)
         best_t = np.zeros(n_kmers)
         best_sign = np.ones(n_kmers)
         best_column = np.zeros(n_kmers, dtype=np.int64)
         for column in range(labels.shape[1]):
-            y = labels[present[:, column], column]
+            y = labels[present[:, column], column]  # (shuffling moves labels among these rows only)
             n = len(y)
             if n < 4 or np.ptp(y) == 0:
                 continue
             sum_x = self.sum_x[column]
-            covariance = n * self.sum_xy[column] - sum_x * y.sum()
+            covariance = n * self.sum_xy[labelling, column] - sum_x * y.sum()
             # n^2 x (the spread of the frequencies across repertoires + their counting noise): a k-mer
             # seen once in each of four repertoires has a frequency known only to about +-100%, and
             # without the counting noise it would "separate" a small cohort perfectly (|t| -> inf).
@@ -140,14 +158,34 @@ class _AssociationSums:
             best_sign[better] = np.sign(covariance[better])
             best_column[better] = column
         best_t[self.support < MIN_SUPPORT] = 0.0
+        return best_t, best_sign, best_column
+
+    def ranked(self, labels: np.ndarray, present: np.ndarray, n_best: int) -> KmerAssociation:
+        best_t, best_sign, best_column = self.best_t(labels, present, 0)
+        chance = max((float(self.best_t(labels, present, labelling)[0].max())
+                      for labelling in range(1, len(self.sum_xy))), default=0.0)
         order = np.argsort(-best_t, kind="stable")[:n_best]
         order = order[best_t[order] > 0]
         return KmerAssociation(kmers=[kmer_text(int(i), self.k) for i in order], scores=best_t[order],
-                               support=self.support[order], signs=best_sign[order], columns=best_column[order])
+                               support=self.support[order], signs=best_sign[order], columns=best_column[order],
+                               chance=chance)
+
+
+def shuffled_labels(labels: np.ndarray, present: np.ndarray, n_shuffles: int, seed: int) -> np.ndarray:
+    """(1 + n_shuffles, n_repertoires, n_columns): the labels, then `n_shuffles` copies with each
+    column's known labels shuffled among the repertoires that have one (seeded)."""
+    rng = np.random.default_rng([seed, 11])
+    labellings = np.repeat(labels[None].astype(np.float64), 1 + n_shuffles, axis=0)
+    for shuffle in range(1, 1 + n_shuffles):
+        for column in range(labels.shape[1]):
+            rows = np.flatnonzero(present[:, column])
+            labellings[shuffle, rows, column] = labels[rng.permutation(rows), column]
+    return labellings
 
 
 def associate_kmers(repertoires: Iterable[EncodedRepertoire], labels: np.ndarray, present: np.ndarray,
-                    lengths: int | Sequence[int], n_best: int) -> KmerAssociation:
+                    lengths: int | Sequence[int], n_best: int, n_shuffles: int = N_SHUFFLES,
+                    seed: int = 0) -> KmerAssociation:
     """Rank k-mers by how strongly their frequency across repertoires follows the labels.
 
     labels  (n_repertoires, n_columns) one column per binary/regression target and per class of a
@@ -156,6 +194,11 @@ def associate_kmers(repertoires: Iterable[EncodedRepertoire], labels: np.ndarray
     largest |t| of a Pearson correlation with any label column, with the frequencies' counting
     (Poisson) noise added to their variance so that rare k-mers cannot score by chance alone. Both
     directions count: a signal may sit in either class. The repertoires are read once.
+
+    The chance level is the best score of any k-mer with the labels shuffled among the
+    repertoires (the largest over `n_shuffles` seeded shufflings): among 160,000 4-mers, some
+    reach |t| 3 in a cohort of 50 repertoires by chance alone, and a chance k-mer that gets a
+    head start can become what training builds on (docs/method.md).
 
     With several `lengths` (4 and 5, the default), k-mers of all of them compete on |t| and a
     candidate is dropped where it is part of, or contains, a better one: a 5-mer motif's evidence
@@ -166,19 +209,21 @@ def associate_kmers(repertoires: Iterable[EncodedRepertoire], labels: np.ndarray
     favoured.
     """
     lengths = [lengths] if isinstance(lengths, numbers.Integral) else sorted(set(lengths))
-    sums = [_AssociationSums(k, labels.shape[1]) for k in lengths]
+    labellings = shuffled_labels(labels, present, n_shuffles, seed)
+    sums = [_AssociationSums(k, labels.shape[1], n_shuffles) for k in lengths]
     for index, repertoire in enumerate(repertoires):
         for k_sums in sums:
-            k_sums.add(repertoire, labels[index], present[index])
-    # enough of each length that the ones dropped as overlapping leave n_best
+            k_sums.add(repertoire, labellings[:, index], present[index])
     if len(sums) == 1:
         return sums[0].ranked(labels, present, n_best)
+    # enough of each length that the ones dropped as overlapping leave n_best
     candidates = [k_sums.ranked(labels, present, n_best * len(lengths)) for k_sums in sums]
     pooled = KmerAssociation(kmers=[kmer for c in candidates for kmer in c.kmers],
                              scores=np.concatenate([c.scores for c in candidates]),
                              support=np.concatenate([c.support for c in candidates]),
                              signs=np.concatenate([c.signs for c in candidates]),
-                             columns=np.concatenate([c.columns for c in candidates]))
+                             columns=np.concatenate([c.columns for c in candidates]),
+                             chance=max(c.chance for c in candidates))
     kept: list[int] = []
     for candidate in np.argsort(-pooled.scores, kind="stable"):
         kmer = pooled.kmers[candidate]

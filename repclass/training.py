@@ -159,12 +159,15 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     values, present = _label_columns(targets, *labels.rows(train_ids))
     started = time.perf_counter()
     lengths = range(config.init_kmer_length, min(config.init_kmer_max_length, model.config.kernel_size) + 1)
-    association = associate_kmers((cache.get(i) for i in train_ids), values, present, lengths, n_kernels)
+    association = associate_kmers((cache.get(i) for i in train_ids), values, present, lengths, n_kernels,
+                                  seed=config.seed)
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
-    # The clear candidates: a k-mer scoring half the best |t| or less (in a small cohort, chance
-    # associations of common k-mers) gets no head start, neither in the attention nor in the output.
-    strengths = np.clip(2 * association.scores / association.scores[0] - 1, 0, 1) if association.kmers else []
-    clear = [kernel for kernel, strength in enumerate(strengths) if strength > 0]
+    # The clear candidates (above the chance level and half the best |t|) get a head start in the
+    # attention and the output; the others are only kernels, which training may use or not.
+    clear_mask = association.clear()
+    strengths = np.where(clear_mask, np.clip(2 * association.scores / association.scores[0] - 1, 0, 1), 0.0) \
+        if association.kmers else []
+    clear = [int(kernel) for kernel in np.flatnonzero(clear_mask)]
     point_output(model.output, clear, association.signs[clear], association.columns[clear])
     if config.init_attention and association.kmers:
         background = _sample_sequences(cache, train_ids, 4096, config.seed)
@@ -177,8 +180,9 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
                                              )[seeded, seeded]
         point_attention(model.attention, seeded.tolist(), strengths, background_mean, full_match,
                         config.init_attention)
-    log.info("%sseeded %d kernels from the training repertoires' most label-associated %s-mers in %.1f s: %s",
-             label, len(association.kmers), "/".join(map(str, lengths)), time.perf_counter() - started,
+    log.info("%sseeded %d kernels from the training repertoires' most label-associated %s-mers in %.1f s, "
+             "%d of them above chance (|t| %.1f with the labels shuffled): %s", label, len(association.kmers),
+             "/".join(map(str, lengths)), time.perf_counter() - started, len(clear), association.chance,
              ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores)))
 
 
