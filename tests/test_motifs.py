@@ -364,3 +364,23 @@ def test_raw_repertoire_files_are_explained_like_the_store(tiny_model, tiny_coho
     assert (tmp_path / "raw" / "sequences.tsv").read_bytes() == (tmp_path / "store" / "sequences.tsv").read_bytes()
     folder = runner.invoke(main, ["motifs", str(tiny_model.path), str(raw.parent), "--out", str(tmp_path / "x")])
     assert folder.exit_code == 2 and "not a store" in folder.output
+
+
+def test_negligible_contributions_rank_as_zero_by_attention_logit():
+    """A sequence with attention weight 1e-8 contributes +-1e-8 as rounding falls: ranked by that
+    sign, a witness the model prefers (logit -3) sank below background (logit -9). Negligible
+    contributions count as 0, after the positive and before the negative ones, by attention logit."""
+    import torch
+
+    from repclass.explain.attribution import keep_best
+    from repclass.explain.types import Candidate
+
+    def candidate(row: int, contribution: float, logit: float) -> Candidate:
+        return Candidate(sample_index=0, row=row, junction="CASSF", v_call="", j_call="", count=1, attention=0.0,
+                         attention_rank=row + 1, logit=logit, contribution=contribution, shift=0.0, rest_total=0.0,
+                         rest_weighted=torch.zeros(1))
+
+    pool = [candidate(0, -0.2, 5.0), candidate(1, 1e-10, -9.0), candidate(2, -1.3e-8, -3.0), candidate(3, 0.5, 4.0),
+            candidate(4, 2e-6, -10.0)]
+    assert [c.row for c in keep_best([], pool, 5)] == [3, 4, 2, 1, 0]
+    assert [c.row for c in keep_best([], pool, 2)] == [3, 4]

@@ -43,7 +43,7 @@ from ..embedding import one_hot
 from ..model import DeepRC
 from ..progress import progress
 from .outputs import ExplainedOutput
-from .types import Candidate, KernelSummary, RepertoireSummary
+from .types import Candidate, KernelSummary, RepertoireSummary, ranking_contribution
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def explain_repertoire(model: DeepRC, model64: DeepRC, explained: ExplainedOutpu
                                 empty_output=empty, kernel_contributions=(gradient * pooled).cpu().numpy())
 
     contribution_values = contributions.cpu().numpy()
-    keep = np.lexsort((np.arange(len(rows)), -contribution_values))[:top_sequences]
+    # (rows are in attention order: ties, negligible contributions among them, go by attention)
+    keep = np.lexsort((np.arange(len(rows)), -ranking_contribution(contribution_values)))[:top_sequences]
     weighted_sum = (exp_logits[:, None] * embeddings).sum(dim=0)  # (D,)
     selected = table[rows[keep].tolist()]
     candidates = []
