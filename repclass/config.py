@@ -157,7 +157,7 @@ class TrainConfig:
     #: At witness rates of 0.1% and below a random start memorises repertoires before it finds
     #: the motif (docs/method.md).
     init_kmers: int = 16
-    #: Length of those k-mers: every length from this one to `init_kmer_max_length` competes
+    #: Shortest length of those k-mers: every length from this one to `init_kmer_max_length` competes
     #: (a 5-mer motif stands out as a 5-mer, not as two 4-mers; docs/method.md).
     init_kmer_length: int = 4
     #: Longest k-mers seeded (capped at the kernel size); equal to `init_kmer_length`: one length.

@@ -92,7 +92,7 @@ class KmerAssociation:
         return KmerAssociation([self.kmers[i] for i in order], self.scores[order], self.support[order],
                                self.signs[order], self.columns[order], self.chance)
 
-    def clear(self) -> np.ndarray:
+    def clear_candidates(self) -> np.ndarray:
         """Which k-mers are clear candidates: above the chance level and above half the best |t|
         (in a small cohort, common k-mers reach half the best by chance alone)."""
         if not self.kmers:
@@ -215,9 +215,8 @@ def associate_kmers(repertoires: Iterable[EncodedRepertoire], labels: np.ndarray
     for index, repertoire in enumerate(repertoires):
         for k_sums in sums:
             k_sums.add(repertoire, labellings[:, index], present[index])
-    if len(sums) == 1:
-        return sums[0].ranked(labels, present, n_best)
-    # enough of each length that the ones dropped as overlapping leave n_best
+    # enough of each length that the ones dropped as overlapping leave n_best (with one length,
+    # nothing overlaps: the best n_best as ranked)
     candidates = [k_sums.ranked(labels, present, n_best * len(lengths)) for k_sums in sums]
     pooled = KmerAssociation(kmers=[kmer for c in candidates for kmer in c.kmers],
                              scores=np.concatenate([c.scores for c in candidates]),

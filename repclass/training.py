@@ -164,7 +164,7 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
     # The clear candidates (above the chance level and half the best |t|) get a head start in the
     # attention and the output; the others are only kernels, which training may use or not.
-    clear_mask = association.clear()
+    clear_mask = association.clear_candidates()
     strengths = np.where(clear_mask, np.clip(2 * association.scores / association.scores[0] - 1, 0, 1), 0.0) \
         if association.kmers else []
     clear = [int(kernel) for kernel in np.flatnonzero(clear_mask)]

@@ -133,9 +133,9 @@ def test_only_kmers_above_the_shuffled_labels_chance_level_are_clear_candidates(
     association = associate_kmers(repertoires, labels, present, 4, 8)
     assert association.kmers[0] == "WQRY"
     assert association.scores[0] > association.chance > association.scores[1] > association.scores[0] / 3
-    assert association.clear().tolist() == [True] + [False] * 7
+    assert association.clear_candidates().tolist() == [True] + [False] * 7
     unrelated = np.array([[1.0], [1.0], [0.0], [0.0]] * 5)  # half the positives, half the negatives
-    assert not associate_kmers(repertoires, unrelated, present, 4, 8).clear().any()
+    assert not associate_kmers(repertoires, unrelated, present, 4, 8).clear_candidates().any()
     again = associate_kmers(repertoires, labels, present, 4, 8)
     assert again.chance == association.chance  # seeded shufflings
     assert associate_kmers(repertoires, labels, present, 4, 8, seed=1).chance != association.chance

@@ -96,7 +96,7 @@ class Candidate:
 #: A sequence contribution (in output units) below this is no contribution: a sequence with an
 #: attention weight of 1e-8 contributes about 1e-8, positive or negative as the rounding falls.
 #: Ranked by that sign, such a witness sorted below background sequences at 1e-10 (the test
-#: suite's tiny cohort, docs/method.md); ranked as 0, they go by the attention the model gives them.
+#: suite's tiny cohort, docs/motifs.md); ranked as 0, they go by the attention the model gives them.
 NEGLIGIBLE_CONTRIBUTION = 1e-6
 
 
