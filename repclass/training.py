@@ -161,29 +161,33 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     lengths = range(config.init_kmer_length, min(config.init_kmer_max_length, model.config.kernel_size) + 1)
     association = associate_kmers((cache.get(i) for i in train_ids), values, present, lengths, n_kernels,
                                   seed=config.seed)
+    # Only the clear candidates (above the chance level and half the best |t|) become kernels, with
+    # a head start in the attention and the output; the other kernels keep their random start.
+    # Seeding the rest as plain detectors (up to --init-kmers in all, as before) doubled the
+    # updates to a model on an easy cohort: detectors of the motif's shifted fragments and of
+    # chance k-mers, with random output weights, pull training in directions of their own
+    # (docs/method.md, "Only clear candidates become kernels").
+    n_found = len(association.kmers)
+    association = association.take([int(i) for i in np.flatnonzero(association.clear_candidates())])
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
-    # The clear candidates (above the chance level and half the best |t|) get a head start in the
-    # attention and the output; the others are only kernels, which training may use or not.
-    clear_mask = association.clear_candidates()
-    strengths = np.where(clear_mask, np.clip(2 * association.scores / association.scores[0] - 1, 0, 1), 0.0) \
-        if association.kmers else []
-    clear = [int(kernel) for kernel in np.flatnonzero(clear_mask)]
-    point_output(model.output, clear, association.signs[clear], association.columns[clear])
-    if config.init_attention and association.kmers:
+    seeded = list(range(len(association.kmers)))
+    strengths = np.clip(2 * association.scores / association.scores[0] - 1, 0, 1) if seeded else np.zeros(0)
+    point_output(model.output, seeded, association.signs, association.columns)
+    if config.init_attention and seeded:
         background = _sample_sequences(cache, train_ids, 4096, config.seed)
         with torch.no_grad():
             background_mean = model.embed(background.codes, background.lengths).mean(dim=0)  # (D,)
             full = encode_sequences(pl.Series([f"CASS{kmer}TQYF" for kmer in association.kmers]))
             full_match = torch.zeros_like(background_mean)
-            seeded = torch.arange(len(association.kmers))
             full_match[seeded] = model.embed(torch.from_numpy(full[0]), torch.from_numpy(full[1].astype(np.int64))
                                              )[seeded, seeded]
-        point_attention(model.attention, seeded.tolist(), strengths, background_mean, full_match,
-                        config.init_attention)
-    log.info("%sseeded %d kernels from the training repertoires' most label-associated %s-mers in %.1f s, "
-             "%d of them above chance (|t| %.1f with the labels shuffled): %s", label, len(association.kmers),
-             "/".join(map(str, lengths)), time.perf_counter() - started, len(clear), association.chance,
-             ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores)))
+        point_attention(model.attention, seeded, strengths, background_mean, full_match, config.init_attention)
+    log.info("%sseeded %d kernels from the clear candidates among the training repertoires' %d most "
+             "label-associated %s-mers (above chance, |t| %.1f with the labels shuffled, and above half the best) "
+             "in %.1f s: %s", label, len(seeded), n_found, "/".join(map(str, lengths)), association.chance,
+             time.perf_counter() - started,
+             ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores))
+             or "none")
 
 
 # ----------------------------------------------------------------------------------------------

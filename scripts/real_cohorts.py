@@ -198,13 +198,14 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
 
 
 def summarise(out: Path) -> None:
-    """summary.tsv: per method, each fold's test ROC AUC and the pooled out-of-fold ROC AUC."""
+    """summary.tsv: per method, each fold's test ROC AUC, the pooled out-of-fold ROC AUC, and its
+    difference from the k-mer baseline's with a paired bootstrap 95% interval over repertoires."""
     import numpy as np
     import polars as pl
 
-    from repclass.metrics import roc_auc
+    from repclass.metrics import paired_auc_difference, roc_auc
 
-    rows = []
+    rows, pooled_scores = [], {}
     folds = sorted((p for p in out.glob("fold_*") if (p / "comparison.tsv").exists()),
                    key=lambda p: int(p.name.split("_")[1]))
     methods = sorted({m.name for f in folds for m in f.iterdir() if (m / "predictions.tsv").exists()})
@@ -221,11 +222,22 @@ def summarise(out: Path) -> None:
                     for t in tests]
         pooled_auc = roc_auc(np.array(pooled[label_column].to_list()) == positive,
                              pooled[probability].cast(pl.Float64).to_numpy())
+        pooled = pooled.sort("sample_id")
+        pooled_scores[method] = (np.array(pooled[label_column].to_list()) == positive,
+                                 pooled[probability].cast(pl.Float64).to_numpy(), pooled["sample_id"].to_list())
         finite = [a for a in per_fold if a == a]
         rows.append({"method": method, "n_test": pooled.height, "pooled_roc_auc": round(pooled_auc, 3),
                      "fold_mean_roc_auc": round(float(np.mean(finite)), 3) if finite else None,
                      "fold_sd_roc_auc": round(float(np.std(finite, ddof=1)), 3) if len(finite) > 1 else None,
                      "per_fold": " ".join(f"{a:.2f}" for a in per_fold)})
+    if "kmer" in pooled_scores:
+        truth, kmer_scores, kmer_samples = pooled_scores["kmer"]
+        for row in rows:
+            positive_mask, scores, samples = pooled_scores[row["method"]]
+            if row["method"] == "kmer" or samples != kmer_samples:
+                continue
+            difference, low, high = paired_auc_difference(truth, scores, kmer_scores)
+            row["minus_kmer"] = f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
     table = pl.DataFrame(rows)
     table.write_csv(out / "summary.tsv", separator="\t")
     print(table)

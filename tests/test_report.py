@@ -20,7 +20,7 @@ from repclass.errors import InputFileError
 from repclass.evidence import (average_precision, consensus_pattern, effective_number, enrichment,
                                mann_whitney_greater, pr_points, read_truth, roc_points, score_against_truth)
 from repclass.explain import motifs
-from repclass.metrics import roc_auc
+from repclass.metrics import paired_auc_difference, roc_auc
 from repclass.plot import plot_training_curve
 from repclass.prediction import predict
 from repclass.splits import SplitSpec
@@ -255,6 +255,21 @@ def test_roc_points_integrate_to_the_auc(positive, scores, auc):
     fpr, tpr = roc_points(np.array(positive, dtype=bool), np.array(scores))
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
     assert float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)) == pytest.approx(auc)
+
+
+def test_paired_auc_difference_separates_a_real_gap_from_the_draw():
+    rng = np.random.default_rng(0)
+    positive = np.repeat([True, False], 20)
+    informative = positive + rng.normal(0, 0.5, 40)
+    noise, other_noise = rng.normal(0, 1, 40), rng.normal(0, 1, 40)
+    difference, low, high = paired_auc_difference(positive, informative, noise)
+    assert difference == pytest.approx(roc_auc(positive, informative) - roc_auc(positive, noise))
+    assert 0 < low < difference < high  # a real gap: the interval excludes 0
+    _, low, high = paired_auc_difference(positive, noise, other_noise)
+    assert low < 0 < high  # two coin flips: it does not
+    assert paired_auc_difference(positive, noise, noise) == (0.0, 0.0, 0.0)
+    assert paired_auc_difference(positive, informative, noise, seed=3) == \
+        paired_auc_difference(positive, informative, noise, seed=3)
 
 
 def test_average_precision_by_hand():
