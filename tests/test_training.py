@@ -193,3 +193,24 @@ def test_without_stop_loss_training_uses_its_whole_budget(tiny_cohort, tmp_path)
     result = train(store_path, tmp_path / "model", targets=["status"], config=config, device="cpu")
     curve = pl.read_csv(result.path / "training_curve.tsv", separator="\t")
     assert curve["update"].to_list() == [10, 20, 50, 100, 150]
+
+
+def test_labels_without_a_clear_kmer_leave_the_papers_random_start(tmp_path, caplog):
+    # With labels that no k-mer beats chance on, no kernel is seeded and the attention gets no head
+    # start: the model is the one --init-kmers 0 --init-attention 0 trains, byte for byte.
+    from cohort import make_cohort
+    from repclass import ingest
+
+    sheet, reps, _ = make_cohort(tmp_path, n_repertoires=16, n_sequences=300, extra_labels=True)
+    store = ingest(sheet, tmp_path / "store", [reps])
+    settings = dict(max_updates=20, eval_every=10, seed=0)
+    with caplog.at_level("INFO", logger="repclass"):
+        seeded = train(store, tmp_path / "seeded", targets=[TargetSpec("age", kind="regression")], device="cpu",
+                       config=TrainConfig(**settings))
+    assert "seeded 0 kernels" in caplog.text
+    paper = train(store, tmp_path / "paper", targets=[TargetSpec("age", kind="regression")], device="cpu",
+                  config=TrainConfig(**settings, init_kmers=0, init_attention=0))
+    seeded_weights = load_file(seeded.path / "model.safetensors")
+    paper_weights = load_file(paper.path / "model.safetensors")
+    assert seeded_weights.keys() == paper_weights.keys()
+    assert all(torch.equal(seeded_weights[name], paper_weights[name]) for name in paper_weights)
