@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import subprocess
 import sys
@@ -164,7 +165,8 @@ def grouped_folds(subjects: dict[str, str], labels: dict[str, str], k: int, seed
 
 
 # ---- run ------------------------------------------------------------------------------------------
-def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str) -> None:
+def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str,
+        overrides: dict | None = None) -> None:
     import polars as pl
 
     from repclass import ingest
@@ -186,7 +188,8 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
     files = [str((data / cohort / "repertoires" / f).resolve()) for f in sheet["file"]]
     sheet.with_columns(pl.Series("file", files)).write_csv(out / "sheet.tsv", separator="\t")
     store = ingest(out / "sheet.tsv", out / "cohort.store", force=True)
-    config = TrainConfig(max_updates=updates, eval_every=max(updates // 20, 10), patience=10, seed=seed)
+    config = TrainConfig(**{"max_updates": updates, "eval_every": max(updates // 20, 10), "patience": 10, "seed": seed,
+                            **(overrides or {})})
     for i in range(1, folds + 1):
         target = out / f"fold_{i}"
         if (target / "comparison.tsv").exists():
@@ -260,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--seed", type=int, default=0)
     run_parser.add_argument("--updates", type=int, default=2000)
     run_parser.add_argument("--device", default="auto")
+    run_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                            help="a TrainConfig setting for DeepRC, VALUE in JSON, e.g. the paper's start: "
+                                 "--set init_kmers=0 --set init_attention=0 (repeatable)")
     summary_parser = commands.add_parser("summarise", help="summary.tsv of a finished run")
     summary_parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
@@ -267,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         clones = dict(item.split("=", 1) for item in args.from_git)
         fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))
     elif args.command == "run":
-        run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device)
+        overrides = {name: json.loads(value) for name, value in (item.split("=", 1) for item in args.overrides)}
+        run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides)
     else:
         summarise(args.out)
     return 0
