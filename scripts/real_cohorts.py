@@ -217,26 +217,25 @@ def summarise(out: Path) -> None:
         for fold in folds:
             predictions = pl.read_csv(fold / method / "predictions.tsv", separator="\t", infer_schema=False)
             tests.append(predictions.filter(pl.col("split") == "test"))
-        pooled = pl.concat(tests, how="diagonal")
+        pooled = pl.concat(tests, how="diagonal").sort("sample_id")  # one order for every method
         probability = [c for c in pooled.columns if ":p(" in c][0]
         label_column = [c for c in pooled.columns if c.endswith(":label")][0]
         positive = probability.split(":p(")[1].rstrip(")")
         per_fold = [roc_auc(np.array(t[label_column].to_list()) == positive, t[probability].cast(pl.Float64).to_numpy())
                     for t in tests]
-        pooled_auc = roc_auc(np.array(pooled[label_column].to_list()) == positive,
-                             pooled[probability].cast(pl.Float64).to_numpy())
-        pooled = pooled.sort("sample_id")
-        pooled_scores[method] = (np.array(pooled[label_column].to_list()) == positive,
-                                 pooled[probability].cast(pl.Float64).to_numpy(), pooled["sample_id"].to_list())
+        truth = np.array(pooled[label_column].to_list()) == positive
+        scores = pooled[probability].cast(pl.Float64).to_numpy()
+        pooled_auc = roc_auc(truth, scores)
+        pooled_scores[method] = (pooled["sample_id"].to_list(), truth, scores)
         finite = [a for a in per_fold if a == a]
         rows.append({"method": method, "n_test": pooled.height, "pooled_roc_auc": round(pooled_auc, 3),
                      "fold_mean_roc_auc": round(float(np.mean(finite)), 3) if finite else None,
                      "fold_sd_roc_auc": round(float(np.std(finite, ddof=1)), 3) if len(finite) > 1 else None,
                      "per_fold": " ".join(f"{a:.2f}" for a in per_fold)})
     if "kmer" in pooled_scores:
-        truth, kmer_scores, kmer_samples = pooled_scores["kmer"]
+        kmer_samples, truth, kmer_scores = pooled_scores["kmer"]
         for row in rows:
-            positive_mask, scores, samples = pooled_scores[row["method"]]
+            samples, _, scores = pooled_scores[row["method"]]
             if row["method"] == "kmer" or samples != kmer_samples:
                 continue
             difference, low, high = paired_auc_difference(truth, scores, kmer_scores)

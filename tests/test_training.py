@@ -197,7 +197,8 @@ def test_without_stop_loss_training_uses_its_whole_budget(tiny_cohort, tmp_path)
 
 def test_labels_without_a_clear_kmer_leave_the_papers_random_start(tmp_path, caplog):
     # With labels that no k-mer beats chance on, no kernel is seeded and the attention gets no head
-    # start: the model is the one --init-kmers 0 --init-attention 0 trains, byte for byte.
+    # start: the model is the one --init-kmers 0 --init-attention 0 trains, weight for weight (the
+    # model files' metadata records the settings, so their bytes differ).
     from cohort import make_cohort
     from repclass import ingest
 
