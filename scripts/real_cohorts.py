@@ -245,6 +245,25 @@ def summarise(out: Path) -> None:
     print(table)
 
 
+def _settings(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """`--set FIELD=VALUE` items as TrainConfig keyword arguments; a bad one is a usage error."""
+    from dataclasses import fields
+
+    from repclass.config import TrainConfig
+
+    known = {field.name for field in fields(TrainConfig)}
+    settings = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in known:
+            parser.error(f"--set {item}: {name!r} is not a TrainConfig setting")
+        try:
+            settings[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {item}: the value must be JSON (a number, true/false, or a quoted string)")
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     summary_parser = commands.add_parser("summarise", help="summary.tsv of a finished run")
     summary_parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        overrides = _settings(parser, args.overrides)
     if args.command == "fetch":
         clones = dict(item.split("=", 1) for item in args.from_git)
         fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))
     elif args.command == "run":
-        overrides = {name: json.loads(value) for name, value in (item.split("=", 1) for item in args.overrides)}
         run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides)
     else:
         summarise(args.out)

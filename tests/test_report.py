@@ -316,7 +316,7 @@ def test_training_curve_png_and_svg_are_deterministic(tmp_path):
 
 
 # ---- the real-cohort script's folds ---------------------------------------------------------------
-def test_real_cohort_folds_keep_subjects_together_and_stratify():
+def _real_cohorts_script():
     import importlib.util
     from pathlib import Path
 
@@ -324,6 +324,11 @@ def test_real_cohort_folds_keep_subjects_together_and_stratify():
     spec = importlib.util.spec_from_file_location("real_cohorts", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_real_cohort_folds_keep_subjects_together_and_stratify():
+    module = _real_cohorts_script()
     samples = [f"s{i:02d}" for i in range(20)]
     subjects = {s: (f"p{i // 2:02d}" if i < 8 else s) for i, s in enumerate(samples)}  # 4 donors sequenced twice
     labels = {s: ("old" if (i // 2 if i < 8 else i) % 3 == 0 else "young") for i, s in enumerate(samples)}
@@ -339,3 +344,14 @@ def test_real_cohort_folds_keep_subjects_together_and_stratify():
     assert max(sizes) - min(sizes) <= 1
     old = [sum(split == "test" and labels[s] == "old" for s, split in fold.items()) for fold in folds]
     assert max(old) - min(old) <= 2
+
+
+@pytest.mark.parametrize("setting, message", [("init_kmerz=0", "'init_kmerz' is not a TrainConfig setting"),
+                                              ("init_kmers=abc", "the value must be JSON")])
+def test_real_cohort_run_refuses_a_bad_setting_before_any_work(tmp_path, capsys, setting, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _real_cohorts_script().main(["run", "--cohort", "ms", "--data", str(tmp_path / "data"),
+                                     "--out", str(tmp_path / "out"), "--set", setting])
+    assert exit_info.value.code == 2
+    assert f"--set {setting}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
