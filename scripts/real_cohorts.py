@@ -21,6 +21,7 @@ Usage (nothing here runs at test time):
     python scripts/real_cohorts.py fetch --out real/ --from-git aging=CLONE1 --from-git ms=CLONE2
     python scripts/real_cohorts.py run --cohort ms --data real/ --out real_runs/ms
     python scripts/real_cohorts.py summarise real_runs/ms
+    python scripts/real_cohorts.py kmer-check real_runs/ms   # the k-mer baseline's spread and null
 
 `run` ingests the cohort, writes K subject-grouped, label-stratified folds as split columns
 (fold k: test = group k, validation = group k+1, training = the rest, as `train --folds` does,
@@ -166,12 +167,12 @@ def grouped_folds(subjects: dict[str, str], labels: dict[str, str], k: int, seed
 
 # ---- run ------------------------------------------------------------------------------------------
 def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str,
-        overrides: dict | None = None) -> None:
+        overrides: dict | None = None, model_overrides: dict | None = None) -> None:
     import polars as pl
 
     from repclass import ingest
     from repclass.comparison import train_methods
-    from repclass.config import TrainConfig
+    from repclass.config import ModelConfig, TrainConfig
     from repclass.splits import SplitSpec
     from repclass.targets import TargetSpec
 
@@ -190,13 +191,15 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
     store = ingest(out / "sheet.tsv", out / "cohort.store", force=True)
     config = TrainConfig(**{"max_updates": updates, "eval_every": max(updates // 20, 10), "patience": 10, "seed": seed,
                             **(overrides or {})})
+    model_config = ModelConfig(**(model_overrides or {}))
     for i in range(1, folds + 1):
         target = out / f"fold_{i}"
         if (target / "comparison.tsv").exists():
             log.info("fold %d already done", i)
             continue
         train_methods(store, target, ["deeprc", "kmer", "burden"], targets=[TargetSpec(label, positive=positive)],
-                      split=SplitSpec(column=f"fold_{i}"), config=config, device=device, force=True)
+                      split=SplitSpec(column=f"fold_{i}"), config=config, model_config=model_config,
+                      device=device, force=True)
     summarise(out)
 
 
@@ -245,23 +248,116 @@ def summarise(out: Path) -> None:
     print(table)
 
 
-def _settings(parser: argparse.ArgumentParser, items: list[str]) -> dict:
-    """`--set FIELD=VALUE` items as TrainConfig keyword arguments; a bad one is a usage error."""
+# ---- kmer-check -----------------------------------------------------------------------------------
+def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds: list[dict[str, str]],
+               run_seed: int, seeds: int, permutations: int) -> dict:
+    """How far the k-mer baseline's pooled out-of-fold ROC AUC is from chance and from itself.
+
+    Refits the baseline (repclass's k-mer regression, default settings, training repertoires in
+    store order as `train` gives them) on the same folds: once per inner-CV seed 0..seeds-1 (its
+    spread: the penalty is chosen by an inner cross-validation, which on a few dozen repertoires
+    moves the result), and `permutations` times with the labels permuted across subjects at the
+    run's seed (the null: what the same pipeline scores on labels that carry no signal). A
+    permutation that leaves a fold's training or test repertoires with one class is drawn again.
+    Returns {"observed", "seeds": [AUC per seed], "null": [AUC per permutation], "p"}.
+    """
+    import numpy as np
+
+    from repclass.baselines.features import kmer_features, select_columns
+    from repclass.baselines.kmer import KmerConfig, fit_kmer
+    from repclass.metrics import roc_auc
+    from repclass.targets import Target
+
+    settings = KmerConfig()
+    ids = store.sample_ids
+    target = Target(column=label, kind="binary", classes=["other", positive])
+    prepared = []  # per fold: (training rows, test rows, features of every repertoire)
+    for fold in folds:
+        train_rows = np.array([i for i, s in enumerate(ids) if fold[s] == "train"])
+        test_rows = np.array([i for i, s in enumerate(ids) if fold[s] == "test"])
+        columns = select_columns(store, [ids[i] for i in train_rows], settings.spec, settings.max_features)
+        prepared.append((train_rows, test_rows, kmer_features(store, ids, settings.spec, columns)))
+
+    def pooled(y: np.ndarray, seed: int) -> float | None:
+        truth, scores = [], []
+        for train_rows, test_rows, features in prepared:
+            if len(set(y[train_rows])) < 2 or len(set(y[test_rows])) < 2:
+                return None
+            fit = fit_kmer(features[train_rows], y[train_rows], target, settings, seed)
+            truth.append(y[test_rows])
+            scores.append(fit.outputs(features[test_rows][:, fit.feature_ids])[:, 0])
+        return roc_auc(np.concatenate(truth).astype(bool), np.concatenate(scores))
+
+    labels = store.labels(label)
+    y = np.array([int(labels[s] == positive) for s in ids])
+    observed = pooled(y, run_seed)
+    spread = [pooled(y, seed) for seed in range(seeds)]
+    donors = sorted(set(subjects[s] for s in ids))
+    donor_label = {subjects[s]: y[i] for i, s in enumerate(ids)}
+    rng = np.random.default_rng(run_seed)
+    null: list[float] = []
+    while len(null) < permutations:
+        shuffled = dict(zip(donors, rng.permutation([donor_label[d] for d in donors])))
+        auc = pooled(np.array([shuffled[subjects[s]] for s in ids]), run_seed)
+        if auc is not None:
+            null.append(auc)
+    p = (1 + sum(a >= observed for a in null)) / (1 + len(null)) if null else float("nan")
+    return {"observed": observed, "seeds": spread, "null": null, "p": p}
+
+
+def check_kmer(out: Path, seeds: int, permutations: int) -> str:
+    """kmer-check on a finished `run` folder: writes OUT/kmer_check.tsv, returns a summary line."""
+    import numpy as np
+    import polars as pl
+
+    from repclass.store import Store
+
+    logging.getLogger("repclass.baselines").setLevel(logging.WARNING)  # 6 lines per fit otherwise
+    fitted = json.loads((out / "fold_1" / "kmer" / "config.json").read_text())
+    label, positive = fitted["targets"][0]["column"], fitted["targets"][0]["classes"][1]
+    run_seed = fitted["train"]["seed"]
+    sheet = pl.read_csv(out / "samples_with_folds.tsv", separator="\t", infer_schema=False)
+    fold_columns = sorted((c for c in sheet.columns if c.startswith("fold_")), key=lambda c: int(c.split("_")[1]))
+    folds = [dict(zip(sheet["sample_id"], sheet[c])) for c in fold_columns]
+    subjects = dict(zip(sheet["sample_id"], sheet["subject_id"]))
+    result = kmer_check(Store.open(out / "cohort.store"), label, positive, subjects, folds, run_seed, seeds,
+                        permutations)
+    rows = ([("observed", run_seed, result["observed"])] + [("seed", i, a) for i, a in enumerate(result["seeds"])]
+            + [("permutation", i, a) for i, a in enumerate(result["null"])])
+    partial = out / "kmer_check.tsv.partial"
+    pl.DataFrame(rows, schema=["kind", "index", "pooled_roc_auc"], orient="row").write_csv(partial, separator="\t")
+    partial.replace(out / "kmer_check.tsv")
+    spread = np.array(result["seeds"])
+    line = (f"k-mer pooled ROC AUC {result['observed']:.3f} (run seed {run_seed}); over inner-CV seeds "
+            f"0-{seeds - 1}: mean {spread.mean():.3f}, sd {spread.std(ddof=1) if seeds > 1 else 0:.3f}, "
+            f"range {spread.min():.2f}-{spread.max():.2f}")
+    if result["null"]:
+        null = np.array(result["null"])
+        line += (f"; permutation null ({len(null)}): mean {null.mean():.3f}, 95th percentile "
+                 f"{np.quantile(null, 0.95):.3f}, p = {result['p']:.3f}")
+    return line
+
+
+def _settings(parser: argparse.ArgumentParser, items: list[str]) -> tuple[dict, dict]:
+    """`--set FIELD=VALUE` items as (TrainConfig, ModelConfig) keyword arguments; a bad one is a
+    usage error."""
     from dataclasses import fields
 
-    from repclass.config import TrainConfig
+    from repclass.config import ModelConfig, TrainConfig
 
-    known = {field.name for field in fields(TrainConfig)}
-    settings = {}
+    train_fields = {field.name for field in fields(TrainConfig)}
+    model_fields = {field.name for field in fields(ModelConfig)} - {"n_outputs"}  # n_outputs: from the label
+    train_settings, model_settings = {}, {}
     for item in items:
         name, _, value = item.partition("=")
-        if name not in known:
-            parser.error(f"--set {item}: {name!r} is not a TrainConfig setting")
+        if name not in train_fields | model_fields:
+            parser.error(f"--set {item}: {name!r} is not a TrainConfig or ModelConfig setting")
         try:
-            settings[name] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
             parser.error(f"--set {item}: the value must be JSON (a number, true/false, or a quoted string)")
-    return settings
+        (train_settings if name in train_fields else model_settings)[name] = parsed
+    return train_settings, model_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,18 +378,29 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--updates", type=int, default=2000)
     run_parser.add_argument("--device", default="auto")
     run_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                            help="a TrainConfig setting for DeepRC, VALUE in JSON, e.g. the paper's start: "
-                                 "--set init_kmers=0 --set init_attention=0 (repeatable)")
+                            help="a TrainConfig or ModelConfig setting for DeepRC, VALUE in JSON, e.g. the paper's "
+                                 "start: --set init_kmers=0 --set init_attention=0, or --set n_kernels=256 "
+                                 "(repeatable)")
     summary_parser = commands.add_parser("summarise", help="summary.tsv of a finished run")
     summary_parser.add_argument("out", type=Path)
+    check_parser = commands.add_parser("kmer-check", help="the k-mer baseline's spread over inner-CV seeds and "
+                                                          "its permutation null, on a finished run's folds")
+    check_parser.add_argument("out", type=Path)
+    check_parser.add_argument("--seeds", type=int, default=10)
+    check_parser.add_argument("--permutations", type=int, default=100)
     args = parser.parse_args(argv)
     if args.command == "run":
-        overrides = _settings(parser, args.overrides)
+        overrides, model_overrides = _settings(parser, args.overrides)
+    if args.command == "kmer-check" and (args.seeds < 1 or args.permutations < 0):
+        parser.error("kmer-check: --seeds must be at least 1 and --permutations at least 0")
     if args.command == "fetch":
         clones = dict(item.split("=", 1) for item in args.from_git)
         fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))
     elif args.command == "run":
-        run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides)
+        run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides,
+            model_overrides)
+    elif args.command == "kmer-check":
+        print(check_kmer(args.out, args.seeds, args.permutations))
     else:
         summarise(args.out)
     return 0

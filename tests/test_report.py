@@ -1,6 +1,7 @@
 """The evidence a scientist needs beside the motifs: the report's elements (on the tiny trained
 model), predict's split column and held-out metrics, fold ensembles, ground-truth scoring, and
 the pure functions behind them."""
+import argparse
 import hashlib
 import json
 import logging
@@ -346,8 +347,9 @@ def test_real_cohort_folds_keep_subjects_together_and_stratify():
     assert max(old) - min(old) <= 2
 
 
-@pytest.mark.parametrize("setting, message", [("init_kmerz=0", "'init_kmerz' is not a TrainConfig setting"),
-                                              ("init_kmers=abc", "the value must be JSON")])
+@pytest.mark.parametrize("setting, message", [
+    ("init_kmerz=0", "'init_kmerz' is not a TrainConfig or ModelConfig setting"),
+    ("init_kmers=abc", "the value must be JSON")])
 def test_real_cohort_run_refuses_a_bad_setting_before_any_work(tmp_path, capsys, setting, message):
     with pytest.raises(SystemExit) as exit_info:
         _real_cohorts_script().main(["run", "--cohort", "ms", "--data", str(tmp_path / "data"),
@@ -355,3 +357,43 @@ def test_real_cohort_run_refuses_a_bad_setting_before_any_work(tmp_path, capsys,
     assert exit_info.value.code == 2
     assert f"--set {setting}: {message}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_real_cohort_settings_go_to_the_training_or_the_model_config():
+    module = _real_cohorts_script()
+    parser = argparse.ArgumentParser()
+    train, model = module._settings(parser, ["init_kmers=0", "n_kernels=256", "embedding=\"cnn\""])
+    assert train == {"init_kmers": 0}
+    assert model == {"n_kernels": 256, "embedding": "cnn"}
+
+
+def test_real_cohort_kmer_check_gives_the_baselines_spread_and_permutation_null(tiny_cohort, tmp_path):
+    module = _real_cohorts_script()
+    store_path, _ = tiny_cohort
+    from repclass.store import Store
+
+    store = Store.open(store_path)
+    labels = store.labels("status")
+    subjects = {s: s for s in store.sample_ids}
+    folds = module.grouped_folds(subjects, labels, 4, seed=0)
+    run = tmp_path / "run"
+    (run / "fold_1" / "kmer").mkdir(parents=True)
+    (run / "cohort.store").symlink_to(store_path)
+    pl.DataFrame({"sample_id": store.sample_ids, "subject_id": store.sample_ids,
+                  "status": [labels[s] for s in store.sample_ids],
+                  **{f"fold_{k + 1}": [fold[s] for s in store.sample_ids] for k, fold in enumerate(folds)}}
+                 ).write_csv(run / "samples_with_folds.tsv", separator="\t")
+    (run / "fold_1" / "kmer" / "config.json").write_text(json.dumps(
+        {"targets": [{"column": "status", "classes": ["-", "+"]}], "train": {"seed": 0}}))
+
+    line = module.check_kmer(run, seeds=2, permutations=4)
+
+    table = pl.read_csv(run / "kmer_check.tsv", separator="\t")
+    assert table["kind"].to_list() == ["observed", "seed", "seed"] + ["permutation"] * 4
+    observed = table.filter(pl.col("kind") == "observed")["pooled_roc_auc"][0]
+    null = table.filter(pl.col("kind") == "permutation")["pooled_roc_auc"].to_numpy()
+    assert observed >= 0.8  # motif in 5% of the positives' sequences; 8 training repertoires per fold
+    assert null.mean() < observed - 0.2  # labels permuted across subjects carry no signal
+    assert table.filter(pl.col("kind") == "seed")["pooled_roc_auc"][0] == observed  # seed 0 is the run's
+    assert f"p = {(1 + (null >= observed).sum()) / 5:.3f}" in line
+    assert not (run / "kmer_check.tsv.partial").exists()
