@@ -248,6 +248,21 @@ def summarise(out: Path) -> None:
     print(table)
 
 
+def _finished_run(out: Path):
+    """(store, label, positive class, run seed, subject per sample, folds) of a finished `run`."""
+    import polars as pl
+
+    from repclass.store import Store
+
+    fitted = json.loads((out / "fold_1" / "kmer" / "config.json").read_text())
+    label, positive = fitted["targets"][0]["column"], fitted["targets"][0]["classes"][1]
+    sheet = pl.read_csv(out / "samples_with_folds.tsv", separator="\t", infer_schema=False)
+    fold_columns = sorted((c for c in sheet.columns if c.startswith("fold_")), key=lambda c: int(c.split("_")[1]))
+    folds = [dict(zip(sheet["sample_id"], sheet[c])) for c in fold_columns]
+    subjects = dict(zip(sheet["sample_id"], sheet["subject_id"]))
+    return Store.open(out / "cohort.store"), label, positive, fitted["train"]["seed"], subjects, folds
+
+
 # ---- kmer-check -----------------------------------------------------------------------------------
 def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds: list[dict[str, str]],
                run_seed: int, seeds: int, permutations: int) -> dict:
@@ -310,18 +325,9 @@ def check_kmer(out: Path, seeds: int, permutations: int) -> str:
     import numpy as np
     import polars as pl
 
-    from repclass.store import Store
-
     logging.getLogger("repclass.baselines").setLevel(logging.WARNING)  # 6 lines per fit otherwise
-    fitted = json.loads((out / "fold_1" / "kmer" / "config.json").read_text())
-    label, positive = fitted["targets"][0]["column"], fitted["targets"][0]["classes"][1]
-    run_seed = fitted["train"]["seed"]
-    sheet = pl.read_csv(out / "samples_with_folds.tsv", separator="\t", infer_schema=False)
-    fold_columns = sorted((c for c in sheet.columns if c.startswith("fold_")), key=lambda c: int(c.split("_")[1]))
-    folds = [dict(zip(sheet["sample_id"], sheet[c])) for c in fold_columns]
-    subjects = dict(zip(sheet["sample_id"], sheet["subject_id"]))
-    result = kmer_check(Store.open(out / "cohort.store"), label, positive, subjects, folds, run_seed, seeds,
-                        permutations)
+    store, label, positive, run_seed, subjects, folds = _finished_run(out)
+    result = kmer_check(store, label, positive, subjects, folds, run_seed, seeds, permutations)
     rows = ([("observed", run_seed, result["observed"])] + [("seed", i, a) for i, a in enumerate(result["seeds"])]
             + [("permutation", i, a) for i, a in enumerate(result["null"])])
     partial = out / "kmer_check.tsv.partial"
@@ -336,6 +342,74 @@ def check_kmer(out: Path, seeds: int, permutations: int) -> str:
         line += (f"; permutation null ({len(null)}): mean {null.mean():.3f}, 95th percentile "
                  f"{np.quantile(null, 0.95):.3f}, p = {result['p']:.3f}")
     return line
+
+
+# ---- pooled-probe -----------------------------------------------------------------------------------
+def pooled_probe(store, label: str, positive: str, folds: list[dict[str, str]], n_kernels: int,
+                 init_seed: int) -> float:
+    """Does DeepRC's representation carry the label at all, before any training?
+
+    Every sequence goes through a randomly initialised DeepRC embedding (`n_kernels` convolution
+    kernels, torch seed `init_seed`), each repertoire becomes the plain mean of its embeddings (the
+    flat attention of an untrained model, without the top-k reduction), and per fold an L2 logistic
+    regression on the standardised means (penalty by 3-fold inner cross-validation on the training
+    repertoires) scores the test repertoires. Returns the pooled out-of-fold ROC AUC: the best a
+    linear read-out of these features can do, with none of DeepRC's optimisation in the way.
+    """
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    from repclass.config import ModelConfig
+    from repclass.data import encode_table
+    from repclass.metrics import roc_auc
+    from repclass.model import DeepRC
+
+    torch.manual_seed(init_seed)
+    model = DeepRC(ModelConfig(n_kernels=n_kernels)).eval()
+    ids = store.sample_ids
+    with torch.no_grad():
+        means = np.stack([model.embed(torch.from_numpy(r.codes.astype(np.int64)),
+                                      torch.from_numpy(r.lengths.astype(np.int64))).mean(0).numpy()
+                          for r in (encode_table(store.read(s, ["junction_aa"])) for s in ids)])
+    labels = store.labels(label)
+    y = np.array([int(labels[s] == positive) for s in ids])
+
+    def fit(x: np.ndarray, y_train: np.ndarray, strength: float) -> LogisticRegression:
+        return LogisticRegression(C=strength, max_iter=5000).fit(x, y_train)
+
+    truth, scores = [], []
+    for fold in folds:
+        train = np.array([i for i, s in enumerate(ids) if fold[s] == "train"])
+        test = np.array([i for i, s in enumerate(ids) if fold[s] == "test"])
+        scaler = StandardScaler().fit(means[train])
+        x, y_train = scaler.transform(means[train]), y[train]
+        inner = StratifiedKFold(n_splits=3, shuffle=True, random_state=init_seed)
+        strengths = np.logspace(-3, 2, 11)
+        losses = []
+        for strength in strengths:
+            loss = 0.0
+            for fit_rows, held in inner.split(x, y_train):
+                p = np.clip(fit(x[fit_rows], y_train[fit_rows], strength).predict_proba(x[held])[:, 1], 1e-6, 1 - 1e-6)
+                loss -= float(np.sum(y_train[held] * np.log(p) + (1 - y_train[held]) * np.log(1 - p)))
+            losses.append(loss)
+        model_fit = fit(x, y_train, float(strengths[int(np.argmin(losses))]))
+        truth.append(y[test])
+        scores.append(model_fit.decision_function(scaler.transform(means[test])))
+    return roc_auc(np.concatenate(truth).astype(bool), np.concatenate(scores))
+
+
+def probe(out: Path, kernels: list[int], init_seeds: int) -> str:
+    """pooled-probe on a finished `run` folder: one line per kernel count, AUC per init seed."""
+    store, label, positive, _, _, folds = _finished_run(out)
+    lines = []
+    for n_kernels in kernels:
+        aucs = [pooled_probe(store, label, positive, folds, n_kernels, seed) for seed in range(init_seeds)]
+        lines.append(f"{n_kernels} kernels: pooled ROC AUC per init seed {' '.join(f'{a:.3f}' for a in aucs)} "
+                     f"(mean {sum(aucs) / len(aucs):.3f})")
+    return "\n".join(lines)
 
 
 def _settings(parser: argparse.ArgumentParser, items: list[str]) -> tuple[dict, dict]:
@@ -388,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     check_parser.add_argument("out", type=Path)
     check_parser.add_argument("--seeds", type=int, default=10)
     check_parser.add_argument("--permutations", type=int, default=100)
+    probe_parser = commands.add_parser("pooled-probe", help="pooled out-of-fold AUC of a linear read-out of an "
+                                                            "untrained DeepRC's mean embedding, on a run's folds")
+    probe_parser.add_argument("out", type=Path)
+    probe_parser.add_argument("--kernels", type=int, nargs="+", default=[32, 256])
+    probe_parser.add_argument("--init-seeds", type=int, default=3)
     args = parser.parse_args(argv)
     if args.command == "run":
         overrides, model_overrides = _settings(parser, args.overrides)
@@ -401,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             model_overrides)
     elif args.command == "kmer-check":
         print(check_kmer(args.out, args.seeds, args.permutations))
+    elif args.command == "pooled-probe":
+        print(probe(args.out, args.kernels, args.init_seeds))
     else:
         summarise(args.out)
     return 0

@@ -367,24 +367,28 @@ def test_real_cohort_settings_go_to_the_training_or_the_model_config():
     assert model == {"n_kernels": 256, "embedding": "cnn"}
 
 
-def test_real_cohort_kmer_check_gives_the_baselines_spread_and_permutation_null(tiny_cohort, tmp_path):
-    module = _real_cohorts_script()
-    store_path, _ = tiny_cohort
+def _finished_tiny_run(tiny_cohort, folder):
+    """A `real_cohorts.py run` folder as the checks read it, over the tiny cohort (4 folds)."""
     from repclass.store import Store
 
+    module = _real_cohorts_script()
+    store_path, _ = tiny_cohort
     store = Store.open(store_path)
     labels = store.labels("status")
-    subjects = {s: s for s in store.sample_ids}
-    folds = module.grouped_folds(subjects, labels, 4, seed=0)
-    run = tmp_path / "run"
-    (run / "fold_1" / "kmer").mkdir(parents=True)
-    (run / "cohort.store").symlink_to(store_path)
+    folds = module.grouped_folds({s: s for s in store.sample_ids}, labels, 4, seed=0)
+    (folder / "fold_1" / "kmer").mkdir(parents=True)
+    (folder / "cohort.store").symlink_to(store_path)
     pl.DataFrame({"sample_id": store.sample_ids, "subject_id": store.sample_ids,
                   "status": [labels[s] for s in store.sample_ids],
                   **{f"fold_{k + 1}": [fold[s] for s in store.sample_ids] for k, fold in enumerate(folds)}}
-                 ).write_csv(run / "samples_with_folds.tsv", separator="\t")
-    (run / "fold_1" / "kmer" / "config.json").write_text(json.dumps(
+                 ).write_csv(folder / "samples_with_folds.tsv", separator="\t")
+    (folder / "fold_1" / "kmer" / "config.json").write_text(json.dumps(
         {"targets": [{"column": "status", "classes": ["-", "+"]}], "train": {"seed": 0}}))
+    return module, folder
+
+
+def test_real_cohort_kmer_check_gives_the_baselines_spread_and_permutation_null(tiny_cohort, tmp_path):
+    module, run = _finished_tiny_run(tiny_cohort, tmp_path / "run")
 
     line = module.check_kmer(run, seeds=2, permutations=4)
 
@@ -397,3 +401,18 @@ def test_real_cohort_kmer_check_gives_the_baselines_spread_and_permutation_null(
     assert table.filter(pl.col("kind") == "seed")["pooled_roc_auc"][0] == observed  # seed 0 is the run's
     assert f"p = {(1 + (null >= observed).sum()) / 5:.3f}" in line
     assert not (run / "kmer_check.tsv.partial").exists()
+
+
+def test_real_cohort_pooled_probe_reads_out_an_untrained_models_mean_embedding(tiny_cohort, tmp_path, capsys):
+    module, run = _finished_tiny_run(tiny_cohort, tmp_path / "run")
+    from repclass.store import Store
+
+    store = Store.open(run / "cohort.store")
+    folds = module._finished_run(run)[5]
+    strong = module.pooled_probe(store, "status", "+", folds, n_kernels=64, init_seed=0)
+    assert strong == module.pooled_probe(store, "status", "+", folds, n_kernels=64, init_seed=0)  # seeded
+    assert strong >= 0.8  # a 5% motif moves the mean embedding of random kernels enough to read it out
+
+    assert module.main(["pooled-probe", str(run), "--kernels", "8", "--init-seeds", "2"]) == 0
+    assert re.fullmatch(r"8 kernels: pooled ROC AUC per init seed [0-9.]+ [0-9.]+ \(mean [0-9.]+\)\n",
+                        capsys.readouterr().out)
