@@ -254,6 +254,9 @@ def _finished_run(out: Path):
 
     from repclass.store import Store
 
+    for needed in (out / "fold_1" / "kmer" / "config.json", out / "samples_with_folds.tsv", out / "cohort.store"):
+        if not needed.exists():
+            raise ValueError(f"{out}: not a finished `run` folder (no {needed.relative_to(out)})")
     fitted = json.loads((out / "fold_1" / "kmer" / "config.json").read_text())
     label, positive = fitted["targets"][0]["column"], fitted["targets"][0]["classes"][1]
     sheet = pl.read_csv(out / "samples_with_folds.tsv", separator="\t", infer_schema=False)
@@ -306,16 +309,23 @@ def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds
     labels = store.labels(label)
     y = np.array([int(labels[s] == positive) for s in ids])
     observed = pooled(y, run_seed)
+    if observed is None:
+        raise ValueError(f"{store.path}: a fold's training or test repertoires hold one class of {label!r} only")
     spread = [pooled(y, seed) for seed in range(seeds)]
     donors = sorted(set(subjects[s] for s in ids))
     donor_label = {subjects[s]: y[i] for i, s in enumerate(ids)}
     rng = np.random.default_rng(run_seed)
     null: list[float] = []
-    while len(null) < permutations:
+    for _ in range(100 * permutations):  # folds this small that most draws fail would never finish
+        if len(null) == permutations:
+            break
         shuffled = dict(zip(donors, rng.permutation([donor_label[d] for d in donors])))
         auc = pooled(np.array([shuffled[subjects[s]] for s in ids]), run_seed)
         if auc is not None:
             null.append(auc)
+    if len(null) < permutations:
+        raise ValueError(f"only {len(null)} of {100 * permutations} permutations kept both classes in every fold; "
+                         "the folds are too small for a permutation null")
     p = (1 + sum(a >= observed for a in null)) / (1 + len(null)) if null else float("nan")
     return {"observed": observed, "seeds": spread, "null": null, "p": p}
 
@@ -478,10 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "run":
         run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides,
             model_overrides)
-    elif args.command == "kmer-check":
-        print(check_kmer(args.out, args.seeds, args.permutations))
-    elif args.command == "pooled-probe":
-        print(probe(args.out, args.kernels, args.init_seeds))
+    elif args.command in ("kmer-check", "pooled-probe"):
+        try:
+            print(check_kmer(args.out, args.seeds, args.permutations) if args.command == "kmer-check"
+                  else probe(args.out, args.kernels, args.init_seeds))
+        except ValueError as exc:
+            parser.exit(1, f"{args.command}: {exc}\n")
     else:
         summarise(args.out)
     return 0

@@ -416,3 +416,12 @@ def test_real_cohort_pooled_probe_reads_out_an_untrained_models_mean_embedding(t
     assert module.main(["pooled-probe", str(run), "--kernels", "8", "--init-seeds", "2"]) == 0
     assert re.fullmatch(r"8 kernels: pooled ROC AUC per init seed [0-9.]+ [0-9.]+ \(mean [0-9.]+\)\n",
                         capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", ["kmer-check", "pooled-probe"])
+def test_real_cohort_checks_refuse_a_folder_that_is_not_a_finished_run(tmp_path, capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        _real_cohorts_script().main([command, str(tmp_path)])
+    assert exit_info.value.code == 1
+    assert (f"{command}: {tmp_path}: not a finished `run` folder (no fold_1/kmer/config.json)"
+            in capsys.readouterr().err)
