@@ -39,6 +39,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any, NamedTuple
 
 #: cohort: (repository, pinned commit, label column, positive class)
 COHORTS = {
@@ -248,8 +249,18 @@ def summarise(out: Path) -> None:
     print(table)
 
 
-def _finished_run(out: Path):
-    """(store, label, positive class, run seed, subject per sample, folds) of a finished `run`."""
+class FinishedRun(NamedTuple):
+    """What the checks need from a finished `run` folder."""
+
+    store: Any  # repclass.store.Store
+    label: str
+    positive: str
+    seed: int  # the run's TrainConfig seed (DeepRC's, and the k-mer baseline's inner CV)
+    subjects: dict[str, str]  # sample -> subject
+    folds: list[dict[str, str]]  # per fold: sample -> train / validation / test
+
+
+def finished_run(out: Path) -> FinishedRun:
     import polars as pl
 
     from repclass.store import Store
@@ -258,12 +269,12 @@ def _finished_run(out: Path):
         if not needed.exists():
             raise ValueError(f"{out}: not a finished `run` folder (no {needed.relative_to(out)})")
     fitted = json.loads((out / "fold_1" / "kmer" / "config.json").read_text())
-    label, positive = fitted["targets"][0]["column"], fitted["targets"][0]["classes"][1]
     sheet = pl.read_csv(out / "samples_with_folds.tsv", separator="\t", infer_schema=False)
     fold_columns = sorted((c for c in sheet.columns if c.startswith("fold_")), key=lambda c: int(c.split("_")[1]))
-    folds = [dict(zip(sheet["sample_id"], sheet[c])) for c in fold_columns]
-    subjects = dict(zip(sheet["sample_id"], sheet["subject_id"]))
-    return Store.open(out / "cohort.store"), label, positive, fitted["train"]["seed"], subjects, folds
+    return FinishedRun(store=Store.open(out / "cohort.store"), label=fitted["targets"][0]["column"],
+                       positive=fitted["targets"][0]["classes"][1], seed=fitted["train"]["seed"],
+                       subjects=dict(zip(sheet["sample_id"], sheet["subject_id"])),
+                       folds=[dict(zip(sheet["sample_id"], sheet[c])) for c in fold_columns])
 
 
 # ---- kmer-check -----------------------------------------------------------------------------------
@@ -311,7 +322,7 @@ def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds
     observed = pooled(y, run_seed)
     if observed is None:
         raise ValueError(f"{store.path}: a fold's training or test repertoires hold one class of {label!r} only")
-    spread = [pooled(y, seed) for seed in range(seeds)]
+    spread = [observed if seed == run_seed else pooled(y, seed) for seed in range(seeds)]
     donors = sorted(set(subjects[s] for s in ids))
     donor_label = {subjects[s]: y[i] for i, s in enumerate(ids)}
     rng = np.random.default_rng(run_seed)
@@ -336,8 +347,10 @@ def check_kmer(out: Path, seeds: int, permutations: int) -> str:
     import polars as pl
 
     logging.getLogger("repclass.baselines").setLevel(logging.WARNING)  # 6 lines per fit otherwise
-    store, label, positive, run_seed, subjects, folds = _finished_run(out)
-    result = kmer_check(store, label, positive, subjects, folds, run_seed, seeds, permutations)
+    finished = finished_run(out)
+    run_seed = finished.seed
+    result = kmer_check(finished.store, finished.label, finished.positive, finished.subjects, finished.folds, run_seed,
+                        seeds, permutations)
     rows = ([("observed", run_seed, result["observed"])] + [("seed", i, a) for i, a in enumerate(result["seeds"])]
             + [("permutation", i, a) for i, a in enumerate(result["null"])])
     partial = out / "kmer_check.tsv.partial"
@@ -413,10 +426,11 @@ def pooled_probe(store, label: str, positive: str, folds: list[dict[str, str]], 
 
 def probe(out: Path, kernels: list[int], init_seeds: int) -> str:
     """pooled-probe on a finished `run` folder: one line per kernel count, AUC per init seed."""
-    store, label, positive, _, _, folds = _finished_run(out)
+    finished = finished_run(out)
     lines = []
     for n_kernels in kernels:
-        aucs = [pooled_probe(store, label, positive, folds, n_kernels, seed) for seed in range(init_seeds)]
+        aucs = [pooled_probe(finished.store, finished.label, finished.positive, finished.folds, n_kernels, seed)
+                for seed in range(init_seeds)]
         lines.append(f"{n_kernels} kernels: pooled ROC AUC per init seed {' '.join(f'{a:.3f}' for a in aucs)} "
                      f"(mean {sum(aucs) / len(aucs):.3f})")
     return "\n".join(lines)

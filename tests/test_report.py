@@ -408,7 +408,7 @@ def test_real_cohort_pooled_probe_reads_out_an_untrained_models_mean_embedding(t
     from repclass.store import Store
 
     store = Store.open(run / "cohort.store")
-    folds = module._finished_run(run)[5]
+    folds = module.finished_run(run).folds
     strong = module.pooled_probe(store, "status", "+", folds, n_kernels=64, init_seed=0)
     assert strong == module.pooled_probe(store, "status", "+", folds, n_kernels=64, init_seed=0)  # seeded
     assert strong >= 0.8  # a 5% motif moves the mean embedding of random kernels enough to read it out
