@@ -259,6 +259,21 @@ class FinishedRun(NamedTuple):
     subjects: dict[str, str]  # sample -> subject
     folds: list[dict[str, str]]  # per fold: sample -> train / validation / test
 
+    def outcomes(self):
+        """1 for a repertoire of the positive class, 0 otherwise, in store order: (n,) int array."""
+        import numpy as np
+
+        labels = self.store.labels(self.label)
+        return np.array([int(labels[s] == self.positive) for s in self.store.sample_ids])
+
+    def rows(self, fold: dict[str, str]):
+        """(training rows, test rows) of one fold, as store-order positions (as `train` orders them)."""
+        import numpy as np
+
+        ids = self.store.sample_ids
+        return (np.array([i for i, s in enumerate(ids) if fold[s] == "train"]),
+                np.array([i for i, s in enumerate(ids) if fold[s] == "test"]))
+
 
 def finished_run(out: Path) -> FinishedRun:
     import polars as pl
@@ -278,15 +293,14 @@ def finished_run(out: Path) -> FinishedRun:
 
 
 # ---- kmer-check -----------------------------------------------------------------------------------
-def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds: list[dict[str, str]],
-               run_seed: int, seeds: int, permutations: int) -> dict:
+def kmer_check(finished: FinishedRun, seeds: int, permutations: int) -> dict:
     """How far the k-mer baseline's pooled out-of-fold ROC AUC is from chance and from itself.
 
     Refits the baseline (repclass's k-mer regression, default settings, training repertoires in
     store order as `train` gives them) on the same folds: once per inner-CV seed 0..seeds-1 (its
     spread: the penalty is chosen by an inner cross-validation, which on a few dozen repertoires
     moves the result), and `permutations` times with the labels permuted across subjects at the
-    run's seed (the null: what the same pipeline scores on labels that carry no signal). A
+    run's seed `finished.seed` (the null: what the same pipeline scores on labels that carry no signal). A
     permutation that leaves a fold's training or test repertoires with one class is drawn again.
     Returns {"observed", "seeds": [AUC per seed], "null": [AUC per permutation], "p"}.
     """
@@ -298,12 +312,12 @@ def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds
     from repclass.targets import Target
 
     settings = KmerConfig()
+    store, subjects, run_seed = finished.store, finished.subjects, finished.seed
     ids = store.sample_ids
-    target = Target(column=label, kind="binary", classes=["other", positive])
+    target = Target(column=finished.label, kind="binary", classes=["other", finished.positive])
     prepared = []  # per fold: (training rows, test rows, features of every repertoire)
-    for fold in folds:
-        train_rows = np.array([i for i, s in enumerate(ids) if fold[s] == "train"])
-        test_rows = np.array([i for i, s in enumerate(ids) if fold[s] == "test"])
+    for fold in finished.folds:
+        train_rows, test_rows = finished.rows(fold)
         columns = select_columns(store, [ids[i] for i in train_rows], settings.spec, settings.max_features)
         prepared.append((train_rows, test_rows, kmer_features(store, ids, settings.spec, columns)))
 
@@ -317,11 +331,11 @@ def kmer_check(store, label: str, positive: str, subjects: dict[str, str], folds
             scores.append(fit.outputs(features[test_rows][:, fit.feature_ids])[:, 0])
         return roc_auc(np.concatenate(truth).astype(bool), np.concatenate(scores))
 
-    labels = store.labels(label)
-    y = np.array([int(labels[s] == positive) for s in ids])
+    y = finished.outcomes()
     observed = pooled(y, run_seed)
     if observed is None:
-        raise ValueError(f"{store.path}: a fold's training or test repertoires hold one class of {label!r} only")
+        raise ValueError(f"{store.path}: a fold's training or test repertoires hold one class of {finished.label!r} "
+                         "only")
     spread = [observed if seed == run_seed else pooled(y, seed) for seed in range(seeds)]
     donors = sorted(set(subjects[s] for s in ids))
     donor_label = {subjects[s]: y[i] for i, s in enumerate(ids)}
@@ -349,8 +363,7 @@ def check_kmer(out: Path, seeds: int, permutations: int) -> str:
     logging.getLogger("repclass.baselines").setLevel(logging.WARNING)  # 6 lines per fit otherwise
     finished = finished_run(out)
     run_seed = finished.seed
-    result = kmer_check(finished.store, finished.label, finished.positive, finished.subjects, finished.folds, run_seed,
-                        seeds, permutations)
+    result = kmer_check(finished, seeds, permutations)
     rows = ([("observed", run_seed, result["observed"])] + [("seed", i, a) for i, a in enumerate(result["seeds"])]
             + [("permutation", i, a) for i, a in enumerate(result["null"])])
     partial = out / "kmer_check.tsv.partial"
@@ -368,8 +381,7 @@ def check_kmer(out: Path, seeds: int, permutations: int) -> str:
 
 
 # ---- pooled-probe -----------------------------------------------------------------------------------
-def pooled_probe(store, label: str, positive: str, folds: list[dict[str, str]], n_kernels: int,
-                 init_seed: int) -> float:
+def pooled_probe(finished: FinishedRun, n_kernels: int, init_seed: int) -> float:
     """Does DeepRC's representation carry the label at all, before any training?
 
     Every sequence goes through a randomly initialised DeepRC embedding (`n_kernels` convolution
@@ -392,21 +404,19 @@ def pooled_probe(store, label: str, positive: str, folds: list[dict[str, str]], 
 
     torch.manual_seed(init_seed)
     model = DeepRC(ModelConfig(n_kernels=n_kernels)).eval()
-    ids = store.sample_ids
+    store = finished.store
     with torch.no_grad():
         means = np.stack([model.embed(torch.from_numpy(r.codes.astype(np.int64)),
                                       torch.from_numpy(r.lengths.astype(np.int64))).mean(0).numpy()
-                          for r in (encode_table(store.read(s, ["junction_aa"])) for s in ids)])
-    labels = store.labels(label)
-    y = np.array([int(labels[s] == positive) for s in ids])
+                          for r in (encode_table(store.read(s, ["junction_aa"])) for s in store.sample_ids)])
+    y = finished.outcomes()
 
     def fit(x: np.ndarray, y_train: np.ndarray, strength: float) -> LogisticRegression:
         return LogisticRegression(C=strength, max_iter=5000).fit(x, y_train)
 
     truth, scores = [], []
-    for fold in folds:
-        train = np.array([i for i, s in enumerate(ids) if fold[s] == "train"])
-        test = np.array([i for i, s in enumerate(ids) if fold[s] == "test"])
+    for fold in finished.folds:
+        train, test = finished.rows(fold)
         scaler = StandardScaler().fit(means[train])
         x, y_train = scaler.transform(means[train]), y[train]
         inner = StratifiedKFold(n_splits=3, shuffle=True, random_state=init_seed)
@@ -429,8 +439,7 @@ def probe(out: Path, kernels: list[int], init_seeds: int) -> str:
     finished = finished_run(out)
     lines = []
     for n_kernels in kernels:
-        aucs = [pooled_probe(finished.store, finished.label, finished.positive, finished.folds, n_kernels, seed)
-                for seed in range(init_seeds)]
+        aucs = [pooled_probe(finished, n_kernels, seed) for seed in range(init_seeds)]
         lines.append(f"{n_kernels} kernels: pooled ROC AUC per init seed {' '.join(f'{a:.3f}' for a in aucs)} "
                      f"(mean {sum(aucs) / len(aucs):.3f})")
     return "\n".join(lines)

@@ -407,10 +407,11 @@ def test_real_cohort_pooled_probe_reads_out_an_untrained_models_mean_embedding(t
     module, run = _finished_tiny_run(tiny_cohort, tmp_path / "run")
     from repclass.store import Store
 
-    store = Store.open(run / "cohort.store")
-    folds = module.finished_run(run).folds
-    strong = module.pooled_probe(store, "status", "+", folds, n_kernels=64, init_seed=0)
-    assert strong == module.pooled_probe(store, "status", "+", folds, n_kernels=64, init_seed=0)  # seeded
+    finished = module.finished_run(run)
+    assert (finished.label, finished.positive, finished.seed) == ("status", "+", 0)
+    assert finished.store.path == Store.open(run / "cohort.store").path
+    strong = module.pooled_probe(finished, n_kernels=64, init_seed=0)
+    assert strong == module.pooled_probe(finished, n_kernels=64, init_seed=0)  # seeded
     assert strong >= 0.8  # a 5% motif moves the mean embedding of random kernels enough to read it out
 
     assert module.main(["pooled-probe", str(run), "--kernels", "8", "--init-seeds", "2"]) == 0
