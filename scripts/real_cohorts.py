@@ -505,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides, model_overrides = _settings(parser, args.overrides)
     if args.command == "kmer-check" and (args.seeds < 1 or args.permutations < 0):
         parser.error("kmer-check: --seeds must be at least 1 and --permutations at least 0")
+    if args.command == "pooled-probe" and (args.init_seeds < 1 or min(args.kernels) < 1):
+        parser.error("pooled-probe: --kernels and --init-seeds must be at least 1")
     if args.command == "fetch":
         clones = dict(item.split("=", 1) for item in args.from_git)
         fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))

@@ -426,3 +426,12 @@ def test_real_cohort_checks_refuse_a_folder_that_is_not_a_finished_run(tmp_path,
     assert exit_info.value.code == 1
     assert (f"{command}: {tmp_path}: not a finished `run` folder (no fold_1/kmer/config.json)"
             in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("arguments", [["kmer-check", "--seeds", "0"], ["pooled-probe", "--init-seeds", "0"],
+                                       ["pooled-probe", "--kernels", "0"]])
+def test_real_cohort_checks_refuse_counts_below_one_before_any_work(tmp_path, capsys, arguments):
+    with pytest.raises(SystemExit) as exit_info:
+        _real_cohorts_script().main([arguments[0], str(tmp_path), *arguments[1:]])
+    assert exit_info.value.code == 2
+    assert "must be at least" in capsys.readouterr().err
