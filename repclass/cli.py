@@ -639,6 +639,10 @@ _SIMULATION = "simulate:SimulationConfig"
                help="OLGA generative model of the background.")
 @click.option("--background", "background_store", type=click.Path(path_type=Path), default=None,
               help="Sample the background from this store's sequences instead (implant into real data).")
+@_default_from(_SIMULATION, "whole_repertoires", "--keep-repertoires", "whole_repertoires", is_flag=True,
+               help="With --background: implant into each of the store's repertoires as it is (its sequences, "
+                    "genes, clone counts and sample id) instead of sampling its pooled sequences; the "
+                    "number of repertoires and their sizes are then the store's.")
 @_default_from(_SIMULATION, "zipf_a", "--zipf-a", type=float, help="Zipf exponent of the clone counts.")
 @_default_from(_SIMULATION, "max_count", "--max-count", type=int, help="Largest clone count.")
 @_default_from(_SIMULATION, "nonproductive_rate", "--nonproductive-rate", type=float, metavar="RATE",
@@ -653,8 +657,9 @@ _SIMULATION = "simulate:SimulationConfig"
 def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fraction: float, sequences: str,
              witness_rate: float, motifs: tuple[str, ...], random_motifs: int, motif_length: str,
              gap_probability: float, substitution_probability: float, noise_rate: float, purge_background: bool,
-             background_model: str, background_store: Path | None, zipf_a: float, max_count: int,
-             nonproductive_rate: float, covariates: bool, seed: int, force: bool, threads: int | None) -> None:
+             background_model: str, background_store: Path | None, whole_repertoires: bool, zipf_a: float,
+             max_count: int, nonproductive_rate: float, covariates: bool, seed: int, force: bool,
+             threads: int | None) -> None:
     """Simulate a cohort with motifs implanted in the positive repertoires.
 
     Writes OUT/samples.tsv, OUT/repertoires/<id>.tsv.gz (AIRR), OUT/implanted.tsv (the ground
@@ -664,10 +669,17 @@ def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fra
     repclass simulate --out sim/ --repertoires 200 --sequences 20000 --witness-rate 0.001 --motif SFEN
     repclass simulate --out sim/ --random-motifs 3 --gap-probability 0.5 --noise-rate 0.001 --purge-background
     repclass simulate --out sim/ --repertoires 40 --nonproductive-rate 0.02 --covariates
+    repclass simulate --out sim/ --background my.store --keep-repertoires --witness-rate 0.001 --random-motifs 3
     repclass ingest sim/samples.tsv sim/repertoires/ --out sim.store
     """
     from .simulate import SimulationConfig, simulate_cohort
 
+    if whole_repertoires:  # the store's repertoires decide how many and how large
+        context = click.get_current_context()
+        for name, option in (("n_repertoires", "--repertoires"), ("sequences", "--sequences")):
+            if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"{option} cannot be used with --keep-repertoires: the store's repertoires "
+                                       "are kept whole, so their number and sizes are the store's")
     low, high = _int_range(sequences, "--sequences")
     config = SimulationConfig(
         n_repertoires=n_repertoires, n_positive=n_positive, positive_fraction=positive_fraction, min_sequences=low,
@@ -675,7 +687,8 @@ def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fra
         motifs=motifs if motifs or random_motifs else SimulationConfig.motifs, random_motifs=random_motifs,
         random_motif_length=_int_range(motif_length, "--motif-length"), gap_probability=gap_probability,
         substitution_probability=substitution_probability, noise_rate=noise_rate, purge_background=purge_background,
-        background_model=background_model, background_store=background_store, zipf_a=zipf_a, max_count=max_count,
+        background_model=background_model, background_store=background_store, whole_repertoires=whole_repertoires,
+        zipf_a=zipf_a, max_count=max_count,
         nonproductive_rate=nonproductive_rate, covariates=covariates, seed=seed)
     result = simulate_cohort(out, config, force=force, threads=threads)
     click.echo(f"{result.path}: {result.n_repertoires} repertoires ({result.n_positive} positive), "

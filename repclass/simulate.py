@@ -4,10 +4,11 @@
     simulate_cohort(out, config)  -> SimulationResult                                            files
 
 Each repertoire is a background of productive junctions, either drawn from one of OLGA's V(D)J
-generative models by a vectorised sampler (repclass.simulation.vdj) or sampled from the
-sequences of a repclass store, into which a share `witness_rate` of the positive repertoires'
-sequences get a motif implanted (repclass.simulation.implant says exactly how: wildcards,
-substitutions, gaps). Negatives can get broken copies of the motifs at `noise_rate`. Optional
+generative models by a vectorised sampler (repclass.simulation.vdj), sampled from the pooled
+sequences of a repclass store, or one of a store's repertoires kept whole (`whole_repertoires`:
+real donors' repertoires with their own composition, genes and clone sizes), into which a share
+`witness_rate` of the positive repertoires' sequences get a motif implanted
+(repclass.simulation.implant says exactly how: wildcards, substitutions, gaps). Negatives can get broken copies of the motifs at `noise_rate`. Optional
 extras for pipeline checks and demos: non-productive rows (`nonproductive_rate`, for ingest to
 drop) and random covariates unrelated to the status (`covariates`: age and hla_group).
 
@@ -42,7 +43,7 @@ import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple
 
@@ -55,6 +56,8 @@ from .simulation.implant import (FLANK, gapped_variants, implant_position, motif
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,11 @@ class SimulationConfig:
     background_model: OLGA model to draw from; background_store: a repclass store to sample
         from instead (sequences distinct within a repertoire, shared between repertoires as
         often as the store's pool forces).
+    whole_repertoires: with background_store, each simulated repertoire is one of the store's
+        repertoires as it is (its sequences, genes, clone counts and sample id, in store order)
+        instead of a sample of the pool: the signal goes into real donors' repertoires, whose
+        differences in composition stay. n_repertoires, min/max_sequences, zipf_a and max_count
+        are then the store's (n_repertoires is set to its number of repertoires).
     zipf_a, max_count: clone counts (duplicate_count) ~ Zipf(zipf_a), clipped to max_count.
     nonproductive_rate: adds round(rate * n_sequences) non-productive rows (productive = F) to
         each repertoire, at random places among the productive ones: further junctions of the
@@ -112,6 +120,7 @@ class SimulationConfig:
     purge_background: bool = False
     background_model: str = "human_TRB"
     background_store: Path | None = None
+    whole_repertoires: bool = False
     zipf_a: float = 2.2
     max_count: int = 1000
     nonproductive_rate: float = 0.0
@@ -155,6 +164,8 @@ class SimulationConfig:
         if self.zipf_a <= 1.0 or self.max_count < 1:
             raise UsageError(f"clone counts: need a Zipf exponent above 1 and a cap of at least 1, got "
                              f"{self.zipf_a} and {self.max_count} (--zipf-a, --max-count)")
+        if self.whole_repertoires and self.background_store is None:
+            raise UsageError("keeping repertoires whole needs a store to take them from (--background STORE)")
         if self.nonproductive_rate > 0 and self.background_store is not None:
             raise UsageError("non-productive rows are broken nucleotide junctions of an OLGA model, and a store "
                              "holds amino acids only: drop --nonproductive-rate or --background")
@@ -205,7 +216,21 @@ class SimulationResult:
 # ----------------------------------------------------------------------------------------------
 # backgrounds
 # ----------------------------------------------------------------------------------------------
-class _OlgaBackground:
+class _SampledBackground:
+    """A background whose repertoires are drawn: a size, that many junctions, Zipf clone counts."""
+
+    def draw(self, rng: np.random.Generator, n: int) -> "pl.DataFrame":
+        raise NotImplementedError
+
+    def repertoire(self, sample_id: str, rng: np.random.Generator, config: SimulationConfig
+                   ) -> tuple["pl.DataFrame", np.ndarray]:
+        """(junction_aa, v_call, j_call) and the clone counts of one repertoire."""
+        n = int(rng.integers(config.min_sequences, config.max_sequences + 1))
+        table = self.draw(rng, n)
+        return table, np.minimum(rng.zipf(config.zipf_a, size=n), config.max_count)
+
+
+class _OlgaBackground(_SampledBackground):
     """Distinct productive junctions drawn from an OLGA model, with a motif filter."""
 
     def __init__(self, name: str, purge: re.Pattern[str] | None) -> None:
@@ -265,18 +290,23 @@ class _OlgaBackground:
                             schema={"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String})
 
 
-class _StoreBackground:
+def _junction_store(path: Path) -> "Store":
+    from .store import Store
+
+    store = Store.open(path)
+    if store.junction_convention != "junction":
+        raise UsageError(f"{path}: the store holds CDR3s without the conserved C and F/W (convention "
+                         f"{store.junction_convention!r}); ingest it again with --convention junction")
+    return store
+
+
+class _StoreBackground(_SampledBackground):
     """Sequences of a repclass store: each repertoire samples distinct junctions from the pool."""
 
     def __init__(self, path: Path, purge: re.Pattern[str] | None) -> None:
         import polars as pl
 
-        from .store import Store
-
-        store = Store.open(path)
-        if store.junction_convention != "junction":
-            raise UsageError(f"{path}: the store holds CDR3s without the conserved C and F/W (convention "
-                             f"{store.junction_convention!r}); ingest it again with --convention junction")
+        store = _junction_store(path)
         pool = pl.concat([table for _, table in store.iter_tables(["junction_aa", "v_call", "j_call"])])
         pool = pool.filter(pl.col("junction_aa").is_first_distinct())
         if purge is not None:
@@ -290,6 +320,32 @@ class _StoreBackground:
             raise UsageError(f"{self.path}: the store has {self.pool.height} distinct usable junctions, fewer than "
                              f"the {n} a repertoire needs; lower --sequences")
         return self.pool[rng.choice(self.pool.height, size=n, replace=False)]
+
+
+class _WholeRepertoires:
+    """The repertoires of a repclass store, each kept as it is (SimulationConfig.whole_repertoires)."""
+
+    def __init__(self, path: Path, purge: re.Pattern[str] | None) -> None:
+        self.store = _junction_store(path)
+        self.purge = purge
+        self.path = path
+        self.locus = None
+
+    def repertoire(self, sample_id: str, rng: np.random.Generator, config: SimulationConfig
+                   ) -> tuple["pl.DataFrame", np.ndarray]:
+        import polars as pl
+
+        table = self.store.read(sample_id)
+        table = table.select(c for c in ("junction_aa", "v_call", "j_call", "duplicate_count") if c in table.columns)
+        if self.purge is not None:  # (a real repertoire's own motif occurrences go, the rest stays)
+            table = table.filter(~pl.col("junction_aa").str.contains(self.purge.pattern))
+        table = table.with_columns(*[pl.col(c).fill_null("") if c in table.columns else pl.lit("").alias(c)
+                                     for c in ("v_call", "j_call")])
+        if table.height == 0:
+            raise UsageError(f"{self.path}: repertoire {sample_id} has no sequences left to implant into")
+        counts = (table["duplicate_count"].fill_null(1).clip(lower_bound=1).to_numpy()
+                  if "duplicate_count" in table.columns else np.ones(table.height, dtype=np.int64))
+        return table.select("junction_aa", "v_call", "j_call"), counts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,10 +388,8 @@ def _repertoire(sample_id: str, positive: bool, seed: np.random.SeedSequence, ba
 
     # Spawning a third child leaves the first two as they were: the same streams as without it.
     background_seed, implant_seed, nonproductive_seed = seed.spawn(3)
-    rng = np.random.default_rng(background_seed)
-    n = int(rng.integers(config.min_sequences, config.max_sequences + 1))
-    table = background.draw(rng, n)
-    counts = np.minimum(rng.zipf(config.zipf_a, size=n), config.max_count)
+    table, counts = background.repertoire(sample_id, np.random.default_rng(background_seed), config)
+    n = table.height
 
     implant_rng = np.random.default_rng(implant_seed)
     junctions = table["junction_aa"].to_list()
@@ -423,6 +477,17 @@ class _Plan(NamedTuple):
     covariates: list[dict]                  # per repertoire: {} or {"age": ..., "hla_group": ...}
 
 
+def _resolved(config: SimulationConfig) -> SimulationConfig:
+    """The config with n_repertoires set to the store's number of repertoires when they are kept whole."""
+    if not config.whole_repertoires:
+        return config
+    n = len(_junction_store(config.background_store))
+    if config.n_positive is not None and config.n_positive > n:
+        raise UsageError(f"the number of positives {config.n_positive} is above the {n} repertoires of "
+                         f"{config.background_store} (--positives)")
+    return replace(config, n_repertoires=n)
+
+
 def _plan(config: SimulationConfig) -> _Plan:
     children = np.random.SeedSequence(config.seed).spawn(config.n_repertoires + 1)
     label_seed, motif_seed, covariate_seed = children[0].spawn(3)  # the first two as with spawn(2)
@@ -434,6 +499,8 @@ def _plan(config: SimulationConfig) -> _Plan:
                                            config.random_motif_length, config.motifs)
     width = max(2, len(str(n)))
     sample_ids = [f"sample_{i + 1:0{width}d}" for i in range(n)]
+    if config.whole_repertoires:  # the store's own ids, so that its metadata (subjects, ...) still joins
+        sample_ids = list(_junction_store(config.background_store).sample_ids)
     covariates: list[dict] = [{} for _ in range(n)]
     if config.covariates:
         rng = np.random.default_rng(covariate_seed)
@@ -447,7 +514,9 @@ def _iter_repertoires(config: SimulationConfig, threads: int | None
                       ) -> Iterator[tuple["pl.DataFrame", "pl.DataFrame", dict]]:
     sample_ids, positive, motifs, seeds, covariates = _plan(config)
     purge = re.compile(motif_pattern(motifs)) if config.purge_background and motifs else None
-    if config.background_store is not None:
+    if config.whole_repertoires:
+        background = _WholeRepertoires(config.background_store, purge)
+    elif config.background_store is not None:
         background = _StoreBackground(config.background_store, purge)
     else:
         background = _OlgaBackground(config.background_model, purge)
@@ -480,6 +549,7 @@ def simulate_repertoires(config: SimulationConfig, *, threads: int | None = None
     repertoires (default: one per core) at once, with the same result whatever the number."""
     import polars as pl
 
+    config = _resolved(config)
     repertoires, implanted, rows = [], [], []
     for repertoire, implants, row in _iter_repertoires(config, threads):
         repertoires.append(repertoire)
@@ -521,6 +591,7 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
     from .store import publish, write_atomically
 
     out = Path(out)
+    config = _resolved(config)
     temporary = write_atomically(out, force)
     try:
         (temporary / "repertoires").mkdir(parents=True)

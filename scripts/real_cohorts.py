@@ -167,8 +167,32 @@ def grouped_folds(subjects: dict[str, str], labels: dict[str, str], k: int, seed
 
 
 # ---- run ------------------------------------------------------------------------------------------
+#: `run --implant RATE`: the accuracy grid's reference cell (benchmarks/accuracy.py, `w0.1%`) but
+#: for the rate: three random motifs of length 4-5 with gaps and substitutions, broken copies in
+#: the negatives at the same rate, the motifs' own occurrences purged from the repertoires.
+IMPLANT = dict(random_motifs=3, random_motif_length=(4, 5), gap_probability=0.5, substitution_probability=0.1,
+               purge_background=True, motifs=())
+
+
+def implanted_sheet(sheet, real_store: Path, out: Path, rate: float, seed: int):
+    """Implant a known signal into the cohort's own repertoires, kept whole (`repclass simulate
+    --background STORE --keep-repertoires`): half of them, drawn by the seed, become positives.
+    Returns the sheet with `status` (+/-) from the simulation and `file` pointing at the implanted
+    repertoires; the subjects (and the real label, unused) stay."""
+    import polars as pl
+
+    from repclass.simulate import SimulationConfig, simulate_cohort
+
+    simulated = simulate_cohort(out / "implanted", SimulationConfig(
+        background_store=real_store, whole_repertoires=True, witness_rate=rate, noise_rate=rate, seed=seed,
+        **IMPLANT), force=True)
+    status = pl.read_csv(simulated.samples_path, separator="\t", infer_schema=False).select("sample_id", "status")
+    files = [str((simulated.repertoire_dir / f"{s}.tsv.gz").resolve()) for s in sheet["sample_id"]]
+    return sheet.join(status, on="sample_id", how="left").with_columns(pl.Series("file", files))
+
+
 def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str,
-        overrides: dict | None = None, model_overrides: dict | None = None) -> None:
+        overrides: dict | None = None, model_overrides: dict | None = None, implant: float | None = None) -> None:
     import polars as pl
 
     from repclass import ingest
@@ -179,16 +203,22 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
 
     label, positive = COHORTS[cohort][2], COHORTS[cohort][3]
     sheet = pl.read_csv(data / cohort / "samples.tsv", separator="\t", infer_schema=False)
+    # The MS sample ids (C1, MS1, ...) are not the file names: the sheet's file column says which.
+    sheet = sheet.with_columns(pl.Series("file", [str((data / cohort / "repertoires" / f).resolve())
+                                                  for f in sheet["file"]]))
+    out.mkdir(parents=True, exist_ok=True)
+    if implant is not None:
+        sheet.write_csv(out / "real_sheet.tsv", separator="\t")
+        ingest(out / "real_sheet.tsv", out / "real.store", force=True)
+        sheet = implanted_sheet(sheet, out / "real.store", out, implant, seed)
+        label, positive = "status", "+"
     subjects = dict(zip(sheet["sample_id"], sheet["subject_id"]))
     labels = dict(zip(sheet["sample_id"], sheet[label]))
     assignments = grouped_folds(subjects, labels, folds, seed)
     sheet = sheet.with_columns(*[pl.Series(f"fold_{i + 1}", [a[s] for s in sheet["sample_id"]])
                                  for i, a in enumerate(assignments)])
-    out.mkdir(parents=True, exist_ok=True)
     sheet.drop("file").write_csv(out / "samples_with_folds.tsv", separator="\t")
-    # The MS sample ids (C1, MS1, ...) are not the file names: the sheet's file column says which.
-    files = [str((data / cohort / "repertoires" / f).resolve()) for f in sheet["file"]]
-    sheet.with_columns(pl.Series("file", files)).write_csv(out / "sheet.tsv", separator="\t")
+    sheet.write_csv(out / "sheet.tsv", separator="\t")
     store = ingest(out / "sheet.tsv", out / "cohort.store", force=True)
     config = TrainConfig(**{"max_updates": updates, "eval_every": max(updates // 20, 10), "patience": 10, "seed": seed,
                             **(overrides or {})})
@@ -488,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
                             help="a TrainConfig or ModelConfig setting for DeepRC, VALUE in JSON, e.g. the paper's "
                                  "start: --set init_kmers=0 --set init_attention=0, or --set n_kernels=256 "
                                  "(repeatable)")
+    run_parser.add_argument("--implant", type=float, default=None, metavar="RATE",
+                            help="implant a known signal into the cohort's own repertoires (three gapped and "
+                                 "substituted random motifs at RATE in half of them, broken copies in the rest) "
+                                 "and predict it instead of the cohort's label")
     summary_parser = commands.add_parser("summarise", help="summary.tsv of a finished run")
     summary_parser.add_argument("out", type=Path)
     check_parser = commands.add_parser("kmer-check", help="the k-mer baseline's spread over inner-CV seeds and "
@@ -503,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         overrides, model_overrides = _settings(parser, args.overrides)
+        if args.implant is not None and not 0 < args.implant <= 1:
+            parser.error(f"run: --implant must be a share of the sequences, above 0 and at most 1, got {args.implant}")
     if args.command == "kmer-check" and (args.seeds < 1 or args.permutations < 0):
         parser.error("kmer-check: --seeds must be at least 1 and --permutations at least 0")
     if args.command == "pooled-probe" and (args.init_seeds < 1 or min(args.kernels) < 1):
@@ -512,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))
     elif args.command == "run":
         run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides,
-            model_overrides)
+            model_overrides, args.implant)
     elif args.command in ("kmer-check", "pooled-probe"):
         try:
             print(check_kmer(args.out, args.seeds, args.permutations) if args.command == "kmer-check"

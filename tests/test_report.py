@@ -367,6 +367,40 @@ def test_real_cohort_settings_go_to_the_training_or_the_model_config():
     assert model == {"n_kernels": 256, "embedding": "cnn"}
 
 
+def test_real_cohort_implant_puts_a_known_signal_into_the_cohorts_own_repertoires(tiny_cohort, tmp_path):
+    """`run --implant RATE`: status labels from the simulation, files of the implanted repertoires,
+    the subjects kept (so that the folds still keep donors together)."""
+    from repclass import ingest
+    from repclass.store import Store
+
+    module = _real_cohorts_script()
+    store = Store.open(tiny_cohort[0])
+    subjects = [f"donor{i // 2}" for i in range(len(store))]
+    sheet = pl.DataFrame({"sample_id": store.sample_ids, "subject_id": subjects, "file": ["x"] * len(store)})
+    implanted = module.implanted_sheet(sheet, store.path, tmp_path, rate=0.01, seed=0)
+    assert implanted["subject_id"].to_list() == subjects
+    assert sorted(implanted["status"].value_counts()["count"].to_list()) == [len(store) // 2] * 2
+    truth = pl.read_csv(tmp_path / "implanted" / "implanted.tsv", separator="\t")
+    assert set(truth.filter(~pl.col("noise"))["sample_id"]) == set(
+        implanted.filter(pl.col("status") == "+")["sample_id"])
+    assert truth["motif"].str.len_chars().is_between(4, 5).all() and truth["motif"].n_unique() == 3
+    implanted.write_csv(tmp_path / "sheet.tsv", separator="\t")
+    again = ingest(tmp_path / "sheet.tsv", tmp_path / "implanted.store")
+    assert again.sample_ids == store.sample_ids
+    witness = truth.filter(~pl.col("noise")).row(0, named=True)
+    assert witness["junction_aa"] in again.read(witness["sample_id"])["junction_aa"].to_list()
+
+
+@pytest.mark.parametrize("rate", ["0", "1.5"])
+def test_real_cohort_run_refuses_an_implant_rate_outside_0_1(tmp_path, capsys, rate):
+    with pytest.raises(SystemExit) as exit_info:
+        _real_cohorts_script().main(["run", "--cohort", "aging", "--data", str(tmp_path / "data"),
+                                     "--out", str(tmp_path / "out"), "--implant", rate])
+    assert exit_info.value.code == 2
+    assert "--implant must be a share of the sequences" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def _finished_tiny_run(tiny_cohort, folder):
     """A `real_cohorts.py run` folder as the checks read it, over the tiny cohort (4 folds)."""
     from repclass.store import Store

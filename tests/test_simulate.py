@@ -380,6 +380,47 @@ def test_background_from_a_store(cohort, tmp_path):
         simulate_repertoires(too_many)
 
 
+def test_whole_repertoires_are_the_stores_own_with_implants(tiny_cohort, tmp_path):
+    """--keep-repertoires: one repertoire per stored one, its ids, rows, genes and counts kept; only
+    the implanted junctions change, and half the repertoires carry the witnesses."""
+    store = Store.open(tiny_cohort[0])
+    config = SimulationConfig(background_store=store.path, whole_repertoires=True, witness_rate=0.01,
+                              motifs=("FWQE",), noise_rate=0.01, seed=3)
+    simulated = simulate_repertoires(config, threads=1)
+    assert simulated.samples["sample_id"].to_list() == store.sample_ids
+    assert (simulated.samples["status"] == "+").sum() == len(store) // 2
+    implanted = simulated.implanted
+    for sample_id, table in zip(store.sample_ids, simulated.repertoires):
+        original = store.read(sample_id)
+        assert table.height == original.height
+        assert table["v_call"].to_list() == original["v_call"].fill_null("").to_list()
+        assert table["duplicate_count"].to_list() == original["duplicate_count"].fill_null(1).to_list()
+        changed = table["junction_aa"] != original["junction_aa"]
+        mine = implanted.filter(pl.col("sample_id") == sample_id)
+        assert set(table.filter(changed)["sequence_id"]) == set(mine["sequence_id"])
+        assert mine.height == max(1, round(0.01 * table.height))
+        assert mine["noise"].all() != (simulated.samples.filter(pl.col("sample_id") == sample_id)["status"][0] == "+")
+    # same seed, same cohort; a cohort written to files ingests with the store's ids
+    assert simulate_repertoires(config, threads=2).implanted.equals(implanted)
+    result = run("simulate", "--out", tmp_path / "sim", "--background", store.path, "--keep-repertoires",
+                 "--witness-rate", 0.01, "--motif", "FWQE", "--noise-rate", 0.01, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert f"{len(store)} repertoires ({len(store) // 2} positive)" in result.output
+    assert read_tsv(tmp_path / "sim" / "implanted.tsv").equals(implanted)
+    assert ingested(tmp_path / "sim", tmp_path / "sim.store").sample_ids == store.sample_ids
+
+
+def test_whole_repertoires_purge_the_motifs_own_occurrences(tiny_cohort):
+    store = Store.open(tiny_cohort[0])
+    config = SimulationConfig(background_store=store.path, whole_repertoires=True, witness_rate=0.01,
+                              motifs=("GG",), purge_background=True, seed=1)
+    simulated = simulate_repertoires(config, threads=1)
+    for sample_id, table in zip(store.sample_ids, simulated.repertoires):
+        background = table.filter(~pl.col("sequence_id").is_in(simulated.implanted["sequence_id"].implode()))
+        assert not background["junction_aa"].str.contains("GG").any()
+        assert table.height == int((~store.read(sample_id)["junction_aa"].str.contains("GG")).sum())
+
+
 @pytest.mark.parametrize("changes, fragment", [
     (dict(motifs=("C",), purge_background=True), "cannot be purged"),        # every junction starts with C
     (dict(motifs=("A",), noise_rate=0.5), "noise implants fit"),              # nearly every junction has an A
@@ -422,6 +463,7 @@ def test_missing_olga_names_the_install(monkeypatch):
     (dict(random_motifs=1, random_motif_length=(5, 3)), "random motifs"),
     (dict(nonproductive_rate=1.5), "nonproductive rate must be between 0 and 1"),
     (dict(nonproductive_rate=0.02, background_store="x.store"), "drop --nonproductive-rate or --background"),
+    (dict(whole_repertoires=True), "needs a store to take them from (--background STORE)"),
 ])
 def test_bad_config(changes, fragment):
     with pytest.raises(UsageError, match=re.escape(fragment)):
@@ -436,6 +478,9 @@ def test_bad_config(changes, fragment):
     (["--positives", "200"], "--positives"),
     (["--nonproductive-rate", "-0.1"], "--nonproductive-rate"),
     (["--nonproductive-rate", "0.1", "--background", "x.store"], "--background"),
+    (["--keep-repertoires"], "--background STORE"),
+    (["--background", "x.store", "--keep-repertoires", "--repertoires", "10"], "--repertoires cannot be used"),
+    (["--background", "x.store", "--keep-repertoires", "--sequences", "100"], "--sequences cannot be used"),
 ])
 def test_cli_bad_options_exit_2_with_one_line(args, fragment, tmp_path):
     result = run("simulate", "--out", tmp_path / "x", *args)
