@@ -164,7 +164,10 @@ def _setting(name: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
     field = _TRAIN_FIELDS.get(name) or _MODEL_FIELDS[name]
     if field.type in ("int", "float"):
         kwargs.setdefault("type", {"int": int, "float": float}[field.type])
-    return click.option(option_name(name), name, default=getattr(config, name), show_default=True, help=help,
+    declaration = option_name(name)
+    if field.type == "bool" and getattr(config, name):  # on by default: --no-<option> turns it off
+        declaration = f"{declaration}/--no-{declaration[2:]}"
+    return click.option(declaration, name, default=getattr(config, name), show_default=True, help=help,
                         **kwargs)
 
 
@@ -413,6 +416,8 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("init_kmer_max_length", "deeprc: longest length of those k-mers (capped at the kernel size); every "
           "length in between competes.")
 @_setting("init_kmer_amplitude", "deeprc: weight of each k-mer residue in its kernel at the start.")
+@_setting("init_kmer_fallback", "deeprc: when no k-mer clears the chance level, seed the best one anyway "
+                                "(--no-init-kmer-fallback: seed none).")
 @_setting("init_attention", "deeprc: how far above the background the attention logit of a seeded k-mer's match "
                             "starts (0: attention starts random, as in the paper).")
 @click.option("--method", "methods", multiple=True, type=click.Choice(["deeprc", "kmer", "burden"]),

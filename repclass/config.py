@@ -165,6 +165,9 @@ class TrainConfig:
     #: Weight of each k-mer residue in its kernel (the rest starts small and random); the bias puts
     #: the threshold between a full match and a near miss, the amplitude sets how sharp it is.
     init_kmer_amplitude: float = 4.0
+    #: When no k-mer is a clear candidate (none clears the chance level: small cohorts, rare
+    #: witnesses), seed the best one anyway (False: seed none, all kernels random).
+    init_kmer_fallback: bool = True
     #: How strongly the attention network starts out favouring sequences that the seeded kernels
     #: detect: the attention logit of a full match starts this much above the background's
     #: (0: attention starts random, as in the paper).

@@ -168,7 +168,14 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     # chance k-mers, with random output weights, pull training in directions of their own
     # (docs/method.md, "Only clear candidates become kernels").
     n_found = len(association.kmers)
-    association = association.take([int(i) for i in np.flatnonzero(association.clear_candidates())])
+    chosen = [int(i) for i in np.flatnonzero(association.clear_candidates())]
+    # When none is clear (a few dozen training repertoires, or rare witnesses), the best k-mer is
+    # still the likeliest signal, and without a seed the model has nothing to start from: on real
+    # repertoires with a motif implanted at 0.2% and 24 training repertoires, seeding it lifted
+    # the pooled AUC from 0.70 to 0.80 (k-mer baseline 0.73) and changed nothing where there is
+    # no signal (docs/method.md, "When no candidate is clear").
+    fallback = not chosen and n_found > 0 and config.init_kmer_fallback
+    association = association.take([0] if fallback else chosen)
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
     seeded = list(range(len(association.kmers)))
     strengths = np.clip(2 * association.scores / association.scores[0] - 1, 0, 1) if seeded else np.zeros(0)
@@ -182,10 +189,10 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
             full_match[seeded] = model.embed(torch.from_numpy(full[0]), torch.from_numpy(full[1].astype(np.int64))
                                              )[seeded, seeded]
         point_attention(model.attention, seeded, strengths, background_mean, full_match, config.init_attention)
-    log.info("%sseeded %d kernels from the clear candidates among the training repertoires' %d most "
-             "label-associated %s-mers (above chance, |t| %.1f with the labels shuffled, and above half the best) "
-             "in %.1f s: %s", label, len(seeded), n_found, "/".join(map(str, lengths)), association.chance,
-             time.perf_counter() - started,
+    log.info("%sseeded %d kernels from the %s among the training repertoires' %d most label-associated "
+             "%s-mers (above chance, |t| %.1f with the labels shuffled, and above half the best) in %.1f s: %s",
+             label, len(seeded), "best k-mer (no clear candidate)" if fallback else "clear candidates", n_found,
+             "/".join(map(str, lengths)), association.chance, time.perf_counter() - started,
              ", ".join(f"{kmer} (|t| {score:.1f})" for kmer, score in zip(association.kmers[:8], association.scores))
              or "none")
 

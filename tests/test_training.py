@@ -195,23 +195,31 @@ def test_without_stop_loss_training_uses_its_whole_budget(tiny_cohort, tmp_path)
     assert curve["update"].to_list() == [10, 20, 50, 100, 150]
 
 
-def test_labels_without_a_clear_kmer_leave_the_papers_random_start(tmp_path, caplog):
-    # With labels that no k-mer beats chance on, no kernel is seeded and the attention gets no head
-    # start: the model is the one --init-kmers 0 --init-attention 0 trains, weight for weight (the
-    # model files' metadata records the settings, so their bytes differ).
+def test_labels_without_a_clear_kmer_seed_the_best_one_or_with_no_fallback_the_papers_start(tmp_path, caplog):
+    # With labels that no k-mer beats chance on, only the best k-mer is seeded (kernel 0; the
+    # other kernels keep the paper's random start). Without the fallback nothing is seeded and the
+    # attention gets no head start: the model is the one --init-kmers 0 --init-attention 0 trains,
+    # weight for weight (the model files' metadata records the settings, so their bytes differ).
     from cohort import make_cohort
     from repclass import ingest
 
     sheet, reps, _ = make_cohort(tmp_path, n_repertoires=16, n_sequences=300, extra_labels=True)
     store = ingest(sheet, tmp_path / "store", [reps])
     settings = dict(max_updates=20, eval_every=10, seed=0)
+    target = [TargetSpec("age", kind="regression")]
     with caplog.at_level("INFO", logger="repclass"):
-        seeded = train(store, tmp_path / "seeded", targets=[TargetSpec("age", kind="regression")], device="cpu",
-                       config=TrainConfig(**settings))
-    assert "seeded 0 kernels" in caplog.text
-    paper = train(store, tmp_path / "paper", targets=[TargetSpec("age", kind="regression")], device="cpu",
+        best = train(store, tmp_path / "best", targets=target, device="cpu", config=TrainConfig(**settings))
+    assert "seeded 1 kernels from the best k-mer (no clear candidate)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="repclass"):
+        none = train(store, tmp_path / "none", targets=target, device="cpu",
+                     config=TrainConfig(**settings, init_kmer_fallback=False))
+    assert "seeded 0 kernels from the clear candidates" in caplog.text
+    paper = train(store, tmp_path / "paper", targets=target, device="cpu",
                   config=TrainConfig(**settings, init_kmers=0, init_attention=0))
-    seeded_weights = load_file(seeded.path / "model.safetensors")
+    none_weights = load_file(none.path / "model.safetensors")
     paper_weights = load_file(paper.path / "model.safetensors")
-    assert seeded_weights.keys() == paper_weights.keys()
-    assert all(torch.equal(seeded_weights[name], paper_weights[name]) for name in paper_weights)
+    assert none_weights.keys() == paper_weights.keys()
+    assert all(torch.equal(none_weights[name], paper_weights[name]) for name in paper_weights)
+    best_weights = load_file(best.path / "model.safetensors")
+    assert not torch.equal(best_weights["conv_weight"], paper_weights["conv_weight"])
