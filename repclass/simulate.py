@@ -8,9 +8,10 @@ generative models by a vectorised sampler (repclass.simulation.vdj), sampled fro
 sequences of a repclass store, or one of a store's repertoires kept whole (`whole_repertoires`:
 real donors' repertoires with their own composition, genes and clone sizes), into which a share
 `witness_rate` of the positive repertoires' sequences get a motif implanted
-(repclass.simulation.implant says exactly how: wildcards, substitutions, gaps). Negatives can get broken copies of the motifs at `noise_rate`. Optional
-extras for pipeline checks and demos: non-productive rows (`nonproductive_rate`, for ingest to
-drop) and random covariates unrelated to the status (`covariates`: age and hla_group).
+(repclass.simulation.implant says exactly how: wildcards, substitutions, gaps). Negatives can get
+broken copies of the motifs at `noise_rate`. Optional extras for pipeline checks and demos:
+non-productive rows (`nonproductive_rate`, for ingest to drop) and random covariates unrelated to
+the status (`covariates`: age and hla_group).
 
 The files written under OUT:
 
@@ -592,6 +593,11 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
 
     out = Path(out)
     config = _resolved(config)
+    if config.whole_repertoires:  # the store's ids name the repertoire files
+        for sample_id in _junction_store(config.background_store).sample_ids:
+            if "/" in sample_id or "\\" in sample_id or sample_id in (".", ".."):
+                raise UsageError(f"{config.background_store}: sample id {sample_id!r} cannot name a repertoire "
+                                 "file; ingest the store again with ids without '/' or '\\'")
     temporary = write_atomically(out, force)
     try:
         (temporary / "repertoires").mkdir(parents=True)

@@ -410,6 +410,21 @@ def test_whole_repertoires_are_the_stores_own_with_implants(tiny_cohort, tmp_pat
     assert ingested(tmp_path / "sim", tmp_path / "sim.store").sample_ids == store.sample_ids
 
 
+def test_whole_repertoires_refuse_a_sample_id_that_cannot_name_a_file(tmp_path):
+    from repclass import ingest
+
+    pl.DataFrame({"junction_aa": ["CASSLGQGAYEQYF", "CASSPDRGNTEAFF"], "v_call": ["TRBV1"] * 2,
+                  "j_call": ["TRBJ1-1"] * 2}).write_csv(tmp_path / "r.tsv", separator="\t")
+    pl.DataFrame({"sample_id": ["donor/1"], "file": [str(tmp_path / "r.tsv")]}).write_csv(
+        tmp_path / "sheet.tsv", separator="\t")
+    store = ingest(tmp_path / "sheet.tsv", tmp_path / "odd.store")
+    config = SimulationConfig(background_store=store.path, whole_repertoires=True, witness_rate=0.5, motifs=("WW",))
+    with pytest.raises(UsageError, match="sample id 'donor/1' cannot name a repertoire file"):
+        simulate_cohort(tmp_path / "sim", config)
+    assert not (tmp_path / "sim").exists()
+    assert simulate_repertoires(config).samples["sample_id"].to_list() == ["donor/1"]  # in memory: no file
+
+
 def test_whole_repertoires_purge_the_motifs_own_occurrences(tiny_cohort):
     store = Store.open(tiny_cohort[0])
     config = SimulationConfig(background_store=store.path, whole_repertoires=True, witness_rate=0.01,
