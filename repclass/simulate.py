@@ -511,9 +511,9 @@ def _plan(config: SimulationConfig) -> _Plan:
     return _Plan(sample_ids, positive, motifs, children[1:], covariates)
 
 
-def _iter_repertoires(config: SimulationConfig, threads: int | None
+def _iter_repertoires(config: SimulationConfig, plan: _Plan, threads: int | None
                       ) -> Iterator[tuple["pl.DataFrame", "pl.DataFrame", dict]]:
-    sample_ids, positive, motifs, seeds, covariates = _plan(config)
+    sample_ids, positive, motifs, seeds, covariates = plan
     purge = re.compile(motif_pattern(motifs)) if config.purge_background and motifs else None
     if config.whole_repertoires:
         background = _WholeRepertoires(config.background_store, purge)
@@ -551,13 +551,14 @@ def simulate_repertoires(config: SimulationConfig, *, threads: int | None = None
     import polars as pl
 
     config = _resolved(config)
+    plan = _plan(config)
     repertoires, implanted, rows = [], [], []
-    for repertoire, implants, row in _iter_repertoires(config, threads):
+    for repertoire, implants, row in _iter_repertoires(config, plan, threads):
         repertoires.append(repertoire)
         implanted.append(implants)
         rows.append(row)
     return SimulatedCohort(samples=pl.DataFrame(rows, schema=_samples_schema(config)), repertoires=repertoires,
-                           implanted=pl.concat(implanted), motifs=_plan(config).motifs)
+                           implanted=pl.concat(implanted), motifs=plan.motifs)
 
 
 def _samples_schema(config: SimulationConfig) -> dict:
@@ -593,8 +594,9 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
 
     out = Path(out)
     config = _resolved(config)
+    plan = _plan(config)
     if config.whole_repertoires:  # the store's ids name the repertoire files
-        for sample_id in _junction_store(config.background_store).sample_ids:
+        for sample_id in plan.sample_ids:
             if "/" in sample_id or "\\" in sample_id or sample_id in (".", ".."):
                 raise UsageError(f"{config.background_store}: sample id {sample_id!r} cannot name a repertoire "
                                  "file; ingest the store again with ids without '/' or '\\'")
@@ -602,7 +604,7 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
     try:
         (temporary / "repertoires").mkdir(parents=True)
         rows, implanted = [], []
-        for repertoire, implants, row in _iter_repertoires(config, threads):
+        for repertoire, implants, row in _iter_repertoires(config, plan, threads):
             data = gzip.compress(_tsv_bytes(repertoire), compresslevel=GZIP_LEVEL, mtime=0)
             (temporary / "repertoires" / f"{row['sample_id']}.tsv.gz").write_bytes(data)
             rows.append(row)
@@ -611,7 +613,7 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
         implanted_table = pl.concat(implanted)
         (temporary / "samples.tsv").write_bytes(_tsv_bytes(samples))
         (temporary / "implanted.tsv").write_bytes(_tsv_bytes(implanted_table))
-        motifs = _plan(config).motifs
+        motifs = plan.motifs
         described = {"config": config.to_json(), "motifs": list(motifs), "repclass_version": __version__,
                      "numpy_version": np.__version__, "polars_version": pl.__version__}
         if config.background_store is None:

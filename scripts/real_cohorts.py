@@ -186,9 +186,10 @@ def implanted_sheet(sheet, real_store: Path, out: Path, rate: float, seed: int):
     simulated = simulate_cohort(out / "implanted", SimulationConfig(
         background_store=real_store, whole_repertoires=True, witness_rate=rate, noise_rate=rate, seed=seed,
         **IMPLANT), force=True)
-    status = pl.read_csv(simulated.samples_path, separator="\t", infer_schema=False).select("sample_id", "status")
-    files = [str((simulated.repertoire_dir / f"{s}.tsv.gz").resolve()) for s in sheet["sample_id"]]
-    return sheet.join(status, on="sample_id", how="left").with_columns(pl.Series("file", files))
+    ids = sheet["sample_id"]
+    return sheet.with_columns(  # (the positives are the repertoires with a witness rate)
+        pl.Series("status", ["+" if s in simulated.witness_rates else "-" for s in ids]),
+        pl.Series("file", [str((simulated.repertoire_dir / f"{s}.tsv.gz").resolve()) for s in ids]))
 
 
 def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str,
