@@ -42,3 +42,17 @@ def test_ingest_benchmark_times_reference_before_and_now_side_by_side(tmp_path):
     assert [row.split(" | ")[1] for row in rows] == ["polars.read_csv", "repclass ingest before (HEAD)",
                                                       "repclass ingest"] * 2
     assert all(row.rstrip(" |").endswith("1.00") for row in rows[::3])  # the reference is its own 1.00
+
+
+def test_accuracy_table_pairs_deeprc_and_kmer_by_cohort():
+    """The accuracy grid's table compares the two methods seed by seed (same cohort, same split)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy
+
+    cell = accuracy.Cell("demo", 0.001)
+    rows = [{"cell": "demo", "seed": seed, "method": method, "test_auc": auc, "seconds": 1.0, "attention_mass": 0.9,
+             "recall_top50": 0.5, "top1_weight": 0.5}
+            for seed, deep, kmer in [(1, 0.96, 0.99), (2, 1.0, 0.97), (3, 0.99, 0.99)]
+            for method, auc in [("deeprc", deep), ("kmer", kmer)]]
+    line = accuracy.table([cell], rows).splitlines()[2]
+    assert "| 0.983 +- 0.021 | 0.983 +- 0.012 | +0.000 +- 0.030 | 2/3 |" in line
