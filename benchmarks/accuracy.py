@@ -199,8 +199,8 @@ def table(cells: list[Cell], rows: list[dict]) -> str:
         # Both methods see the same cohort and split per seed: the paired difference is what says
         # whether DeepRC is behind, not two spreads that mostly reflect how hard each cohort is.
         kmer_auc = {r["seed"]: r["test_auc"] for r in kmer}
-        paired = [r["test_auc"] - kmer_auc[r["seed"]] for r in deep
-                  if r["seed"] in kmer_auc and not math.isnan(r["test_auc"] - kmer_auc[r["seed"]])]
+        paired = [r["test_auc"] - kmer_auc[r["seed"]] for r in deep if r["seed"] in kmer_auc]
+        paired = [d for d in paired if not math.isnan(d)]  # (the count below must skip them too)
         lines.append(
             f"| {cell.name} | {cell.describe()} | {len(deep)} | {summarise([r['test_auc'] for r in deep])} | "
             f"{summarise([r['test_auc'] for r in kmer])} | {summarise(paired, signed=True)} | "
