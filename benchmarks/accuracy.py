@@ -31,7 +31,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,16 +135,20 @@ def run_one(cell: Cell, seed: int, work: Path, overrides: dict | None = None,
             methods: tuple[str, ...] = ("deeprc", "kmer")) -> list[dict]:
     from repclass.baselines.burden import train_burden
     from repclass.baselines.kmer import train_kmer
-    from repclass.config import TrainConfig
+    from repclass.config import ModelConfig, TrainConfig
     from repclass.training import train
 
     folder = work / f"{cell.name}_seed{seed}"
     started = time.perf_counter()
     cohort, store = simulate(cell, seed, folder)
     simulate_seconds = time.perf_counter() - started
-    config = TrainConfig(seed=seed, **(overrides or {}))
+    model_fields = {f.name for f in fields(ModelConfig)}
+    overrides = overrides or {}
+    config = TrainConfig(seed=seed, **{k: v for k, v in overrides.items() if k not in model_fields})
+    model_config = ModelConfig(**{k: v for k, v in overrides.items() if k in model_fields})
     rows = []
-    trainers = {"deeprc": lambda out: train(store, out, targets=["status"], config=config, device="cpu", force=True),
+    trainers = {"deeprc": lambda out: train(store, out, targets=["status"], config=config, model_config=model_config,
+                                            device="cpu", force=True),
                 "kmer": lambda out: train_kmer(store, out, targets=["status"], config=config, force=True),
                 "burden": lambda out: train_burden(store, out, targets=["status"], config=config, force=True)}
     for method in methods:
@@ -211,7 +215,7 @@ def table(cells: list[Cell], rows: list[dict]) -> str:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """`--set FIELD=VALUE` items (VALUE in JSON) as TrainConfig keyword arguments."""
+    """`--set FIELD=VALUE` items (VALUE in JSON) as TrainConfig or ModelConfig keyword arguments."""
     overrides = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -228,8 +232,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "accuracy")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a TrainConfig default for DeepRC, e.g. the paper's start: --set init_kmers=0 "
-                             "--set init_attention=0 --set min_delta=0 (repeatable)")
+                        help="override a TrainConfig or ModelConfig default for DeepRC, e.g. the paper's start: "
+                             "--set init_kmers=0 --set init_attention=0 --set min_delta=0 (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch

@@ -54,11 +54,11 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def correctness(device: torch.device, n: int) -> dict[str, float]:
     torch.manual_seed(0)
-    cpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True))
+    cpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True, count_readout=True))
     with torch.no_grad():
         for parameter in cpu_model.parameters():
             parameter.normal_(0, 0.3)
-    gpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True)).to(device)
+    gpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True, count_readout=True)).to(device)
     gpu_model.load_state_dict(cpu_model.state_dict())
     rep = repertoire(n, 1)
     codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths.astype(np.int64))

@@ -47,7 +47,8 @@ with torch.no_grad():
     logits, embeddings = torch.cat(logits), torch.cat(embeddings)
     top = torch.topk(logits, math.ceil(0.1 * len(logits))).indices
     w = torch.softmax(logits[top], 0)
-    out = model.output((embeddings[top] * w[:, None]).sum(0, keepdim=True))
+    evidence = (torch.logsumexp(logits[top], 0) - math.log(len(logits)))[None]
+    out = model.read_out((embeddings[top] * w[:, None]).sum(0, keepdim=True), evidence)
 print(json.dumps({"seconds": time.perf_counter() - start, "n": int(len(lengths)), "output": float(out[0, 0])}))
 """
 

@@ -64,8 +64,11 @@ def reference_step(model, optimizer, batch, targets, values, present) -> float:
         logits = model.attention_logits(reference_embed(model, batch.codes, batch.lengths))
     keep = top_k_per_bag(logits, batch.bag_index, batch.n_bags, model.config.reduction_fraction)
     embeddings = reference_embed(model, batch.codes[keep], batch.lengths[keep])
-    weights = model.attention_weights(model.attention_logits(embeddings), batch.bag_index[keep], batch.n_bags)
-    outputs = model.output(model.pool(embeddings, weights, batch.bag_index[keep], batch.n_bags))
+    kept_logits = model.attention_logits(embeddings)
+    weights = model.attention_weights(kept_logits, batch.bag_index[keep], batch.n_bags)
+    evidence = model.attention_evidence(kept_logits, batch.bag_index[keep], batch.n_bags,
+                                        torch.bincount(batch.bag_index, minlength=batch.n_bags))
+    outputs = model.read_out(model.pool(embeddings, weights, batch.bag_index[keep], batch.n_bags), evidence)
     loss = total_loss(targets, outputs, values, present)
     optimizer.zero_grad()
     loss.backward()

@@ -91,6 +91,15 @@ class ModelConfig:
     #: Top-k reduction: the share of each repertoire's sequences, ranked by attention, that the
     #: softmax and the gradient pass see (paper: 0.1).
     reduction_fraction: float = 0.1
+    #: o also reads how much attention evidence a repertoire holds: each output gets
+    #: `a * (log mean exp of the attention logits)` added, a learned per output and starting at 0,
+    #: the mean taken over all of the repertoire's sequences (the logits outside the top-k count as
+    #: -inf). Attention pooling alone tells whether a repertoire holds a witness-like sequence, not
+    #: how many: once attention concentrates, one natural copy of a motif in a negative and fifteen
+    #: witnesses give the same pooled embedding; the log mean exp grows with their number
+    #: (docs/method.md, "A read-out that counts"). Not in the paper (False: its read-out); model
+    #: files written before it existed load with False.
+    count_readout: bool = True
 
     def __post_init__(self) -> None:
         _require(_number(self.reduction_fraction) and 0.0 < self.reduction_fraction <= 1.0, "reduction_fraction",
@@ -107,7 +116,8 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"unknown model settings: {', '.join(unknown)}")
-        return cls(**data)
+        # Model files written before the count read-out existed have none, whatever today's default.
+        return cls(**{"count_readout": False, **data})
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,14 @@ __all__ = ["DeepRC", "position_features", "top_k_per_bag"]
 class DeepRC(nn.Module):
     """DeepRC built from a ModelConfig.
 
-    forward(codes, lengths, bag_index, n_bags, counts=None) -> (n_bags, n_outputs)
+    forward(codes, lengths, bag_index, n_bags, counts=None, bag_sizes=None) -> (n_bags, n_outputs)
       codes      (n, L) uint8/int64 amino-acid codes, padded with PAD_CODE
       lengths    (n,) int64 sequence lengths
       bag_index  (n,) int64 repertoire of each sequence, in [0, n_bags)
       counts     (n,) clone counts (used when config.use_counts)
-    Every sequence passed is attended over; the top-k reduction is `select_top`'s job.
+      bag_sizes  (n_bags,) sequences each repertoire had before its top-k were chosen (the count
+                 read-out's denominator, config.count_readout; default: the sequences passed)
+    Every sequence passed is attended over; the top-k reduction is `top_k_per_bag`'s job.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -57,13 +59,19 @@ class DeepRC(nn.Module):
         self.output = nn.Sequential(*layers)
         if config.use_counts:
             self.count_scale = nn.Parameter(torch.ones(()))
+        if config.count_readout:
+            # a: each output's weight of the repertoire's attention evidence (`read_out`).
+            self.evidence_weight = nn.Parameter(torch.zeros(config.n_outputs))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """The embedding's own initialisation (see its reset_parameters), then LeCun normal for the
-        linear layers of f and o."""
+        linear layers of f and o; the evidence weight starts at 0, so that a count read-out starts
+        as the paper's read-out."""
         with torch.no_grad():
             self.embedding.reset_parameters()
+            if self.config.count_readout:
+                self.evidence_weight.zero_()
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     module.weight.normal_(0.0, 1.0 / math.sqrt(module.in_features))
@@ -108,10 +116,25 @@ class DeepRC(nn.Module):
     @staticmethod
     def attention_weights(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int) -> torch.Tensor:
         """Softmax of the logits within each repertoire, for bags of any sizes (no loop): (n,)."""
-        top = logits.new_full((n_bags,), -torch.inf).scatter_reduce(0, bag_index, logits.detach(), "amax")
-        exp = torch.exp(logits - top[bag_index])
-        total = exp.new_zeros(n_bags).index_add(0, bag_index, exp)
+        _, exp, total = _softmax_parts(logits, bag_index, n_bags)
         return exp / total[bag_index]
+
+    @staticmethod
+    def attention_evidence(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int,
+                           bag_sizes: torch.Tensor | None = None) -> torch.Tensor:
+        """Log mean exp of each repertoire's attention logits: (n_bags,).
+
+        The sum runs over the sequences passed (a repertoire's top-k), the mean divides by
+        `bag_sizes` (the sequences the top-k were chosen from; default: those passed): the
+        sequences left out count as exp(logit) = 0, a fair approximation since the top-k hold
+        nearly all of the attention. Each witness-like sequence adds its exp(logit), so the
+        evidence grows with their number where the softmax's weights do not; its gradient with
+        respect to each logit is that sequence's attention weight.
+        """
+        top, _, total = _softmax_parts(logits, bag_index, n_bags)
+        if bag_sizes is None:
+            bag_sizes = torch.bincount(bag_index, minlength=n_bags)
+        return top + torch.log(total) - torch.log(bag_sizes.to(total.dtype))
 
     def pool(self, embeddings: torch.Tensor, weights: torch.Tensor, bag_index: torch.Tensor,
              n_bags: int) -> torch.Tensor:
@@ -119,13 +142,38 @@ class DeepRC(nn.Module):
         return embeddings.new_zeros(n_bags, embeddings.shape[1]).index_add(0, bag_index,
                                                                            embeddings * weights[:, None])
 
+    def read_out(self, pooled: torch.Tensor, evidence: torch.Tensor | None) -> torch.Tensor:
+        """o: (n_bags, D) pooled embeddings and (n_bags,) attention evidence -> (n_bags, n_outputs).
+
+        The paper's read-out is o(pooled); with config.count_readout each output also gets
+        a * evidence (`attention_evidence`; `evidence` may be None otherwise).
+        """
+        outputs = self.output(pooled)
+        if self.config.count_readout:
+            if evidence is None:
+                raise ValueError("this model reads out the attention evidence; pass it")
+            outputs = outputs + evidence[:, None].to(outputs.dtype) * self.evidence_weight
+        return outputs
+
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor, bag_index: torch.Tensor, n_bags: int,
                 counts: torch.Tensor | None = None, chunk_size: int = CHUNK_SIZE,
-                presorted: bool = False) -> torch.Tensor:
+                presorted: bool = False, bag_sizes: torch.Tensor | None = None) -> torch.Tensor:
         embeddings = self.embed(codes, lengths, chunk_size, presorted)  # (n, D)
         logits = self.attention_logits(embeddings, counts).float()  # (n,) fp32 softmax under autocast too
         weights = self.attention_weights(logits, bag_index, n_bags)  # (n,)
-        return self.output(self.pool(embeddings, weights, bag_index, n_bags))  # (n_bags, n_outputs)
+        pooled = self.pool(embeddings, weights, bag_index, n_bags)  # (n_bags, D)
+        evidence = self.attention_evidence(logits, bag_index, n_bags, bag_sizes) if self.config.count_readout else None
+        return self.read_out(pooled, evidence)  # (n_bags, n_outputs)
+
+
+def _softmax_parts(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per repertoire: the largest logit (n_bags,), exp(logit - it) (n,) and their sum (n_bags,).
+    The largest logit is a constant to autograd: the softmax and the log-sum-exp do not depend on it."""
+    top = logits.new_full((n_bags,), -torch.inf).scatter_reduce(0, bag_index, logits.detach(), "amax")
+    exp = torch.exp(logits - top[bag_index])
+    total = exp.new_zeros(n_bags).index_add(0, bag_index, exp)
+    return top, exp, total
 
 
 def top_k_per_bag(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int, fraction: float) -> torch.Tensor:

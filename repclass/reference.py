@@ -45,13 +45,16 @@ def reference_lstm_embed(model: DeepRC, codes: torch.Tensor, lengths: torch.Tens
 
 
 def reference_forward(model: DeepRC, codes: torch.Tensor, lengths: torch.Tensor, bag_index: torch.Tensor,
-                      n_bags: int, counts: torch.Tensor | None = None) -> torch.Tensor:
+                      n_bags: int, counts: torch.Tensor | None = None,
+                      bag_sizes: torch.Tensor | None = None) -> torch.Tensor:
     """The whole model with the reference embedding and an explicit loop over repertoires."""
     embeddings = reference_embed(model, codes, lengths)
     logits = model.attention_logits(embeddings, counts)
-    pooled = []
+    pooled, evidence = [], []
     for bag in range(n_bags):
         members = bag_index == bag
         weights = torch.softmax(logits[members], dim=0)
         pooled.append((embeddings[members] * weights[:, None]).sum(0))
-    return model.output(torch.stack(pooled))
+        size = int(members.sum()) if bag_sizes is None else int(bag_sizes[bag])
+        evidence.append(torch.log(torch.exp(logits[members].double()).sum() / size))  # log mean exp, textbook
+    return model.read_out(torch.stack(pooled), torch.stack(evidence).to(logits.dtype))

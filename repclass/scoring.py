@@ -3,7 +3,8 @@
 A repertoire is never subsampled and its one-hot tensor is never built: sequences are sorted by
 length and embedded block by block; only the attention logits and embeddings of the current
 top-k candidates are kept between blocks. The result equals running the model on the
-repertoire's top `reduction_fraction` sequences, as in training.
+repertoire's top `reduction_fraction` sequences with `bag_sizes` its number of sequences, as in
+training.
 """
 from __future__ import annotations
 
@@ -89,7 +90,9 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
         top_logits = logits[top]
         weights = torch.softmax(top_logits, dim=0)  # (k,)
         pooled = (embeddings * weights[:, None]).sum(dim=0, keepdim=True)  # (1, D)
-        outputs = model.output(pooled).float()[0]  # (n_outputs,)
+        # The log mean exp over all n sequences, those outside the top-k counting as exp = 0 (as in training).
+        evidence = (torch.logsumexp(top_logits, dim=0) - math.log(n))[None] if model.config.count_readout else None
+        outputs = model.read_out(pooled, evidence).float()[0]  # (n_outputs,)
     by_weight = torch.argsort(weights, descending=True, stable=True).cpu()
     rows = order[top_cpu.numpy()][by_weight.numpy()]
     return RepertoireScore(outputs=outputs.cpu().numpy(), rows=rows, weights=weights.cpu().numpy()[by_weight.numpy()],

@@ -92,8 +92,9 @@ def train_step(model: DeepRC, optimizer: Adam, batch: Batch, targets: list[Targe
             if batch.noise is not None:  # Gumbel top-k: sample without replacement by attention weight
                 logits = logits + batch.noise
         keep = top_k_per_bag(logits, batch.bag_index, batch.n_bags, model.config.reduction_fraction)
+        bag_sizes = torch.bincount(batch.bag_index, minlength=batch.n_bags)  # the count read-out's denominators
         outputs = network(batch.codes[keep], batch.lengths[keep], batch.bag_index[keep], batch.n_bags,
-                          batch.counts[keep], chunk_size, presorted=True)
+                          batch.counts[keep], chunk_size, presorted=True, bag_sizes=bag_sizes)
         loss = total_loss(targets, outputs.float(), values, present)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

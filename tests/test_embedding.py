@@ -97,7 +97,8 @@ def test_lstm_parts():
     model = DeepRC(ModelConfig(embedding="lstm", n_kernels=12))
     assert isinstance(model.embedding, LSTMEmbedding) and model.embedding.out_features == 12
     assert not model.embedding.seedable and not model.embedding.kernel_logos and not hasattr(model, "conv_weight")
-    assert all(name.startswith(("embedding.lstm.", "attention.", "output.")) for name in model.state_dict())
+    assert all(name.startswith(("embedding.lstm.", "attention.", "output.", "evidence_weight"))
+               for name in model.state_dict())
     assert model.embedding.input_kernel().shape == (48, N_AMINO_ACIDS + 3, 1)
     assert isinstance(DeepRC(ModelConfig()).embedding, ConvolutionEmbedding)
     with pytest.raises(UsageError, match="--embedding must be 'cnn' or 'lstm', got 'gru'"):

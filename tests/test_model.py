@@ -23,7 +23,9 @@ def random_model(seed, **settings):
     torch.manual_seed(seed)
     model = DeepRC(ModelConfig(**settings))
     with torch.no_grad():  # weights far from the small initialisation, so every term matters
-        for parameter in model.parameters():
+        # (the count read-out's weight last, so that the other parameters get the draws they always
+        # had: a draw with two windows within 1e-6 of each other makes the max's gradient ambiguous)
+        for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0] == "evidence_weight"):
             parameter.normal_(0, 0.5)
     return model
 
@@ -42,16 +44,20 @@ def test_fast_embedding_equals_dense_reference(seed):
     assert relative_error(fast, dense) < 1e-5
 
 
-@pytest.mark.parametrize("settings", [{}, {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8},
+@pytest.mark.parametrize("settings", [{}, {"count_readout": False},
+                                      {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8},
                                       {"embedding": "lstm", "n_kernels": 8},
-                                      {"embedding": "lstm", "use_counts": True, "output_layers": 1}])
+                                      {"embedding": "lstm", "use_counts": True, "output_layers": 1},
+                                      {"count_readout": False, "use_counts": True, "output_layers": 1}])
 def test_outputs_and_gradients_equal_reference(settings):
     model = random_model(3, n_outputs=2, **settings)
     codes, lengths = random_batch(600, 3)
     bag_index = torch.randint(0, 3, (600,), generator=torch.Generator().manual_seed(1))
     counts = torch.randint(1, 50, (600,)).float()
-    fast = model(codes, lengths, bag_index, 3, counts, chunk_size=128)
-    dense = reference_forward(model, codes, lengths, bag_index, 3, counts)
+    # the bags' top-k were chosen from 10 times as many sequences (the count read-out's denominator)
+    bag_sizes = 10 * torch.bincount(bag_index, minlength=3)
+    fast = model(codes, lengths, bag_index, 3, counts, chunk_size=128, bag_sizes=bag_sizes)
+    dense = reference_forward(model, codes, lengths, bag_index, 3, counts, bag_sizes=bag_sizes)
     assert relative_error(fast, dense) < 1e-5
     weights = torch.randn_like(fast)
     fast_grads = torch.autograd.grad((fast * weights).sum(), list(model.parameters()))
@@ -123,11 +129,12 @@ def test_top_k_per_bag_keeps_the_best_fraction():
     assert top_k_per_bag(logits, bag_index, 2, 0.01).tolist() == [0, 4]  # at least one per bag
 
 
-def test_top_k_with_all_sequences_matches_unreduced_model():
+@pytest.mark.parametrize("count_readout", [False, True])
+def test_top_k_with_all_sequences_matches_unreduced_model(count_readout):
     from repclass.data import EncodedRepertoire
     from repclass.scoring import score_repertoire
 
-    model = random_model(6, reduction_fraction=1.0)
+    model = random_model(6, reduction_fraction=1.0, count_readout=count_readout)
     codes, lengths = random_batch(700, 6)
     repertoire = EncodedRepertoire(codes.numpy(), lengths.numpy(), np.ones(700, dtype=np.int64))
     scored = score_repertoire(model, repertoire, torch.device("cpu"), chunk_size=64, block_size=100)
@@ -192,3 +199,61 @@ def test_second_pass_equals_kept_embeddings(monkeypatch):
     again = scoring.score_repertoire(model, repertoire, torch.device("cpu"), block_size=700)
     assert np.allclose(kept.outputs, again.outputs, rtol=1e-6, atol=1e-7)
     assert (kept.rows == again.rows).all()
+
+
+def test_scoring_equals_the_model_on_the_top_k_with_the_repertoire_size():
+    """Scoring a whole repertoire is the model on its top 10% by attention, the count read-out's
+    mean taken over all of its sequences: what training's gradient pass computes."""
+    from repclass.data import EncodedRepertoire
+    from repclass.scoring import score_repertoire
+
+    model = random_model(10, n_outputs=2)
+    codes, lengths = random_batch(3000, 10)
+    repertoire = EncodedRepertoire(codes.numpy(), lengths.numpy(), np.ones(3000, dtype=np.int64))
+    scored = score_repertoire(model, repertoire, torch.device("cpu"), block_size=700)
+    top = torch.from_numpy(np.sort(scored.rows))
+    assert len(top) == 300
+    with torch.no_grad():
+        direct = model(codes[top], lengths[top], torch.zeros(300, dtype=torch.long), 1, bag_sizes=torch.tensor([3000]))
+        without_size = model(codes[top], lengths[top], torch.zeros(300, dtype=torch.long), 1)
+    assert np.allclose(scored.outputs, direct[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(scored.outputs, without_size[0].numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_count_readout_starts_as_the_papers_and_then_counts_witnesses():
+    codes, lengths = random_batch(1000, 11)
+    bag_index = torch.arange(1000) % 4
+    torch.manual_seed(12)
+    fresh_paper = DeepRC(ModelConfig(count_readout=False))
+    torch.manual_seed(12)
+    fresh_counting = DeepRC(ModelConfig())
+    with torch.no_grad():  # a fresh model with the count read-out gives the paper's outputs
+        assert torch.equal(fresh_paper(codes, lengths, bag_index, 4), fresh_counting(codes, lengths, bag_index, 4))
+
+    # One witness-like sequence (the one the attention ranks first) among 999 or fifteen copies of it:
+    # the paper's read-out sees nearly the same pooled embedding, the count read-out 15 times the evidence.
+    paper = random_model(11, count_readout=False)
+    counting = DeepRC(ModelConfig())
+    counting.load_state_dict({**paper.state_dict(), "evidence_weight": torch.ones(1)})
+    with torch.no_grad():
+        order = torch.argsort(paper.attention_logits(paper.embed(codes, lengths)), descending=True)
+    witness, background = order[:1], order[-985:]  # background: the sequences attended least
+    one = torch.cat([witness, background[:998 - 984], background])[:999]
+    fifteen = torch.cat([witness.repeat(15), background[:984]])
+    bags = torch.zeros(999, dtype=torch.long)
+    with torch.no_grad():
+        paper_gap, counting_gap = (float(model(codes[fifteen], lengths[fifteen], bags, 1)[0, 0]
+                                         - model(codes[one], lengths[one], bags, 1)[0, 0])
+                                   for model in (paper, counting))
+        logits = torch.zeros(999)
+        logits[:15] = 20.0
+        evidence_gap = DeepRC.attention_evidence(logits, bags, 1) - DeepRC.attention_evidence(logits[14:], bags[14:], 1)
+    assert abs(float(evidence_gap) - np.log(15 * 985 / 999)) < 1e-3  # log(15 / 999) - log(1 / 985)
+    assert counting_gap - paper_gap > 0.8 * np.log(15)
+
+
+def test_model_files_from_before_the_count_readout_load_without_it():
+    old = ModelConfig().to_dict()
+    del old["count_readout"]
+    assert ModelConfig.from_dict(old).count_readout is False
+    assert ModelConfig.from_dict({**old, "count_readout": True}).count_readout is True

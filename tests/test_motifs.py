@@ -97,8 +97,13 @@ def test_precision_at_k_of_implanted_sequences(explained, tiny_cohort):
 
 def test_contributions_sum_to_the_output_minus_the_empty_repertoire(explained):
     repertoires = pl.read_csv(explained.out / "repertoires.tsv", separator="\t")
-    np.testing.assert_allclose(repertoires["sum_contributions"], repertoires["output"] - repertoires["empty_output"],
-                               rtol=1e-4, atol=1e-5)
+    sequences = pl.read_csv(explained.out / "sequences.tsv", separator="\t")
+    np.testing.assert_allclose(repertoires["sum_contributions"] + repertoires["evidence_output"],
+                               repertoires["output"] - repertoires["empty_output"], rtol=1e-4, atol=1e-5)
+    # the listed sequences' contributions are the bulk of their repertoire's
+    listed = dict(sequences.group_by("sample_id").agg(pl.col("contribution").sum()).iter_rows())
+    for sample_id, total in zip(repertoires["sample_id"], repertoires["sum_contributions"]):
+        assert abs(listed[sample_id] - total) <= 0.05 * abs(total)
 
 
 # ---- integrated gradients -------------------------------------------------------------------------
@@ -247,6 +252,42 @@ def test_no_repertoire_predicted_positive(tiny_model, tiny_cohort, tmp_path):
     result = CliRunner().invoke(main, ["motifs", str(tmp_path / "negative.safetensors"), str(store_path), "--out",
                                        str(tmp_path / "out"), "--device", "cpu"])
     assert result.exit_code == 1  # data, not usage: a weak fold model must not look like a broken command
+
+
+@pytest.mark.parametrize("count_readout", [True, False])
+def test_both_read_outs_are_explained_completely(tiny_model, tiny_cohort, tmp_path, count_readout):
+    """With the count read-out (its part reported beside the contributions) and with the paper's,
+    contributions and that part sum to output - empty_output, integrated gradients stay complete,
+    and the explained output is the one predict scores."""
+    import dataclasses
+
+    from repclass.model import DeepRC
+
+    store_path, implanted = tiny_cohort
+    model, info = load_model(tiny_model.path)
+    config = ModelConfig(**{**info.model_config.to_dict(), "count_readout": count_readout})
+    variant = DeepRC(config)
+    state = {k: v for k, v in model.state_dict().items() if k != "evidence_weight"}
+    if count_readout:  # a weight large enough for the read-out to matter, whatever training left
+        state["evidence_weight"] = torch.full((config.n_outputs,), 0.5)
+    variant.load_state_dict(state)
+    save_model(tmp_path / "variant.safetensors", variant, dataclasses.replace(info, model_config=config))
+    positives = sorted(s for s, sequences in implanted.items() if sequences)[:3]
+    result = motifs(tmp_path / "variant.safetensors", store_path, tmp_path / "out", device="cpu", samples=positives,
+                    top_sequences=100, n_motifs=2, ig_steps=32)
+    assert result.completeness_error <= 0.01
+    repertoires = pl.read_csv(tmp_path / "out" / "repertoires.tsv", separator="\t")
+    if count_readout:
+        assert (repertoires["evidence_output"].abs() > 0.1).all()
+    else:
+        assert (repertoires["evidence_output"] == 0).all()
+    np.testing.assert_allclose(repertoires["sum_contributions"] + repertoires["evidence_output"],
+                               repertoires["output"] - repertoires["empty_output"], rtol=1e-4, atol=1e-5)
+    store = Store.open(store_path)
+    for sample_id, output in zip(repertoires["sample_id"], repertoires["output"]):
+        encoded = encode_table(store.read(sample_id, ["junction_aa", "duplicate_count"]))
+        scored = score_repertoire(variant, encoded, torch.device("cpu")).outputs[0]
+        assert abs(scored - output) < 1e-4 * max(1.0, abs(output))
 
 
 def test_cli_refusal_exit_code(tiny_model, tiny_cohort, tmp_path):

@@ -10,9 +10,14 @@ embeddings h_i of the repertoire's top-k sequences (the attention softmax's memb
     c_i = w_i * (g . h_i),    g = integral_0^1 grad_z y(a z) da
 
 g is the output network's average gradient on the straight path from the empty repertoire
-(z = 0) to z, so sum_i c_i = y(z) - y(0) exactly: for the paper's linear o, g is the output
-weight row and y(0) the bias. Sequences outside the top-k are not in the softmax; their
-contribution is 0.
+(z = 0) to z, so sum_i c_i = o(z)[t] - o(0)[t] exactly: for the paper's linear o, g is the output
+weight row and o(0) the bias. Sequences outside the top-k are not in the softmax; their
+contribution is 0. A model with the count read-out (ModelConfig.count_readout) adds e = a[t] * E
+to y, E the log mean exp of the repertoire's attention logits: a term of the whole repertoire,
+reported beside the contributions (sum_i c_i + e = y - o(0)[t]) rather than shared out among them.
+Every attended sequence raises E (dE/dlogit_i = w_i), so shared out by weight it would give each
+background sequence of a positive repertoire a small positive part, and a positive contribution
+would no longer single out the sequences that make a repertoire positive.
 
 Residues. Integrated gradients (Sundararajan et al. 2017) of y with respect to the 20 one-hot
 amino-acid channels of one sequence, through any embedding (`repclass.embedding`'s outer form),
@@ -109,11 +114,16 @@ def explain_repertoire(model: DeepRC, model64: DeepRC, explained: ExplainedOutpu
     weights = exp_logits / total  # (k,)
     pooled = (weights[:, None] * embeddings).sum(dim=0)  # (D,)
     gradient, empty = output_gradient(model64, pooled, explained, steps)
-    contributions = weights * (embeddings @ gradient)  # (k,)
+    log_size = float(np.log(len(encoded)))
     with torch.no_grad():
-        output = float(explained.pick(model64.output(pooled[None, :]))[0])
+        pooled_output = float(explained.pick(model64.output(pooled[None, :]))[0])
+        evidence = (shift + torch.log(total) - log_size)[None]  # log mean exp of the logits (the count read-out)
+        output = float(explained.pick(model64.read_out(pooled[None, :], evidence))[0])
+    evidence_output = output - pooled_output  # 0 without a count read-out
+    contributions = weights * (embeddings @ gradient)  # (k,)
     summary = RepertoireSummary(sample_id=sample_id, n_sequences=len(encoded), n_attended=len(rows), output=output,
-                                empty_output=empty, kernel_contributions=(gradient * pooled).cpu().numpy())
+                                empty_output=empty, kernel_contributions=(gradient * pooled).cpu().numpy(),
+                                evidence_output=evidence_output)
 
     contribution_values = contributions.cpu().numpy()
     # (rows are in attention order: ties, negligible contributions among them, go by attention)
@@ -130,6 +140,7 @@ def explain_repertoire(model: DeepRC, model64: DeepRC, explained: ExplainedOutpu
             attention_rank=position + 1, logit=float(logits[position]),
             contribution=float(contribution_values[position]), shift=float(shift),
             rest_total=float(total - own), rest_weighted=weighted_sum - own * embeddings[position],
+            log_size=log_size,
         ))
     return summary, candidates
 
@@ -142,14 +153,15 @@ def keep_best(pool: list[Candidate], new: list[Candidate], size: int) -> list[Ca
 # pass 2: integrated gradients
 # ----------------------------------------------------------------------------------------------
 def _path_outputs(model64: DeepRC, activations: torch.Tensor, lengths: torch.Tensor, counts: torch.Tensor,
-                  shift: torch.Tensor, rest_total: torch.Tensor, rest_weighted: torch.Tensor,
+                  shift: torch.Tensor, rest_total: torch.Tensor, rest_weighted: torch.Tensor, log_size: torch.Tensor,
                   explained: ExplainedOutput) -> torch.Tensor:
     """The explained output from one sequence's input-layer activations (rows, C, T), the rest of its
-    repertoire fixed (shift, rest_total, rest_weighted and counts given per row). -> (rows,)"""
+    repertoire fixed (shift, rest_total, rest_weighted, log_size and counts given per row). -> (rows,)"""
     embeddings = model64.embedding.activate(activations, lengths)  # (rows, D)
     own = torch.exp(model64.attention_logits(embeddings, counts) - shift)  # (rows,)
     pooled = (rest_weighted + own[:, None] * embeddings) / (rest_total + own)[:, None]  # (rows, D)
-    return explained.pick(model64.output(pooled))  # (rows,)
+    evidence = shift + torch.log(rest_total + own) - log_size  # (rows,) log mean exp of the logits
+    return explained.pick(model64.read_out(pooled, evidence))  # (rows,)
 
 
 def _ig_batch(model64: DeepRC, candidates: list[Candidate], explained: ExplainedOutput, steps: int,
@@ -177,7 +189,8 @@ def _ig_batch(model64: DeepRC, candidates: list[Candidate], explained: Explained
     shift = torch.tensor([c.shift for c in candidates], dtype=torch.float64, device=device)
     rest_total = torch.tensor([c.rest_total for c in candidates], dtype=torch.float64, device=device)
     rest_weighted = torch.stack([c.rest_weighted for c in candidates])  # (n, D)
-    context = (counts, shift, rest_total, rest_weighted)
+    log_size = torch.tensor([c.log_size for c in candidates], dtype=torch.float64, device=device)
+    context = (counts, shift, rest_total, rest_weighted, log_size)
 
     nodes, weights = gauss_legendre(steps, device)
     # Rows are (sequence, step) pairs: every sequence's whole path in one forward/backward.

@@ -299,14 +299,17 @@ def _definitions(summary: dict[str, Any]) -> str:
     ig = summary["integrated_gradients"]
     return f"""<dl>
 <dt>Explained output (logit)</dt><dd>{_escape(summary["explained"]["description"])}, per repertoire: y = o(z), z the
-attention-weighted mean of the embeddings of the repertoire's top-k sequences (the attention softmax's members).</dd>
+attention-weighted mean of the embeddings of the repertoire's top-k sequences (the attention softmax's members),
+plus, for a model with the count read-out, a E: E the log mean exp of the repertoire's attention logits, which
+grows with its number of witness-like sequences, a a learned weight (repertoires.tsv's evidence_output).</dd>
 <dt>Attention weight (share, 0-1)</dt><dd>w<sub>i</sub>: a sequence's share of its repertoire's attention softmax;
 the weights of a repertoire sum to 1. Effective number of attended sequences: 1 / &Sigma; w<sub>i</sub><sup>2</sup>.
 </dd>
 <dt>Sequence contribution (logit)</dt><dd>w<sub>i</sub> (g &middot; h<sub>i</sub>): attention weight times the
 embedding's projection on g, the output network's mean gradient on the path from z = 0 to z (for a linear output
 layer, its weights). A repertoire's sequence contributions sum to y minus the output of an empty repertoire (the
-bias). A motif's summed sequence contribution adds those of its members.</dd>
+bias) and minus a E, a term of the whole repertoire. A motif's summed sequence contribution adds those of its
+members.</dd>
 <dt>Residue attribution (logit)</dt><dd>Integrated gradients over the 20 one-hot amino-acid channels, baseline:
 {_escape(ig["baseline"])}. A sequence's residue attributions sum to y(sequence) &minus; y(baseline) (the "residue
 attribution sum"); worst relative error {_number(ig["worst_relative_error"])} over {ig["n_sequences"]} sequences

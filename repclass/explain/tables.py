@@ -66,6 +66,7 @@ def repertoire_table(summaries: list[RepertoireSummary], sequence_table: pl.Data
         "n_attended": [s.n_attended for s in summaries],
         "output": [significant(s.output) for s in summaries],
         "empty_output": [significant(s.empty_output) for s in summaries],
+        "evidence_output": [significant(s.evidence_output) for s in summaries],
         "sum_contributions": [significant(float(s.kernel_contributions.sum())) for s in summaries],
         "n_top_sequences": [counts.get(s.sample_id, 0) for s in summaries],
     }, schema_overrides={"n_sequences": pl.Int64, "n_attended": pl.Int64, "n_top_sequences": pl.Int64})

@@ -86,6 +86,7 @@ class Candidate:
     shift: float  # max attention logit of the repertoire (softmax shift)
     rest_total: float  # sum of exp(logit - shift) over the repertoire's other top-k sequences
     rest_weighted: torch.Tensor  # (D,) sum of exp(logit - shift) * h over them
+    log_size: float = 0.0  # log of the repertoire's number of sequences (the count read-out's mean)
     model_index: int = 0  # which model explains it (a fold of a cross-validation folder)
 
     def sort_key(self) -> tuple[float, float, int, int]:
@@ -111,9 +112,12 @@ class RepertoireSummary:
     n_sequences: int
     n_attended: int
     output: float  # explained output y(z)
-    empty_output: float  # y(0): the output of a repertoire without sequences (o's bias for linear o)
-    kernel_contributions: np.ndarray  # (D,) g * z: sums to output - empty_output
+    empty_output: float  # o(0): the output of a repertoire without sequences (o's bias for linear o)
+    kernel_contributions: np.ndarray  # (D,) g * z: sums to output - empty_output - evidence_output, as
+    #                                   the top-k sequences' contributions do
     model_index: int = 0
+    #: the count read-out's part of output, a * log mean exp of the attention logits (0 without one)
+    evidence_output: float = 0.0
 
 
 @dataclass
