@@ -33,11 +33,15 @@ import sys
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, commit, machine  # noqa: E402
+
+if TYPE_CHECKING:  # repclass (torch) is imported where a run needs it, not to print a table
+    from repclass.config import ModelConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -131,21 +135,30 @@ def attention_on_witnesses(model_folder: Path, store, implanted_path: Path) -> t
     return float(np.mean(mass)), float(np.mean(recall)), float(np.median(top1))
 
 
+def deeprc_configs(seed: int, overrides: dict) -> tuple[TrainConfig, ModelConfig]:
+    """DeepRC's training and model settings for one run: the defaults, with `--set` overrides of either."""
+    from repclass.config import ModelConfig, TrainConfig
+
+    model_fields = {f.name for f in fields(ModelConfig)}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - model_fields - train_fields)
+    if unknown:
+        raise SystemExit(f"--set: {', '.join(unknown)} is not a TrainConfig or ModelConfig field")
+    return (TrainConfig(seed=seed, **{k: v for k, v in overrides.items() if k in train_fields}),
+            ModelConfig(**{k: v for k, v in overrides.items() if k in model_fields}))
+
+
 def run_one(cell: Cell, seed: int, work: Path, overrides: dict | None = None,
             methods: tuple[str, ...] = ("deeprc", "kmer")) -> list[dict]:
     from repclass.baselines.burden import train_burden
     from repclass.baselines.kmer import train_kmer
-    from repclass.config import ModelConfig, TrainConfig
     from repclass.training import train
 
     folder = work / f"{cell.name}_seed{seed}"
     started = time.perf_counter()
     cohort, store = simulate(cell, seed, folder)
     simulate_seconds = time.perf_counter() - started
-    model_fields = {f.name for f in fields(ModelConfig)}
-    overrides = overrides or {}
-    config = TrainConfig(seed=seed, **{k: v for k, v in overrides.items() if k not in model_fields})
-    model_config = ModelConfig(**{k: v for k, v in overrides.items() if k in model_fields})
+    config, model_config = deeprc_configs(seed, overrides or {})
     rows = []
     trainers = {"deeprc": lambda out: train(store, out, targets=["status"], config=config, model_config=model_config,
                                             device="cpu", force=True),

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,3 +58,17 @@ def test_accuracy_table_pairs_deeprc_and_kmer_by_cohort():
             for method, auc in [("deeprc", deep), ("kmer", kmer)]]
     line = accuracy.table([cell], rows).splitlines()[2]
     assert "| 0.983 +- 0.021 | 0.983 +- 0.012 | +0.000 +- 0.030 | 2/3 |" in line
+
+
+def test_accuracy_overrides_reach_the_model_and_the_training():
+    """`benchmarks/accuracy.py --set` takes ModelConfig fields as well as TrainConfig ones."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy
+
+    config, model_config = accuracy.deeprc_configs(4, accuracy.parse_overrides(["count_readout=false",
+                                                                                "init_kmers=0"]))
+    assert (config.seed, config.init_kmers, model_config.count_readout) == (4, 0, False)
+    default_config, default_model = accuracy.deeprc_configs(4, {})
+    assert default_model.count_readout and default_config.init_kmers > 0
+    with pytest.raises(SystemExit, match="count_readouts is not a TrainConfig or ModelConfig field"):
+        accuracy.deeprc_configs(4, {"count_readouts": False})
