@@ -44,11 +44,11 @@ def test_fast_embedding_equals_dense_reference(seed):
     assert relative_error(fast, dense) < 1e-5
 
 
-@pytest.mark.parametrize("settings", [{}, {"count_readout": False},
+@pytest.mark.parametrize("settings", [{}, {"count_readout": True},
                                       {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8},
                                       {"embedding": "lstm", "n_kernels": 8},
                                       {"embedding": "lstm", "use_counts": True, "output_layers": 1},
-                                      {"count_readout": False, "use_counts": True, "output_layers": 1}])
+                                      {"count_readout": True, "use_counts": True, "output_layers": 1}])
 def test_outputs_and_gradients_equal_reference(settings):
     model = random_model(3, n_outputs=2, **settings)
     codes, lengths = random_batch(600, 3)
@@ -207,7 +207,7 @@ def test_scoring_equals_the_model_on_the_top_k_with_the_repertoire_size():
     from repclass.data import EncodedRepertoire
     from repclass.scoring import score_repertoire
 
-    model = random_model(10, n_outputs=2)
+    model = random_model(10, n_outputs=2, count_readout=True)
     codes, lengths = random_batch(3000, 10)
     repertoire = EncodedRepertoire(codes.numpy(), lengths.numpy(), np.ones(3000, dtype=np.int64))
     scored = score_repertoire(model, repertoire, torch.device("cpu"), block_size=700)
@@ -226,14 +226,14 @@ def test_count_readout_starts_as_the_papers_and_then_counts_witnesses():
     torch.manual_seed(12)
     fresh_paper = DeepRC(ModelConfig(count_readout=False))
     torch.manual_seed(12)
-    fresh_counting = DeepRC(ModelConfig())
+    fresh_counting = DeepRC(ModelConfig(count_readout=True))
     with torch.no_grad():  # a fresh model with the count read-out gives the paper's outputs
         assert torch.equal(fresh_paper(codes, lengths, bag_index, 4), fresh_counting(codes, lengths, bag_index, 4))
 
     # One witness-like sequence (the one the attention ranks first) among 999 or fifteen copies of it:
     # the paper's read-out sees nearly the same pooled embedding, the count read-out 15 times the evidence.
     paper = random_model(11, count_readout=False)
-    counting = DeepRC(ModelConfig())
+    counting = DeepRC(ModelConfig(count_readout=True))
     counting.load_state_dict({**paper.state_dict(), "evidence_weight": torch.ones(1)})
     with torch.no_grad():
         order = torch.argsort(paper.attention_logits(paper.embed(codes, lengths)), descending=True)

@@ -223,3 +223,23 @@ def test_labels_without_a_clear_kmer_seed_the_best_one_or_with_no_fallback_the_p
     assert all(torch.equal(none_weights[name], paper_weights[name]) for name in paper_weights)
     best_weights = load_file(best.path / "model.safetensors")
     assert not torch.equal(best_weights["conv_weight"], paper_weights["conv_weight"])
+
+
+def test_count_readout_from_the_cli_trains_learns_and_predicts(tiny_cohort, tmp_path):
+    """`repclass train --count-readout`: the model file records it, the model learns the tiny cohort's
+    motif, and predict scores with it (its evidence weight has moved from its start at 0)."""
+    from click.testing import CliRunner
+
+    from repclass.cli import main
+
+    store_path, _ = tiny_cohort
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", str(store_path), "--target", "status", "--out", str(tmp_path / "m"),
+                                   "--count-readout", "--updates", "100", "--eval-every", "50", "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    model, info = load_model(tmp_path / "m")
+    assert info.model_config.count_readout and float(model.evidence_weight.detach().abs().max()) > 0
+    assert info.metrics["validation"]["status"]["roc_auc"] == 1.0
+    predicted = runner.invoke(main, ["predict", str(tmp_path / "m"), str(store_path), "--out", str(tmp_path / "p.tsv"),
+                                     "--device", "cpu"])
+    assert predicted.exit_code == 0, predicted.output
