@@ -132,9 +132,7 @@ class DeepRC(nn.Module):
         respect to each logit is that sequence's attention weight.
         """
         top, _, total = _softmax_parts(logits, bag_index, n_bags)
-        if bag_sizes is None:
-            bag_sizes = torch.bincount(bag_index, minlength=n_bags)
-        return top + torch.log(total) - torch.log(bag_sizes.to(total.dtype))
+        return _log_mean_exp(top, total, bag_index, n_bags, bag_sizes)
 
     def pool(self, embeddings: torch.Tensor, weights: torch.Tensor, bag_index: torch.Tensor,
              n_bags: int) -> torch.Tensor:
@@ -160,9 +158,10 @@ class DeepRC(nn.Module):
                 presorted: bool = False, bag_sizes: torch.Tensor | None = None) -> torch.Tensor:
         embeddings = self.embed(codes, lengths, chunk_size, presorted)  # (n, D)
         logits = self.attention_logits(embeddings, counts).float()  # (n,) fp32 softmax under autocast too
-        weights = self.attention_weights(logits, bag_index, n_bags)  # (n,)
-        pooled = self.pool(embeddings, weights, bag_index, n_bags)  # (n_bags, D)
-        evidence = self.attention_evidence(logits, bag_index, n_bags, bag_sizes) if self.config.count_readout else None
+        # the softmax's parts once, for the weights and (count read-out) the log mean exp
+        top, exp, total = _softmax_parts(logits, bag_index, n_bags)
+        pooled = self.pool(embeddings, exp / total[bag_index], bag_index, n_bags)  # (n_bags, D)
+        evidence = _log_mean_exp(top, total, bag_index, n_bags, bag_sizes) if self.config.count_readout else None
         return self.read_out(pooled, evidence)  # (n_bags, n_outputs)
 
 
@@ -174,6 +173,14 @@ def _softmax_parts(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int
     exp = torch.exp(logits - top[bag_index])
     total = exp.new_zeros(n_bags).index_add(0, bag_index, exp)
     return top, exp, total
+
+
+def _log_mean_exp(top: torch.Tensor, total: torch.Tensor, bag_index: torch.Tensor, n_bags: int,
+                  bag_sizes: torch.Tensor | None) -> torch.Tensor:
+    """log(sum of exp(logit)) - log(bag size) per repertoire, from `_softmax_parts`' top and total."""
+    if bag_sizes is None:
+        bag_sizes = torch.bincount(bag_index, minlength=n_bags)
+    return top + torch.log(total) - torch.log(bag_sizes.to(total.dtype))
 
 
 def top_k_per_bag(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int, fraction: float) -> torch.Tensor:
