@@ -422,6 +422,8 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
                                 "(--no-init-kmer-fallback: seed none).")
 @_setting("init_attention", "deeprc: how far above the background the attention logit of a seeded k-mer's match "
                             "starts (0: attention starts random, as in the paper).")
+@_setting("init_evidence", "deeprc, with --count-readout: the weight on the attention evidence starts at its "
+                           "logistic fit to the training labels instead of 0 (docs/method.md).", is_flag=True)
 @click.option("--method", "methods", multiple=True, type=click.Choice(["deeprc", "kmer", "burden"]),
               default=("deeprc",), show_default=True,
               help="deeprc, or a baseline: kmer (k-mer frequencies, L1 logistic) or burden (Emerson 2017 "

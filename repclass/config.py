@@ -182,6 +182,11 @@ class TrainConfig:
     #: detect: the attention logit of a full match starts this much above the background's
     #: (0: attention starts random, as in the paper).
     init_attention: float = 5.0
+    #: With the count read-out (ModelConfig.count_readout): its weight on the attention evidence
+    #: starts at a logistic fit to the training labels instead of 0 (docs/method.md: it lifts a
+    #: real cohort whose label lies in clonal expansion, with use_counts, and stops runs on
+    #: simulated motif cohorts before the attention has found the witnesses).
+    init_evidence: bool = False
     #: Write a resumable checkpoint every this many updates (0: at every evaluation).
     checkpoint_every: int = 0
     #: Train/validation/test shares for a random stratified split.

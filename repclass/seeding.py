@@ -11,7 +11,9 @@ candidate motifs instead of from noise. The model still learns everything: which
 the attention over sequences, the output, and kernels that drift from their seed (gaps,
 substitutions, flanks); seeds that are noise simply stop mattering.
 
-Only training repertoires are read (never validation or test), so evaluation stays honest.
+Only training repertoires are read (never validation or test), so evaluation stays honest. The
+count read-out's optional fitted start (`fit_evidence_start`) is made here too, from the same
+training repertoires.
 """
 from __future__ import annotations
 
@@ -333,3 +335,37 @@ def point_output(output: torch.nn.Sequential, kernels: list[int], signs: np.ndar
         if column < layer.out_features:
             layer.weight[int(column), kernel] = float(sign) * scale
     return True
+
+
+def fit_evidence_start(evidence: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The count read-out's starting weight a and output shift b: a logistic regression of binary
+    `labels` (0/1) on the training repertoires' attention evidence E, with the model's outputs at
+    the start as offsets (logit = offset + a * E + b), and a standard normal prior on the slope per
+    standard deviation of E.
+
+    With a at 0 the read-out is the paper's, and Adam moves a by about the learning rate per update:
+    a few hundred updates before E counts, while a few dozen training repertoires are memorised in
+    about a hundred. Where E separates the classes at the start (clonal expansion with --use-counts,
+    a seeded motif's matches), the model starts by reading it, and training can still move it; the
+    prior keeps the slope finite when E separates the training repertoires perfectly. Returns
+    (0, 0) when E is constant or the labels hold one class.
+    """
+    from scipy.optimize import minimize
+
+    evidence, offsets, labels = (np.asarray(a, dtype=np.float64) for a in (evidence, offsets, labels))
+    spread = float(evidence.std())
+    if spread < 1e-9 or labels.min() == labels.max():
+        return 0.0, 0.0
+    standard = (evidence - evidence.mean()) / spread
+
+    def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
+        slope, shift = parameters
+        logit = offsets + slope * standard + shift
+        # sum of binary cross-entropies, log(1 + exp(z)) - y z, stable for large |z|
+        loss = float(np.sum(np.logaddexp(0.0, logit) - labels * logit)) + 0.5 * slope ** 2
+        residual = 1.0 / (1.0 + np.exp(-logit)) - labels
+        return loss, np.array([float(residual @ standard) + slope, float(residual.sum())])
+
+    fitted = minimize(loss_and_gradient, np.zeros(2), jac=True, method="BFGS").x
+    slope, shift = float(fitted[0]) / spread, float(fitted[1] - fitted[0] * evidence.mean() / spread)
+    return slope, shift

@@ -239,3 +239,24 @@ def test_low_witness_cohort_is_learned_with_the_defaults(tmp_path):
                                       test_fraction=0.25, seed=0))
     assert result.metrics["test"]["status"]["roc_auc"] >= 0.85
     assert result.metrics["validation"]["status"]["roc_auc"] >= 0.85
+
+
+def test_the_evidence_start_is_the_logistic_fit_with_offsets():
+    from repclass.seeding import fit_evidence_start
+
+    rng = np.random.default_rng(0)
+    labels = np.array([1.0] * 20 + [0.0] * 20)
+    evidence = labels * 1.0 + rng.normal(0, 0.7, 40)  # more evidence in the positives, overlapping
+    offsets = rng.normal(0, 0.3, 40)
+    slope, shift = fit_evidence_start(evidence, offsets, labels)
+    assert slope > 0
+    probability = 1 / (1 + np.exp(-(offsets + slope * evidence + shift)))
+    # a fitted logistic regression with an intercept predicts the class share on its data
+    assert probability.mean() == pytest.approx(labels.mean(), abs=1e-4)
+    reversed_slope, _ = fit_evidence_start(-evidence, offsets, labels)
+    assert reversed_slope == pytest.approx(-slope, rel=1e-3)
+    # perfectly separated: finite (the prior on the slope)
+    separated_slope, _ = fit_evidence_start(labels * 3.0, np.zeros(40), labels)
+    assert 0 < separated_slope < 10
+    assert fit_evidence_start(np.ones(40), offsets, labels) == (0.0, 0.0)
+    assert fit_evidence_start(evidence, offsets, np.ones(40)) == (0.0, 0.0)
