@@ -35,6 +35,9 @@ class RepertoireScore:
     weights: np.ndarray  # their attention weights (sum to 1)
     logits: np.ndarray  # their attention logits
     n_sequences: int
+    #: the count read-out's E (log mean exp of the attention logits over all n sequences, those
+    #: outside the top-k as exp = 0); None for a model without it
+    evidence: float | None = None
 
 
 @torch.no_grad()
@@ -96,4 +99,5 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
     by_weight = torch.argsort(weights, descending=True, stable=True).cpu()
     rows = order[top_cpu.numpy()][by_weight.numpy()]
     return RepertoireScore(outputs=outputs.cpu().numpy(), rows=rows, weights=weights.cpu().numpy()[by_weight.numpy()],
-                           logits=top_logits.cpu().numpy()[by_weight.numpy()], n_sequences=n)
+                           logits=top_logits.cpu().numpy()[by_weight.numpy()], n_sequences=n,
+                           evidence=float(evidence[0]) if evidence is not None else None)

@@ -212,8 +212,7 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
         model.evidence_weight.zero_()
         scores = [score_repertoire(model, data.cache.get(i), device) for i in ids]
     offsets = np.stack([score.outputs for score in scores]).astype(np.float64)  # (n, n_outputs)
-    evidence = np.array([float(torch.logsumexp(torch.from_numpy(score.logits).double(), 0)) - math.log(
-        score.n_sequences) for score in scores])  # the log mean exp the read-out sees, per repertoire
+    evidence = np.array([score.evidence for score in scores], dtype=np.float64)  # what the read-out sees
     last = [m for m in model.output if isinstance(m, torch.nn.Linear)][-1]
     fitted, column = [], 0
     for target in data.targets:
