@@ -214,16 +214,16 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
     offsets = np.stack([score.outputs for score in scores]).astype(np.float64)  # (n, n_outputs)
     evidence = np.array([score.evidence for score in scores], dtype=np.float64)  # what the read-out sees
     last = [m for m in model.output if isinstance(m, torch.nn.Linear)][-1]
-    fitted, column = [], 0
+    fitted = []
     for target in data.targets:
-        if target.kind == "binary":
+        if target.kind == "binary":  # its label column is its output's (_label_columns keeps that order)
+            column = target.offset
             known = present[:, column].astype(bool)
             slope, shift = fit_evidence_start(evidence[known], offsets[known, column], values[known, column])
             with torch.no_grad():
                 model.evidence_weight[column] = slope
                 last.bias[column] += shift
             fitted.append(f"{target.column} {slope:+.3f}")
-        column += target.n_outputs
     log.info("%scount read-out: the attention evidence's weight starts at its fit to the training labels (%s; "
              "evidence %.2f to %.2f)", label, ", ".join(fitted) or "no binary target: 0",
              evidence.min(), evidence.max())
