@@ -161,7 +161,11 @@ class DeepRC(nn.Module):
         # the softmax's parts once, for the weights and (count read-out) the log mean exp
         top, exp, total = _softmax_parts(logits, bag_index, n_bags)
         pooled = self.pool(embeddings, exp / total[bag_index], bag_index, n_bags)  # (n_bags, D)
-        evidence = _log_mean_exp(top, total, bag_index, n_bags, bag_sizes) if self.config.count_readout else None
+        evidence = None
+        if self.config.count_readout:
+            # top is already a constant; detaching total leaves the logits to the pooled path
+            evidence_total = total if self.config.evidence_gradient else total.detach()
+            evidence = _log_mean_exp(top, evidence_total, bag_index, n_bags, bag_sizes)
         return self.read_out(pooled, evidence)  # (n_bags, n_outputs)
 
 

@@ -51,10 +51,12 @@ def reference_forward(model: DeepRC, codes: torch.Tensor, lengths: torch.Tensor,
     embeddings = reference_embed(model, codes, lengths)
     logits = model.attention_logits(embeddings, counts)
     pooled, evidence = [], []
+    # the count read-out's evidence passes its gradient on to the logits only with evidence_gradient
+    evidence_logits = logits if model.config.evidence_gradient else logits.detach()
     for bag in range(n_bags):
         members = bag_index == bag
         weights = torch.softmax(logits[members], dim=0)
         pooled.append((embeddings[members] * weights[:, None]).sum(0))
         size = int(members.sum()) if bag_sizes is None else int(bag_sizes[bag])
-        evidence.append(torch.log(torch.exp(logits[members].double()).sum() / size))  # log mean exp, textbook
+        evidence.append(torch.log(torch.exp(evidence_logits[members].double()).sum() / size))  # log mean exp, textbook
     return model.read_out(torch.stack(pooled), torch.stack(evidence).to(logits.dtype))

@@ -48,7 +48,8 @@ def test_fast_embedding_equals_dense_reference(seed):
                                       {"use_counts": True, "output_layers": 1}, {"kernel_size": 5, "n_kernels": 8},
                                       {"embedding": "lstm", "n_kernels": 8},
                                       {"embedding": "lstm", "use_counts": True, "output_layers": 1},
-                                      {"count_readout": True, "use_counts": True, "output_layers": 1}])
+                                      {"count_readout": True, "use_counts": True, "output_layers": 1},
+                                      {"count_readout": True, "evidence_gradient": True}])
 def test_outputs_and_gradients_equal_reference(settings):
     model = random_model(3, n_outputs=2, **settings)
     codes, lengths = random_batch(600, 3)
@@ -257,3 +258,36 @@ def test_model_files_from_before_the_count_readout_load_without_it():
     del old["count_readout"]
     assert ModelConfig.from_dict(old).count_readout is False
     assert ModelConfig.from_dict({**old, "count_readout": True}).count_readout is True
+    del old["evidence_gradient"]  # files from before the option trained with the gradient
+    assert ModelConfig.from_dict(old).evidence_gradient is True and not ModelConfig().evidence_gradient
+
+
+def test_evidence_without_its_gradient_gives_the_same_outputs_and_trains_only_its_weight():
+    """The count read-out's default: the same outputs as with --evidence-gradient; the attention's gradient
+    is what it would be with the evidence a constant (the pooled path alone), the weight's unchanged."""
+    codes, lengths = random_batch(600, 13)
+    bag_index, labels = torch.arange(600) % 3, torch.tensor([[1.0], [0.0], [1.0]])
+    through = random_model(13, count_readout=True, evidence_gradient=True)
+    detached = random_model(13, count_readout=True)
+
+    def gradients(model, constant_evidence=False):
+        model.zero_grad()
+        if constant_evidence:  # the model's own pieces, the evidence computed without autograd
+            embeddings = model.embed(codes, lengths)
+            logits = model.attention_logits(embeddings)
+            pooled = model.pool(embeddings, DeepRC.attention_weights(logits, bag_index, 3), bag_index, 3)
+            outputs = model.read_out(pooled, DeepRC.attention_evidence(logits.detach(), bag_index, 3))
+        else:
+            outputs = model(codes, lengths, bag_index, 3)
+        torch.nn.functional.binary_cross_entropy_with_logits(outputs, labels).backward()
+        return outputs.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    outputs_through, grads_through = gradients(through)
+    outputs_detached, grads_detached = gradients(detached)
+    _, grads_constant = gradients(detached, constant_evidence=True)
+    assert torch.equal(outputs_through, outputs_detached)
+    assert torch.allclose(grads_detached["evidence_weight"], grads_through["evidence_weight"])
+    for name in grads_detached:
+        assert torch.allclose(grads_detached[name], grads_constant[name], rtol=1e-5, atol=1e-7), name
+    attention_gap = relative_error(grads_detached["attention.4.weight"], grads_through["attention.4.weight"])
+    assert attention_gap > 1e-3  # the evidence's gradient did reach the attention when not detached
