@@ -97,9 +97,9 @@ class ModelConfig:
     #: -inf). Attention pooling alone tells whether a repertoire holds a witness-like sequence, not
     #: how many: once attention concentrates, one natural copy of a motif in a negative and fifteen
     #: witnesses give the same pooled embedding; the log mean exp grows with their number
-    #: (docs/method.md, "A read-out that counts"). Not in the paper, and off by default: level with
-    #: the paper's read-out or a little better on the low-rate cells, and not yet run on the whole
-    #: accuracy grid in its current form (evidence_gradient off; the same page).
+    #: (docs/method.md, "A read-out that counts"). Not in the paper, and off by default: on the
+    #: accuracy grid (evidence_gradient off) it is level with the paper's read-out, a little better
+    #: on the low-rate cells by less than the spread of seeds (the same page).
     count_readout: bool = False
     #: With the count read-out, training passes its gradient back into the attention logits as
     #: well as into its weight a. Off by default: the evidence is read from the logits as they are
