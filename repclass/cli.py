@@ -397,7 +397,8 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("reduction_fraction", "Share of each repertoire's sequences that the attention softmax sees.")
 @_setting("use_counts", "Let clone counts raise attention (log-count bias).", is_flag=True)
 @_setting("count_readout", "The output also reads the log mean exp of the attention logits, which grows with the "
-                           "number of witness-like sequences (not in the paper; docs/method.md).", is_flag=True)
+                           "number of witness-like sequences (not in the paper; --no-count-readout: the paper's "
+                           "read-out; docs/method.md).", is_flag=True)
 @_setting("evidence_gradient", "With --count-readout: its gradient also trains the attention, not only its "
                                "weight (slower to stop on easy cohorts; docs/method.md).", is_flag=True)
 @_setting("embedding", "Sequence embedding: the paper's 1D convolution (cnn), or the original DeepRC's LSTM "

@@ -435,7 +435,7 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
     if config.init_evidence and not model_config.count_readout:
-        raise UsageError("--init-evidence starts the count read-out's weight: add --count-readout")
+        raise UsageError("--init-evidence starts the count read-out's weight: drop --no-count-readout")
     split = split or SplitSpec()
     specs = target_specs(targets)
     store = store if isinstance(store, Store) else Store.open(store)

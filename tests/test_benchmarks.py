@@ -65,10 +65,10 @@ def test_accuracy_overrides_reach_the_model_and_the_training():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import accuracy
 
-    config, model_config = accuracy.deeprc_configs(4, accuracy.parse_overrides(["count_readout=true",
+    config, model_config = accuracy.deeprc_configs(4, accuracy.parse_overrides(["count_readout=false",
                                                                                 "init_kmers=0"]))
-    assert (config.seed, config.init_kmers, model_config.count_readout) == (4, 0, True)
+    assert (config.seed, config.init_kmers, model_config.count_readout) == (4, 0, False)
     default_config, default_model = accuracy.deeprc_configs(4, {})
-    assert not default_model.count_readout and default_config.init_kmers > 0
+    assert default_model.count_readout and default_config.init_kmers > 0
     with pytest.raises(SystemExit, match="count_readouts is not a TrainConfig or ModelConfig field"):
         accuracy.deeprc_configs(4, {"count_readouts": False})

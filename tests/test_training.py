@@ -225,9 +225,10 @@ def test_labels_without_a_clear_kmer_seed_the_best_one_or_with_no_fallback_the_p
     assert not torch.equal(best_weights["conv_weight"], paper_weights["conv_weight"])
 
 
-def test_count_readout_from_the_cli_trains_learns_and_predicts(tiny_cohort, tmp_path):
-    """`repclass train --count-readout`: the model file records it, the model learns the tiny cohort's
-    motif, and predict scores with it (its evidence weight has moved from its start at 0)."""
+def test_count_readout_is_the_default_from_the_cli_and_the_papers_read_out_an_option(tiny_cohort, tmp_path):
+    """`repclass train` has the count read-out by default: the model file records it, the model learns
+    the tiny cohort's motif, and predict scores with it (its evidence weight has moved from its start
+    at 0). `--no-count-readout` trains the paper's read-out, with no evidence weight at all."""
     from click.testing import CliRunner
 
     from repclass.cli import main
@@ -235,7 +236,7 @@ def test_count_readout_from_the_cli_trains_learns_and_predicts(tiny_cohort, tmp_
     store_path, _ = tiny_cohort
     runner = CliRunner()
     trained = runner.invoke(main, ["train", str(store_path), "--target", "status", "--out", str(tmp_path / "m"),
-                                   "--count-readout", "--updates", "100", "--eval-every", "50", "--device", "cpu"])
+                                   "--updates", "100", "--eval-every", "50", "--device", "cpu"])
     assert trained.exit_code == 0, trained.output
     model, info = load_model(tmp_path / "m")
     assert info.model_config.count_readout and float(model.evidence_weight.detach().abs().max()) > 0
@@ -243,6 +244,12 @@ def test_count_readout_from_the_cli_trains_learns_and_predicts(tiny_cohort, tmp_
     predicted = runner.invoke(main, ["predict", str(tmp_path / "m"), str(store_path), "--out", str(tmp_path / "p.tsv"),
                                      "--device", "cpu"])
     assert predicted.exit_code == 0, predicted.output
+
+    paper = runner.invoke(main, ["train", str(store_path), "--target", "status", "--out", str(tmp_path / "paper"),
+                                 "--no-count-readout", "--updates", "10", "--device", "cpu"])
+    assert paper.exit_code == 0, paper.output
+    paper_model, paper_info = load_model(tmp_path / "paper")
+    assert not paper_info.model_config.count_readout and not hasattr(paper_model, "evidence_weight")
 
 
 def _clonal_cohort(folder, n_repertoires: int = 40, n_sequences: int = 200, seed: int = 3):
@@ -295,7 +302,7 @@ def test_init_evidence_without_the_count_readout_is_refused_before_any_work(tiny
 
     store_path, _ = tiny_cohort
     result = CliRunner().invoke(main, ["train", str(store_path), "--target", "status", "--out", str(tmp_path / "m"),
-                                       "--init-evidence", "--device", "cpu"])
+                                       "--init-evidence", "--no-count-readout", "--device", "cpu"])
     assert result.exit_code != 0
-    assert "--init-evidence starts the count read-out's weight: add --count-readout" in result.output
+    assert "--init-evidence starts the count read-out's weight: drop --no-count-readout" in result.output
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
