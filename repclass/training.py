@@ -33,6 +33,7 @@ from .checkpoint import (CHECKPOINT_NAME, MODEL_FILENAME, ModelInfo, check_check
                          run_fingerprint, save_checkpoint)
 from .config import ModelConfig, TrainConfig
 from .data import Batch, RepertoireCache, make_batch, sample_rows
+from .diagnostics import memorisation_warning
 from .distributed import Context, finish, from_environment
 from .errors import LabelError, RepclassError, UsageError, excerpt
 from .files import check_output_not_input, check_replaceable, clean_leftovers, output_lock, prepare_parent
@@ -326,6 +327,14 @@ class _Tracker:
             return f"validation solved (AUC 1.0, loss {validation['loss']:.4f} <= {self.config.stop_loss:g})"
         return None
 
+    def memorised(self) -> str | None:
+        """Whether the kept model only memorised (repclass.diagnostics): the warning, or None."""
+        if not self.validated:
+            return None
+        return memorisation_warning(self.history, self.best_update, self.config.eval_every,
+                                    {f"{t.column}:{t.headline_metric}": t.kind != "regression" for t in self.targets},
+                                    self.model.config.use_counts and self.config.init_evidence)
+
 
 def _build_model(data: _Data, config: TrainConfig, model_config: ModelConfig, device: torch.device,
                  context: Context, seed_kernels: bool, label: str
@@ -398,6 +407,9 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     model.load_state_dict(tracker.best_weights)
     # No timings in the outputs: they must be byte-identical for the same inputs and seed.
     log.info("%s%d updates in %.1f s", label, tracker.update, time.perf_counter() - started)
+    memorised = tracker.memorised()
+    if memorised and context.is_main:
+        log.warning("%s%s", label, memorised)
     metrics: dict[str, Any] = {"best_update": tracker.best_update, "updates": tracker.update}
     prediction_rows = []
     for split in SPLITS:

@@ -80,6 +80,7 @@ def test_report_holds_each_element(held_out_run):
     summary = json.loads((held_out_run / "motifs.json").read_text())
     evidence = summary["evidence"]
     assert evidence["training_store"] == "same"
+    assert evidence["training_warning"] is None and "Training:" not in text  # the tiny model learned its motif
     assert evidence["splits"] == {"train": 8, "validation": 4, "test": 4, "new": 0}
     assert evidence["held_out"]["n"] == 4 and len(evidence["held_out"]["confusion"]) == 2
     top = evidence["motifs"][0]

@@ -295,6 +295,77 @@ def test_count_readout_with_a_fitted_start_reads_clonal_expansion(tmp_path, capl
     assert fitted_weight > 0.5 and abs(float(load_model(unfitted.path)[0].evidence_weight.detach()[0])) < 0.05
 
 
+def test_a_model_that_only_memorises_is_flagged_and_the_advice_reads_the_label(tmp_path, caplog):
+    """A label carried by clone sizes alone is invisible to the defaults (no counts): the validation
+    loss is best at the first evaluation while the training repertoires are memorised, and the run
+    says so in one warning, as does `repclass motifs`' report. Its advice (--use-counts --init-evidence --init-kmers 0) reads the label,
+    and that run is not flagged."""
+    from click.testing import CliRunner
+
+    from repclass import ingest
+    from repclass.cli import main
+    from repclass.config import ModelConfig
+
+    sheet, reps = _clonal_cohort(tmp_path)
+    store = ingest(sheet, tmp_path / "store", [reps])
+    settings = dict(seed=0, eval_every=20, max_updates=400)
+    with caplog.at_level("INFO", logger="repclass"):
+        blind = train(store, tmp_path / "blind", targets=["status"], device="cpu", config=TrainConfig(**settings))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert blind.best_update <= 20 and blind.metrics["updates"] > 100
+    assert len(warnings) == 1 and warnings[0].startswith(f"the validation loss was lowest at update "
+                                                         f"{blind.best_update}, near the start")
+    assert "--use-counts --init-evidence --init-kmers 0" in warnings[0]
+    # repclass motifs reads the same warning off the model folder, into its report and motifs.json
+    explained = CliRunner().invoke(main, ["motifs", str(blind.path), str(store.path), "--out", str(tmp_path / "motifs"),
+                                          "--top-sequences", "50", "--device", "cpu"])
+    assert explained.exit_code == 0, explained.output
+    evidence = json.loads((tmp_path / "motifs" / "motifs.json").read_text())["evidence"]
+    assert evidence["training_warning"] == warnings[0]
+    assert '<p class="warn">Training: The validation loss was lowest at update' in (
+        tmp_path / "motifs" / "report.html").read_text()
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="repclass"):
+        reading = train(store, tmp_path / "reading", targets=["status"], device="cpu",
+                        model_config=ModelConfig(use_counts=True),
+                        config=TrainConfig(**settings, init_evidence=True, init_kmers=0))
+    assert reading.metrics["validation"]["status"]["roc_auc"] == 1.0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("reads_clone_sizes", [False, True])
+def test_the_memorisation_warning_needs_an_early_unsolved_best_and_a_falling_training_loss(reads_clone_sizes):
+    """The rule behind the warning, evaluation by evaluation: an early best that later evaluations
+    never beat, with the training loss below a quarter of it; not when the early best solved the
+    validation split, not when the best came later. Its clone-size advice is left out when the run
+    already reads clone sizes."""
+    from repclass.config import ModelConfig
+    from repclass.model import DeepRC
+    from repclass.targets import Target
+    from repclass.training import _Tracker
+
+    def tracker_after(evaluations, eval_every=100):
+        tracker = _Tracker(DeepRC(ModelConfig(use_counts=reads_clone_sizes)),
+                           TrainConfig(eval_every=eval_every, init_evidence=reads_clone_sizes),
+                           [Target("status", "binary", classes=["-", "+"])], validated=True)
+        for update, train_loss, validation_loss, auc in evaluations:
+            tracker.trained(update, train_loss)
+            tracker.evaluated({"loss": validation_loss, "status": {"roc_auc": auc}})
+        return tracker
+
+    memorising = [(10, 0.6, 0.70, 0.6), (20, 0.5, 0.72, 0.6), (100, 0.2, 0.9, 0.5), (200, 0.1, 1.3, 0.5)]
+    warning = tracker_after(memorising).memorised()
+    assert warning is not None and "lowest at update 10, near the start (status:roc_auc 0.60 there)" in warning
+    assert ("--use-counts --init-evidence" in warning) is not reads_clone_sizes
+    assert tracker_after(memorising[:3]).memorised() is None  # training loss 0.2: not yet below 0.70 / 4
+    solved = [(10, 0.1, 0.015, 1.0), (20, 0.001, 0.016, 1.0)]
+    assert tracker_after(solved).memorised() is None
+    later = [(10, 0.6, 0.9, 0.5), (200, 0.3, 0.5, 0.8), (300, 0.01, 0.9, 0.7)]
+    assert tracker_after(later).memorised() is None
+    assert tracker_after(later, eval_every=200).memorised() is not None  # 200 is within --eval-every there
+
+
 def test_init_evidence_without_the_count_readout_is_refused_before_any_work(tiny_cohort, tmp_path):
     from click.testing import CliRunner
 

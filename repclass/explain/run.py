@@ -27,7 +27,7 @@ from .attribution import attribute, kernel_notice, rank_kernels
 from .clustering import CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF_SHARE, TRIM_FRACTION, find_motifs
 from .collect import chosen_samples, collect
 from .outputs import resolve_explained
-from .summary import build_evidence, build_summary
+from .summary import build_evidence, build_summary, training_warning
 from .tables import airr_sequences, motif_table, repertoire_table, scores_table, sequence_table
 from .types import MotifResult
 from .writing import publish_folder, training_history
@@ -199,6 +199,8 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
                             "kernels_from": f"fold_{kernel_model + 1}"}
     scores = scores_table(scored, owner, explained, store, split_of)
     summary["evidence"] = build_evidence(store, info, explained, scores, found, ranked, split_of, assignment)
+    history = [] if files.folds else training_history(model_path)
+    summary["evidence"]["training_warning"] = training_warning(info, history)
     if files.folds:
         summary["evidence"]["cross_validation"] = len(files.paths)
         summary["evidence"]["model_metrics"] = {
@@ -211,7 +213,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
     clustered = time.perf_counter()
 
     publish_folder(out, force, summary, ranked, repertoire_table(summaries, ranked), motif_table(found, sequences),
-                   scores, [] if files.folds else training_history(model_path), airr_sequences(store, ranked))
+                   scores, history, airr_sequences(store, ranked))
     finished = time.perf_counter()
     timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
                "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}

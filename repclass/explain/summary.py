@@ -12,6 +12,7 @@ import polars as pl
 from .._version import __version__
 from ..alphabet import AMINO_ACIDS
 from ..checkpoint import ModelInfo
+from ..diagnostics import memorisation_warning
 from ..ensemble import HELD_OUT
 from ..evidence import (average_precision, confusion, consensus_pattern, enrichment, gene_usage, motif_frequencies,
                         pr_points, roc_points)
@@ -82,6 +83,15 @@ def _stats(values: Sequence[float]) -> dict[str, float | None]:
     return {"n": int(len(values)), "median": significant(float(np.median(values))),
             "p10": significant(float(np.quantile(values, 0.1))),
             "p90": significant(float(np.quantile(values, 0.9)))}
+
+
+def training_warning(info: ModelInfo, history: Sequence[dict[str, Any]]) -> str | None:
+    """The warning `repclass train` logged about this model's training curve, if any
+    (repclass.diagnostics), made again from the model file and its folder's training_curve.tsv."""
+    settings = info.train_config
+    return memorisation_warning(history, info.metrics.get("best_update"), int(settings.get("eval_every", 100)),
+                                {f"{t.column}:{t.headline_metric}": t.kind != "regression" for t in info.targets},
+                                bool(info.model_config.use_counts and settings.get("init_evidence")))
 
 
 def build_evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, scores: pl.DataFrame,
