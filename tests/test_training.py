@@ -298,8 +298,8 @@ def test_count_readout_with_a_fitted_start_reads_clonal_expansion(tmp_path, capl
 def test_a_model_that_only_memorises_is_flagged_and_the_advice_reads_the_label(tmp_path, caplog):
     """A label carried by clone sizes alone is invisible to the defaults (no counts): the validation
     loss is best at the first evaluation while the training repertoires are memorised, and the run
-    says so in one warning, as does `repclass motifs`' report. Its advice (--use-counts --init-evidence --init-kmers 0) reads the label,
-    and that run is not flagged."""
+    says so in one warning, as does `repclass motifs`' report. Its advice (--use-counts
+    --init-evidence --init-kmers 0) reads the label, and that run is not flagged."""
     from click.testing import CliRunner
 
     from repclass import ingest
