@@ -80,7 +80,7 @@ def test_report_holds_each_element(held_out_run):
     summary = json.loads((held_out_run / "motifs.json").read_text())
     evidence = summary["evidence"]
     assert evidence["training_store"] == "same"
-    assert evidence["training_warning"] is None and "Training:" not in text  # the tiny model learned its motif
+    assert evidence["training_warnings"] == [] and "Training:" not in text  # the tiny model learned its motif
     assert evidence["splits"] == {"train": 8, "validation": 4, "test": 4, "new": 0}
     assert evidence["held_out"]["n"] == 4 and len(evidence["held_out"]["confusion"]) == 2
     top = evidence["motifs"][0]
@@ -191,9 +191,22 @@ def test_fold_ensemble_is_the_mean_of_the_folds(cv_model, tiny_cohort, tmp_path)
     assert set(ensemble["split"].to_list()) == {"train"}
 
 
-def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_cohort, tmp_path):
+def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_cohort, tmp_path, monkeypatch):
+    import repclass.explain.run as explain_run
+
     store_path, _ = tiny_cohort
+    # each fold model's training warning is made from its own folder's curve, and the report names the fold
+    # (the tiny folds learn their motif, so the second one's warning is made up here)
+    curves = []
+
+    def warning_of_the_second(info, history):
+        curves.append(len(history))
+        return "it memorised" if len(curves) == 2 else None
+
+    monkeypatch.setattr(explain_run, "training_warning", warning_of_the_second)
     result = motifs(cv_model, store_path, tmp_path / "m", device="cpu", n_motifs=2)
+    assert curves == [pl.read_csv(p.parent / "training_curve.tsv", separator="\t").height
+                      for p in fold_model_paths(cv_model)]
     folds = [read_info(p).splits for p in fold_model_paths(cv_model)]
     # Every repertoire is some fold's test repertoire, so all are held out for their explaining model.
     assert set(result.scores["split"].to_list()) == {"test"}
@@ -203,6 +216,8 @@ def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_
     assert len(summary["model"]["folds"]) == 3 and summary["evidence"]["cross_validation"] == 3
     assert "fold 1 test" in summary["evidence"]["model_metrics"]
     assert "cross-validation folder of 3 fold models" in (tmp_path / "m" / "report.html").read_text()
+    assert summary["evidence"]["training_warnings"] == [{"fold": 2, "warning": "it memorised"}]
+    assert '<p class="warn">Training, fold 2: it memorised.</p>' in (tmp_path / "m" / "report.html").read_text()
 
 
 # ---- ground truth, hand-made ----------------------------------------------------------------------

@@ -321,8 +321,8 @@ def test_a_model_that_only_memorises_is_flagged_and_the_advice_reads_the_label(t
                                           "--top-sequences", "50", "--device", "cpu"])
     assert explained.exit_code == 0, explained.output
     evidence = json.loads((tmp_path / "motifs" / "motifs.json").read_text())["evidence"]
-    assert evidence["training_warning"] == warnings[0]
-    assert '<p class="warn">Training: The validation loss was lowest at update' in (
+    assert evidence["training_warnings"] == [{"fold": None, "warning": warnings[0]}]
+    assert '<p class="warn">Training: the validation loss was lowest at update' in (
         tmp_path / "motifs" / "report.html").read_text()
 
     caplog.clear()

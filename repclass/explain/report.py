@@ -134,11 +134,13 @@ def _selection(summary: dict[str, Any], scores: pl.DataFrame, headline: str) -> 
             f'<p class="meta">Scored: {scores.height} repertoires ({counts}); {relation}.</p>')
 
 
-def _training_warning(summary: dict[str, Any]) -> str:
-    warning = summary.get("evidence", {}).get("training_warning")
-    if not warning:
-        return ""
-    return f'<p class="warn">Training: {html.escape(warning[0].upper() + warning[1:])}.</p>'
+def _training_warnings(summary: dict[str, Any]) -> str:
+    """What `repclass train` warned about the model's (or each fold model's) training, if anything."""
+    paragraphs = []
+    for entry in summary.get("evidence", {}).get("training_warnings", []):
+        where = "Training" if entry["fold"] is None else f"Training, fold {entry['fold']}"
+        paragraphs.append(f'<p class="warn">{where}: {html.escape(entry["warning"])}.</p>')
+    return "".join(paragraphs)
 
 
 def _metric_table(summary: dict[str, Any]) -> str:
@@ -371,7 +373,7 @@ def build_report(summary: dict[str, Any], sequences: pl.DataFrame, folder: Path,
 <h2>Which repertoires</h2>
 {_selection(summary, scores, headline)}
 <h2>How good the model is</h2>
-{_training_warning(summary)}
+{_training_warnings(summary)}
 {_metric_table(summary)}
 <div class="figures">{_figure(folder, "roc_pr", "ROC and precision-recall curves")}</div>
 {_confusion(summary)}

@@ -200,7 +200,11 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
     scores = scores_table(scored, owner, explained, store, split_of)
     summary["evidence"] = build_evidence(store, info, explained, scores, found, ranked, split_of, assignment)
     history = [] if files.folds else training_history(model_path)
-    summary["evidence"]["training_warning"] = training_warning(info, history)
+    # what `repclass train` warned about each model's training, made again from its folder's curve
+    warnings = [(k if files.folds else None, training_warning(fold_info, training_history(path)))
+                for k, (path, (_, fold_info)) in enumerate(zip(files.paths, loaded), start=1)]
+    summary["evidence"]["training_warnings"] = [{"fold": fold, "warning": warning} for fold, warning in warnings
+                                                if warning]
     if files.folds:
         summary["evidence"]["cross_validation"] = len(files.paths)
         summary["evidence"]["model_metrics"] = {
