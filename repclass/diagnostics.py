@@ -8,24 +8,33 @@ of torch so that either can call it.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .targets import Target
 
 #: The training loss must fall below this share of the kept model's validation loss.
 MEMORISED_SHARE = 0.25
 
 
+def validation_perfect(row: Mapping[str, Any], targets: Sequence["Target"]) -> bool:
+    """Whether a training-curve row's validation metrics are perfect: AUC 1.0 for every target
+    (never for a regression target, whose r2 cannot tell a solved split)."""
+    return all(t.kind != "regression" and row.get(t.curve_column) is not None and float(row[t.curve_column]) >= 1.0
+               for t in targets)
+
+
 def memorisation_warning(history: Sequence[Mapping[str, Any]], best_update: int | None, eval_every: int,
-                         headlines: Mapping[str, bool], reads_clone_sizes: bool) -> str | None:
+                         targets: Sequence["Target"], reads_clone_sizes: bool) -> str | None:
     """Why the kept model is likely no better than its start, or None.
 
     history: the training curve's rows (update, train_loss, validation_loss and each target's
-    headline metric); best_update: the kept model's update; headlines: each target's headline
-    column in those rows, and whether 1.0 there means the validation split is solved (False for
-    regression). The warning holds when the validation loss was best at one of the first
-    evaluations (within `eval_every` updates), not solved there, and the training loss at the last
-    evaluation is below a quarter of that validation loss: how a model that learns nothing shared
-    between repertoires ends on a few dozen of them (docs/real-data.md: best at update 10-50, the
-    training loss 0.001 while the validation loss climbs).
+    curve_column); best_update: the kept model's update. The warning holds when the validation loss
+    was best at one of the first evaluations (within `eval_every` updates), not perfect there
+    (validation_perfect), and the training loss at the last evaluation is below a quarter of that
+    validation loss: how a model that learns nothing shared between repertoires ends on a few dozen
+    of them (docs/real-data.md: best at update 10-50, the training loss 0.001 while the validation
+    loss climbs).
     """
     if not history or best_update is None or best_update > eval_every or history[-1]["update"] <= best_update:
         return None
@@ -33,11 +42,11 @@ def memorisation_warning(history: Sequence[Mapping[str, Any]], best_update: int 
     if best is None:
         return None
     best_loss, last_train_loss = float(best["validation_loss"]), float(history[-1]["train_loss"])
-    solved = all(can_solve and best[column] is not None and float(best[column]) >= 1.0
-                 for column, can_solve in headlines.items())
-    if solved or math.isnan(best_loss) or not last_train_loss < best_loss * MEMORISED_SHARE:
+    if (validation_perfect(best, targets) or math.isnan(best_loss)
+            or not last_train_loss < best_loss * MEMORISED_SHARE):
         return None
-    at_best = ", ".join(f"{column} {float(best[column]):.2f}" for column in headlines if best[column] is not None)
+    at_best = ", ".join(f"{t.curve_column} {float(best[t.curve_column]):.2f}" for t in targets
+                        if best.get(t.curve_column) is not None)
     advice = ("" if reads_clone_sizes else "; if the label may lie in clone sizes rather than in shared "
               "sequences, try --use-counts --init-evidence --init-kmers 0")
     return (f"the validation loss was lowest at update {best_update}, near the start ({at_best} there), and the "

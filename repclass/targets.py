@@ -184,6 +184,11 @@ class Target:
     def headline_metric(self) -> str:
         return {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}[self.kind]
 
+    @property
+    def curve_column(self) -> str:
+        """This target's column in the training curve (training_curve.tsv): its headline metric."""
+        return f"{self.column}:{self.headline_metric}"
+
 
 def _class_index(classes: list[str] | None, label: str) -> int | None:
     if classes is None:

@@ -33,7 +33,7 @@ from .checkpoint import (CHECKPOINT_NAME, MODEL_FILENAME, ModelInfo, check_check
                          run_fingerprint, save_checkpoint)
 from .config import ModelConfig, TrainConfig
 from .data import Batch, RepertoireCache, make_batch, sample_rows
-from .diagnostics import memorisation_warning
+from .diagnostics import memorisation_warning, validation_perfect
 from .distributed import Context, finish, from_environment
 from .errors import LabelError, RepclassError, UsageError, excerpt
 from .files import check_output_not_input, check_replaceable, clean_leftovers, output_lock, prepare_parent
@@ -304,8 +304,7 @@ class _Tracker:
         state["loss_sum"], state["loss_count"] = 0.0, 0
         row = {"update": state["update"], "train_loss": train_loss, "validation_loss": validation.get("loss", math.nan)}
         for target in self.targets:
-            row[f"{target.column}:{target.headline_metric}"] = validation[target.column].get(target.headline_metric,
-                                                                                             math.nan)
+            row[target.curve_column] = validation[target.column].get(target.headline_metric, math.nan)
         state["history"].append(row)
         improved = self.validated and validation["loss"] < state["best_val_loss"] - self.config.min_delta
         if improved or not self.validated:
@@ -315,14 +314,13 @@ class _Tracker:
             self.best_weights = self._weights()
         else:
             state["stale_evals"] += 1
-        headline = f"{self.targets[0].column}:{self.targets[0].headline_metric}"
+        headline = self.targets[0].curve_column
         self.status = f"val_loss {row['validation_loss']:.4f} val {headline} {row.get(headline, math.nan):.3f}"
         if state["stale_evals"] >= self.config.patience:
             return (f"validation loss has not improved for {self.config.patience} evaluations (best at update "
                     f"{state['best_update']})")
         solved = (self.validated and self.config.stop_loss > 0 and validation["loss"] <= self.config.stop_loss
-                  and all(t.kind != "regression" and row[f"{t.column}:{t.headline_metric}"] >= 1.0
-                          for t in self.targets))
+                  and validation_perfect(row, self.targets))
         if solved:
             return f"validation solved (AUC 1.0, loss {validation['loss']:.4f} <= {self.config.stop_loss:g})"
         return None
@@ -331,8 +329,7 @@ class _Tracker:
         """Whether the kept model only memorised (repclass.diagnostics): the warning, or None."""
         if not self.validated:
             return None
-        return memorisation_warning(self.history, self.best_update, self.config.eval_every,
-                                    {f"{t.column}:{t.headline_metric}": t.kind != "regression" for t in self.targets},
+        return memorisation_warning(self.history, self.best_update, self.config.eval_every, self.targets,
                                     self.model.config.use_counts and self.config.init_evidence)
 
 

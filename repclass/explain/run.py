@@ -199,10 +199,10 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
                             "kernels_from": f"fold_{kernel_model + 1}"}
     scores = scores_table(scored, owner, explained, store, split_of)
     summary["evidence"] = build_evidence(store, info, explained, scores, found, ranked, split_of, assignment)
-    history = [] if files.folds else training_history(model_path)
+    histories = [training_history(path) for path in files.paths]
     # what `repclass train` warned about each model's training, made again from its folder's curve
-    warnings = [(k if files.folds else None, training_warning(fold_info, training_history(path)))
-                for k, (path, (_, fold_info)) in enumerate(zip(files.paths, loaded), start=1)]
+    warnings = [(k if files.folds else None, training_warning(fold_info, history))
+                for k, (history, (_, fold_info)) in enumerate(zip(histories, loaded), start=1)]
     summary["evidence"]["training_warnings"] = [{"fold": fold, "warning": warning} for fold, warning in warnings
                                                 if warning]
     if files.folds:
@@ -217,7 +217,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
     clustered = time.perf_counter()
 
     publish_folder(out, force, summary, ranked, repertoire_table(summaries, ranked), motif_table(found, sequences),
-                   scores, history, airr_sequences(store, ranked))
+                   scores, [] if files.folds else histories[0], airr_sequences(store, ranked))
     finished = time.perf_counter()
     timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
                "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}

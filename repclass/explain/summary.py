@@ -90,8 +90,7 @@ def training_warning(info: ModelInfo, history: Sequence[dict[str, Any]]) -> str 
     (repclass.diagnostics), made again from the model file and its folder's training_curve.tsv."""
     settings = info.train_config
     return memorisation_warning(history, info.metrics.get("best_update"), int(settings.get("eval_every", 100)),
-                                {f"{t.column}:{t.headline_metric}": t.kind != "regression" for t in info.targets},
-                                bool(info.model_config.use_counts and settings.get("init_evidence")))
+                                info.targets, bool(info.model_config.use_counts and settings.get("init_evidence")))
 
 
 def build_evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, scores: pl.DataFrame,
