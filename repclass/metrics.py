@@ -1,4 +1,7 @@
-"""Metrics in plain numpy (no scikit-learn dependency): ROC AUC, balanced accuracy, F1, r2, ..."""
+"""Metrics in plain numpy: ROC AUC (with bootstrap intervals), balanced accuracy, F1, r2, ...
+
+Plain numpy rather than scikit-learn's: these run on every evaluation of a training run, on a
+few hundred repertoires, where scikit-learn's input checks cost more than the metric."""
 from __future__ import annotations
 
 import math
@@ -25,6 +28,41 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _stratified_resamples(y_true: np.ndarray, n_resamples: int, seed: int):
+    """Row indices of `n_resamples` bootstrap resamples drawn with replacement within each class,
+    so that every resample holds both classes (the AUC is defined on each)."""
+    positives, negatives = np.flatnonzero(y_true), np.flatnonzero(~y_true)
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        yield np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+
+
+def _percentile_interval(resampled: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def roc_auc_interval(y_true: np.ndarray, scores: np.ndarray, n_resamples: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """ROC AUC with a stratified percentile bootstrap interval at `level`: (auc, low, high).
+
+    Repertoires are resampled with replacement within each class. The interval says how much the
+    figure could move with another draw of held-out repertoires of the same size: on 8 repertoires
+    an AUC of 1.0 is compatible with far less. NaN for all three when only one class is present.
+    """
+    y_true = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(y_true) != len(scores):
+        raise ValueError("labels and scores must have the same length")
+    auc = roc_auc(y_true, scores)
+    if math.isnan(auc):
+        return math.nan, math.nan, math.nan
+    resampled = np.array([roc_auc(y_true[rows], scores[rows])
+                          for rows in _stratified_resamples(y_true, n_resamples, seed)])
+    return (auc, *_percentile_interval(resampled, level))
+
+
 def paired_auc_difference(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, n_resamples: int = 2000,
                           seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """ROC AUC of `scores_a` minus that of `scores_b` on the same samples, with a paired bootstrap
@@ -40,17 +78,11 @@ def paired_auc_difference(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np
     if not (len(y_true) == len(scores_a) == len(scores_b)):
         raise ValueError("labels and both score arrays must have the same length")
     difference = roc_auc(y_true, scores_a) - roc_auc(y_true, scores_b)
-    positives, negatives = np.flatnonzero(y_true), np.flatnonzero(~y_true)
-    if len(positives) == 0 or len(negatives) == 0:
+    if y_true.all() or not y_true.any():
         return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    resampled = np.empty(n_resamples)
-    for r in range(n_resamples):
-        rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
-        resampled[r] = roc_auc(y_true[rows], scores_a[rows]) - roc_auc(y_true[rows], scores_b[rows])
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return float(difference), float(low), float(high)
+    resampled = np.array([roc_auc(y_true[rows], scores_a[rows]) - roc_auc(y_true[rows], scores_b[rows])
+                          for rows in _stratified_resamples(y_true, n_resamples, seed)])
+    return (float(difference), *_percentile_interval(resampled, level))
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
