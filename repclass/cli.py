@@ -379,6 +379,12 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @click.option("--folds", type=int, default=None, help="k-fold cross-validation: one model per fold.")
 @click.option("--fold", type=int, default=None, help="With --folds: train only this fold (1-based), e.g. one "
                                                       "pipeline job per fold.")
+@click.option("--group-column", default="auto", show_default=True, metavar="COLUMN|auto|none",
+              help="Sheet column naming each repertoire's donor: a donor's repertoires never sit on both sides of "
+                   "a fold or split (auto: subject_id when the sheet has it; none: split repertoires).")
+@click.option("--permutations", type=int, default=0, show_default=True,
+              help="Label-permutation test: retrain N times on the same folds with permuted labels (whole donors "
+                   "when grouped) for a p-value beside the pooled metric; costs N x K trainings per method.")
 @_setting("validation_fraction", "Share of repertoires in the validation split (early stopping, model choice).")
 @_setting("test_fraction", "Share of repertoires held out as the test split.")
 @_setting("seed", "Seed for splits, initialisation and sampling.")
@@ -450,7 +456,7 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @threads_option
 def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ...], positives: tuple[str, ...],
           loss_weights: tuple[str, ...], split_column: str | None, folds: int | None, fold: int | None,
-          resume: bool, methods: tuple[str, ...], kmer_size: int, kmer_gap: int, kmer_counts: bool,
+          group_column: str, permutations: int, resume: bool, methods: tuple[str, ...], kmer_size: int, kmer_gap: int, kmer_counts: bool,
           inner_folds: int, burden_clonotype: str, device: str, force: bool, threads: int | None,
           **settings: Any) -> None:
     """Train DeepRC (or a baseline: --method kmer|burden, repeatable to compare) on a store.
@@ -460,6 +466,7 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     repclass train cohort.store --target status --target age --type age=regression --out model/
     repclass train cohort.store --target status --folds 5 --out cv/
     repclass train cohort.store --target status --method deeprc --method kmer --method burden --out compare/
+    repclass train cohort.store --target status --method kmer --folds 5 --permutations 99 --out kmer_cv/
     """
     _prepare_compute(threads)
     from .splits import SplitSpec
@@ -475,7 +482,10 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     # **settings: the TrainConfig and ModelConfig fields (`_setting` options); the dataclasses check them.
     config = TrainConfig(**{k: v for k, v in settings.items() if k in _TRAIN_FIELDS})
     model_config = ModelConfig(**{k: v for k, v in settings.items() if k in _MODEL_FIELDS})
-    split_spec = SplitSpec(column=split_column, folds=folds, fold=fold)
+    split_spec = SplitSpec(column=split_column, folds=folds, fold=fold, group_column=group_column)
+    if permutations < 0:
+        raise click.BadParameter(f"must be 0 or more, got {permutations}", param_hint="--permutations")
+    kmer = burden = None
     if tuple(dict.fromkeys(methods)) != ("deeprc",):
         from .baselines.burden import BurdenConfig
         from .baselines.kmer import KmerConfig
@@ -487,7 +497,7 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
         if len(chosen) > 1:
             comparison = train_methods(store, out, chosen, targets=specs, split=split_spec, config=config,
                                        model_config=model_config, kmer=kmer, burden=burden, device=device,
-                                       resume=resume, force=force)
+                                       resume=resume, force=force, permutations=permutations)
             for row in comparison.table.filter(comparison.table["fold"].is_in(["all", "pooled"])).iter_rows(
                     named=True):
                 if row["metric"] in ("roc_auc", "macro_auc", "r2"):
@@ -501,10 +511,17 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     else:
         result = train_api(store, out, targets=specs, config=config, model_config=model_config, split=split_spec,
                            device=device, resume=resume, force=force)
+    if permutations:
+        from .evaluation import permutation_test
+
+        permutation_test(methods[0], store, result.path, specs, permutations, split=split_spec, config=config,
+                         model_config=model_config, kmer=kmer, burden=burden, device=device)
     if result.folds:
         for key, value in sorted(result.metrics.items()):
             if key.startswith("test:"):
-                log.info("%s: %.3f +- %.3f over %d folds", key, value["mean"], value["sd"] or 0.0, len(result.folds))
+                pooled = "" if value.get("pooled") is None else f"; pooled out of fold {value['pooled']:.3f}"
+                log.info("%s: %.3f +- %.3f over %d folds%s", key, value["mean"], value["sd"] or 0.0, len(result.folds),
+                         pooled)
     else:
         for split in ("validation", "test"):
             for spec in specs:

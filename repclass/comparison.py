@@ -6,7 +6,10 @@ repclass.splits.split_assignments) into OUT/<method>/, and OUT/comparison.tsv ho
 method, fold and target, each metric on the validation and test splits side by side, per fold
 and pooled over the folds (metrics of all folds' predictions together); OUT/comparison.png plots
 the headline test metric. Metrics are recomputed from each folder's predictions.tsv with the
-same definitions (repclass.metrics) for every method.
+same definitions (repclass.metrics) for every method. The pooled (or single-split) headline row
+of each method carries a bootstrap 95% interval (`test_low`, `test_high`) and, with
+`permutations`, the label-permutation p-value; OUT/summary.md says it in words
+(repclass.evaluation).
 """
 from __future__ import annotations
 
@@ -73,10 +76,12 @@ def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequenc
                   targets: Sequence["TargetSpec | str"], split: "SplitSpec | None" = None,
                   config: "TrainConfig | None" = None, model_config: "ModelConfig | None" = None,
                   kmer: "KmerConfig | None" = None, burden: Any = None, device: str = "auto",
-                  resume: bool = False, force: bool = False) -> ComparisonResult:
+                  resume: bool = False, force: bool = False, permutations: int = 0) -> ComparisonResult:
     """Train each method on the same splits into OUT/<method>/ and compare them in
-    OUT/comparison.tsv and OUT/comparison.png (written to OUT.partial/, published at the end;
-    with `resume`, methods already finished there are kept)."""
+    OUT/comparison.tsv, OUT/comparison.png and OUT/summary.md (written to OUT.partial/, published
+    at the end; with `resume`, methods already finished there are kept). With `permutations` N,
+    each method is also retrained N times on the same folds with permuted labels (its
+    permutations.tsv), for a p-value beside its pooled metric: N x K more trainings per method."""
     from .files import check_output_not_input, clean_leftovers, output_lock, prepare_parent
     from .store import Store
     from .training import partial_path
@@ -98,7 +103,8 @@ def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequenc
         clean_leftovers(out)
         _check_replaceable(out, force)
         return _train_methods(store, out, chosen, targets=targets, split=split, config=config,
-                              model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume)
+                              model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
+                              permutations=permutations)
 
 
 def _check_replaceable(out: Path, force: bool) -> None:
@@ -113,7 +119,9 @@ def _check_replaceable(out: Path, force: bool) -> None:
 
 def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Sequence["TargetSpec | str"],
                    split: "SplitSpec | None", config: "TrainConfig | None", model_config: "ModelConfig | None",
-                   kmer: "KmerConfig | None", burden: Any, device: str, resume: bool) -> ComparisonResult:
+                   kmer: "KmerConfig | None", burden: Any, device: str, resume: bool,
+                   permutations: int = 0) -> ComparisonResult:
+    from .evaluation import PERMUTATIONS_NAME, folder_estimates, permutation_test, write_summary
     from .files import publish
     from .training import partial_path
 
@@ -131,7 +139,16 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
         results[method] = train_method(method, store, folder, targets=targets, split=split, config=config,
                                        model_config=model_config, kmer=kmer, burden=burden, device=device,
                                        resume=resume, force=True)
+    if permutations:
+        for method in chosen:
+            if resume and (work / method / PERMUTATIONS_NAME).exists():
+                continue
+            permutation_test(method, store, work / method, targets, permutations, split=split, config=config,
+                             model_config=model_config, kmer=kmer, burden=burden, device=device)
     table = comparison_table({method: work / method for method in chosen})
+    write_summary(work, [e for method in chosen for e in folder_estimates(work / method, method)],
+                  "Methods compared on the same folds" if split is not None and split.folds else
+                  "Methods compared on the same split")
     from .store import write_file_atomically
 
     write_file_atomically(work / COMPARISON_NAME,
@@ -144,11 +161,6 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
 # ----------------------------------------------------------------------------------------------
 # the comparison table, from the model folders' predictions
 # ----------------------------------------------------------------------------------------------
-def _model_folders(folder: Path) -> list[tuple[str, Path]]:
-    folds = sorted((p for p in folder.glob("fold_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[1]))
-    return [(p.name.split("_")[1], p) for p in folds] if folds else [("all", folder)]
-
-
 def _targets(folder: Path) -> list[dict[str, Any]]:
     import json
 
@@ -189,14 +201,18 @@ def prediction_metrics(table: "pl.DataFrame", target: dict[str, Any]) -> dict[st
 
 
 def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
-    """method, fold (1..K and 'pooled', or 'all' for one split), target, metric, validation, test."""
+    """method, fold (1..K and 'pooled', or 'all' for one split), target, metric, validation, test,
+    and on the pooled / single-split headline rows test_low, test_high (bootstrap 95% interval of
+    ROC AUC), permutation_p and permutations (when the method's folder holds permutations.tsv)."""
     import polars as pl
 
+    from .evaluation import folder_estimates, model_parts
     from .model_folder import metric_rows
 
     rows = []
     for method, folder in folders.items():
-        parts = _model_folders(folder)
+        parts = model_parts(folder)
+        estimates = {e.target: e for e in folder_estimates(folder, method)}
         tables = []
         for fold, part in parts:
             predictions = pl.read_csv(part / "predictions.tsv", separator="\t", infer_schema=False)
@@ -213,12 +229,22 @@ def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
                 side_by_side: dict[str, dict[str, float]] = {}
                 for row in metric_rows(metrics, [column], ("test", "validation")):
                     side_by_side.setdefault(row["metric"], {})[row["split"]] = row["value"]
+                found = estimates[column]
                 for name, values in side_by_side.items():
+                    headline = fold in ("pooled", "all") and name == found.metric
                     rows.append({"method": method, "fold": fold, "target": column, "metric": name,
                                  "validation": values.get("validation", math.nan),
-                                 "test": values.get("test", math.nan)})
+                                 "test": values.get("test", math.nan),
+                                 "test_low": found.low if headline else math.nan,
+                                 "test_high": found.high if headline else math.nan,
+                                 "permutation_p": found.p_value if headline and found.p_value is not None
+                                 else math.nan,
+                                 "permutations": found.n_permutations if headline and found.p_value is not None
+                                 else None})
     return pl.DataFrame(rows, schema={"method": pl.String, "fold": pl.String, "target": pl.String,
-                                      "metric": pl.String, "validation": pl.Float64, "test": pl.Float64})
+                                      "metric": pl.String, "validation": pl.Float64, "test": pl.Float64,
+                                      "test_low": pl.Float64, "test_high": pl.Float64,
+                                      "permutation_p": pl.Float64, "permutations": pl.Int64})
 
 
 def plot_comparison(table: "pl.DataFrame", path: Path) -> None:

@@ -37,8 +37,13 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
 
 def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
                        targets: Sequence["Target | TargetSpec"]) -> dict[str, Any]:
-    """folds.tsv (every fold's metrics), folds_summary.tsv/.json (mean and sd over the folds); returns the summary."""
+    """folds.tsv (every fold's metrics), folds_summary.tsv/.json (mean and sd over the folds, and
+    each metric on the pooled out-of-fold predictions: `pooled`, with a bootstrap 95% interval
+    `pooled_low`/`pooled_high` for ROC AUC, and the permutation p-value where permutations.tsv
+    is there), out_of_fold_predictions.tsv and summary.md (repclass.evaluation); returns the summary."""
     import polars as pl
+
+    from .files import write_file_atomically
 
     rows = [{"fold": str(fold), **row} for fold, metrics in enumerate(fold_metrics, start=1)
             for row in metric_rows(metrics, [t.column for t in targets])]
@@ -46,12 +51,60 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
                                        "metric": pl.String, "value": pl.Float64})
     summary_rows = (table.group_by(["split", "target", "metric"], maintain_order=True)
                     .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd")))
-    table.write_csv(work / "folds.tsv", separator="\t")
-    summary_rows.write_csv(work / "folds_summary.tsv", separator="\t")
-    summary = {f"{r['split']}:{r['target']}:{r['metric']}": {"mean": r["mean"], "sd": r["sd"]}
+    summary_rows = _with_pooled(work, summary_rows)
+    write_file_atomically(work / "folds.tsv", lambda temporary: table.write_csv(temporary, separator="\t"))
+    write_file_atomically(work / "folds_summary.tsv",
+                          lambda temporary: summary_rows.write_csv(temporary, separator="\t"))
+    summary = {f"{r['split']}:{r['target']}:{r['metric']}": {k: r[k] for k in summary_rows.columns
+                                                              if k not in ("split", "target", "metric")}
                for r in summary_rows.iter_rows(named=True)}
-    (work / "folds_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_file_atomically(work / "folds_summary.json", lambda temporary: Path(temporary).write_text(
+        json.dumps(summary, indent=2, sort_keys=True, allow_nan=True) + "\n"))
     return summary
+
+
+def refresh_fold_summary(work: Path) -> dict[str, Any]:
+    """write_fold_summary again from the fold folders' metrics.json (after a permutation test)."""
+    from .evaluation import folder_targets, model_parts
+
+    fold_metrics = [json.loads((part / "metrics.json").read_text()) for _, part in model_parts(work)]
+    from .targets import TargetSpec
+
+    return write_fold_summary(work, fold_metrics, [TargetSpec(t["column"]) for t in folder_targets(work)])
+
+
+def _with_pooled(work: Path, summary_rows: "pl.DataFrame") -> "pl.DataFrame":
+    """The fold summary with the pooled out-of-fold columns; writes out_of_fold_predictions.tsv
+    and summary.md on the way."""
+    import math
+
+    import polars as pl
+
+    from .comparison import prediction_metrics
+    from .evaluation import (HEADLINE, folder_estimates, folder_targets, held_out_predictions, write_out_of_fold,
+                             write_summary)
+
+    write_out_of_fold(work)
+    estimates = {e.target: e for e in folder_estimates(work)}
+    pooled: dict[tuple[str, str, str], dict[str, float | None]] = {}
+    for split in ("validation", "test"):
+        table = held_out_predictions(work, split)
+        for target in folder_targets(work):
+            for metric, value in prediction_metrics(table, target).items():
+                pooled[(split, target["column"], metric)] = {"pooled": value}
+            found = estimates[target["column"]]
+            if split == "test":
+                headline = pooled.setdefault(("test", target["column"], HEADLINE[target["kind"]]), {})
+                headline.update(pooled_low=found.low, pooled_high=found.high, permutation_p=found.p_value,
+                                permutations=float(found.n_permutations) if found.p_value is not None else None)
+    extra = {"pooled": [], "pooled_low": [], "pooled_high": [], "permutation_p": [], "permutations": []}
+    for row in summary_rows.iter_rows(named=True):
+        values = pooled.get((row["split"], row["target"], row["metric"]), {})
+        for name in extra:
+            value = values.get(name)
+            extra[name].append(None if value is None or (isinstance(value, float) and math.isnan(value)) else value)
+    write_summary(work, list(estimates.values()))
+    return summary_rows.with_columns(pl.Series(name, values, dtype=pl.Float64) for name, values in extra.items())
 
 
 def write_model_folder(work: Path, model: "DeepRC", info: "ModelInfo", history: list[dict[str, Any]],

@@ -276,7 +276,8 @@ def test_comparison_with_folds_is_deterministic(cohort, tmp_path):
         assert result.exit_code == 0, result.output
         outputs.append(out)
     table = pl.read_csv(outputs[0] / "comparison.tsv", separator="\t")
-    assert table.columns == ["method", "fold", "target", "metric", "validation", "test"]
+    assert table.columns == ["method", "fold", "target", "metric", "validation", "test", "test_low", "test_high",
+                             "permutation_p", "permutations"]
     auc = table.filter(pl.col("metric") == "roc_auc")
     assert sorted(set(auc["method"].to_list())) == ["burden", "kmer"]
     assert sorted(set(auc["fold"].to_list())) == ["1", "2", "3", "pooled"]

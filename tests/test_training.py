@@ -16,6 +16,7 @@ from repclass.checkpoint import load_model
 from repclass.config import TrainConfig
 from repclass.data import RepertoireCache
 from repclass.errors import OutputExistsError, UsageError
+from repclass.metrics import roc_auc
 from repclass.scoring import score_repertoire
 from repclass.splits import SplitSpec
 from repclass.store import Store
@@ -107,7 +108,16 @@ def test_kfold_writes_one_model_per_fold(tiny_cohort, tmp_path):
     for fold in range(1, 5):
         assert (tmp_path / "cv" / f"fold_{fold}" / "model.safetensors").exists()
     summary = pl.read_csv(tmp_path / "cv" / "folds_summary.tsv", separator="\t")
-    assert {"split", "target", "metric", "mean", "sd"} == set(summary.columns)
+    assert ["split", "target", "metric", "mean", "sd", "pooled", "pooled_low", "pooled_high", "permutation_p",
+            "permutations"] == summary.columns
+    # the pooled out-of-fold AUC is the AUC of out_of_fold_predictions.tsv, inside its interval
+    pooled = pl.read_csv(tmp_path / "cv" / "out_of_fold_predictions.tsv", separator="\t")
+    assert sorted(pooled["sample_id"].to_list()) == sorted(Store.open(store_path).sample_ids)
+    auc = summary.filter((pl.col("split") == "test") & (pl.col("metric") == "roc_auc")).row(0, named=True)
+    assert auc["pooled"] == pytest.approx(roc_auc(pooled["status:label"].to_numpy() == "+",
+                                                  pooled["status:p(+)"].to_numpy()))
+    assert auc["pooled_low"] <= auc["pooled"] <= auc["pooled_high"]
+    assert "DeepRC" in (tmp_path / "cv" / "summary.md").read_text()
     tested = []
     for fold in range(1, 5):
         _, info = load_model(tmp_path / "cv" / f"fold_{fold}")

@@ -1,0 +1,511 @@
+"""Evaluation a reviewer accepts: pooled out-of-fold predictions, bootstrap intervals, a
+label-permutation test, and the result in words.
+
+- **Pooled out of fold.** With k folds every labelled repertoire is tested exactly once, by the
+  fold model that never saw it; `held_out_predictions` gathers those rows (the test rows of a
+  single split otherwise) and `estimate` scores them with one headline metric (ROC AUC, macro
+  AUC, r2), with a stratified bootstrap 95% interval for ROC AUC
+  (`repclass.metrics.roc_auc_interval`).
+- **Is there any signal at all?** `permutation_test` retrains a method N times on the same folds
+  with the labels permuted (among the labelled repertoires; whole donors exchange labels when
+  the split is grouped by donor) and compares the pooled metric with that null:
+  p = (1 + #null >= observed) / (N + 1). It costs N x K trainings.
+- **In words.** `describe`, `recommendation` and `summary_markdown` turn estimates into the
+  sentences a lab reads ("DeepRC 0.62 [0.55-0.69], k-mer 0.66 [0.59-0.73]; permutation p = 0.01"),
+  which method to trust, and a caveat when the held-out set is small; `write_summary` writes them
+  to summary.md. The HTML report can call the same functions.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .config import ModelConfig, TrainConfig
+    from .splits import SplitSpec
+    from .store import Store
+    from .targets import TargetSpec
+
+log = logging.getLogger(__name__)
+
+OUT_OF_FOLD_NAME = "out_of_fold_predictions.tsv"
+PERMUTATIONS_NAME = "permutations.tsv"
+SUMMARY_NAME = "summary.md"
+#: Below these, a held-out AUC is read with a caveat: fewer repertoires in all, or in a class.
+SMALL_HELD_OUT = 30
+SMALL_CLASS = 10
+#: Bootstrap resamples and seed of every interval (fixed: the same predictions give the same interval).
+RESAMPLES = 2000
+INTERVAL_SEED = 0
+HEADLINE = {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}
+METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_auc": "macro AUC", "r2": "r2"}
+METHOD_NAMES = {"deeprc": "DeepRC", "kmer": "k-mer", "burden": "burden"}
+#: The prefix of the split columns a permuted store carries (one per fold model).
+_FOLD_COLUMN = "_repclass_permutation_fold_"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One method's held-out headline metric for one target, with its interval and null."""
+
+    method: str
+    target: str
+    metric: str
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+    n: int = 0
+    n_positive: int | None = None  # binary targets only
+    n_negative: int | None = None
+    pooled: bool = False  # pooled over k folds (False: one test split)
+    p_value: float | None = None
+    n_permutations: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# held-out predictions and their estimate
+# ----------------------------------------------------------------------------------------------
+def model_parts(folder: Path) -> list[tuple[str, Path]]:
+    """(fold name, model folder) of a folds folder (fold_1 ... fold_K), or [("all", folder)]."""
+    folds = sorted((p for p in Path(folder).glob("fold_*") if p.is_dir() and p.name[5:].isdigit()),
+                   key=lambda p: int(p.name[5:]))
+    return [(p.name[5:], p) for p in folds] if folds else [("all", Path(folder))]
+
+
+def folder_targets(folder: Path) -> list[dict[str, Any]]:
+    """The targets (column, kind, classes) recorded in a model folder (or its first fold)."""
+    return json.loads((model_parts(folder)[0][1] / "model.json").read_text())["targets"]
+
+
+def folder_method(folder: Path) -> str:
+    """deeprc, kmer or burden: the method of a model folder (DeepRC's model.json names none)."""
+    return json.loads((model_parts(folder)[0][1] / "model.json").read_text()).get("method", "deeprc")
+
+
+def held_out_predictions(folder: Path, split: str = "test") -> "pl.DataFrame":
+    """The rows of `split` of every fold model's predictions.tsv, with a `fold` column first: with k
+    folds, each labelled repertoire once, scored by the model that held it out."""
+    import polars as pl
+
+    tables = []
+    for fold, part in model_parts(folder):
+        table = pl.read_csv(part / "predictions.tsv", separator="\t", infer_schema=False)
+        tables.append(table.filter(pl.col("split") == split).select(pl.lit(fold).alias("fold"), pl.all()))
+    return pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
+
+
+def _binary_labels(table: "pl.DataFrame", target: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    import polars as pl
+
+    column = target["column"]
+    rows = table.filter(pl.col(f"{column}:label").is_not_null())
+    positive = target["classes"][1].lower()
+    y = np.array([v.lower() == positive for v in rows[f"{column}:label"].to_list()], dtype=bool)
+    scores = rows[f"{column}:p({target['classes'][1]})"].cast(pl.Float64).to_numpy()
+    return y, scores
+
+
+def statistic(table: "pl.DataFrame", target: dict[str, Any]) -> float:
+    """The headline metric of `target` on a predictions table (NaN without labelled rows)."""
+    from .comparison import prediction_metrics
+
+    return float(prediction_metrics(table, target).get(HEADLINE[target["kind"]], math.nan))
+
+
+def estimate(table: "pl.DataFrame", target: dict[str, Any], method: str, pooled: bool) -> Estimate:
+    """The headline metric of a predictions table's labelled rows, with a bootstrap 95% interval
+    for a binary target's ROC AUC (stratified: resampled within each class)."""
+    from .comparison import prediction_metrics
+    from .metrics import roc_auc_interval
+
+    metric = HEADLINE[target["kind"]]
+    if f"{target['column']}:label" not in table.columns or table.height == 0:
+        return Estimate(method, target["column"], metric, math.nan, pooled=pooled)
+    if target["kind"] == "binary":
+        y, scores = _binary_labels(table, target)
+        value, low, high = roc_auc_interval(y, scores, n_resamples=RESAMPLES, seed=INTERVAL_SEED)
+        return Estimate(method, target["column"], metric, value, low, high, n=len(y), n_positive=int(y.sum()),
+                        n_negative=int((~y).sum()), pooled=pooled)
+    values = prediction_metrics(table, target)
+    return Estimate(method, target["column"], metric, float(values.get(metric, math.nan)), n=int(values["n"]),
+                    pooled=pooled)
+
+
+def folder_estimates(folder: Path, method: str | None = None) -> list[Estimate]:
+    """Each target's held-out estimate of a model folder (pooled over its folds, if any), with the
+    permutation p-value when permutations.tsv is there."""
+    method = method or folder_method(folder)
+    pooled = model_parts(folder)[0][0] != "all"
+    table = held_out_predictions(folder)
+    nulls = read_permutations(folder)
+    result = []
+    for target in folder_targets(folder):
+        found = estimate(table, target, method, pooled)
+        null = nulls.get(target["column"])
+        if null:
+            found = replace(found, p_value=permutation_p(found.value, null), n_permutations=len(null))
+        result.append(found)
+    return result
+
+
+def write_out_of_fold(folder: Path) -> None:
+    """out_of_fold_predictions.tsv: every repertoire's prediction by the fold model that held it out."""
+    from .files import write_file_atomically
+
+    table = held_out_predictions(folder)
+    write_file_atomically(Path(folder) / OUT_OF_FOLD_NAME, lambda temporary: table.write_csv(temporary, separator="\t"))
+
+
+# ----------------------------------------------------------------------------------------------
+# the permutation test
+# ----------------------------------------------------------------------------------------------
+def permutation_p(observed: float, null: Sequence[float]) -> float:
+    """(1 + #null >= observed) / (N + 1); a null value that is NaN counts against the signal."""
+    if math.isnan(observed):
+        return math.nan
+    at_least = sum(1 for value in null if math.isnan(value) or value >= observed - 1e-12)
+    return (1 + at_least) / (len(null) + 1)
+
+
+def permuted_sources(ids: Sequence[str], groups: dict[str, str] | None, rng: np.random.Generator) -> dict[str, str]:
+    """Repertoire -> the repertoire whose labels it takes in one permutation. Without groups a plain
+    permutation; with groups (sample id -> donor), donors exchange their labels whole: a donor's
+    repertoires (sorted) take those of another donor with as many repertoires, so the labels of a
+    donor's time points stay together and the class counts stay as they are."""
+    ids = sorted(ids)
+    if groups is None:
+        order = rng.permutation(len(ids))
+        return {ids[i]: ids[int(order[i])] for i in range(len(ids))}
+    members: dict[str, list[str]] = {}
+    for sample_id in ids:
+        members.setdefault(groups[sample_id], []).append(sample_id)
+    by_size: dict[int, list[str]] = {}
+    for donor in sorted(members):
+        by_size.setdefault(len(members[donor]), []).append(donor)
+    sources: dict[str, str] = {}
+    for size in sorted(by_size):
+        donors = by_size[size]
+        order = rng.permutation(len(donors))
+        for donor, source in zip(donors, (donors[int(i)] for i in order)):
+            for mine, theirs in zip(members[donor], members[source]):
+                sources[mine] = theirs
+    return sources
+
+
+def _trainable(store: "Store", columns: Sequence[str], kinds: Sequence[str], sources: dict[str, str],
+               assignments: Sequence[dict[str, str]]) -> bool:
+    """Whether every fold's training repertoires keep at least two of each class of every
+    classification target under a permutation (what each method needs to fit, inner CV included)."""
+    for column, kind in zip(columns, kinds):
+        if kind == "regression":
+            continue
+        labels = store.labels(column)
+        classes = {labels[i] for i in sources if labels[i] is not None}
+        for assignment in assignments:
+            counts: dict[str, int] = {}
+            for sample_id, side in assignment.items():
+                label = labels[sources.get(sample_id, sample_id)]
+                if side == "train" and label is not None:
+                    counts[label] = counts.get(label, 0) + 1
+            if len(counts) < len(classes) or min(counts.values()) < 2:
+                return False
+    return True
+
+
+#: Memory for repertoire tables kept between the trainings of a permutation test (each of the N x K
+#: trainings reads the same repertoires; beyond this they are read from the store again).
+READ_CACHE_BYTES = 1 << 30
+
+
+def _read_once(store: "Store") -> "Store":
+    """`store` whose `read` keeps tables in memory (up to READ_CACHE_BYTES) across trainings."""
+    from .store import Store
+
+    class ReadOnce(Store):
+        def read(self, sample_id: str, columns: list[str] | None = None) -> "pl.DataFrame":
+            key = (sample_id, None if columns is None else tuple(columns))
+            table = cache.get(key)
+            if table is None:
+                table = super().read(sample_id, columns)
+                if used[0] + table.estimated_size() <= READ_CACHE_BYTES:
+                    cache[key] = table
+                    used[0] += table.estimated_size()
+            return table
+
+    cache: dict[tuple[str, tuple[str, ...] | None], "pl.DataFrame"] = {}
+    used = [0]
+    return ReadOnce(path=store.path, manifest=store.manifest, samples=store.samples)
+
+
+def permuted_store(store: "Store", columns: Sequence[str], sources: dict[str, str],
+                   assignments: Sequence[dict[str, str]]) -> "Store":
+    """A copy of `store` (in memory: same files) whose label `columns` are permuted by `sources`, with
+    one split column per assignment (`_repclass_permutation_fold_<i>`) so the folds stay fixed."""
+    import polars as pl
+
+    ids = store.samples["sample_id"].to_list()
+    labels = {column: store.labels(column) for column in columns}
+    updates = {column: [labels[column][sources.get(i, i)] for i in ids] for column in columns}
+    fold_columns = {f"{_FOLD_COLUMN}{k}": [a.get(i) for i in ids] for k, a in enumerate(assignments, start=1)}
+    samples = store.samples.with_columns(
+        *(pl.Series(name, values, dtype=pl.String) for name, values in {**updates, **fold_columns}.items()))
+    manifest = {**store.manifest, "label_columns": [*store.label_columns, *fold_columns]}
+    return replace(store, samples=samples, manifest=manifest)
+
+
+def read_permutations(folder: Path) -> dict[str, list[float]]:
+    """target -> the null values in a folder's permutations.tsv ({} when there is none)."""
+    import polars as pl
+
+    path = Path(folder) / PERMUTATIONS_NAME
+    if not path.is_file():
+        return {}
+    table = pl.read_csv(path, separator="\t", schema_overrides={"value": pl.Float64})
+    null: dict[str, list[float]] = {}
+    for row in table.iter_rows(named=True):
+        null.setdefault(row["target"], []).append(math.nan if row["value"] is None else float(row["value"]))
+    return null
+
+
+def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence["TargetSpec"], n_permutations: int,
+                     work: Path, *, split: "SplitSpec", config: "TrainConfig",
+                     model_config: "ModelConfig | None" = None, kmer: Any = None, burden: Any = None,
+                     device: str = "auto") -> list[dict[str, Any]]:
+    """Retrain `method` `n_permutations` times on the folds (or split) of the trained `folder`, the
+    labels permuted each time (seeded by `config.seed` and the permutation's number), and return
+    one row per (permutation, target): its pooled held-out headline metric. Works in `work`
+    (removed afterwards)."""
+    from .comparison import train_method
+    from .splits import NO_GROUPS, SplitSpec, group_column, sample_groups
+
+    if n_permutations < 1:
+        raise UsageError(f"--permutations must be at least 1, got {n_permutations}")
+    parts = model_parts(folder)
+    assignments = [json.loads((part / "model.json").read_text())["splits"] for _, part in parts]
+    ids = sorted({i for assignment in assignments for i in assignment})
+    grouping = group_column(store, split)
+    groups = sample_groups(store, ids, grouping) if grouping is not None else None
+    targets = folder_targets(folder)
+    columns = [t["column"] for t in targets]
+    kinds = [t["kind"] for t in targets]
+    identity = {i: i for i in ids}
+    check = _trainable(store, columns, kinds, identity, assignments)
+    rows: list[dict[str, Any]] = []
+    store = _read_once(store)
+    work.mkdir(parents=True, exist_ok=True)
+    quiet = logging.getLogger("repclass")
+    level = quiet.level
+    try:
+        for number in range(1, n_permutations + 1):
+            rng = np.random.default_rng([config.seed, number])
+            sources = permuted_sources(ids, groups, rng)
+            # A permutation that leaves some fold's training repertoires without two of each class
+            # cannot be fitted; draw again (the null is conditional on trainable folds, as the data are).
+            for _ in range(1000):
+                if not check or _trainable(store, columns, kinds, sources, assignments):
+                    break
+                sources = permuted_sources(ids, groups, rng)
+            else:
+                raise UsageError(f"--permutations: no permutation of the labels among {len(ids)} repertoires keeps "
+                                 "two of each class in every fold's training repertoires; use fewer folds")
+            relabelled = permuted_store(store, columns, sources, assignments)
+            quiet.setLevel(logging.ERROR)  # N x K trainings: their own logs would drown the result
+            try:
+                for k in range(1, len(assignments) + 1):
+                    train_method(method, relabelled, work / f"fold_{k}", targets=specs,
+                                 split=SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=NO_GROUPS), config=config,
+                                 model_config=model_config, kmer=kmer, burden=burden, device=device, force=True)
+                pooled = held_out_predictions(work)
+            finally:
+                quiet.setLevel(level)
+            for target in targets:
+                rows.append({"permutation": number, "target": target["column"], "metric": HEADLINE[target["kind"]],
+                             "value": statistic(pooled, target)})
+            log.info("%s: permutation %d/%d: %s", method, number, n_permutations,
+                     ", ".join(f"{r['target']} {r['value']:.3f}" for r in rows[-len(targets):]))
+            for k in range(1, len(assignments) + 1):
+                shutil.rmtree(work / f"fold_{k}", ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def write_permutations(folder: Path, rows: list[dict[str, Any]]) -> None:
+    import polars as pl
+
+    from .files import write_file_atomically
+
+    table = pl.DataFrame(rows, schema={"permutation": pl.Int64, "target": pl.String, "metric": pl.String,
+                                       "value": pl.Float64})
+    write_file_atomically(Path(folder) / PERMUTATIONS_NAME,
+                          lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
+
+
+def permutation_test(method: str, store: "str | Path | Store", folder: str | Path,
+                     targets: Sequence["TargetSpec | str"], n_permutations: int, *, split: "SplitSpec | None" = None,
+                     config: "TrainConfig | None" = None, model_config: "ModelConfig | None" = None,
+                     kmer: Any = None, burden: Any = None, device: str = "auto") -> list[Estimate]:
+    """The label-permutation test of a finished model folder (`repclass train --permutations N`):
+    retrains `method` N times on its folds with permuted labels, writes permutations.tsv (the
+    null) beside its results, refreshes folds_summary.tsv/.json and summary.md with the p-value,
+    and returns the estimates. N x K trainings: as long as the run itself, N times over."""
+    from .config import TrainConfig
+    from .model_folder import refresh_fold_summary
+    from .splits import SplitSpec
+    from .store import Store
+    from .targets import target_specs
+
+    store = store if isinstance(store, Store) else Store.open(store)
+    folder = Path(folder)
+    split = split or SplitSpec()
+    config = config or TrainConfig()
+    n_models = len(model_parts(folder))
+    log.info("%s: permutation test, %d permutations x %d model(s) = %d trainings", method, n_permutations, n_models,
+             n_permutations * n_models)
+    rows = permutation_null(method, store, folder, target_specs(targets), n_permutations,
+                            folder.parent / f".{folder.name}.permutations", split=split, config=config,
+                            model_config=model_config, kmer=kmer, burden=burden, device=device)
+    write_permutations(folder, rows)
+    estimates = folder_estimates(folder, method)
+    if n_models > 1:
+        refresh_fold_summary(folder)  # (writes summary.md too)
+    else:
+        write_summary(folder, estimates)
+    return estimates
+
+
+# ----------------------------------------------------------------------------------------------
+# in words
+# ----------------------------------------------------------------------------------------------
+def _number(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def format_p(p: float | None, n_permutations: int) -> str:
+    """'p = 0.03'; 'p < 0.01' below that; at the floor 1 / (N + 1) with 'none of N permutations did as well'."""
+    if p is None or math.isnan(p):
+        return "p n/a"
+    shown = "p < 0.01" if p < 0.01 else f"p = {p:.2g}"
+    if p <= 1 / (n_permutations + 1) + 1e-12:
+        shown += f" (none of {n_permutations} permutations did as well)"
+    return shown
+
+
+def _shown(estimate: Estimate) -> str:
+    interval = "" if math.isnan(estimate.low) else f" [{_number(estimate.low)}-{_number(estimate.high)}]"
+    return f"{METHOD_NAMES.get(estimate.method, estimate.method)} {_number(estimate.value)}{interval}"
+
+
+def describe(estimates: Sequence[Estimate]) -> str:
+    """One line per target: 'status: held-out ROC AUC (pooled over folds, 95% interval) DeepRC 0.62
+    [0.55-0.69], k-mer 0.66 [0.59-0.73]; permutation p = 0.01 (k-mer)'."""
+    lines = []
+    for target in dict.fromkeys(e.target for e in estimates):
+        mine = [e for e in estimates if e.target == target]
+        where = "pooled out-of-fold" if any(e.pooled for e in mine) else "test-split"
+        interval = ", 95% interval" if any(not math.isnan(e.low) for e in mine) else ""
+        line = f"{target}: {where} {METRIC_NAMES[mine[0].metric]}{interval}: " + ", ".join(_shown(e) for e in mine)
+        tested = [e for e in mine if e.p_value is not None]
+        if len(tested) == 1 and len(mine) == 1:
+            line += f"; permutation {format_p(tested[0].p_value, tested[0].n_permutations)}"
+        elif tested:
+            line += "; permutation " + ", ".join(f"{format_p(e.p_value, e.n_permutations)} "
+                                                 f"({METHOD_NAMES.get(e.method, e.method)})" for e in tested)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _overlap(a: Estimate, b: Estimate) -> bool:
+    if math.isnan(a.low) or math.isnan(b.low):
+        return True  # without intervals nothing says they differ
+    return a.low <= b.high and b.low <= a.high
+
+
+def recommendation(estimates: Sequence[Estimate]) -> str:
+    """Which method the lab should trust, per target: the best by held-out headline metric, said
+    plainly when its interval is clear of the others', hedged when they overlap, with the caveats
+    (a small held-out set, an interval reaching chance, no signal by the permutation test)."""
+    lines = []
+    for target in dict.fromkeys(e.target for e in estimates):
+        mine = [e for e in estimates if e.target == target and not math.isnan(e.value)]
+        if not mine:
+            lines.append(f"{target}: no held-out estimate (no labelled held-out repertoires of both classes).")
+            continue
+        best = max(mine, key=lambda e: e.value)
+        name = METHOD_NAMES.get(best.method, best.method)
+        metric = METRIC_NAMES[best.metric]
+        others = [e for e in mine if e is not best]
+        overlapping = [e for e in others if _overlap(best, e)]
+        if not others:
+            text = f"{target}: {name} reaches a held-out {metric} of {_number(best.value)}."
+        elif not overlapping:
+            text = (f"{target}: trust {name}: its held-out {metric} ({_number(best.value)}) is the highest and its "
+                    "interval is clear of the other methods'.")
+        else:
+            shown = ", ".join(METHOD_NAMES.get(e.method, e.method) for e in overlapping)
+            text = (f"{target}: {name} has the highest held-out {metric} ({_number(best.value)}), but its interval "
+                    f"overlaps {shown}'s: this cohort does not tell them apart; prefer the simpler method among "
+                    "them, or more repertoires, before claiming one is better.")
+        chance = {"roc_auc": 0.5, "macro_auc": 0.5, "r2": 0.0}[best.metric]
+        if not math.isnan(best.low) and best.low <= chance:
+            text += f" Its interval reaches chance ({chance:g}): the signal itself is not established."
+        if best.p_value is not None and not math.isnan(best.p_value) and best.p_value > 0.05:
+            text += (f" The permutation test finds no signal ({format_p(best.p_value, best.n_permutations)}): "
+                     "permuted labels do as well.")
+        caveat = small_caveat(best)
+        if caveat:
+            text += " " + caveat
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def small_caveat(estimate: Estimate) -> str:
+    """A warning when the held-out set is small (< 30 repertoires, or < 10 in a class), else ''."""
+    classes = [c for c in (estimate.n_positive, estimate.n_negative) if c is not None]
+    if estimate.n >= SMALL_HELD_OUT and all(c >= SMALL_CLASS for c in classes):
+        return ""
+    counts = f" ({estimate.n_positive} positive, {estimate.n_negative} negative)" if classes else ""
+    return (f"Caution: the held-out set is small, {estimate.n} repertoires{counts}; a figure on so few moves a lot "
+            "from one draw of repertoires to the next (read the interval, and prefer --folds, which tests on "
+            "every repertoire).")
+
+
+def summary_markdown(estimates: Sequence[Estimate], title: str = "Held-out evaluation") -> str:
+    """summary.md: the sentence, the recommendation and a table of the estimates."""
+    lines = [f"# {title}", "", describe(estimates), "", recommendation(estimates), "",
+             "| method | target | metric | value | 95% low | 95% high | n | positive | negative | permutation p | "
+             "permutations |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in estimates:
+        p = "" if e.p_value is None else f"{e.p_value:.3g}"
+        lines.append(f"| {e.method} | {e.target} | {e.metric} | {_number(e.value)} | {_number(e.low)} | "
+                     f"{_number(e.high)} | {e.n} | {'' if e.n_positive is None else e.n_positive} | "
+                     f"{'' if e.n_negative is None else e.n_negative} | {p} | {e.n_permutations or ''} |")
+    lines += ["", "Pooled out-of-fold: every labelled repertoire scored once by the fold model that held it out. "
+              "Intervals: stratified bootstrap of the held-out repertoires (2000 resamples). Permutation p: "
+              "(1 + permutations at least as good) / (permutations + 1), labels permuted among the labelled "
+              "repertoires (whole donors when split by donor), the method retrained on the same folds.", ""]
+    return "\n".join(lines)
+
+
+def write_summary(folder: Path, estimates: Sequence[Estimate], title: str = "Held-out evaluation") -> None:
+    """summary.md in `folder`, and the sentence and recommendation in the log."""
+    from .files import write_file_atomically
+
+    text = summary_markdown(estimates, title)
+    write_file_atomically(Path(folder) / SUMMARY_NAME, lambda temporary: Path(temporary).write_text(text))
+    for line in (describe(estimates) + "\n" + recommendation(estimates)).splitlines():
+        log.info("%s", line)
