@@ -438,14 +438,15 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
               help="deeprc, or a baseline: kmer (k-mer frequencies, L1 logistic) or burden (Emerson 2017 "
                    "enriched clonotypes). Repeatable: several methods on the same splits, OUT/<method>/ and "
                    "OUT/comparison.tsv.")
-@_default_from("baselines.kmer:KmerConfig", "k", "--kmer-size", type=int, help="kmer: k (3-5; 20^k features).")
+@_default_from("baselines.kmer:KmerConfig", "k", "--kmer-size", type=int,
+               help="kmer: k (3-5; 20^k features); default: chosen from 3, 4, 5 by inner cross-validation.")
 @_default_from("baselines.kmer:KmerConfig", "gap", "--kmer-gap", type=int,
                help="kmer: positions skipped in the middle of each k-mer (gapped k-mers).")
 @_default_from("baselines.kmer:KmerConfig", "count_weighted", "--kmer-counts", is_flag=True,
                help="kmer: weight each sequence's k-mers by its clone count.")
 @_default_from("baselines.kmer:KmerConfig", "inner_folds", "--inner-folds", type=int,
-               help="kmer/burden: inner cross-validation folds (on training repertoires) choosing the penalty "
-                    "or p-value threshold.")
+               help="kmer/burden: inner cross-validation folds (on training + validation repertoires, by donor "
+                    "when grouped) choosing k and the penalty, or the p-value threshold.")
 @_default_from("baselines.burden:BurdenConfig", "clonotype", "--burden-clonotype",
                type=click.Choice(["junction", "junction_vj"]),
                help="burden: a clonotype is the junction, or junction + V and J genes.")

@@ -327,7 +327,7 @@ def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence[
             try:
                 for k in range(1, len(assignments) + 1):
                     train_method(method, relabelled, work / f"fold_{k}", targets=specs,
-                                 split=SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=NO_GROUPS), config=config,
+                                 split=SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=grouping or NO_GROUPS), config=config,
                                  model_config=model_config, kmer=kmer, burden=burden, device=device, force=True)
                 pooled = held_out_predictions(work)
             finally:

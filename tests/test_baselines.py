@@ -194,6 +194,35 @@ def test_kmer_library_api_uses_deeprc_splits(cohort, tmp_path):
     assert json.loads((tmp_path / "api" / "model.json").read_text())["splits"] == expected
 
 
+def test_kmer_chooses_k_by_inner_cv_and_fits_on_training_and_validation(cohort, tmp_path):
+    """The fair k-mer baseline: k from 3, 4, 5 by inner CV (recorded), fitted on the 80% of the
+    labelled repertoires that DeepRC learns from, and scored the same way by predict."""
+    from safetensors.numpy import load_file
+
+    store_path, _ = cohort
+    out = tmp_path / "fair"
+    assert KmerConfig().candidates == [3, 4, 5] and KmerConfig(k=4).candidates == [4]
+    train_kmer(store_path, out, targets=["status"], kmer=KmerConfig(k_choices=(3, 2), inner_folds=3, n_strengths=3))
+    description = json.loads((out / "model.json").read_text())
+    fit = description["fits"][0]
+    assert [entry["k"] for entry in fit["inner_cv_k"]] == [2, 3]  # (2 and 3: cheap stand-ins for 3, 4, 5)
+    assert fit["k"] == min(fit["inner_cv_k"], key=lambda entry: entry["loss"])["k"]
+    assert description["settings"]["kmer"]["k"] == fit["k"] and fit["fitted_on"] == ["train", "validation"]
+    fitted = sorted(i for i, split in description["splits"].items() if split != "test")
+    tensors = load_file(str(out / "baseline.safetensors"))
+    features = kmer_features(Store.open(store_path), fitted, KmerSpec(fit["k"]))  # standardised on these rows
+    np.testing.assert_allclose(tensors["target0.mean"], features[:, tensors["target0.feature_ids"]].mean(axis=0),
+                               rtol=1e-5)
+    # a folder written before k was chosen (no k_choices in its settings) still predicts
+    del description["settings"]["kmer"]["k_choices"]
+    (out / "model.json").write_text(json.dumps(description))
+    result = run("predict", out, store_path, "--out", tmp_path / "p.tsv")
+    assert result.exit_code == 0, result.output
+    trained = pl.read_csv(out / "predictions.tsv", separator="\t").sort("sample_id")
+    predicted = pl.read_csv(tmp_path / "p.tsv", separator="\t").sort("sample_id")
+    np.testing.assert_allclose(predicted["status:p(+)"].to_numpy(), trained["status:p(+)"].to_numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("target, extra, metric", [
     ("age", ["--type", "age=regression"], "r2"),
     ("hla", [], "macro_auc"),

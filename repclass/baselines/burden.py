@@ -9,7 +9,9 @@ the hypergeometric tail P(X >= a). Clonotypes with p <= threshold and in at leas
 distinct clonotypes that are enriched; a 1-D logistic regression on the standardised score gives
 the probability. The threshold is chosen from a small grid by inner cross-validation on the
 training repertoires (held-out ROC AUC of the score, pooled over the inner folds; ties go to the
-stricter threshold). Binary targets only.
+stricter threshold). Binary targets only. Like the k-mer baseline it is fitted on the training
+and validation repertoires together (DeepRC's 80%; its validation figures are in-sample), with
+inner folds grouped by donor when the split is.
 
 Memory: the distinct clonotypes of every training repertoire are hashed to 64-bit integers (8
 bytes per (training repertoire, distinct clonotype) pair: 700 x 300k x 60% training repertoires,
@@ -175,7 +177,7 @@ def _scores(incidence: _Incidence, enriched: np.ndarray) -> np.ndarray:
 
 
 def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], config: "TrainConfig",
-         settings: BurdenConfig, label: str):
+         settings: BurdenConfig, label: str, groups: dict[str, str] | None = None):
     import polars as pl
     from sklearn.linear_model import LogisticRegression
 
@@ -186,16 +188,17 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
         if target.kind != "binary":
             raise UsageError(f"the burden baseline needs binary targets; {target.column!r} is {target.kind} "
                              "(use --method kmer or deeprc for it)")
-    values, present = encode_targets(store, targets, ids["train"])
+    fit_ids = ids["train"] + ids["validation"]  # the 80% DeepRC learns from (validation: its model choice)
+    values, present = encode_targets(store, targets, fit_ids)
     models, fit_notes, tables, tensors = [], [], {}, {}
     for j, target in enumerate(targets):
-        rows_ids = [i for i, keep in zip(ids["train"], present[:, j]) if keep]
+        rows_ids = [i for i, keep in zip(fit_ids, present[:, j]) if keep]
         # a clonotype in fewer than min_positive training repertoires can never be enriched
         incidence = _incidence(store, rows_ids, settings.clonotype, max(settings.min_positive, 1))
         positive = values[present[:, j], j] == 1
         # inner CV: held-out scores for each threshold, pooled over folds, then ROC AUC
         folds = inner_folds(positive.astype(np.int64), settings.inner_folds, True, config.seed,
-                            f"target {target.column!r}")
+                            f"target {target.column!r}", None if groups is None else [groups[i] for i in rows_ids])
         held_out = np.zeros((len(settings.thresholds), len(positive)))
         for train_rows, held_rows in folds:
             masks, _, _, _ = _enriched(incidence, train_rows, positive, settings.thresholds, settings.min_positive)
@@ -245,7 +248,8 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
         tensors[f"target{j}.scaler"] = np.array([model.mean, model.scale])
         tensors[f"target{j}.logistic"] = np.array([model.coef, model.intercept])
         fit_notes.append({"target": target.column, "threshold": threshold, "n_enriched": table.height,
-                          "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in zip(settings.thresholds, aucs)]})
+                          "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in zip(settings.thresholds, aucs)],
+                          "fitted_on": ["train", "validation"]})
     burden_model = BurdenModel(targets, models)
     outputs = {split: np.stack([burden_model.score_table(store.read(i, _columns(settings.clonotype)))
                                 for i in split_ids]) if split_ids else np.zeros((0, len(targets)))

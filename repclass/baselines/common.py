@@ -177,11 +177,15 @@ def quiet_fit(fit: Callable[[], Any], what: str) -> Any:
     return result
 
 
-def inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: int, what: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Inner cross-validation folds over the training repertoires (stratified for classes)."""
+def inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: int, what: str,
+                groups: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inner cross-validation folds over the fitting repertoires (stratified for classes; with
+    `groups`, each repertoire's donor, a donor's repertoires share an inner fold)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     n = len(labels)
+    if groups is not None and len(set(groups)) < n:
+        return _grouped_inner_folds(labels, n_folds, classification, seed, what, groups)
     if classification:
         _, class_counts = np.unique(labels, return_counts=True)
         n_folds = min(n_folds, int(class_counts.min()))
@@ -194,6 +198,29 @@ def inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: in
     if n_folds < 2:
         raise UsageError(f"{what}: inner cross-validation needs at least 2 training repertoires")
     return list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n)))
+
+
+def _grouped_inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: int, what: str,
+                         groups: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    n_groups = int(codes.max()) + 1
+    if classification:
+        # every class must be able to appear in each inner fold: count donors per (majority) class
+        _, class_counts = np.unique(labels, return_counts=True)
+        n_folds = min(n_folds, int(class_counts.min()), n_groups)
+        if n_folds < 2:
+            raise UsageError(f"{what}: inner cross-validation needs at least 2 donors of every class among the "
+                             "fitting repertoires; use more repertoires or a smaller --test-fraction")
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        folds = [(train, held) for train, held in splitter.split(np.zeros(len(labels)), labels, codes)]
+    else:
+        n_folds = min(n_folds, n_groups)
+        if n_folds < 2:
+            raise UsageError(f"{what}: inner cross-validation needs at least 2 donors")
+        folds = list(GroupKFold(n_splits=n_folds).split(np.zeros(len(labels)), labels, codes))
+    return [(train, held) for train, held in folds if len(held) and len(train)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,8 +251,10 @@ FitFunction = Callable[..., tuple[dict[str, np.ndarray], dict[str, np.ndarray], 
 
 
 def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: list["TargetSpec"],
-              assignment: dict[str, str], config: "TrainConfig", settings: Any, label: str = "") -> dict[str, Any]:
-    """Fit one baseline on one split assignment and write its model folder into `work`."""
+              assignment: dict[str, str], config: "TrainConfig", settings: Any, label: str = "",
+              groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """Fit one baseline on one split assignment and write its model folder into `work` (`groups`:
+    each repertoire's donor, for donor-grouped inner cross-validation)."""
     import sklearn
 
     from ..splits import split_ids
@@ -233,9 +262,9 @@ def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: 
 
     ids = split_ids(assignment)
     targets = infer_targets(store, specs, ids["train"])
-    log.info("%s%s: fitting on %d repertoires (validation %d, test %d)", label, method, len(ids["train"]),
+    log.info("%s%s: fitting on %d training + %d validation repertoires (test %d)", label, method, len(ids["train"]),
              len(ids["validation"]), len(ids["test"]))
-    outputs, tensors, described, fits, extra = fit(store, ids, targets, config, settings, label)
+    outputs, tensors, described, fits, extra = fit(store, ids, targets, config, settings, label, groups=groups)
     metrics: dict[str, Any] = {"method": method}
     prediction_rows = []
     for split in SPLITS:
@@ -261,7 +290,7 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     from ..config import TrainConfig
     from ..files import check_output_not_input, claim_output, publish
     from ..model_folder import write_fold_summary
-    from ..splits import SplitSpec, split_assignments
+    from ..splits import SplitSpec, group_column, labelled_ids, sample_groups, split_assignments
     from ..store import Store
     from ..targets import target_specs
     from ..training import TrainResult, partial_path
@@ -278,13 +307,15 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     check_output_not_input(partial_path(out), [store.path])
     with claim_output(out, "model", inputs=[store.path], force=force):
         assignments = split_assignments(store, specs, split, config)
+        grouping = group_column(store, split)
+        groups = sample_groups(store, labelled_ids(store, specs), grouping) if grouping is not None else None
         work = partial_path(out)
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
         try:
             if len(assignments) == 1:
-                metrics = train_one(method, fit, store, work, specs, assignments[0], config, settings)
+                metrics = train_one(method, fit, store, work, specs, assignments[0], config, settings, groups=groups)
                 publish(work, out)
                 return TrainResult(path=out, metrics=metrics, best_update=-1)
             fold_metrics = []
@@ -292,7 +323,7 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
                 fold_dir = work / f"fold_{index}"
                 fold_dir.mkdir()
                 fold_metrics.append(train_one(method, fit, store, fold_dir, specs, assignment, config, settings,
-                                              f"fold {index}/{len(assignments)}: "))
+                                              f"fold {index}/{len(assignments)}: ", groups=groups))
             summary = write_fold_summary(work, fold_metrics, specs)
             publish(work, out)
             return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)

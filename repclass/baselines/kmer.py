@@ -3,10 +3,14 @@
 Binary targets: L1 logistic regression with balanced class weights; multiclass: one L1 logistic
 model per class (one-vs-rest; probabilities are the softmax of the per-class logits, because
 scikit-learn's only multinomial L1 solver, saga, does not converge in useful time with few
-repertoires and 10^5 features); regression: elastic net (L1 by default) on the label. The regularisation strength is
-chosen by inner cross-validation on the training repertoires only (mean held-out log-loss, or
-mean squared error for regression; ties go to the stronger penalty), then the model is refitted
-on all training repertoires. The validation split is only reported, never used for fitting.
+repertoires and 10^5 features); regression: elastic net (L1 by default) on the label. The model
+is fitted on the training and validation repertoires together (DeepRC uses its validation split
+to choose its model; the baseline has no early stopping, so it fits on the same 80% rather than
+60%), and its validation figures are therefore in-sample. k (3, 4 or 5 unless fixed) and the
+regularisation strength are chosen by inner cross-validation on those repertoires (grouped by
+donor when the split is; mean held-out log-loss, or mean squared error for regression; ties go
+to the smaller k and the stronger penalty), then the model is refitted on all of them. The test
+split is never used for fitting.
 
 Outputs follow DeepRC's conventions (repclass.targets): a logit for a binary target, one logit
 per class for a multiclass one, the standardised value for regression, so predictions, metrics
@@ -39,12 +43,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: k where none is fixed or chosen (KmerConfig.spec).
+DEFAULT_K = 4
+
+
 @dataclass(frozen=True)
 class KmerConfig:
     """Settings of the k-mer baseline (the one home of its defaults)."""
 
-    #: k-mer length (20^k features)
-    k: int = 4
+    #: k-mer length (20^k features); None: chosen among `k_choices` by inner cross-validation
+    k: int | None = None
+    k_choices: tuple[int, ...] = (3, 4, 5)
     #: positions skipped in the middle of each k-mer (0: contiguous)
     gap: int = 0
     #: weight each window by its sequence's clone count (default: every distinct sequence counts once)
@@ -67,18 +76,32 @@ class KmerConfig:
     max_iter: int = 2000
 
     def __post_init__(self) -> None:
-        KmerSpec(self.k, self.gap, self.count_weighted)  # validates k and gap
+        if self.k is None and not self.k_choices:
+            raise UsageError("the k-mer baseline needs k or at least one k to choose from (k_choices)")
+        for k in self.candidates:
+            KmerSpec(k, self.gap, self.count_weighted)  # validates k and gap
         if not 0.0 < self.l1_ratio <= 1.0:
             raise UsageError(f"the k-mer baseline's l1_ratio must be in (0, 1], got {self.l1_ratio}")
         if self.n_strengths < 1 or self.inner_folds < 2 or self.max_features < 1:
             raise UsageError("n_strengths and max_features must be at least 1, inner_folds at least 2")
 
     @property
+    def candidates(self) -> list[int]:
+        """The k values tried: `k` alone when fixed, else `k_choices`."""
+        return [self.k] if self.k is not None else sorted(set(self.k_choices))
+
+    @property
     def spec(self) -> KmerSpec:
-        return KmerSpec(self.k, self.gap, self.count_weighted)
+        """The features at `k` (at DEFAULT_K when k is left to inner cross-validation)."""
+        return self.spec_for(self.k if self.k is not None else DEFAULT_K)
+
+    def spec_for(self, k: int) -> KmerSpec:
+        return KmerSpec(k, self.gap, self.count_weighted)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["k_choices"] = list(self.k_choices)
+        return data
 
 
 @dataclass
@@ -236,27 +259,22 @@ def _column_moments(features: np.ndarray, block: int = 64) -> tuple[np.ndarray, 
     return mean, np.sqrt(squares / max(len(features), 1))
 
 
-def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target | str" = "binary",
-             config: KmerConfig | None = None, seed: int = 0) -> KmerFit:
-    """Fit one target on k-mer frequency rows (n, p) float32 and labels as `Target.encode` gives
-    them (class index: 0/1 for binary with 1 positive, 0..C-1 for multiclass; or a number);
-    choose the penalty by inner CV on these rows only. `target` is a repclass Target or just its
-    kind ("binary", "multiclass", "regression"). The result's `feature_ids` index the columns of
-    `train_features` (k-mer ids for a full 20^k matrix from `kmer_features`), and
-    `fit.outputs(features[:, fit.feature_ids])` gives logits (binary: P(positive) is their
-    sigmoid; multiclass: softmax) or, for regression, (value - mean) / std of the training labels.
-    """
-    config = config or KmerConfig()
+def _prepared(train_labels: np.ndarray, target: "Target | str") -> tuple[np.ndarray, "Target"]:
     if isinstance(target, str):
         target = _plain_target(target, np.asarray(train_labels, dtype=np.float64))
     y = np.asarray(train_labels, dtype=np.float64)
-    classification = target.kind != "regression"
-    if classification:
+    if target.kind != "regression":
         y = y.astype(np.int64)
         if len(np.unique(y)) < 2:
             raise UsageError(f"target {target.column!r}: the training repertoires hold only one class")
-    x = _Standardised(train_features)
-    folds = inner_folds(y, config.inner_folds, classification, seed, f"target {target.column!r}")
+    return y, target
+
+
+def _choose_strength(x: _Standardised, y: np.ndarray, target: "Target", config: KmerConfig, seed: int,
+                     groups: Sequence[str] | None) -> tuple[float, list[dict[str, float]], int]:
+    """(chosen strength, mean held-out loss per strength, inner folds) by inner cross-validation."""
+    folds = inner_folds(y, config.inner_folds, target.kind != "regression", seed, f"target {target.column!r}",
+                        groups)
     grid = _strength_grid(float(x.null_gradient(y, target).max(initial=0.0)), y, target, config)
     losses = np.zeros((len(grid), len(folds)))
     for f, (train_rows, held_rows) in enumerate(folds):
@@ -270,7 +288,11 @@ def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Targ
     inner = [{"strength": float(strength), "loss": float(losses[g].mean())} for g, strength in enumerate(grid)]
     # Ties (to 12 digits) go to the stronger penalty, i.e. the sparser model.
     best = min(range(len(grid)), key=lambda i: (round(inner[i]["loss"], 12), i))
-    strength = float(grid[best])
+    return float(grid[best]), inner, len(folds)
+
+
+def _final_fit(x: _Standardised, y: np.ndarray, target: "Target", config: KmerConfig, seed: int, strength: float,
+               inner: list[dict[str, float]], n_folds: int) -> KmerFit:
     columns = x.screened(y, target, config)
     coef_screened, intercept = _fit_at(strength, x.block(np.arange(len(y)), columns), y, target, config, seed)
     coef = np.zeros((coef_screened.shape[0], len(x.active)))
@@ -280,54 +302,99 @@ def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Targ
     keep = np.flatnonzero(np.any(coef != 0, axis=0))
     kept = x.active[keep]
     log.info("target %s: penalty %.3g chosen by %d-fold inner CV; %d of %d k-mer features kept", target.column,
-             strength, len(folds), len(keep), len(x.active))
+             strength, n_folds, len(keep), len(x.active))
     return KmerFit(feature_ids=kept.astype(np.int64), mean=x.mean[kept], scale=x.scale[kept], coef=coef[:, keep],
                    intercept=intercept, strength=strength, inner_cv=inner)
+
+
+def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target | str" = "binary",
+             config: KmerConfig | None = None, seed: int = 0, groups: Sequence[str] | None = None) -> KmerFit:
+    """Fit one target on k-mer frequency rows (n, p) float32 and labels as `Target.encode` gives
+    them (class index: 0/1 for binary with 1 positive, 0..C-1 for multiclass; or a number);
+    choose the penalty by inner CV on these rows only (`groups`: each row's donor, kept within
+    one inner fold). `target` is a repclass Target or just its
+    kind ("binary", "multiclass", "regression"). The result's `feature_ids` index the columns of
+    `train_features` (k-mer ids for a full 20^k matrix from `kmer_features`), and
+    `fit.outputs(features[:, fit.feature_ids])` gives logits (binary: P(positive) is their
+    sigmoid; multiclass: softmax) or, for regression, (value - mean) / std of the training labels.
+    """
+    config = config or KmerConfig()
+    y, target = _prepared(train_labels, target)
+    x = _Standardised(train_features)
+    strength, inner, n_folds = _choose_strength(x, y, target, config, seed, groups)
+    return _final_fit(x, y, target, config, seed, strength, inner, n_folds)
 
 
 # ----------------------------------------------------------------------------------------------
 # training on a store
 # ----------------------------------------------------------------------------------------------
 def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], config: "TrainConfig",
-         settings: KmerConfig, label: str):
+         settings: KmerConfig, label: str, groups: dict[str, str] | None = None):
     import time
 
     from ..targets import encode_targets
 
-    spec = settings.spec
-    started = time.perf_counter()
-    columns = select_columns(store, ids["train"], spec, settings.max_features)
-    all_ids = ids["train"] + ids["validation"] + ids["test"]
-    features = kmer_features(store, all_ids, spec, columns)  # (n, n_features) float32
+    fit_ids = ids["train"] + ids["validation"]  # the 80% DeepRC learns from (validation: its model choice)
+    all_ids = fit_ids + ids["test"]
+    values, present = encode_targets(store, targets, fit_ids)
     sizes = store.n_sequences()
     n_sequences = sum(sizes[i] for i in all_ids)
-    elapsed = time.perf_counter() - started
-    log.info("%sk-mer features (k=%d%s) of %d repertoires, %d sequences, in %.1f s (%.0f sequences/s)", label,
-             spec.k, f", gap {spec.gap}" if spec.gap else "", len(all_ids), n_sequences, elapsed,
-             n_sequences / max(elapsed, 1e-9))
-    kmer_ids = np.arange(spec.n_kmers) if columns is None else columns
-    n_train = len(ids["train"])
-    values, present = encode_targets(store, targets, ids["train"])
+    n_fit = len(fit_ids)
+    candidates = settings.candidates
+    chosen: tuple[float, int, np.ndarray, np.ndarray, list] | None = None
+    by_k = []
+    for k in candidates:
+        spec = settings.spec_for(k)
+        started = time.perf_counter()
+        columns = select_columns(store, fit_ids, spec, settings.max_features)
+        features = kmer_features(store, all_ids, spec, columns)  # (n, n_features) float32
+        elapsed = time.perf_counter() - started
+        log.info("%sk-mer features (k=%d%s) of %d repertoires, %d sequences, in %.1f s (%.0f sequences/s)", label,
+                 k, f", gap {spec.gap}" if spec.gap else "", len(all_ids), n_sequences, elapsed,
+                 n_sequences / max(elapsed, 1e-9))
+        kmer_ids = np.arange(spec.n_kmers) if columns is None else columns
+        prepared = []
+        loss = 0.0
+        for j, target in enumerate(targets):
+            rows = np.flatnonzero(present[:, j])
+            fit_rows = features[:n_fit] if len(rows) == n_fit else features[:n_fit][rows]  # a view if all
+            y, _ = _prepared(values[rows, j], target)
+            x = _Standardised(fit_rows)
+            row_groups = None if groups is None else [groups[fit_ids[r]] for r in rows]
+            strength, inner, n_folds = _choose_strength(x, y, target, settings, config.seed, row_groups)
+            loss += min(entry["loss"] for entry in inner)
+            prepared.append((x, y, strength, inner, n_folds))
+        by_k.append({"k": k, "loss": loss})
+        if len(candidates) > 1:
+            log.info("%sk=%d: inner cross-validation loss %.4f", label, k, loss)
+        if chosen is None or round(loss, 12) < round(chosen[0], 12):  # ties: the smaller k (tried first)
+            chosen = (loss, k, features, kmer_ids, prepared)
+        del features, prepared
+    assert chosen is not None
+    _, k, features, kmer_ids, prepared = chosen
+    if len(candidates) > 1:
+        log.info("%sk=%d chosen by %d-fold inner cross-validation among k = %s", label, k, prepared[0][4],
+                 ", ".join(map(str, candidates)))
     fits: list[KmerFit] = []
-    for j, target in enumerate(targets):
-        rows = np.flatnonzero(present[:, j])
-        train_rows = features[:n_train] if len(rows) == n_train else features[:n_train][rows]  # a view if all
-        fit = fit_kmer(train_rows, values[rows, j], target, settings, config.seed)
-        del train_rows
+    for target, (x, y, strength, inner, n_folds) in zip(targets, prepared):
+        fit = _final_fit(x, y, target, settings, config.seed, strength, inner, n_folds)
         # Column positions within `features` -> k-mer ids, so the stored model reads raw vectors.
         fit.feature_ids = kmer_ids[fit.feature_ids].astype(np.int64)
         fits.append(fit)
+    spec = settings.spec_for(k)
     model = KmerModel(spec, targets, fits)
-    position = {kmer: i for i, kmer in enumerate(kmer_ids.tolist())} if columns is not None else None
+    position = {kmer: i for i, kmer in enumerate(kmer_ids.tolist())} if len(kmer_ids) < spec.n_kmers else None
     outputs_all = model.outputs_from_features(features, position)
     outputs, start = {}, 0
     for split in ("train", "validation", "test"):
         outputs[split] = outputs_all[start:start + len(ids[split])]
         start += len(ids[split])
     fit_notes = [{"target": t.column, "strength": f.strength, "n_features": int(len(f.feature_ids)),
-                  "inner_cv": f.inner_cv} for t, f in zip(targets, fits)]
+                  "inner_cv": f.inner_cv, "k": k, "inner_cv_k": by_k, "fitted_on": ["train", "validation"]}
+                 for t, f in zip(targets, fits)]
     extra = {"kmer_coefficients.tsv": model.write_coefficients}
-    return outputs, model.tensors(), {"kmer": settings.to_dict(), "n_features": int(len(kmer_ids))}, fit_notes, extra
+    return (outputs, model.tensors(), {"kmer": {**settings.to_dict(), "k": k}, "n_features": int(len(kmer_ids))},
+            fit_notes, extra)
 
 
 class KmerModel:
