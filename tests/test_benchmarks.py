@@ -72,3 +72,49 @@ def test_accuracy_overrides_reach_the_model_and_the_training():
     assert default_model.count_readout and default_config.init_kmers > 0
     with pytest.raises(SystemExit, match="count_readouts is not a TrainConfig or ModelConfig field"):
         accuracy.deeprc_configs(4, {"count_readouts": False})
+
+
+def test_accuracy_keeps_tuning_and_reporting_seeds_apart():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy
+
+    assert accuracy.seed_range("tuning", 3) == ("tuning", range(1, 4))
+    assert accuracy.seed_range("reporting", 3) == ("reporting", range(1001, 1004))
+    assert accuracy.seed_range("4-9", 3) == ("tuning", range(4, 10))
+    assert accuracy.seed_range("5", 3, first_seed=1001) == ("reporting", range(1001, 1006))
+    with pytest.raises(SystemExit, match="keep them apart"):
+        accuracy.seed_range("98-1002", 3)
+
+
+def test_accuracy_resumes_only_rows_with_the_same_settings(tmp_path, monkeypatch):
+    """A row made with other --set values (or before settings were recorded) is run again, not
+    reprinted; rows record --set, the seed set and the commit."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy
+
+    calls = []
+
+    def fake_run(cell, seed, work, overrides=None, methods=accuracy.METHODS):
+        calls.append((cell.name, seed, dict(overrides or {})))
+        return [{"cell": cell.name, "seed": seed, "method": m, "test_auc": 0.5 + seed / 100, "seconds": 1.0,
+                 "attention_mass": 0.5, "recall_top50": 0.5, "top1_weight": 0.5} for m in methods]
+
+    monkeypatch.setattr(accuracy, "run_one", fake_run)
+    monkeypatch.setattr(accuracy, "machine", lambda: "a test machine")  # (it imports torch)
+    cell = next(c for c in accuracy.QUICK_GRID if c.name == "easy-1%")
+    defaults = accuracy.run_settings(cell, {})
+    old = [{"cell": "easy-1%", "seed": 1, "method": m, "test_auc": 0.99, "seconds": 1.0, "attention_mass": 0.5,
+            "recall_top50": 0.5, "top1_weight": 0.5, "settings": defaults} for m in accuracy.METHODS]
+    old.append({"cell": "easy-1%", "seed": 2, "method": "deeprc", "test_auc": 0.98})  # before settings were recorded
+    (tmp_path / "runs_quick.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    args = ["--quick", "--cells", "easy-1%", "--seeds", "1-2", "--out", str(tmp_path)]
+    accuracy.main(args + ["--set", "init_kmers=0"])  # the paper's start: nothing of the defaults' rows is reused
+    assert calls == [("easy-1%", 1, {"init_kmers": 0}), ("easy-1%", 2, {"init_kmers": 0})]
+    accuracy.main(args)  # the defaults: seed 1 is resumed, seed 2's row has no settings and is run again
+    assert calls[2:] == [("easy-1%", 2, {})]
+    accuracy.main(args + ["--set", "init_kmers=0"])  # everything done: nothing runs
+    assert len(calls) == 3
+    rows = [json.loads(line) for line in (tmp_path / "runs_quick.jsonl").read_text().splitlines()]
+    new = rows[len(old):]
+    assert [r["settings"]["overrides"] for r in new] == [{"init_kmers": 0}] * 4 + [{}] * 2
+    assert all(r["seed_set"] == "tuning" and r["commit"] for r in new)
