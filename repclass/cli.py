@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -486,6 +487,9 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     split_spec = SplitSpec(column=split_column, folds=folds, fold=fold, group_column=group_column)
     if permutations < 0:
         raise click.BadParameter(f"must be 0 or more, got {permutations}", param_hint="--permutations")
+    if permutations and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.BadParameter("the permutation test runs in one process; run it without torchrun",
+                                 param_hint="--permutations")
     kmer = burden = None
     if tuple(dict.fromkeys(methods)) != ("deeprc",):
         from .baselines.burden import BurdenConfig

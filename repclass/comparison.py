@@ -121,7 +121,7 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
                    split: "SplitSpec | None", config: "TrainConfig | None", model_config: "ModelConfig | None",
                    kmer: "KmerConfig | None", burden: Any, device: str, resume: bool,
                    permutations: int = 0) -> ComparisonResult:
-    from .evaluation import PERMUTATIONS_NAME, folder_estimates, permutation_test, write_summary
+    from .evaluation import PERMUTATIONS_NAME, folder_estimates, permutation_test, split_description, write_summary
     from .files import publish
     from .training import partial_path
 
@@ -146,9 +146,13 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
             permutation_test(method, store, work / method, targets, permutations, split=split, config=config,
                              model_config=model_config, kmer=kmer, burden=burden, device=device)
     table = comparison_table({method: work / method for method in chosen})
+    from .splits import SplitSpec
+    from .targets import target_specs
+
+    split = split or SplitSpec()
     write_summary(work, [e for method in chosen for e in folder_estimates(work / method, method)],
-                  "Methods compared on the same folds" if split is not None and split.folds else
-                  "Methods compared on the same split")
+                  "Methods compared on the same folds" if split.folds else "Methods compared on the same split",
+                  note=split_description(store, split, target_specs(targets)))
     from .store import write_file_atomically
 
     write_file_atomically(work / COMPARISON_NAME,

@@ -381,16 +381,35 @@ def permutation_test(method: str, store: "str | Path | Store", folder: str | Pat
                             model_config=model_config, kmer=kmer, burden=burden, device=device)
     write_permutations(folder, rows)
     estimates = folder_estimates(folder, method)
+    note = split_description(store, split, target_specs(targets))
     if n_models > 1:
-        refresh_fold_summary(folder)  # (writes summary.md too)
+        refresh_fold_summary(folder, note)  # (writes summary.md too)
     else:
-        write_summary(folder, estimates)
+        write_summary(folder, estimates, note=note)
     return estimates
 
 
 # ----------------------------------------------------------------------------------------------
 # in words
 # ----------------------------------------------------------------------------------------------
+def split_description(store: "Store", split: "SplitSpec", specs: Sequence["TargetSpec"]) -> str:
+    """One sentence on how a run's repertoires were split: by donor (which column, how many) or not."""
+    from .splits import AUTO, DEFAULT_GROUP_COLUMN, NO_GROUPS, group_column, labelled_ids, sample_groups
+
+    ids = labelled_ids(store, specs)
+    column = group_column(store, split)
+    if column is not None:
+        n_donors = len(set(sample_groups(store, ids, column).values()))
+        return (f"Splits are by donor: column {column!r} groups the {len(ids)} labelled repertoires into "
+                f"{n_donors} donors, and no donor is on both sides of a fold or split.")
+    if split.group_column == NO_GROUPS:
+        return "Splits are by repertoire, not by donor (--group-column none)."
+    assert split.group_column == AUTO
+    return (f"Splits are by repertoire: the sheet has no {DEFAULT_GROUP_COLUMN!r} column; if a donor gave several "
+            "repertoires, name the column that says so with --group-column.")
+
+
+
 def _number(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 
@@ -464,8 +483,12 @@ def recommendation(estimates: Sequence[Estimate]) -> str:
         if not math.isnan(best.low) and best.low <= chance:
             text += f" Its interval reaches chance ({chance:g}): the signal itself is not established."
         if best.p_value is not None and not math.isnan(best.p_value) and best.p_value > 0.05:
-            text += (f" The permutation test finds no signal ({format_p(best.p_value, best.n_permutations)}): "
-                     "permuted labels do as well.")
+            if 1 / (best.n_permutations + 1) > 0.05:
+                text += (f" {best.n_permutations} permutations cannot show p <= 0.05 (p = {best.p_value:.2g}); "
+                         "run 19 or more.")
+            else:
+                text += (f" The permutation test finds no signal (p = {best.p_value:.2g} over "
+                         f"{best.n_permutations} permutations): permuted labels do as well.")
         caveat = small_caveat(best)
         if caveat:
             text += " " + caveat
@@ -479,14 +502,16 @@ def small_caveat(estimate: Estimate) -> str:
     if estimate.n >= SMALL_HELD_OUT and all(c >= SMALL_CLASS for c in classes):
         return ""
     counts = f" ({estimate.n_positive} positive, {estimate.n_negative} negative)" if classes else ""
+    advice = ("read the interval; only more repertoires narrow it" if estimate.pooled else
+              "read the interval, and prefer --folds, which tests on every repertoire")
     return (f"Caution: the held-out set is small, {estimate.n} repertoires{counts}; a figure on so few moves a lot "
-            "from one draw of repertoires to the next (read the interval, and prefer --folds, which tests on "
-            "every repertoire).")
+            f"from one draw of repertoires to the next ({advice}).")
 
 
-def summary_markdown(estimates: Sequence[Estimate], title: str = "Held-out evaluation") -> str:
-    """summary.md: the sentence, the recommendation and a table of the estimates."""
-    lines = [f"# {title}", "", describe(estimates), "", recommendation(estimates), "",
+def summary_markdown(estimates: Sequence[Estimate], title: str = "Held-out evaluation", note: str = "") -> str:
+    """summary.md: the sentence, the recommendation, `note` (how the repertoires were split) and a
+    table of the estimates."""
+    lines = [f"# {title}", "", describe(estimates), "", recommendation(estimates), "", *([note, ""] if note else []),
              "| method | target | metric | value | 95% low | 95% high | n | positive | negative | permutation p | "
              "permutations |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in estimates:
@@ -501,11 +526,12 @@ def summary_markdown(estimates: Sequence[Estimate], title: str = "Held-out evalu
     return "\n".join(lines)
 
 
-def write_summary(folder: Path, estimates: Sequence[Estimate], title: str = "Held-out evaluation") -> None:
+def write_summary(folder: Path, estimates: Sequence[Estimate], title: str = "Held-out evaluation",
+                  note: str = "") -> None:
     """summary.md in `folder`, and the sentence and recommendation in the log."""
     from .files import write_file_atomically
 
-    text = summary_markdown(estimates, title)
+    text = summary_markdown(estimates, title, note)
     write_file_atomically(Path(folder) / SUMMARY_NAME, lambda temporary: Path(temporary).write_text(text))
     for line in (describe(estimates) + "\n" + recommendation(estimates)).splitlines():
         log.info("%s", line)

@@ -36,11 +36,12 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
 
 
 def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
-                       targets: Sequence["Target | TargetSpec"]) -> dict[str, Any]:
+                       targets: Sequence["Target | TargetSpec"], note: str = "") -> dict[str, Any]:
     """folds.tsv (every fold's metrics), folds_summary.tsv/.json (mean and sd over the folds, and
     each metric on the pooled out-of-fold predictions: `pooled`, with a bootstrap 95% interval
     `pooled_low`/`pooled_high` for ROC AUC, and the permutation p-value where permutations.tsv
-    is there), out_of_fold_predictions.tsv and summary.md (repclass.evaluation); returns the summary."""
+    is there), out_of_fold_predictions.tsv and summary.md (repclass.evaluation; `note`: how the
+    repertoires were split); returns the summary."""
     import polars as pl
 
     from .files import write_file_atomically
@@ -51,7 +52,7 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
                                        "metric": pl.String, "value": pl.Float64})
     summary_rows = (table.group_by(["split", "target", "metric"], maintain_order=True)
                     .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd")))
-    summary_rows = _with_pooled(work, summary_rows)
+    summary_rows = _with_pooled(work, summary_rows, note)
     write_file_atomically(work / "folds.tsv", lambda temporary: table.write_csv(temporary, separator="\t"))
     write_file_atomically(work / "folds_summary.tsv",
                           lambda temporary: summary_rows.write_csv(temporary, separator="\t"))
@@ -63,17 +64,17 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
     return summary
 
 
-def refresh_fold_summary(work: Path) -> dict[str, Any]:
+def refresh_fold_summary(work: Path, note: str = "") -> dict[str, Any]:
     """write_fold_summary again from the fold folders' metrics.json (after a permutation test)."""
     from .evaluation import folder_targets, model_parts
 
     fold_metrics = [json.loads((part / "metrics.json").read_text()) for _, part in model_parts(work)]
     from .targets import TargetSpec
 
-    return write_fold_summary(work, fold_metrics, [TargetSpec(t["column"]) for t in folder_targets(work)])
+    return write_fold_summary(work, fold_metrics, [TargetSpec(t["column"]) for t in folder_targets(work)], note)
 
 
-def _with_pooled(work: Path, summary_rows: "pl.DataFrame") -> "pl.DataFrame":
+def _with_pooled(work: Path, summary_rows: "pl.DataFrame", note: str) -> "pl.DataFrame":
     """The fold summary with the pooled out-of-fold columns; writes out_of_fold_predictions.tsv
     and summary.md on the way."""
     import math
@@ -96,15 +97,16 @@ def _with_pooled(work: Path, summary_rows: "pl.DataFrame") -> "pl.DataFrame":
             if split == "test":
                 headline = pooled.setdefault(("test", target["column"], HEADLINE[target["kind"]]), {})
                 headline.update(pooled_low=found.low, pooled_high=found.high, permutation_p=found.p_value,
-                                permutations=float(found.n_permutations) if found.p_value is not None else None)
+                                permutations=found.n_permutations if found.p_value is not None else None)
     extra = {"pooled": [], "pooled_low": [], "pooled_high": [], "permutation_p": [], "permutations": []}
     for row in summary_rows.iter_rows(named=True):
         values = pooled.get((row["split"], row["target"], row["metric"]), {})
         for name in extra:
             value = values.get(name)
             extra[name].append(None if value is None or (isinstance(value, float) and math.isnan(value)) else value)
-    write_summary(work, list(estimates.values()))
-    return summary_rows.with_columns(pl.Series(name, values, dtype=pl.Float64) for name, values in extra.items())
+    write_summary(work, list(estimates.values()), note=note)
+    return summary_rows.with_columns(pl.Series(name, values, dtype=pl.Int64 if name == "permutations" else pl.Float64)
+                                     for name, values in extra.items())
 
 
 def write_model_folder(work: Path, model: "DeepRC", info: "ModelInfo", history: list[dict[str, Any]],

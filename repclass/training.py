@@ -527,6 +527,8 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
                                        resume, f"fold {index}/{len(assignments)}: ", context))
     summary = {}
     if context.is_main:
-        summary = write_fold_summary(work, fold_metrics, specs)
+        from .evaluation import split_description
+
+        summary = write_fold_summary(work, fold_metrics, specs, split_description(store, split, specs))
         publish(work, out)
     return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)
