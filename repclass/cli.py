@@ -458,9 +458,9 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @threads_option
 def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ...], positives: tuple[str, ...],
           loss_weights: tuple[str, ...], split_column: str | None, folds: int | None, fold: int | None,
-          group_column: str, permutations: int, resume: bool, methods: tuple[str, ...], kmer_size: int, kmer_gap: int, kmer_counts: bool,
-          inner_folds: int, burden_clonotype: str, device: str, force: bool, threads: int | None,
-          **settings: Any) -> None:
+          group_column: str, permutations: int, resume: bool, methods: tuple[str, ...], kmer_size: int | None,
+          kmer_gap: int, kmer_counts: bool, inner_folds: int, burden_clonotype: str, device: str, force: bool,
+          threads: int | None, **settings: Any) -> None:
     """Train DeepRC (or a baseline: --method kmer|burden, repeatable to compare) on a store.
 
     \b

@@ -306,7 +306,8 @@ def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence[
     check = _trainable(store, columns, kinds, identity, assignments)
     rows: list[dict[str, Any]] = []
     store = _read_once(store)
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # left by a killed test
+    work.mkdir(parents=True)
     quiet = logging.getLogger("repclass")
     level = quiet.level
     try:
@@ -326,8 +327,8 @@ def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence[
             quiet.setLevel(logging.ERROR)  # N x K trainings: their own logs would drown the result
             try:
                 for k in range(1, len(assignments) + 1):
-                    train_method(method, relabelled, work / f"fold_{k}", targets=specs,
-                                 split=SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=grouping or NO_GROUPS), config=config,
+                    fixed = SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=grouping or NO_GROUPS)
+                    train_method(method, relabelled, work / f"fold_{k}", targets=specs, split=fixed, config=config,
                                  model_config=model_config, kmer=kmer, burden=burden, device=device, force=True)
                 pooled = held_out_predictions(work)
             finally:

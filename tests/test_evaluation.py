@@ -112,7 +112,13 @@ def test_without_grouping_a_donor_can_straddle_and_the_log_names_the_column(dono
             assert_no_donor_on_both_sides(assignment)
 
 
-def test_group_column_errors_are_one_line_usage_errors(donors):
+def test_group_column_errors_are_one_line_usage_errors(donors, tmp_path):
+    result = run("train", donors, "--target", "status", "--method", "burden", "--group-column", "donor", "--out",
+                 tmp_path / "b")
+    assert result.exit_code == 2 and "--group-column 'donor' is not a column of the store's sheet" in result.output
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+    result = run("train", donors, "--target", "status", "--permutations", -1, "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "--permutations" in result.output
     store = Store.open(donors)
     with pytest.raises(UsageError, match="--group-column 'donor' is not a column"):
         split_assignments(store, [TargetSpec("status")], SplitSpec(group_column="donor"), TrainConfig())
