@@ -506,8 +506,9 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
             for row in comparison.table.filter(comparison.table["fold"].is_in(["all", "pooled"])).iter_rows(
                     named=True):
                 if row["metric"] in ("roc_auc", "macro_auc", "r2"):
-                    log.info("%s %s: validation %s %.3f, test %.3f", row["method"], row["target"], row["metric"],
-                             row["validation"], row["test"])
+                    interval = "" if row["test_low"] is None else f" [{row['test_low']:.3f}-{row['test_high']:.3f}]"
+                    log.info("%s %s: validation %s %.3f, test %.3f%s", row["method"], row["target"], row["metric"],
+                             row["validation"], row["test"], interval)
             log.info("wrote %s", comparison.path)
             return
         result = train_method(chosen[0], store, out, targets=specs, split=split_spec, config=config,

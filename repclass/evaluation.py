@@ -425,6 +425,10 @@ def format_p(p: float | None, n_permutations: int) -> str:
     return shown
 
 
+def _p_value(p: float | None) -> str:
+    return "n/a" if p is None or math.isnan(p) else "< 0.01" if p < 0.01 else f"{p:.2g}"
+
+
 def _shown(estimate: Estimate) -> str:
     interval = "" if math.isnan(estimate.low) else f" [{_number(estimate.low)}-{_number(estimate.high)}]"
     return f"{METHOD_NAMES.get(estimate.method, estimate.method)} {_number(estimate.value)}{interval}"
@@ -443,8 +447,11 @@ def describe(estimates: Sequence[Estimate]) -> str:
         if len(tested) == 1 and len(mine) == 1:
             line += f"; permutation {format_p(tested[0].p_value, tested[0].n_permutations)}"
         elif tested:
-            line += "; permutation " + ", ".join(f"{format_p(e.p_value, e.n_permutations)} "
-                                                 f"({METHOD_NAMES.get(e.method, e.method)})" for e in tested)
+            counts = {e.n_permutations for e in tested}
+            shown = [f"{METHOD_NAMES.get(e.method, e.method)} {_p_value(e.p_value)}"
+                     + ("" if len(counts) == 1 else f" ({e.n_permutations} permutations)") for e in tested]
+            line += (f"; permutation p{f' ({counts.pop()} permutations)' if len(counts) == 1 else ''}: "
+                     + ", ".join(shown))
         lines.append(line)
     return "\n".join(lines)
 

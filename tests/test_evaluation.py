@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -224,7 +225,11 @@ def test_the_words_name_the_intervals_the_best_method_and_the_caveat():
                  Estimate("burden", "status", "roc_auc", 0.87, 0.83, 0.91, n=120, n_positive=60, n_negative=60,
                           pooled=True)]
     assert describe(estimates) == ("status: pooled out-of-fold ROC AUC, 95% interval: DeepRC 0.62 [0.55-0.69], "
-                                   "k-mer 0.66 [0.59-0.73], burden 0.87 [0.83-0.91]; permutation p < 0.01 (DeepRC)")
+                                   "k-mer 0.66 [0.59-0.73], burden 0.87 [0.83-0.91]; permutation p (999 permutations): "
+                                   "DeepRC < 0.01")
+    alone = [replace(estimates[2], p_value=0.05, n_permutations=19)]
+    assert describe(alone).endswith("burden 0.87 [0.83-0.91]; permutation p = 0.05 (none of 19 permutations did "
+                                    "as well)")
     assert recommendation(estimates).startswith("status: trust burden: its held-out ROC AUC (0.87) is the highest")
     close = [estimates[0], Estimate("kmer", "status", "roc_auc", 0.66, 0.60, 0.72, n=20, n_positive=8,
                                     n_negative=12, pooled=True)]
