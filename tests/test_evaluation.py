@@ -237,3 +237,18 @@ def test_the_words_name_the_intervals_the_best_method_and_the_caveat():
     assert "k-mer has the highest held-out ROC AUC (0.66), but its interval overlaps DeepRC's" in words
     assert "Caution: the held-out set is small, 20 repertoires (8 positive, 12 negative)" in words
     assert small_caveat(estimates[0]) == ""
+
+
+def test_the_permutation_null_is_seeded(donors, tmp_path):
+    """The same folder, seed and N give the same null, and the work folder is removed."""
+    from repclass.baselines.burden import BurdenConfig, train_burden
+    from repclass.evaluation import permutation_null
+
+    store = Store.open(donors)
+    burden = BurdenConfig(inner_folds=2)
+    train_burden(store, tmp_path / "b", targets=["status"], split=SplitSpec(folds=3), burden=burden)
+    nulls = [permutation_null("burden", store, tmp_path / "b", [TargetSpec("status")], 2, tmp_path / f"w{i}",
+                              split=SplitSpec(folds=3), config=TrainConfig(seed=seed), burden=burden)
+             for i, seed in enumerate([4, 4])]
+    assert nulls[0] == nulls[1] and [r["permutation"] for r in nulls[0]] == [1, 2]
+    assert not any((tmp_path / f"w{i}").exists() for i in range(2))
