@@ -123,6 +123,8 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
                    permutations: int = 0) -> ComparisonResult:
     from .evaluation import PERMUTATIONS_NAME, folder_estimates, permutation_test, split_description, write_summary
     from .files import publish
+    from .splits import SplitSpec
+    from .targets import target_specs
     from .training import partial_path
 
     work = partial_path(out)
@@ -146,9 +148,6 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
             permutation_test(method, store, work / method, targets, permutations, split=split, config=config,
                              model_config=model_config, kmer=kmer, burden=burden, device=device)
     table = comparison_table({method: work / method for method in chosen})
-    from .splits import SplitSpec
-    from .targets import target_specs
-
     split = split or SplitSpec()
     write_summary(work, [e for method in chosen for e in folder_estimates(work / method, method)],
                   "Methods compared on the same folds" if split.folds else "Methods compared on the same split",

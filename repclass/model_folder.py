@@ -67,10 +67,9 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
 def refresh_fold_summary(work: Path, note: str = "") -> dict[str, Any]:
     """write_fold_summary again from the fold folders' metrics.json (after a permutation test)."""
     from .evaluation import folder_targets, model_parts
-
-    fold_metrics = [json.loads((part / "metrics.json").read_text()) for _, part in model_parts(work)]
     from .targets import TargetSpec
 
+    fold_metrics = [json.loads((part / "metrics.json").read_text()) for _, part in model_parts(work)]
     return write_fold_summary(work, fold_metrics, [TargetSpec(t["column"]) for t in folder_targets(work)], note)
 
 
