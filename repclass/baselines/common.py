@@ -243,7 +243,8 @@ def write_folder(work: Path, store: "Store", info: BaselineInfo, tensors: dict[s
     write_predictions_table(work, info.targets, prediction_rows, store)
 
 
-# A method's fit: (store, ids per split, targets, config, method settings) ->
+# A method's fit: (store, ids per split, targets, config, method settings, label, groups=donor per
+# repertoire or None) -> fitted on ids["train"] + ids["validation"], inner folds grouped by donor;
 #   (outputs per split (n, n_outputs), tensors, settings for the description, per-target fit notes,
 #    extra files to write: name -> writer(path))
 FitFunction = Callable[..., tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any],
