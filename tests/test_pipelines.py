@@ -582,8 +582,9 @@ def test_module_has_the_nf_core_shape(modules, name):
     assert re.search(r'^\s*conda\s+"\$\{moduleDir\}/environment\.yml"$', module.text, re.M)
     container = re.search(r"^\s*container\s+(.+)$", module.text, re.M).group(1)
     images = {Groovy({"task": {"ext": {"use_gpu": use_gpu}}}).evaluate(container) for use_gpu in (False, True)}
-    assert images == ({f"repclass:{__version__}-cpu", f"repclass:{__version__}-cuda"} if gpu
-                      else {f"repclass:{__version__}-cpu"})
+    # fully qualified (a registry host first), so Nextflow's `docker.registry` is not put in front
+    assert images == ({f"docker.io/library/repclass:{__version__}-cpu", f"docker.io/library/repclass:{__version__}-cuda"}
+                      if gpu else {f"docker.io/library/repclass:{__version__}-cpu"})
 
 
 @pytest.mark.parametrize("name", MODULES)
