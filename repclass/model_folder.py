@@ -3,6 +3,7 @@ for k folds folds.tsv / folds_summary.tsv/.json), and DeepRC's whole folder (`wr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -31,8 +32,12 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
     import polars as pl
 
     rows = list(metric_rows(metrics, [t.column for t in targets]))
+    # Counts as integers (n 8, not 8.0); the other values as floats print them.
+    for row, value in zip(rows, (metrics[r["split"]][r["target"]][r["metric"]] for r in rows)):
+        row["value"] = (str(value) if isinstance(value, int) and not isinstance(value, bool)
+                        else "NaN" if math.isnan(row["value"]) else str(row["value"]))
     pl.DataFrame(rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
-                               "value": pl.Float64}).write_csv(work / "metrics.tsv", separator="\t")
+                               "value": pl.String}).write_csv(work / "metrics.tsv", separator="\t")
 
 
 def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
