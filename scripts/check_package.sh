@@ -7,7 +7,8 @@
 #   2. a fresh virtual environment gets PyTorch's CPU build first, then the wheel with its
 #      dependencies from the package index, and nothing from this checkout;
 #   3. the demo (scripts/demo.sh) runs with that environment's `repclass`, from a folder outside
-#      the checkout's package.
+#      the checkout's package: every command, with a shorter training and motif search
+#      (PACKAGE_CHECK_DEMO=full runs it as `make demo` does, two minutes more).
 #
 # Needs only python3 >= 3.10 and the package index: build and twine go into a virtual
 # environment of their own. Usage: scripts/check_package.sh [WORK_DIR] (default: a temporary
@@ -85,6 +86,11 @@ esac
 # demo.sh runs from the folder above its own: a copy holding only the example data and scripts.
 mkdir -p "$work/demo-src"
 cp -r "$root/example_data" "$root/scripts" "$work/demo-src/"
-PATH="$work/venv/bin:$PATH" bash "$work/demo-src/scripts/demo.sh" "$work/demo" | tee "$work/demo.log"
+if [ "${PACKAGE_CHECK_DEMO:-quick}" != full ]; then
+    export DEMO_TRAIN_ARGS="--updates 50 --eval-every 10 --sequences-per-bag 2000"
+    export DEMO_MOTIFS_ARGS="--sample sample_01 --include-training --top-sequences 50 --motifs 1 --ig-steps 4"
+fi
+PATH="$work/venv/bin:$PATH" bash "$work/demo-src/scripts/demo.sh" "$work/demo" 2>"$work/demo.stderr" \
+    | tee "$work/demo.log" || { tail -40 "$work/demo.stderr"; exit 1; }
 test -s "$work/demo/motifs/report.html" && test -s "$work/demo/predictions.tsv"
 step "done: packages build, pass twine check, install and run the demo"
