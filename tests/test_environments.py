@@ -259,7 +259,7 @@ def test_nextflow_module_environment_pins_this_version(command):
 
 
 def test_snakemake_rules_name_the_environment_and_container():
-    text = (ROOT / "workflows" / "snakemake" / "Snakefile").read_text()
+    text = (ROOT / "workflows" / "snakemake" / "workflow" / "Snakefile").read_text()
     rules = re.findall(r"^rule (\w+):", text, re.M)
     bodies = re.split(r"^rule \w+:", text, flags=re.M)[1:]
     for rule, body in zip(rules, bodies):
@@ -268,10 +268,9 @@ def test_snakemake_rules_name_the_environment_and_container():
         assert re.search(r"^\s+conda:\s*\n\s+CONDA_ENV", body, re.M), f"rule {rule} has no conda:"
         assert re.search(r"^\s+container:\s*\n\s+", body, re.M), f"rule {rule} has no container:"
     assert f'IMAGE_VERSION = "{__version__}"' in text
-    config = yaml.safe_load((ROOT / "workflows" / "snakemake" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "workflows" / "snakemake" / "config" / "config.yaml").read_text())
     # fully qualified: the name `docker build -t repclass:<version>-cpu` gives, with Docker's registry
     assert (config["container_cpu"], config["container_cuda"]) == (
         f"docker://docker.io/library/repclass:{__version__}-cpu", f"docker://docker.io/library/repclass:{__version__}-cuda")
-    assert (ROOT / "workflows" / "snakemake" / "envs" / "repclass.yml").exists()
-    conda, pip = _environment_yml(ROOT / "workflows" / "snakemake" / "envs" / "repclass.yml")
+    conda, pip = _environment_yml(ROOT / "workflows" / "snakemake" / "workflow" / "envs" / "repclass.yml")
     assert conda == {"repclass": SpecifierSet(f"=={__version__}.*")} and not pip
