@@ -31,13 +31,17 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
     """metrics.tsv: one row per (split, target, metric)."""
     import polars as pl
 
-    rows = list(metric_rows(metrics, [t.column for t in targets]))
-    # Counts as integers (n 8, not 8.0); the other values as floats print them.
-    for row, value in zip(rows, (metrics[r["split"]][r["target"]][r["metric"]] for r in rows)):
-        row["value"] = (str(value) if isinstance(value, int) and not isinstance(value, bool)
-                        else "NaN" if math.isnan(row["value"]) else str(row["value"]))
+    rows = [{**row, "value": _value_text(row["metric"], row["value"])}
+            for row in metric_rows(metrics, [t.column for t in targets])]
     pl.DataFrame(rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
                                "value": pl.String}).write_csv(work / "metrics.tsv", separator="\t")
+
+
+def _value_text(metric: str, value: float) -> str:
+    """A metric's value as the tables write it: counts (`n`, `n_...`) as integers (8, not 8.0)."""
+    if metric == "n" or metric.startswith("n_"):
+        return str(int(value))
+    return "NaN" if math.isnan(value) else str(value)
 
 
 def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
@@ -51,7 +55,8 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
                                        "metric": pl.String, "value": pl.Float64})
     summary_rows = (table.group_by(["split", "target", "metric"], maintain_order=True)
                     .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd")))
-    table.write_csv(work / "folds.tsv", separator="\t")
+    table.with_columns(pl.Series("value", [_value_text(m, v) for m, v in zip(table["metric"], table["value"])],
+                                 dtype=pl.String)).write_csv(work / "folds.tsv", separator="\t")
     summary_rows.write_csv(work / "folds_summary.tsv", separator="\t")
     summary = {f"{r['split']}:{r['target']}:{r['metric']}": {"mean": r["mean"], "sd": r["sd"]}
                for r in summary_rows.iter_rows(named=True)}

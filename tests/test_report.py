@@ -238,6 +238,10 @@ def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_
     summary = json.loads((tmp_path / "m" / "motifs.json").read_text())
     assert len(summary["model"]["folds"]) == 3 and summary["evidence"]["cross_validation"] == 3
     assert "fold 1 test" in summary["evidence"]["model_metrics"]
+    # each fold's recorded test AUC gets its interval from that fold's predictions.tsv
+    intervals = summary["evidence"]["model_metrics_intervals"]
+    assert set(intervals) == {k for k, v in summary["evidence"]["model_metrics"].items() if "roc_auc" in v}
+    assert all(low <= summary["evidence"]["model_metrics"][k]["roc_auc"] + 1e-6 for k, (low, _) in intervals.items())
     assert "cross-validation folder of 3 fold models" in (tmp_path / "m" / "report.html").read_text()
     assert summary["evidence"]["training_warnings"] == [{"fold": 2, "warning": "it memorised"}]
     assert '<p class="warn">Training, fold 2: it memorised.</p>' in (tmp_path / "m" / "report.html").read_text()
