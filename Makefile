@@ -1,13 +1,14 @@
 # Two commands on a fresh machine:
 #   make demo   set everything up (.venv) and run ingest -> train -> predict -> motifs on example_data/
 #   make test   set everything up (.venv) and run the test suite
+#   make package-check   build the sdist and wheel, twine-check them, install the wheel into a fresh venv, run the demo
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q
 DEMO_OUT ?= demo_out
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test package-check bench clean
 
 setup: $(VENV)/.setup-done
 
@@ -30,6 +31,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Needs no set-up: the script makes its own environments (build and twine in one, the wheel in another).
+package-check:
+	PYTHON=$(PYTHON) bash scripts/check_package.sh
 
 bench: setup
 	$(PY) benchmarks/ingest.py

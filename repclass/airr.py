@@ -1,7 +1,9 @@
 """Per-sequence outputs as AIRR rearrangement TSVs (https://docs.airr-community.org).
 
-repclass's sequence tables (the top sequences by attention of `predict --attention`) name
-clonotypes by junction, V and J; written as AIRR rearrangements they join back to the user's
+Every file repclass calls AIRR is written here: the top sequences by attention of `predict
+--attention`, the top sequences of `motifs` (sequences.airr.tsv) and the repertoires of `simulate`.
+repclass's sequence tables name clonotypes by junction, V and J; written as AIRR rearrangements
+they join back to the user's
 own records (`sequence_id`, `repertoire_id`) and open in AIRR tools (scirpy, immunarch, the
 `airr` package). Every field the AIRR schema requires is present, empty where repclass does not
 know it (the nucleotide sequence, alignments); repclass's own values (rank, attention, logit,
@@ -9,6 +11,7 @@ know it (the nucleotide sequence, alignments); repclass's own values (rank, atte
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +31,9 @@ def airr_rearrangements(table: pl.DataFrame, *, repertoire_column: str = "sample
     and `repertoire_column`) as AIRR rearrangement fields, then the `extra` columns as they are.
 
     `convention` "cdr3" puts the amino acids in `cdr3_aa` (AIRR's `junction_aa` includes the
-    conserved anchors). Rows without a stored `sequence_id` get `<repertoire>_<row number>`.
+    conserved anchors). `productive` is every row's value (None: unknown), unless `table` has a
+    `productive` column (T/F), which is used as it is. Rows without a stored `sequence_id` get
+    `<repertoire>_<row number>`.
     A merged clonotype's `sequence_id` lists the ids of its input rows, comma-separated.
     """
     n = table.height
@@ -41,7 +46,8 @@ def airr_rearrangements(table: pl.DataFrame, *, repertoire_column: str = "sample
     fields: dict[str, pl.Series | pl.Expr] = {name: empty for name in REQUIRED_FIELDS}
     fields.update(
         sequence_id=sequence_id,
-        productive=pl.lit(None if productive is None else ("T" if productive else "F"), dtype=pl.String),
+        productive=(table["productive"] if "productive" in table.columns
+                    else pl.lit(None if productive is None else ("T" if productive else "F"), dtype=pl.String)),
         v_call=table["v_call"] if "v_call" in table.columns else empty,
         j_call=table["j_call"] if "j_call" in table.columns else empty,
         junction_aa=aa if convention == "junction" else empty,
@@ -63,13 +69,20 @@ def airr_rearrangements(table: pl.DataFrame, *, repertoire_column: str = "sample
     return frame
 
 
+def airr_tsv_bytes(frame: pl.DataFrame) -> bytes:
+    """An `airr_rearrangements` frame as AIRR TSV text: tab-separated, nulls as empty fields, no
+    quoting (AIRR TSV has none), floats with 6 significant digits."""
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, separator="\t", null_value="", quote_style="never", float_precision=6)
+    return buffer.getvalue()
+
+
 def write_airr_rearrangements(frame: pl.DataFrame, path: Path) -> None:
-    """Write an `airr_rearrangements` frame: tab-separated, nulls as empty fields, no quoting
-    (AIRR TSV has none), floats with 6 significant digits; atomically (repclass.files)."""
+    """Write an `airr_rearrangements` frame (`airr_tsv_bytes`) atomically (repclass.files)."""
     from .files import write_file_atomically
 
     def write(temporary: Path) -> None:
-        frame.write_csv(temporary, separator="\t", null_value="", quote_style="never", float_precision=6)
+        temporary.write_bytes(airr_tsv_bytes(frame))
 
     write_file_atomically(path, write)
 

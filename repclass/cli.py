@@ -232,6 +232,7 @@ def main() -> None:
 def _print_ingest_summary(store) -> None:
     import polars as pl
 
+    from .progress import show_on_terminal
     from .reader import DROP_REASONS
 
     rows = store.samples
@@ -242,7 +243,7 @@ def _print_ingest_summary(store) -> None:
     present = {c for c in optional if c in rows.columns and rows[c].drop_nulls().len()
                and (rows[c].dtype == pl.String or rows[c].sum() > 0)}
     shown = [c for c in columns if c not in optional or c in present]
-    if sys.stderr.isatty():
+    if show_on_terminal():
         from rich.console import Console
         from rich.table import Table
 
@@ -567,10 +568,30 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
     result = predict_api(model, list(inputs), out, samples=list(samples) or None, attention_top_n=attention_top_n,
                          attention_out=attention_out, device=device, chunk_size=chunk_size, force=force)
     if result.metrics:
+        from .metrics import small_sample_note
+
         for column, values in result.metrics.items():
-            log.info("%s: %s", column, ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n"))
-    log.info("wrote %s (%d repertoires)%s", result.path, result.table.height,
-             f" and {result.attention_path}" if result.attention_path else "")
+            log.info("%s: %s", column, _metrics_line(values))
+            if "n_positive" in values:
+                note = small_sample_note(values["n_positive"], values["n_negative"], values.get("roc_auc"))
+                if note:
+                    log.warning("%s: %s", column, note)
+    log.info("wrote %s (%d repertoires)", ", ".join(map(str, result.written)), result.table.height)
+
+
+def _metrics_line(values: dict[str, Any]) -> str:
+    """`n 8, roc_auc 1.000 (95% CI 0.750-1.000), ...`: counts as integers, an AUC with its interval."""
+    shown = []
+    for key, value in values.items():
+        if key in ("roc_auc_low", "roc_auc_high", "held_out"):
+            continue
+        if isinstance(value, int):
+            shown.append(f"{key} {value}")
+        elif key == "roc_auc" and "roc_auc_low" in values:
+            shown.append(f"roc_auc {value:.3f} (95% CI {values['roc_auc_low']:.3f}-{values['roc_auc_high']:.3f})")
+        else:
+            shown.append(f"{key} {value:.3f}")
+    return ", ".join(shown)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -622,7 +643,8 @@ def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
                         target=target, class_name=class_name, top_sequences=top_sequences, n_motifs=n_motifs,
                         ig_steps=ig_steps, device=device, seed=seed, force=force,
                         include_training=include_training, truth=truth, chunk_size=chunk_size)
-    log.info("wrote %s", result.report)
+    contents = sorted(p.name + ("/" if p.is_dir() else "") for p in result.out.iterdir() if not p.name.startswith("."))
+    log.info("wrote %s: %s", result.out, ", ".join(contents))
     click.echo(str(result.report))
 
 

@@ -133,11 +133,13 @@ def out_of_fold(infos: Sequence[Any], ids: Sequence[str], store_fingerprint: str
 
 
 def held_out_metrics(target: Any, outputs: np.ndarray, values: np.ndarray, present: np.ndarray,
-                     assignment: SplitAssignment, where: str = "predict") -> dict[str, float]:
+                     assignment: SplitAssignment, where: str = "predict") -> dict[str, Any]:
     """A target's metrics on the held-out repertoires only, with `n_excluded` (seen ones left out).
 
     When no labelled repertoire is held out, the metrics over all of them are returned with a
-    warning that they are optimistic (n_excluded 0, held_out 0)."""
+    warning that they are optimistic (n_excluded 0, held_out 0). A binary target's ROC AUC comes
+    with its stratified bootstrap 95% interval (`roc_auc_low`, `roc_auc_high`; metrics.roc_auc_interval)
+    and the class counts it rests on (`n_positive`, `n_negative`)."""
     held = assignment.held_out()
     labelled_seen = int((present & ~held).sum())
     labelled_held = int((present & held).sum())
@@ -146,14 +148,27 @@ def held_out_metrics(target: Any, outputs: np.ndarray, values: np.ndarray, prese
                     "them are optimistic, not a performance estimate (score held-out data instead)", where,
                     labelled_seen, target.column)
         result = target.metrics(outputs, values, present)
-        result.update(n_excluded=0.0, held_out=0.0)
-        return result
+        result.update(n_excluded=0, held_out=0)
+        return _with_auc_interval(result, target, outputs, values, present)
     if labelled_seen:
         log.warning("%s: %d of %d labelled repertoires were used to train or select the model (split column); "
                     "%s metrics are computed on the %d held-out ones only", where, labelled_seen,
                     labelled_seen + labelled_held, target.column, labelled_held)
     result = target.metrics(outputs, values, present & held)
-    result.update(n_excluded=float(labelled_seen), held_out=1.0)
+    result.update(n_excluded=labelled_seen, held_out=1)
+    return _with_auc_interval(result, target, outputs, values, present & held)
+
+
+def _with_auc_interval(result: dict[str, Any], target: Any, outputs: np.ndarray, values: np.ndarray,
+                       rows: np.ndarray) -> dict[str, Any]:
+    if target.kind != "binary" or "roc_auc" not in result:
+        return result
+    from .metrics import roc_auc_interval
+
+    positive = values[rows] == 1
+    _, low, high = roc_auc_interval(positive, target.activate(outputs[rows]))
+    result.update(roc_auc_low=low, roc_auc_high=high, n_positive=int(positive.sum()),
+                  n_negative=int((~positive).sum()))
     return result
 
 

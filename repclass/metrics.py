@@ -91,6 +91,27 @@ def roc_auc_interval(y_true: np.ndarray, scores: np.ndarray, n_resamples: int = 
     return (auc, *_percentile_interval(resampled, level))
 
 
+#: Held-out sets below these sizes give AUCs too noisy to read on their own (predict and the report say so).
+FEW_REPERTOIRES = 30
+FEW_PER_CLASS = 10
+
+
+def small_sample_note(n_positive: int, n_negative: int, auc: float | None = None) -> str | None:
+    """Words saying that `n_positive` + `n_negative` held-out repertoires are too few for an AUC on
+    them to mean much (fewer than FEW_REPERTOIRES in all or FEW_PER_CLASS of a class), or None.
+    With `auc` 0 or 1 they add why the interval is no help then: a perfect separation stays
+    perfect in every bootstrap resample."""
+    n = n_positive + n_negative
+    if n >= FEW_REPERTOIRES and min(n_positive, n_negative) >= FEW_PER_CLASS:
+        return None
+    note = (f"{n} held-out repertoires ({n_positive} positive, {n_negative} negative) are too few for the AUC "
+            f"to mean much (fewer than {FEW_REPERTOIRES}, or fewer than {FEW_PER_CLASS} of a class)")
+    if auc is not None and auc in (0.0, 1.0):
+        return note + (": a perfect separation is perfect in every bootstrap resample, so its interval is "
+                       f"{auc:g}-{auc:g} however few the repertoires; only more held-out repertoires tell")
+    return note + ": read its 95% interval, not the figure"
+
+
 def paired_auc_difference(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, n_resamples: int = 2000,
                           seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """ROC AUC of `scores_a` minus that of `scores_b` on the same samples, with a paired bootstrap

@@ -3,6 +3,7 @@ for k folds folds.tsv / folds_summary.tsv/.json), and DeepRC's whole folder (`wr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -30,9 +31,17 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
     """metrics.tsv: one row per (split, target, metric)."""
     import polars as pl
 
-    rows = list(metric_rows(metrics, [t.column for t in targets]))
+    rows = [{**row, "value": _value_text(row["metric"], row["value"])}
+            for row in metric_rows(metrics, [t.column for t in targets])]
     pl.DataFrame(rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
-                               "value": pl.Float64}).write_csv(work / "metrics.tsv", separator="\t")
+                               "value": pl.String}).write_csv(work / "metrics.tsv", separator="\t")
+
+
+def _value_text(metric: str, value: float) -> str:
+    """A metric's value as the tables write it: counts (`n`, `n_...`) as integers (8, not 8.0)."""
+    if metric == "n" or metric.startswith("n_"):
+        return str(int(value))
+    return "NaN" if math.isnan(value) else str(value)
 
 
 def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
@@ -53,7 +62,9 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
     summary_rows = (table.group_by(["split", "target", "metric"], maintain_order=True)
                     .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd")))
     summary_rows = _with_pooled(work, summary_rows, note)
-    write_file_atomically(work / "folds.tsv", lambda temporary: table.write_csv(temporary, separator="\t"))
+    fold_table = table.with_columns(pl.Series("value", [_value_text(m, v) for m, v in zip(table["metric"], table["value"])],
+                                              dtype=pl.String))
+    write_file_atomically(work / "folds.tsv", lambda temporary: fold_table.write_csv(temporary, separator="\t"))
     write_file_atomically(work / "folds_summary.tsv",
                           lambda temporary: summary_rows.write_csv(temporary, separator="\t"))
     summary = {f"{r['split']}:{r['target']}:{r['metric']}": {k: r[k] for k in summary_rows.columns

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,6 +41,8 @@ class PredictResult:
     table: pl.DataFrame
     metrics: dict[str, Any] | None
     attention_path: Path | None
+    #: Every file written: the table, then the metrics JSON and the attention tables where written.
+    written: list[Path] = field(default_factory=list)
 
 
 def _read_options(saved: dict[str, Any], convention: str) -> ReadOptions:
@@ -147,6 +149,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     outputs = []
     attention_tables = []
     airr_tables = []  # the same rows with every stored column (sequence_id, locus, c_call)
+    short: list[str] = []  # repertoires with fewer sequences than --attention asks for
     with progress(len(sources), "predict") as bar:
         for sample_id, read in sources:
             table = read(columns)
@@ -164,6 +167,8 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             rows.append({"sample_id": sample_id, "n_sequences": score.n_sequences})
             if attention_top_n > 0:
                 top = min(attention_top_n, len(score.rows))
+                if top < attention_top_n:
+                    short.append(f"{sample_id} ({top})")
                 full = read(None)[score.rows[:top].tolist()].with_columns(
                     pl.lit(sample_id).alias("sample_id"), pl.Series("rank", np.arange(1, top + 1)),
                     pl.Series("attention", score.weights[:top]), pl.Series("logit", score.logits[:top]))
@@ -172,6 +177,9 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                 airr_tables.append(full)
             bar.advance(status=sample_id)
 
+    if short:
+        log.info("--attention %d: %d repertoire(s) hold fewer sequences, so the attention tables have all of "
+                 "theirs (rows written): %s", attention_top_n, len(short), ", ".join(short))
     table = pl.DataFrame(rows)
     # Which scored repertoires the model(s) trained or selected on: a `split` column, and metrics
     # on the held-out ones only (ensemble.py).
@@ -207,5 +215,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             write_airr_rearrangements(airr_rearrangements(
                 pl.concat(airr_tables, how="diagonal_relaxed"), convention=info.junction_convention,
                 productive=productive, extra=["rank", "attention", "logit"]), airr_path(attention_path))
+    written_paths = [out] + ([metrics_path] if metrics is not None else []) + (
+        [attention_path, airr_path(attention_path)] if attention_top_n > 0 else [])
     return PredictResult(path=out, table=table, metrics=metrics,
-                         attention_path=attention_path if attention_top_n > 0 else None)
+                         attention_path=attention_path if attention_top_n > 0 else None, written=written_paths)

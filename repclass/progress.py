@@ -18,6 +18,21 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def stderr_shows_info() -> bool:
+    """Whether info lines reach stderr: false under `-q`, whatever a --log-file records. Without
+    handlers of repclass's own (a Python caller), the logger's level decides."""
+    streams = [h for h in log.handlers if isinstance(h, logging.StreamHandler)
+               and not isinstance(h, logging.FileHandler)]
+    if not streams:
+        return log.isEnabledFor(logging.INFO) or log.level == logging.NOTSET
+    return any(h.level <= logging.INFO for h in streams)
+
+
+def show_on_terminal() -> bool:
+    """Bars and tables for a person: stderr is a terminal and the log is not quiet (`-q`)."""
+    return on_terminal() and stderr_shows_info()
+
+
 class Progress:
     """Counts finished steps of a task of known size."""
 
@@ -48,9 +63,10 @@ class Progress:
 
 @contextmanager
 def progress(total: int, description: str, *, enabled: bool | None = None) -> Iterator[Progress]:
-    """A progress reporter; a rich bar only when stderr is a terminal (or `enabled` says so)."""
+    """A progress reporter; a rich bar only when stderr is a terminal and `-q` was not given (or
+    `enabled` says so). Otherwise the steps are info lines, which `-q` keeps off stderr."""
     tracker = Progress(total, description)
-    use_rich = on_terminal() if enabled is None else enabled
+    use_rich = show_on_terminal() if enabled is None else enabled
     if not use_rich:
         yield tracker
         return

@@ -19,8 +19,10 @@ The files written under OUT:
                                (productive), [nonproductive_rows,] witnesses, witness_rate (realised),
                                noise_implants (names that do not clash with the columns `repclass
                                ingest` adds to a store's samples.tsv; [...] only when asked for)
-    repertoires/<id>.tsv.gz    AIRR rearrangement TSV: sequence_id, junction_aa, v_call, j_call,
-                               duplicate_count, productive (T, or F for non-productive rows), locus
+    repertoires/<id>.tsv.gz    AIRR rearrangement TSV (repclass.airr; valid for the `airr`
+                               package): sequence_id, productive (T, or F for non-productive rows),
+                               v_call, j_call, junction_aa, locus, duplicate_count, repertoire_id,
+                               and the other required fields empty (no nucleotides, alignments)
     implanted.tsv              ground truth, one row per implant: sample_id, sequence_id,
                                junction_aa, motif_start, motif, implanted_text, noise, original_junction_aa
     simulation.json            the configuration, the motifs and the software versions
@@ -589,6 +591,7 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
     """
     import polars as pl
 
+    from .airr import airr_rearrangements, airr_tsv_bytes
     from .simulation import vdj
     from .store import publish, write_atomically
 
@@ -605,7 +608,9 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
         (temporary / "repertoires").mkdir(parents=True)
         rows, implanted = [], []
         for repertoire, implants, row in _iter_repertoires(config, plan, threads):
-            data = gzip.compress(_tsv_bytes(repertoire), compresslevel=GZIP_LEVEL, mtime=0)
+            airr = airr_rearrangements(repertoire.with_columns(pl.lit(row["sample_id"]).alias("repertoire_id")),
+                                       repertoire_column="repertoire_id")
+            data = gzip.compress(airr_tsv_bytes(airr), compresslevel=GZIP_LEVEL, mtime=0)
             (temporary / "repertoires" / f"{row['sample_id']}.tsv.gz").write_bytes(data)
             rows.append(row)
             implanted.append(implants)

@@ -161,7 +161,7 @@ class Target:
 
     def metrics(self, all_outputs: np.ndarray, values: np.ndarray, present: np.ndarray) -> dict[str, float]:
         y = values[present]
-        result: dict[str, float] = {"n": float(len(y))}
+        result: dict[str, float] = {"n": len(y)}  # a count: written as 8, not 8.0
         if len(y) == 0:
             return result
         with torch.no_grad():

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole job on the bundled example cohort: ingest -> train -> predict -> motifs.
 # Usage: scripts/demo.sh [OUT_DIR]   (`make demo` sets up .venv first and puts it on PATH)
+# DEMO_TRAIN_ARGS / DEMO_MOTIFS_ARGS add options to train / motifs (a quicker run for checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-demo_out}
@@ -8,9 +9,9 @@ mkdir -p "$out"
 start=$(date +%s)
 
 repclass ingest example_data/samples.tsv example_data/repertoires --out "$out/cohort.store" --force
-repclass train "$out/cohort.store" --target status --out "$out/model" --seed 0 --force
+repclass train "$out/cohort.store" --target status --out "$out/model" --seed 0 --force ${DEMO_TRAIN_ARGS:-}
 repclass predict "$out/model" "$out/cohort.store" --out "$out/predictions.tsv" --attention 20 --force
-report=$(repclass motifs "$out/model" "$out/cohort.store" --out "$out/motifs" --force)
+report=$(repclass motifs "$out/model" "$out/cohort.store" --out "$out/motifs" --force ${DEMO_MOTIFS_ARGS:-})
 
 python - "$out" <<'PY'
 import json, sys

@@ -106,3 +106,18 @@ def _stored_ids(store_path):
         table = store.read(sample_id, ["junction_aa", "sequence_id"])
         for junction, sequence_id in table.iter_rows():
             yield sample_id, junction, sequence_id
+
+
+def test_example_data_repertoires_are_valid_airr_files(tmp_path):
+    """example_data/ is a `repclass simulate` cohort; its README and the main README call its
+    repertoires AIRR (one file checked: they are written by one command)."""
+    import gzip
+
+    from conftest import EXAMPLE_DATA
+
+    plain = tmp_path / "sample_01.tsv"
+    plain.write_bytes(gzip.decompress((EXAMPLE_DATA / "repertoires" / "sample_01.tsv.gz").read_bytes()))
+    assert airr.validate_rearrangement(str(plain))
+    with open(plain) as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+    assert header[:len(REQUIRED_FIELDS)] == list(REQUIRED_FIELDS) and "repertoire_id" in header

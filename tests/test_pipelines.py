@@ -27,7 +27,7 @@ import pytest
 from repclass import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE_DIR = ROOT / "workflows" / "snakemake"
+SNAKEMAKE_DIR = ROOT / "workflows" / "snakemake"  # Snakemake's standard layout: workflow/ and config/
 NEXTFLOW_DIR = ROOT / "workflows" / "nextflow"
 MODULES = ["ingest", "combine", "train", "predict", "motifs"]  # modules/local/repclass/<command>/
 MODULES_DIR = NEXTFLOW_DIR / "modules" / "local" / "repclass"
@@ -94,7 +94,7 @@ class SnakemakeRun:
 def _snakemake(work: Path, config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     if importlib.util.find_spec("snakemake") is None:
         pytest.fail("snakemake is not installed; it is a test dependency: pip install -e '.[test]'")
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEMAKE_DIR / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEMAKE_DIR / "workflow" / "Snakefile"),
                "--configfile", str(config), "--cores", "2", "--directory", str(work), *args]
     return subprocess.run(command, capture_output=True, text=True, env=_env(), stdin=subprocess.DEVNULL,
                           timeout=timeout)
@@ -103,7 +103,7 @@ def _snakemake(work: Path, config: Path, *args: str, timeout: float = 600) -> su
 def _write_config(path: Path, sheet: Path, reps: Path, **changes: Any) -> Path:
     import yaml
 
-    config = yaml.safe_load((SNAKEMAKE_DIR / "config.yaml").read_text())  # the shipped config, adapted
+    config = yaml.safe_load((SNAKEMAKE_DIR / "config" / "config.yaml").read_text())  # the shipped config, adapted
     config.update(sheet=str(sheet), repertoires=str(reps), target="status", folds=FOLDS, seed=0,
                   attention=ATTENTION, device="cpu")
     config["threads"].update(ingest=1, train=1, predict=1, motifs=1)  # two jobs at a time on 2 cores
@@ -241,6 +241,47 @@ def test_snakemake_without_folds_trains_one_model(cohort, tmp_path):
                                 "motifs": 1, "all": 1}
     assert "results/models/model" in log and "--fold" not in log
     assert "--attention" not in log and "results/predictions/model.tsv" in log
+
+
+def test_snakemake_config_is_checked_against_its_schema(cohort, tmp_path):
+    config = _write_config(tmp_path / "config.yaml", *cohort, foldz=3)  # a misspelt key
+    result = _snakemake(tmp_path / "run", config, "--dry-run")
+    assert result.returncode != 0 and "foldz" in result.stdout + result.stderr
+    assert "No validator found" not in result.stderr  # the schema names a JSON Schema version jsonschema knows
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({}, None),
+    ({"attention": "many"}, "'many' is not of type 'integer'"),
+    ({"device": "gpu"}, "'gpu' does not match"),
+    ({"threads": {"train": 0}}, "0 is less than the minimum of 1"),
+    ({"target": None}, "None is not of type 'string'"),
+])
+def test_snakemake_config_schema(changes, message):
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((SNAKEMAKE_DIR / "config" / "config.yaml").read_text()) | changes
+    schema = str(SNAKEMAKE_DIR / "workflow" / "schemas" / "config.schema.yaml")
+    if message is None:
+        validate(config, schema)  # the shipped config is valid
+    else:
+        with pytest.raises(WorkflowError, match=re.escape(message)):
+            validate(config, schema)
+
+
+def test_snakemake_example_data_config_runs_from_the_repository_root():
+    """docs/pipelines.md's ready command on example_data/ (dry run: the whole DAG, every input found)."""
+    import yaml
+
+    config = SNAKEMAKE_DIR / "config" / "example_data.yaml"
+    assert "--configfile workflows/snakemake/config/example_data.yaml" in (ROOT / "docs" / "pipelines.md").read_text()
+    result = _snakemake(ROOT, config, "--dry-run")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    n_samples = len(_sheet_ids(ROOT / yaml.safe_load(config.read_text())["sheet"]))
+    assert _job_counts(result.stdout + result.stderr) == {"ingest": n_samples, "combine": 1, "train": 1,
+                                                         "predict": 1, "motifs": 1, "all": 1}
 
 
 def test_snakemake_names_a_sample_without_a_file(cohort, tmp_path):
@@ -582,8 +623,9 @@ def test_module_has_the_nf_core_shape(modules, name):
     assert re.search(r'^\s*conda\s+"\$\{moduleDir\}/environment\.yml"$', module.text, re.M)
     container = re.search(r"^\s*container\s+(.+)$", module.text, re.M).group(1)
     images = {Groovy({"task": {"ext": {"use_gpu": use_gpu}}}).evaluate(container) for use_gpu in (False, True)}
-    assert images == ({f"repclass:{__version__}-cpu", f"repclass:{__version__}-cuda"} if gpu
-                      else {f"repclass:{__version__}-cpu"})
+    # fully qualified (a registry host first), so Nextflow's `docker.registry` is not put in front
+    assert images == ({f"docker.io/library/repclass:{__version__}-cpu", f"docker.io/library/repclass:{__version__}-cuda"}
+                      if gpu else {f"docker.io/library/repclass:{__version__}-cpu"})
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -91,6 +91,29 @@ def test_report_holds_each_element(held_out_run):
     assert "http://" not in html and "https://" not in html
 
 
+def test_report_gives_every_auc_an_interval_and_links_its_files(held_out_run):
+    html = (held_out_run / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", "", html)
+    evidence = json.loads((held_out_run / "motifs.json").read_text())["evidence"]
+    held = evidence["held_out"]
+    assert held["roc_auc_low"] <= held["roc_auc"] <= held["roc_auc_high"]
+    recorded = evidence["model_metrics"]
+    assert set(evidence["model_metrics_intervals"]) == {s for s, v in recorded.items() if "roc_auc" in v}
+    for split, (low, high) in evidence["model_metrics_intervals"].items():
+        assert low <= recorded[split]["roc_auc"] + 1e-6 and recorded[split]["roc_auc"] <= high + 1e-6
+    # every ROC AUC on the page has its interval beside it
+    shown = re.findall(r"ROC AUC [0-9.]+ \(95% CI", text)
+    cells = re.findall(r"<td class=\"num\">[0-9.]+ \(95% CI [0-9.]+&ndash;[0-9.]+\)</td>", html)
+    assert len(shown) == 1 and len(cells) == len(evidence["model_metrics_intervals"]) >= 2
+    # 4 held-out repertoires: the page says the figure means little
+    assert f"{held['n']} held-out repertoires" in text and "too few for the AUC to mean much" in text
+    # the files the page describes are linked, relative to it, and exist
+    links = set(re.findall(r'<a href="([^"]+)">', html))
+    assert {"scores.tsv", "sequences.tsv", "sequences.airr.tsv", "motifs.tsv", "motifs.json", "repertoires.tsv",
+            "figures/roc_pr.png", "truth.json", "logos/"} <= links
+    assert all((held_out_run / link).exists() for link in links), links
+
+
 def test_sign_disagreements_are_explained_on_the_page(held_out_run):
     sequences = pl.read_csv(held_out_run / "sequences.tsv", separator="\t")
     disagree = int(((sequences["contribution"] > 0) & (sequences["ig_delta"] < 0)).sum())
@@ -215,6 +238,10 @@ def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_
     summary = json.loads((tmp_path / "m" / "motifs.json").read_text())
     assert len(summary["model"]["folds"]) == 3 and summary["evidence"]["cross_validation"] == 3
     assert "fold 1 test" in summary["evidence"]["model_metrics"]
+    # each fold's recorded test AUC gets its interval from that fold's predictions.tsv
+    intervals = summary["evidence"]["model_metrics_intervals"]
+    assert set(intervals) == {k for k, v in summary["evidence"]["model_metrics"].items() if "roc_auc" in v}
+    assert all(low <= summary["evidence"]["model_metrics"][k]["roc_auc"] + 1e-6 for k, (low, _) in intervals.items())
     assert "cross-validation folder of 3 fold models" in (tmp_path / "m" / "report.html").read_text()
     assert summary["evidence"]["training_warnings"] == [{"fold": 2, "warning": "it memorised"}]
     assert '<p class="warn">Training, fold 2: it memorised.</p>' in (tmp_path / "m" / "report.html").read_text()
@@ -301,6 +328,35 @@ def test_average_precision_by_hand():
                                                 ("aSFeNt", "SF.N")])
 def test_consensus_pattern(consensus, pattern):
     assert consensus_pattern(consensus) == pattern
+
+
+def _normal_approximation(x, y):
+    """The one-sided Mann-Whitney p-value by hand (normal approximation, tie and continuity
+    corrections): what evidence.py computed before it used scipy's test."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n1, n2 = len(x), len(y)
+    values = np.r_[x, y]
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    variance = n1 * n2 / 12 * ((n + 1) - (counts ** 3 - counts).sum() / (n * (n - 1)))
+    return 0.5 * math.erfc((u - n1 * n2 / 2 - 0.5) / math.sqrt(variance) / math.sqrt(2))
+
+
+@pytest.mark.parametrize("x, y", [
+    ([0.0, 0.0, 0.01, 0.02, 0.03], [0.0, 0.0, 0.0, 0.005]),      # ties (repertoires without the motif)
+    (list(range(20)), list(range(5, 30))),                       # larger than scipy's exact limit
+    ([0.04, 0.0, 0.02] * 5, [0.0, 0.01] * 6),
+])
+def test_mann_whitney_is_scipys_and_agrees_with_the_normal_approximation(x, y):
+    assert mann_whitney_greater(x, y) == pytest.approx(_normal_approximation(x, y), rel=1e-9)
+
+
+def test_mann_whitney_is_exact_for_small_samples_without_ties():
+    # 4 vs 4, complete separation: 1 of the C(8, 4) = 70 equally likely rank assignments
+    assert mann_whitney_greater([5, 6, 7, 8], [1, 2, 3, 4]) == pytest.approx(1 / 70)
+    assert _normal_approximation([5, 6, 7, 8], [1, 2, 3, 4]) == pytest.approx(0.0152, abs=1e-4)
 
 
 def test_mann_whitney_and_enrichment():

@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from repclass.airr import REQUIRED_FIELDS
 from repclass.cli import main
 from repclass.errors import OutputExistsError, UsageError
 from repclass.simulate import (AIRR_COLUMNS, IMPLANTED_COLUMNS, SimulationConfig, simulate_cohort,
@@ -36,6 +37,12 @@ def run(*args):
 
 def read_repertoire(folder: Path, sample_id: str) -> pl.DataFrame:
     return pl.read_csv(folder / "repertoires" / f"{sample_id}.tsv.gz", separator="\t", quote_char=None)
+
+
+def check_airr_columns(columns: list[str]) -> None:
+    """A simulated repertoire file: every field AIRR requires, in its order, then the known ones."""
+    assert columns[:len(REQUIRED_FIELDS)] == list(REQUIRED_FIELDS)
+    assert set(AIRR_COLUMNS) | {"repertoire_id"} == set(columns) - set(REQUIRED_FIELDS) | set(AIRR_COLUMNS)
 
 
 def read_tsv(path: Path) -> pl.DataFrame:
@@ -71,7 +78,8 @@ def test_files_and_columns(cohort):
     assert read_tsv(out / "implanted.tsv").columns == list(IMPLANTED_COLUMNS)
     for sample_id in samples["sample_id"]:
         table = read_repertoire(out, sample_id)
-        assert table.columns == list(AIRR_COLUMNS)
+        check_airr_columns(table.columns)
+        assert set(table["repertoire_id"]) == {sample_id}
         assert config.min_sequences <= table.height <= config.max_sequences
         assert table["junction_aa"].is_unique().all()          # one clonotype per junction
         assert table["junction_aa"].str.contains("^C[A-Z]+[FW]$").all()
@@ -118,6 +126,25 @@ def test_both_motifs_are_used(cohort):
     implanted = read_tsv(out / "implanted.tsv").filter(~pl.col("noise"))
     counts = collections.Counter(implanted["motif"])
     assert set(counts) == {"SFEN", "G.WL"} and min(counts.values()) > 0.25 * implanted.height
+
+
+@needs_olga
+def test_repertoire_files_are_valid_airr_rearrangements(extras, tmp_path):
+    """What the README and `simulate --help` call AIRR passes the AIRR Community's validator,
+    non-productive rows included, and reads back as the same rearrangements."""
+    airr = pytest.importorskip("airr", reason="the airr package is a test dependency: pip install -e '.[test]'")
+    out, _ = extras
+    for path in sorted((out / "repertoires").glob("*.tsv.gz"))[:2]:
+        plain = tmp_path / path.name.removesuffix(".gz")
+        plain.write_bytes(gzip.decompress(path.read_bytes()))
+        assert airr.validate_rearrangement(str(plain)), path
+        with open(plain) as handle:
+            records = list(airr.io.RearrangementReader(handle, validate=True))
+        table = read_repertoire(out, path.name.split(".")[0])
+        assert [r["junction_aa"] for r in records] == table["junction_aa"].to_list()
+        assert [r["productive"] for r in records] == (table["productive"] == "T").to_list()
+        assert {r["repertoire_id"] for r in records} == {path.name.split(".")[0]}
+        assert all(isinstance(r["duplicate_count"], int) for r in records)
 
 
 @needs_olga
@@ -212,7 +239,7 @@ def test_same_seed_same_bytes_whatever_the_threads(tmp_path):
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
     assert len(digests(tmp_path / "a")) == config.n_repertoires + 3
     with gzip.open(tmp_path / "a" / "repertoires" / "sample_01.tsv.gz") as handle:
-        assert handle.readline().decode().rstrip("\n").split("\t") == list(AIRR_COLUMNS)
+        check_airr_columns(handle.readline().decode().rstrip("\n").split("\t"))
     other = SimulationConfig(**{**SMALL, "seed": 8}, motifs=("S.EN",))
     simulate_cohort(tmp_path / "c", other)
     assert digests(tmp_path / "c")["samples.tsv"] != digests(tmp_path / "a")["samples.tsv"]
@@ -252,7 +279,7 @@ def test_nonproductive_rows_are_those_asked_for(extras):
     implanted = read_tsv(out / "implanted.tsv")
     for row in samples.iter_rows(named=True):
         table = read_repertoire(out, row["sample_id"])
-        assert table.columns == list(AIRR_COLUMNS)
+        check_airr_columns(table.columns)
         productive = table.filter(pl.col("productive") == "T")
         broken = table.filter(pl.col("productive") == "F")
         assert productive.height == row["simulated_sequences"]
@@ -323,13 +350,19 @@ def test_extras_change_nothing_else(extras, tmp_path):
 def test_outputs_without_extras_are_those_of_earlier_versions(tmp_path):
     """With the extras off, the files hold what they held before the extras existed: this digest, of
     samples.tsv, implanted.tsv and the uncompressed repertoires, was taken from that version (numpy
-    2.4.6, polars 2.1.0; other versions of those may draw or write otherwise)."""
+    2.4.6, polars 2.1.0; other versions of those may draw or write otherwise). The repertoires are
+    AIRR files with every required field since; the digest reads the columns they had then."""
     config = SimulationConfig(**SMALL, motifs=("S.EN",), random_motifs=2, gap_probability=0.3, noise_rate=0.01)
     simulate_cohort(tmp_path / "a", config, threads=1)
     digest = hashlib.sha256()
     for path in [tmp_path / "a" / "samples.tsv", tmp_path / "a" / "implanted.tsv",
                  *sorted((tmp_path / "a" / "repertoires").glob("*.tsv.gz"))]:
-        digest.update(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())
+        if path.suffix != ".gz":
+            digest.update(path.read_bytes())
+            continue
+        lines = [line.split("\t") for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
+        keep = [lines[0].index(name) for name in AIRR_COLUMNS]
+        digest.update("".join("\t".join(fields[i] for i in keep) + "\n" for fields in lines).encode())
     assert digest.hexdigest() == "5d730056cca7f10b6141de90847b9aea069609cfb0a04f001a5cf483c15524bd"
 
 

@@ -73,12 +73,31 @@ SPLIT_WORDS = {"train": "training", "validation": "validation (chose the model)"
                "new": "new (not in the training store)"}
 
 
+def _link(name: str) -> str:
+    """A link to a file of the output folder, relative to the report (which lies in it)."""
+    return f'<a href="{_escape(name)}">{_escape(name)}</a>'
+
+
 def _figure(folder: Path, name: str, alt: str) -> str:
     path = folder / "figures" / f"{name}.png"
     if not path.exists():
         return ""
-    return (f'<figure>{_image(path, alt, "figure")}<figcaption><small>figures/{name}.png, '
-            f'figures/{name}.svg</small></figcaption></figure>')
+    return (f'<figure>{_image(path, alt, "figure")}<figcaption><small>{_link(f"figures/{name}.png")}, '
+            f'{_link(f"figures/{name}.svg")}</small></figcaption></figure>')
+
+
+def _auc(value: Any, low: Any, high: Any) -> str:
+    """An AUC with its bootstrap 95% interval beside it."""
+    if value is None or low is None:
+        return _value(value)
+    return f"{_value(value)} (95% CI {_value(low)}&ndash;{_value(high)})"
+
+
+def _small_sample(held: dict[str, Any]) -> str:
+    from ..metrics import small_sample_note
+
+    note = small_sample_note(held["n_class"], held["n"] - held["n_class"], held.get("roc_auc"))
+    return f'<p class="note">{_escape(note[0].upper() + note[1:])}.</p>' if note else ""
 
 
 def _value(value: Any, digits: int = 3) -> str:
@@ -146,22 +165,32 @@ def _training_warnings(summary: dict[str, Any]) -> str:
 def _metric_table(summary: dict[str, Any]) -> str:
     evidence = summary.get("evidence", {})
     recorded = evidence.get("model_metrics", {})
+    intervals = evidence.get("model_metrics_intervals", {})
     names: list[str] = []
     for values in recorded.values():
         names += [k for k in values if k not in names and k != "n"]
+
+    def cell(split: str, values: dict[str, Any], name: str) -> str:
+        if name == "roc_auc" and split in intervals:
+            return f'<td class="num">{_auc(values.get(name), *intervals[split])}</td>'
+        return f'<td class="num">{_value(values.get(name))}</td>'
+
     rows = "".join(f'<tr><td>{_escape(split)}</td><td class="num">{_value(values.get("n"), 4)}</td>'
-                   + "".join(f'<td class="num">{_value(values.get(n))}</td>' for n in names) + "</tr>"
+                   + "".join(cell(split, values, n) for n in names) + "</tr>"
                    for split, values in recorded.items())
     table = ""
     if rows:
-        table = ('<p>Recorded when the model was trained (its own train / validation / test split):</p><table><tr>'
+        table = ('<p>Recorded when the model was trained (its own train / validation / test split; ROC AUC with '
+                 "its stratified bootstrap 95% interval, from the model folder's predictions.tsv):</p><table><tr>"
                  '<th>split</th><th>repertoires</th>' + "".join(f"<th>{_escape(n.replace('_', ' '))}</th>"
                                                               for n in names) + f"</tr>{rows}</table>")
     held = evidence.get("held_out")
     if held:
         table += (f'<p>On the held-out repertoires of this store ({held["n"]}, {held["n_class"]} of class '
-                  f'{_escape(summary["explained"]["class"])}): ROC AUC {_value(held.get("roc_auc"))}, average '
-                  f'precision {_value(held.get("average_precision"))}.</p>')
+                  f'{_escape(summary["explained"]["class"])}): ROC AUC '
+                  f'{_auc(held.get("roc_auc"), held.get("roc_auc_low"), held.get("roc_auc_high"))}, average '
+                  f'precision {_value(held.get("average_precision"))} (every held-out repertoire: '
+                  f'{_link("scores.tsv")}).</p>{_small_sample(held)}')
     else:
         table += '<p class="note">No labelled held-out repertoire in this store: no held-out performance.</p>'
     return table
@@ -279,7 +308,7 @@ def _kernel_figures(summary: dict[str, Any], folder: Path) -> str:
         return f'<p class="meta">{_escape(summary["kernels_note"])}.</p>'
     figures = [f'<figure>{_image(folder / k["logo_png"], "kernel " + str(k["kernel"]), "kernel")}'
                f'<figcaption>rank {k["rank"]}: kernel index {k["kernel"]}, mean contribution '
-               f'{_number(k["contribution"])} logit ({k["logo_png"]})</figcaption></figure>'
+               f'{_number(k["contribution"])} logit ({_link(k["logo_png"])})</figcaption></figure>'
                for k in summary["kernels"]]
     return f'<div class="kernels">{"".join(figures)}</div>'
 
@@ -301,7 +330,7 @@ def _truth_section(summary: dict[str, Any]) -> str:
             f'{_value(truth.get("recall_top50_attention"))}; attention mass on implanted sequences per repertoire: '
             f'mean {_value(mass.get("mean"))}, median {_value(mass.get("median"))}.</p>'
             f'<table><tr><th>k</th><th>precision@k by sequence contribution</th><th>precision@k by attention weight'
-            f'</th></tr>{rows}</table><p class="meta">truth.json</p>')
+            f'</th></tr>{rows}</table><p class="meta">{_link("truth.json")}</p>')
 
 
 def _definitions(summary: dict[str, Any]) -> str:
@@ -335,8 +364,8 @@ mean |residue attribution| (sizes, as for the windows), in lower case where fewe
 logos add {summary["settings"]["flank"]} flanking columns on each side. Bottom panel: information content of the
 residue frequencies (bits).</dd>
 <dt>Enrichment</dt><dd>Per labelled repertoire, the share of its sequences matching the consensus (lower-case
-letters match any residue); one-sided Mann-Whitney test (normal approximation) that the share is higher in the
-explained class; computed on the held-out repertoires and on all labelled ones. Repertoires the model trained on
+letters match any residue); one-sided Mann-Whitney test (scipy: exact for small samples without ties, otherwise
+the normal approximation) that the share is higher in the explained class; computed on the held-out repertoires and on all labelled ones. Repertoires the model trained on
 are not independent evidence.</dd>
 <dt>Kernels</dt><dd>Ranked by mean g<sub>d</sub> z<sub>d</sub> over the analysed repertoires (logit); titled by
 rank and kernel index. Weights centred per position (only differences between amino acids matter for one-hot
@@ -389,9 +418,10 @@ def build_report(summary: dict[str, Any], sequences: pl.DataFrame, folder: Path,
 {_truth_section(summary)}
 <h2>Top sequences by sequence contribution</h2>
 {_sequence_rows(sequences)}
-<p class="meta">All {sequences.height} attributed sequences: sequences.tsv. Per analysed repertoire: repertoires.tsv.
-Every scored repertoire (split, label, score, attention): scores.tsv. Motif matrices and the numbers above:
-motifs.json. Logos: logos/; figures: figures/ (PNG and SVG).</p>
+<p class="meta">All {sequences.height} attributed sequences: {_link("sequences.tsv")} (as AIRR rearrangements:
+{_link("sequences.airr.tsv")}). Per analysed repertoire: {_link("repertoires.tsv")}. Every scored repertoire (split,
+label, score, attention): {_link("scores.tsv")}. Motifs: {_link("motifs.tsv")}; their matrices and the numbers above:
+{_link("motifs.json")}. Logos: {_link("logos/")}; figures: {_link("figures/")} (PNG and SVG).</p>
 <h2>Most contributing convolution kernels</h2>
 {_kernel_figures(summary, folder)}
 <h2>Definitions</h2>

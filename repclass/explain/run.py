@@ -27,7 +27,7 @@ from .attribution import attribute, kernel_notice, rank_kernels
 from .clustering import CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF_SHARE, TRIM_FRACTION, find_motifs
 from .collect import chosen_samples, collect
 from .outputs import resolve_explained
-from .summary import build_evidence, build_summary, training_warning
+from .summary import build_evidence, build_summary, recorded_auc_intervals, training_warning
 from .tables import airr_sequences, motif_table, repertoire_table, scores_table, sequence_table
 from .types import MotifResult
 from .writing import publish_folder, training_history
@@ -210,6 +210,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
         summary["evidence"]["model_metrics"] = {
             f"fold {k} test": fold_info.metrics.get("test", {}).get(explained.target, {})
             for k, (_, fold_info) in enumerate(loaded, start=1)}
+    summary["evidence"]["model_metrics_intervals"] = recorded_auc_intervals(files.paths, explained, bool(files.folds))
     truth_result = None
     if truth_table is not None:
         truth_result = score_against_truth(ranked, truth_table, analysed, [m.consensus for m in found], seen)

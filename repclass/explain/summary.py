@@ -17,7 +17,7 @@ from ..ensemble import HELD_OUT
 from ..evidence import (average_precision, confusion, consensus_pattern, enrichment, gene_usage, motif_frequencies,
                         pr_points, roc_points)
 from ..files import sha256_of
-from ..metrics import roc_auc
+from ..metrics import roc_auc_interval
 from ..store import Store
 from .attribution import COMPLETENESS_TOLERANCE, DELTA_FLOOR
 from .outputs import ExplainedOutput
@@ -118,9 +118,13 @@ def build_evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, sc
         fpr, tpr = roc_points(positive, values)
         recall, precision = pr_points(positive, values)
         classes = list(next(t for t in info.targets if t.column == explained.target).classes or [])
+        auc = roc_auc_interval(positive, values) if 0 < positive.sum() < len(positive) else (None, None, None)
         evidence["held_out"] = {
             "n": labelled.height, "n_class": int(positive.sum()),
-            "roc_auc": significant(roc_auc(positive, values)) if 0 < positive.sum() < len(positive) else None,
+            "roc_auc": significant(auc[0]) if auc[0] is not None else None,
+            # stratified bootstrap 95% interval (metrics.roc_auc_interval)
+            "roc_auc_low": significant(auc[1]) if auc[1] is not None else None,
+            "roc_auc_high": significant(auc[2]) if auc[2] is not None else None,
             "average_precision": significant(average_precision(positive, values)) if positive.any() else None,
             "roc": {"fpr": [significant(v) for v in fpr], "tpr": [significant(v) for v in tpr]},
             "pr": {"recall": [significant(v) for v in recall], "precision": [significant(v) for v in precision]},
@@ -157,3 +161,29 @@ def build_evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, sc
         "n_positive": int((sequence_table["contribution"] > 0).sum())}
     return evidence
 
+
+def recorded_auc_intervals(model_paths: Sequence[Path], explained: ExplainedOutput, folds: bool
+                           ) -> dict[str, list[float]]:
+    """Bootstrap 95% intervals (metrics.roc_auc_interval) of the ROC AUCs recorded at training, keyed
+    like the evidence's "model_metrics" (train / validation / test, or "fold k test"), from each model
+    folder's predictions.tsv. Binary targets only: a multiclass model records its macro AUC."""
+    if explained.kind != "binary":
+        return {}
+    intervals: dict[str, list[float]] = {}
+    label = f"{explained.target}:label"
+    for k, path in enumerate(model_paths, start=1):
+        table_path = Path(path).parent / "predictions.tsv"
+        if not table_path.exists():
+            continue
+        table = pl.read_csv(table_path, separator="\t", infer_schema_length=0)  # every column as text
+        probability = [c for c in table.columns if c.startswith(f"{explained.target}:p(")]
+        if len(probability) != 1 or label not in table.columns:
+            continue
+        positive_class = probability[0][len(explained.target) + 3:-1]
+        for split in (("test",) if folds else ("train", "validation", "test")):
+            rows = table.filter((pl.col("split") == split) & pl.col(label).is_not_null())
+            positive = (rows[label] == positive_class).to_numpy()
+            if 0 < positive.sum() < len(positive):
+                _, low, high = roc_auc_interval(positive, rows[probability[0]].cast(pl.Float64).to_numpy())
+                intervals[f"fold {k} test" if folds else split] = [significant(low), significant(high)]
+    return intervals

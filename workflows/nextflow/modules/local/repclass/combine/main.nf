@@ -5,7 +5,7 @@ process REPCLASS_COMBINE {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container 'repclass:0.1.0-cpu'
+    container 'docker.io/library/repclass:0.1.0-cpu'
 
     input:
     tuple val(meta), path(parts, stageAs: 'parts/*')

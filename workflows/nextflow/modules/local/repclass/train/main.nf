@@ -8,7 +8,7 @@ process REPCLASS_TRAIN {
     label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
-    container "${ task.ext.use_gpu ? 'repclass:0.1.0-cuda' : 'repclass:0.1.0-cpu' }"
+    container "${ task.ext.use_gpu ? 'docker.io/library/repclass:0.1.0-cuda' : 'docker.io/library/repclass:0.1.0-cpu' }"
 
     input:
     tuple val(meta), path(store)
