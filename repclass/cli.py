@@ -203,7 +203,12 @@ def _default_from(where: str, field: str | Callable[[Any], Any], *decls: str, **
 threads_option = click.option("--threads", type=int, default=None, callback=_set_threads, is_eager=True,
                               help="CPU threads for reading and computing (default: the CPUs this job may use: "
                                    "its CPU affinity and cgroup quota, e.g. under SLURM or in a container).")
-force_option = click.option("--force", is_flag=True, help="Replace an existing output.")
+force_option = click.option("--force", is_flag=True, help="Replace an existing output (only one repclass wrote, "
+                                                           "of the same kind).")
+allow_other_locus_option = click.option(
+    "--allow-other-locus", is_flag=True,
+    help="Score repertoires of another locus than the model's training store (TRB model, IGH repertoires); "
+         "refused by default.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -525,10 +530,12 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
               help="Where to write them (default: <out stem>.attention.tsv).")
 @chunk_option
 @device_option
+@allow_other_locus_option
 @force_option
 @threads_option
 def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], attention_top_n: int,
-            attention_out: Path | None, chunk_size: int, device: str, force: bool, threads: int | None) -> None:
+            attention_out: Path | None, chunk_size: int, device: str, allow_other_locus: bool, force: bool,
+            threads: int | None) -> None:
     """Score repertoires with a trained model.
 
     MODEL is a model folder or its model.safetensors; INPUTS is a store, or repertoire files
@@ -542,7 +549,8 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
     from .prediction import predict as predict_api
 
     result = predict_api(model, list(inputs), out, samples=list(samples) or None, attention_top_n=attention_top_n,
-                         attention_out=attention_out, device=device, chunk_size=chunk_size, force=force)
+                         attention_out=attention_out, device=device, chunk_size=chunk_size, force=force,
+                         allow_other_locus=allow_other_locus)
     if result.metrics:
         for column, values in result.metrics.items():
             log.info("%s: %s", column, ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "n"))
@@ -578,11 +586,13 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
 @device_option
 @click.option("--seed", type=int, default=MOTIFS_SEED, show_default=True,
               help="Seed for the random parts (the same seed gives the same outputs).")
+@allow_other_locus_option
 @force_option
 @threads_option
 def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], target: str | None,
            class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, include_training: bool,
-           truth: Path | None, chunk_size: int, device: str, seed: int, force: bool, threads: int | None) -> None:
+           truth: Path | None, chunk_size: int, device: str, seed: int, allow_other_locus: bool, force: bool,
+           threads: int | None) -> None:
     """Which sequences and residues drive the predictions: tables, sequence logos, a report.
 
     MODEL is a model folder (or a --folds folder); INPUTS is a store, or repertoire files (ingested
@@ -598,7 +608,8 @@ def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
     result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None,
                         target=target, class_name=class_name, top_sequences=top_sequences, n_motifs=n_motifs,
                         ig_steps=ig_steps, device=device, seed=seed, force=force,
-                        include_training=include_training, truth=truth, chunk_size=chunk_size)
+                        include_training=include_training, truth=truth, chunk_size=chunk_size,
+                        allow_other_locus=allow_other_locus)
     log.info("wrote %s", result.report)
     click.echo(str(result.report))
 

@@ -29,8 +29,8 @@ from ._version import __version__
 from .alphabet import AMINO_ACIDS
 from .errors import OutputExistsError, StoreError, excerpt
 # Re-exported: these lived here before repclass.files existed, and other modules import them from here.
-from .files import (check_replaceable, claim_output, output_kind, prepare_parent, publish, sha256_of,  # noqa: F401
-                    temporary_sibling, write_file_atomically)
+from .files import (Output, Outputs, check_replaceable, claim_output, output_kind, prepare_parent,  # noqa: F401
+                    publish, sha256_of, temporary_sibling, write_file_atomically)
 
 STORE_FORMAT = "repclass-store"
 #: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
@@ -111,12 +111,12 @@ class StoreWriter:
         self.label_columns = list(label_columns)
         self._force = force
         self._claim = contextlib.ExitStack()
-        self._claim.enter_context(claim_output(self.path, "store", inputs=inputs, force=force))
+        self._outputs = self._claim.enter_context(Outputs([Output(self.path, "store")], inputs=inputs, force=force))
         try:
-            self._temporary = write_atomically(self.path, force)
+            self._temporary = self._outputs.temporary(self.path)
             (self._temporary / REPERTOIRE_DIR).mkdir(parents=True)
-        except BaseException:
-            self._claim.close()
+        except BaseException as exc:
+            self._close(exc)
             raise
         self._records: dict[str, SampleRecord] = {}
         self._files: set[str] = set()
@@ -125,9 +125,15 @@ class StoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-        self._claim.close()
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None = None) -> None:
+        """Leave the output lifecycle: temporaries removed unless published, locks released, a
+        full disk turned into one line (files.Outputs)."""
+        if exc is None:
+            self._claim.close()
+        else:
+            self._claim.__exit__(type(exc), exc, exc.__traceback__)
 
     def _claim_file(self, record: SampleRecord) -> str:
         if record.sample_id in self._records:
@@ -160,7 +166,6 @@ class StoreWriter:
         self._records[record.sample_id] = record
 
     def abort(self) -> None:
-        shutil.rmtree(self._temporary, ignore_errors=True)
         self._claim.close()
 
     def commit(self) -> "Store":
@@ -182,7 +187,7 @@ class StoreWriter:
         }
         # The manifest is written last: a folder without it is never taken for a store.
         (self._temporary / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        publish(self._temporary, self.path, replace=self._force)
+        self._outputs.publish()
         self._claim.close()
         return Store.open(self.path)
 
@@ -227,6 +232,21 @@ def _verify_once(path: Path, expected: str) -> None:
         raise StoreError(f"{path}: checksum differs from the one in the store's manifest; the file is damaged: "
                          "ingest that sample again (or restore the store from a backup)")
     _VERIFIED.add(key)
+
+
+def table_loci(table: "pl.DataFrame | pl.LazyFrame") -> set[str]:
+    """The loci of a repertoire table: its `locus` column, else its V (or J) calls' prefixes."""
+    from .genes import LOCI
+
+    frame = table.lazy()
+    names = frame.collect_schema().names()
+    for column in ("locus", "v_call", "j_call"):
+        if column in names:
+            values = frame.select(pl.col(column).drop_nulls().str.slice(0, 3).str.to_uppercase().unique()).collect()
+            found = {v for v in values.to_series().to_list() if v in LOCI}
+            if found:
+                return found
+    return set()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -348,6 +368,15 @@ class Store:
             raise StoreError(f"{path}: holds {table.height} sequences where the manifest says {entry['n_sequences']}; "
                              "the store is corrupt: ingest that sample again")
         return table
+
+    def loci(self) -> list[str]:
+        """The loci (TRB, IGH, ...) of the store's sequences: each file's `locus` column, or the
+        first letters of its IMGT V/J calls (TRBV5-1 -> TRB); [] when the files say nothing."""
+        found: set[str] = set()
+        for sample_id in self.sample_ids:
+            self.read(sample_id, ["junction_aa"])  # verified and decoded once, damage named as for any read
+            found |= table_loci(pl.scan_parquet(self.repertoire_path(sample_id)))
+        return sorted(found)
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
         for sample_id in self.sample_ids:
