@@ -46,6 +46,16 @@ class _Group(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"Error: {_one_line(where + (exc.strerror or str(exc)))}")
             sys.exit(1)
+        except Exception as exc:
+            # A full disk reported by polars or torch in their own exception types (files.Outputs
+            # names the output; this is the net for writes outside it, such as --log-file).
+            from .files import disk_full_reason
+
+            reason = disk_full_reason(exc)
+            if reason is None:
+                raise
+            _fail(f"Error: {_one_line(f'cannot write ({reason}): the disk is full or a file size limit was reached')}")
+            sys.exit(1)
 
 
 def _fail(message: str) -> None:

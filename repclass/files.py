@@ -287,8 +287,9 @@ def _roll_back(record: dict) -> None:
 # a full disk
 # ----------------------------------------------------------------------------------------------
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# torch.save reports a short write as "file write failed" or, from its zip writer, "unexpected pos".
 _DISK_FULL_WORDS = ("no space left on device", "file too large", "disk quota exceeded", "os error 28",
-                    "os error 27", "os error 122", "file write failed")
+                    "os error 27", "os error 122", "file write failed", "unexpected pos")
 
 
 def disk_full_reason(exc: BaseException) -> str | None:
@@ -305,7 +306,8 @@ def disk_full_reason(exc: BaseException) -> str | None:
         for words in _DISK_FULL_WORDS:
             if words in text:
                 return {"os error 28": "No space left on device", "os error 27": "File too large",
-                        "os error 122": "Disk quota exceeded", "file write failed": "a write failed"}.get(
+                        "os error 122": "Disk quota exceeded", "file write failed": "a write failed",
+                        "unexpected pos": "a write failed"}.get(
                     words, words.capitalize())
         current = current.__cause__ or current.__context__
     return None
