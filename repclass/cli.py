@@ -163,8 +163,8 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
 
     if value is not None and value < 1:
         raise click.BadParameter("must be at least 1")
-    configure_threads(value)
-    return value
+    count = configure_threads(value)
+    return None if value is None else count  # capped at the CPUs available
 
 
 def _setting(name: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:

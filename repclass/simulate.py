@@ -40,7 +40,6 @@ import gzip
 import io
 import json
 import logging
-import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -529,7 +528,9 @@ def _iter_repertoires(config: SimulationConfig, plan: _Plan, threads: int | None
                                                  config, background.locus)
         return repertoire, implanted, {**row, **covariates[i]}
 
-    workers = max(1, threads or os.cpu_count() or 1)
+    from .cpus import available_cpus
+
+    workers = max(1, min(threads or available_cpus(), available_cpus()))  # never more threads than CPUs
     if workers == 1:
         yield from (one(i) for i in range(config.n_repertoires))
         return

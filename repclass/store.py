@@ -31,6 +31,7 @@ from .errors import OutputExistsError, StoreError, excerpt
 # Re-exported: these lived here before repclass.files existed, and other modules import them from here.
 from .files import (Output, Outputs, check_replaceable, claim_output, output_kind, prepare_parent,  # noqa: F401
                     publish, sha256_of, temporary_sibling, write_file_atomically)
+from .sheet import MAX_ID_BYTES
 
 STORE_FORMAT = "repclass-store"
 #: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
@@ -45,6 +46,14 @@ SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 TEXT_COLUMNS = ("unresolved_gene_examples",)
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def reserved_sample_columns() -> tuple[str, ...]:
+    """The columns a store's samples.tsv writes itself: a sheet's label column may not take one's name."""
+    from .reader import DROP_REASONS
+
+    return ("sample_id", "n_sequences", "n_templates", "rows_read", "rows_kept",
+            *[f"dropped_{reason}" for reason in DROP_REASONS], "unresolved_genes", *TEXT_COLUMNS, *SOURCE_COLUMNS)
 
 
 def repertoire_filename(sample_id: str) -> str:
@@ -138,6 +147,9 @@ class StoreWriter:
     def _claim_file(self, record: SampleRecord) -> str:
         if record.sample_id in self._records:
             raise StoreError(f"sample id {record.sample_id!r} occurs twice; sample ids must be unique")
+        if len(record.sample_id.encode()) > MAX_ID_BYTES:
+            raise StoreError(f"sample id {excerpt(record.sample_id)} is longer than {MAX_ID_BYTES} bytes, the most a "
+                             "repertoire file name can take; shorten it")
         name = repertoire_filename(record.sample_id)
         if name in self._files:
             raise StoreError(f"sample id {record.sample_id!r} gives the same file name {name!r} as another id; "
