@@ -261,26 +261,30 @@ def _write_record(path: Path, record: dict) -> None:
 
 
 def _roll_back(record: dict) -> None:
-    """Undo the publish of a killed run from its journal: remove the files it had already renamed
-    into place and put back the outputs they replaced. A journal is only written once every
-    temporary is complete, and the replaced outputs are only removed after the lock is released,
-    so each entry is in one of a few states, all recognisable here. A set whose new files are all
-    in place is whole and kept."""
+    """Undo the publish of a run killed before it released its lock, from its journal: remove the
+    files it had renamed into place and put back the outputs they replaced. A journal is only
+    written once every temporary is complete, and the replaced outputs are only removed after the
+    lock is released, so each entry is in one of a few states, all recognisable here. An output
+    counts as written once its command released the lock: the plain retry of a killed command
+    then starts from what that command started from (and succeeds)."""
     entries = record.get("outputs") or []
-    if not entries or not any(e.get("written", True) and os.path.lexists(e["temporary"]) for e in entries):
-        return  # nothing written yet, or every new output in place: a whole set (the replaced ones are leftovers)
     for entry in entries:
         final, temporary = Path(entry["final"]), Path(entry["temporary"])
         old = Path(entry["old"]) if entry.get("old") else None
+        hidden = temporary.name.startswith(".")
         if os.path.lexists(temporary):
-            if temporary.name.startswith("."):  # train's OUT.partial/ stays, for --resume
+            if hidden:  # train's OUT.partial/ stays where it is
                 _remove(temporary)
-        elif entry.get("written", True):
-            _remove(final)  # renamed into place by the killed run
+        elif entry.get("written", True) and os.path.lexists(final):
+            if hidden:
+                _remove(final)
+            else:  # train's finished folder goes back to OUT.partial/ rather than away
+                os.replace(final, temporary)
         if old is not None and os.path.lexists(old) and not os.path.lexists(final):
             os.replace(old, final)
-    log.warning("process %d was killed while publishing its outputs (%s); they were rolled back: run the command "
-                "again", record["pid"], ", ".join(e["final"] for e in entries))
+    if entries:
+        log.warning("process %d was killed while publishing its outputs (%s); they were rolled back",
+                    record["pid"], ", ".join(e["final"] for e in entries))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from .data import Batch, RepertoireCache, make_batch, sample_rows
 from .diagnostics import memorisation_warning, validation_perfect
 from .distributed import Context, finish, from_environment
 from .errors import LabelError, RepclassError, UsageError, excerpt
-from .files import Output, Outputs, check_output_not_input, check_replaceable, prepare_parent
+from .files import Output, Outputs, check_output_not_input, prepare_parent
 from .model import DeepRC, top_k_per_bag
 from .model_folder import write_fold_summary, write_model_folder
 from .optim import Adam
@@ -453,10 +453,10 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     for spec in specs:
         _check_labels(store, spec)
     out = Path(out)
-    # The model folder may not be (or hold, or lie in) the store, and --force only replaces a model folder.
+    # The model folder may not be (or hold, or lie in) the store; whether an existing one may be
+    # replaced (--force, a model folder only) is checked under the lock, by files.Outputs.
     check_output_not_input(out, [store.path])
     check_output_not_input(partial_path(out), [store.path])
-    check_replaceable(out, "model", force)
     prepare_parent(out)
     context, device_obj = from_environment(device)
     claimed = None
