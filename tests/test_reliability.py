@@ -268,8 +268,7 @@ GENERIC = [
     ("existing_output_needs_force", "same_kind", None, [], 1, ["exists already", "--force"]),
     ("output_parent_is_a_file", _afile, lambda c: f"afile/{c.out}", [], 1, ["afile"]),
     ("locked_output_refused", "lock", None, [], 1, ["is writing this output right now"]),
-    ("leftovers_of_dead_runs_removed", _stale_leftovers, None, [], 0, []),
-    ("force_replaces_the_same_kind", "same_kind", None, ["--force"], 0, []),
+    ("force_replaces_the_same_kind_and_dead_runs_leftovers_go", "same_kind", None, ["--force"], 0, []),
 ]
 
 
@@ -285,6 +284,8 @@ def test_every_command_follows_the_output_rules(command, case, setup, output, ex
         setup(tmp_path, out)
     elif setup in ("same_kind", "other_kind"):
         getattr(spec, setup)(tmp_path, out)
+    if code == 0:  # a run killed earlier left a lock, a temporary and a replaced output
+        _stale_leftovers(tmp_path, out)
     before = snapshot(tmp_path)
     args = [*spec.args(out_name), *extra]
     if setup == "lock":
@@ -296,10 +297,9 @@ def test_every_command_follows_the_output_rules(command, case, setup, output, ex
     if code == 0:
         assert result[0] == 0, result[1]
         spec.made(out)
-        if case == "force_replaces_the_same_kind":
-            before = {k: v for k, v in before.items() if not k.startswith(out_name)}
-        else:  # the dead run's leftovers are removed
-            before = {k: v for k, v in before.items() if ".tmp-" not in k and ".old-" not in k}
+        # the replaced output and the dead run's leftovers are gone; every other file is unchanged
+        before = {k: v for k, v in before.items() if not k.startswith(out_name) and ".tmp-" not in k
+                  and ".old-" not in k}
     else:
         line = assert_refused(*result, code, fragments)
         assert len(line) < 1500
@@ -632,11 +632,17 @@ def _outputs(spec: Command, root: Path) -> list[Path]:
     return [root / spec.out, *[root / name for name in spec.extra_outputs]]
 
 
+# motifs left out for time (it computes for seconds before its first write); its writes go
+# through the same files.Outputs
+FULL_DISK = ["ingest", "combine", "train", "predict", "simulate"]
+
+
 def test_full_disk_is_one_line_and_leaves_nothing(world, tmp_path):
-    """Every command under a 200-byte file size limit: exit 1, one line naming the output and the
+    """Each command under a 200-byte file size limit: exit 1, one line naming the output and the
     cause, inputs unchanged, no output, temporary, partial folder or lock left."""
     runs = {}
-    for name, spec in COMMANDS.items():
+    for name in FULL_DISK:
+        spec = COMMANDS[name]
         root = tmp_path / name
         root.mkdir()
         _copy_world(world, root)
@@ -654,10 +660,9 @@ def test_full_disk_is_one_line_and_leaves_nothing(world, tmp_path):
         assert not leftovers(root), name
 
 
-# predict at every point (its four outputs make "during" a half-published set); one point for the
-# others, whose publish is one rename (the same code: files.Outputs)
-KILLS = [("predict", "before-publish"), ("predict", "during-publish"), ("predict", "after-publish"),
-         ("ingest", "during-publish"), ("train", "during-publish"), ("simulate", "after-publish")]
+# kill -9 before, during (between the renames of predict's two outputs) and after the publish
+KILLS = [("predict", "during-publish"), ("predict", "after-publish"), ("simulate", "before-publish"),
+         ("ingest", "during-publish"), ("train", "during-publish")]
 
 
 def test_kill_9_then_the_plain_retry_succeeds(world, tmp_path):
@@ -685,17 +690,33 @@ def test_kill_9_then_the_plain_retry_succeeds(world, tmp_path):
 
 
 def test_two_concurrent_runs_into_one_output_exactly_one_wins(world, tmp_path):
-    """Two runs of each command started together to one output: one exits 0, the other 1 (locked,
-    or exists already when the first had finished), and the output is the complete work of one."""
+    """Two runs of each command to one output: one exits 0, the other 1 (locked, or exists already
+    when the first had finished), and the output is the complete work of one. ingest, combine
+    and simulate: two processes started together (a race for the lock); train and predict
+    (slower to start): a second run, in this process, while the first one writes. (motifs, for
+    time: its lock is the same files.Outputs, held by a live process in GENERIC's
+    locked_output_refused.)"""
+    import time
+
     runs = {}
     for name, spec in COMMANDS.items():
+        if name == "motifs":
+            continue
         root = tmp_path / name
         root.mkdir()
         _copy_world(world, root)
-        runs[name] = (root, snapshot(root), [_spawn(spec.args(spec.out), root) for _ in range(2)])
+        pair = 2 if name in ("ingest", "combine", "simulate") else 1
+        runs[name] = (root, snapshot(root), [_spawn(spec.args(spec.out), root) for _ in range(pair)])
     for name, (root, before, processes) in runs.items():
         spec = COMMANDS[name]
-        results = [_finish(p) for p in processes]
+        if len(processes) == 1:
+            lock = lock_path(root / spec.out)
+            while processes[0].poll() is None and not lock.exists():
+                time.sleep(0.02)
+            code, output, _ = run_cli(spec.args(spec.out), root)
+            results = [_finish(processes[0]), (code, output)]
+        else:
+            results = [_finish(p) for p in processes]
         assert sorted(code for code, _ in results) == [0, 1], f"{name}: {results}"
         loser = next(err for code, err in results if code == 1)
         assert "Traceback" not in loser
@@ -726,7 +747,7 @@ def test_finished_training_never_aborts_at_exit(world, tmp_path):
     runs = [_spawn(["train", "S", "--target", "status", "--out", f"M{run}", "--updates", "100", "--eval-every",
                     "1", "--patience", "1", "--batch-size", "2", "--sequences-per-bag", "16", "--kernels", "4",
                     "--attention-units", "4", "--device", "cpu", "--threads", "1", "--seed", str(run)], tmp_path)
-            for run in range(3)]
+            for run in range(2)]
     for run, process in enumerate(runs):
         code, err = _finish(process)
         assert code == 0, f"run {run}: exit {code}\n{err[-2000:]}"
