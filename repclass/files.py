@@ -256,8 +256,11 @@ def output_lock(final: str | Path) -> Iterator[Path]:
 def _write_record(path: Path, record: dict) -> None:
     """Replace the lock's content in one rename (a kill never leaves half a journal)."""
     temporary = path.parent / f".{path.name[1:]}.tmp-{os.getpid()}"
-    temporary.write_text(json.dumps(record))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _roll_back(record: dict) -> None:
@@ -283,8 +286,8 @@ def _roll_back(record: dict) -> None:
         if old is not None and os.path.lexists(old) and not os.path.lexists(final):
             os.replace(old, final)
     if entries:
-        log.warning("process %d was killed while publishing its outputs (%s); they were rolled back",
-                    record["pid"], ", ".join(e["final"] for e in entries))
+        log.warning("the publish of process %d did not finish (%s); it was rolled back", record["pid"],
+                    ", ".join(e["final"] for e in entries))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,6 +473,7 @@ class Outputs:
         self._stack = contextlib.ExitStack()
         self._temporaries: dict[Path, Path] = {}
         self._locks: list[Path] = []
+        self._old: list[Path] = []
         self.published = False
 
     @property
@@ -534,19 +538,24 @@ class Outputs:
             entries.append({"final": str(output.path), "temporary": str(temporary) if written else
                             str(output.path.parent / f".{output.path.name}.tmp-{pid}"), "old": str(old) if old else None,
                             "written": written})
-        _write_record(self._locks[0], {"pid": pid, "host": socket.gethostname(), "outputs": entries})
-        for index, entry in enumerate(entries):
-            final = Path(entry["final"])
-            if entry["old"]:
-                _remove(Path(entry["old"]))
-                os.replace(final, entry["old"])
-            if entry["written"]:
-                os.replace(entry["temporary"], final)
-            if index == 0:
-                _fault("during-publish")
+        record = {"pid": pid, "host": socket.gethostname(), "outputs": entries}
+        _write_record(self._locks[0], record)
+        try:
+            for index, entry in enumerate(entries):
+                final = Path(entry["final"])
+                if entry["old"]:
+                    _remove(Path(entry["old"]))
+                    os.replace(final, entry["old"])
+                if entry["written"]:
+                    os.replace(entry["temporary"], final)
+                if index == 0:
+                    _fault("during-publish")
+        except BaseException:
+            _roll_back(record)  # a rename failed: the old set back in place, never half of each
+            raise
+        self._old = [Path(e["old"]) for e in entries if e["old"]]
         self.published = True
         _fault("after-publish")
-        self._old = [Path(e["old"]) for e in entries if e["old"]]
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

@@ -386,8 +386,16 @@ class Store:
         first letters of its IMGT V/J calls (TRBV5-1 -> TRB); [] when the files say nothing."""
         found: set[str] = set()
         for sample_id in self.sample_ids:
-            self.read(sample_id, ["junction_aa"])  # verified and decoded once, damage named as for any read
-            found |= table_loci(pl.scan_parquet(self.repertoire_path(sample_id)))
+            entry = self._entry(sample_id)
+            path = self.path / entry["file"]
+            if not path.is_file():
+                raise StoreError(f"{path}: repertoire file missing from the store; ingest the data again")
+            _verify_once(path, entry["sha256"])  # damage named as for any read (and hashed once per run)
+            try:
+                found |= table_loci(pl.scan_parquet(path))
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise StoreError(f"{path}: cannot be decoded ({_first_line(exc)}); the store is corrupt: ingest "
+                                 "that sample again") from exc
         return sorted(found)
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
