@@ -172,6 +172,18 @@ def clean_leftovers(final: Path) -> list[Path]:
     return removed
 
 
+def clean_leftovers_in(folder: Path) -> list[Path]:
+    """Remove every `.NAME.tmp-PID` / `.NAME.old-PID` of a dead process anywhere under `folder`
+    (train's OUT.partial/, whose checkpoints are written atomically inside it)."""
+    removed = []
+    for child in sorted(Path(folder).rglob(".*"), reverse=True):
+        match = _LEFTOVER.match(child.name)
+        if match and int(match["pid"]) != os.getpid() and not pid_alive(int(match["pid"])):
+            _remove(child)
+            removed.append(child)
+    return removed
+
+
 # ----------------------------------------------------------------------------------------------
 # the output lock
 # ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from .data import Batch, RepertoireCache, make_batch, sample_rows
 from .diagnostics import memorisation_warning, validation_perfect
 from .distributed import Context, finish, from_environment
 from .errors import LabelError, RepclassError, UsageError, excerpt
-from .files import Output, Outputs, check_output_not_input, prepare_parent
+from .files import Output, Outputs, check_output_not_input, clean_leftovers_in, prepare_parent
 from .model import DeepRC, top_k_per_bag
 from .model_folder import write_fold_summary, write_model_folder
 from .optim import Adam
@@ -518,6 +518,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
             log.info("removing %s, left by an earlier run (pass --resume to continue it instead)", work)
             shutil.rmtree(work)
         if resume:
+            clean_leftovers_in(work)  # a checkpoint half written when the run was killed
             check_checkpoints(work)
         work.mkdir(parents=True, exist_ok=True)
     context.barrier()
