@@ -161,7 +161,8 @@ def clean_leftovers(final: Path) -> list[Path]:
         return removed
     for child in final.parent.iterdir():
         match = _LEFTOVER.match(child.name)
-        if not match or match["name"] != final.name:
+        # also a file written atomically onto a temporary (`..OUT.tmp-PID.tmp-PID`)
+        if not match or (match["name"] != final.name and not match["name"].startswith(f".{final.name}.tmp-")):
             continue
         pid = int(match["pid"])
         if pid == os.getpid() or pid_alive(pid):
