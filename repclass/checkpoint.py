@@ -221,7 +221,8 @@ def check_description(path: str | Path) -> None:
                              "edited); copy the whole model folder again")
 
 
-def check_locus(info: ModelInfo, loci: set[str] | list[str], where: str | Path, allow_other_locus: bool = False) -> None:
+def check_locus(info: ModelInfo, loci: set[str] | list[str], where: str | Path,
+                allow_other_locus: bool = False) -> None:
     """Refuse sequences of another locus than the model's training store (a TRB model scoring IGH
     repertoires gives numbers without meaning); `allow_other_locus` (--allow-other-locus) lets
     them through with a warning. A model or store that does not know its locus is not checked."""

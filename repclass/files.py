@@ -548,9 +548,10 @@ class Outputs:
             if not written and not os.path.lexists(output.path):
                 continue
             old = output.path.parent / f".{output.path.name}.old-{pid}" if os.path.lexists(output.path) else None
-            entries.append({"final": str(output.path), "temporary": str(temporary) if written else
-                            str(output.path.parent / f".{output.path.name}.tmp-{pid}"), "old": str(old) if old else None,
-                            "written": written})
+            if not written:
+                temporary = temporary_sibling(output.path)
+            entries.append({"final": str(output.path), "temporary": str(temporary),
+                            "old": str(old) if old else None, "written": written})
         record = {"pid": pid, "host": socket.gethostname(), "outputs": entries}
         _write_record(self._locks[0], record)
         try:
