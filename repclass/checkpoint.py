@@ -15,6 +15,7 @@ finishes and is never a model file.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .store import Store
     from .targets import TargetSpec
 
+log = logging.getLogger(__name__)
+
 MODEL_FORMAT = "repclass-model"
 MODEL_FORMAT_VERSION = 1
 MODEL_FILENAME = "model.safetensors"
@@ -50,6 +53,10 @@ class ModelInfo:
     targets: list[Target]
     alphabet: str = AMINO_ACIDS
     junction_convention: str = "junction"
+    #: the training store's locus ("TRB"; "TRA,TRB" for several) and species, None when unknown
+    #: (and in model files written before repclass recorded them)
+    locus: str | None = None
+    species: str | None = None
     #: read options of the training store, applied when predict ingests raw files
     read_options: dict[str, Any] = field(default_factory=dict)
     store_fingerprint: str = ""
@@ -70,6 +77,8 @@ class ModelInfo:
             "targets": [t.to_dict() for t in self.targets],
             "alphabet": self.alphabet,
             "junction_convention": self.junction_convention,
+            "locus": self.locus,
+            "species": self.species,
             "read_options": self.read_options,
             "store_fingerprint": self.store_fingerprint,
             "split_seed": self.split_seed,
@@ -93,6 +102,8 @@ class ModelInfo:
                 targets=[Target.from_dict(t) for t in data["targets"]],
                 alphabet=data["alphabet"],
                 junction_convention=data["junction_convention"],
+                locus=data.get("locus"),
+                species=data.get("species"),
                 read_options=data.get("read_options", {}),
                 store_fingerprint=data.get("store_fingerprint", ""),
                 split_seed=data.get("split_seed", 0),
@@ -210,8 +221,27 @@ def check_description(path: str | Path) -> None:
                              "edited); copy the whole model folder again")
 
 
-def check_store_fits(info: ModelInfo, store: "Store") -> None:
-    """Refuse a store whose alphabet or junction convention differs from the model's."""
+def check_locus(info: ModelInfo, loci: set[str] | list[str], where: str | Path,
+                allow_other_locus: bool = False) -> None:
+    """Refuse sequences of another locus than the model's training store (a TRB model scoring IGH
+    repertoires gives numbers without meaning); `allow_other_locus` (--allow-other-locus) lets
+    them through with a warning. A model or store that does not know its locus is not checked."""
+    locus = getattr(info, "locus", None)  # baseline models do not record one
+    if not locus or not loci:
+        return
+    trained = set(locus.split(","))
+    other = sorted(set(loci) - trained)
+    if not other:
+        return
+    message = (f"{where}: holds {', '.join(other)} sequences but the model was trained on {locus} sequences; "
+               "score repertoires of the model's locus, or pass --allow-other-locus to score them anyway")
+    if not allow_other_locus:
+        raise ModelFileError(message)
+    log.warning("%s (--allow-other-locus: scoring them anyway)", message.split("; score")[0])
+
+
+def check_store_fits(info: ModelInfo, store: "Store", allow_other_locus: bool = False) -> None:
+    """Refuse a store whose alphabet, junction convention or locus differs from the model's."""
     if store.alphabet != info.alphabet:
         raise ModelFileError(f"{store.path}: alphabet {store.alphabet!r} differs from the model's {info.alphabet!r}")
     if store.junction_convention != info.junction_convention:
@@ -219,6 +249,8 @@ def check_store_fits(info: ModelInfo, store: "Store") -> None:
             f"{store.path}: holds {store.junction_convention} sequences but the model was trained on "
             f"{info.junction_convention} sequences; make a store with `repclass ingest ... --convention "
             f"{info.junction_convention}` and score that")
+    if getattr(info, "locus", None):
+        check_locus(info, store.loci(), store.path, allow_other_locus)
 
 
 # ----------------------------------------------------------------------------------------------

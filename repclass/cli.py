@@ -47,6 +47,16 @@ class _Group(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"Error: {_one_line(where + (exc.strerror or str(exc)))}")
             sys.exit(1)
+        except Exception as exc:
+            # A full disk reported by polars or torch in their own exception types (files.Outputs
+            # names the output; this is the net for writes outside it, such as --log-file).
+            from .files import disk_full_reason
+
+            reason = disk_full_reason(exc)
+            if reason is None:
+                raise
+            _fail(f"Error: {_one_line(f'cannot write ({reason}): the disk is full or a file size limit was reached')}")
+            sys.exit(1)
 
 
 def _fail(message: str) -> None:
@@ -154,8 +164,8 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
 
     if value is not None and value < 1:
         raise click.BadParameter("must be at least 1")
-    configure_threads(value)
-    return value
+    count = configure_threads(value)
+    return None if value is None else count  # capped at the CPUs available
 
 
 def _setting(name: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
@@ -204,7 +214,12 @@ def _default_from(where: str, field: str | Callable[[Any], Any], *decls: str, **
 threads_option = click.option("--threads", type=int, default=None, callback=_set_threads, is_eager=True,
                               help="CPU threads for reading and computing (default: the CPUs this job may use: "
                                    "its CPU affinity and cgroup quota, e.g. under SLURM or in a container).")
-force_option = click.option("--force", is_flag=True, help="Replace an existing output.")
+force_option = click.option("--force", is_flag=True, help="Replace an existing output (only one repclass wrote, "
+                                                           "of the same kind).")
+allow_other_locus_option = click.option(
+    "--allow-other-locus", is_flag=True,
+    help="Score repertoires of another locus than the model's training store (TRB model, IGH repertoires); "
+         "refused by default.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -549,10 +564,12 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
               help="Where to write them (default: <out stem>.attention.tsv).")
 @chunk_option
 @device_option
+@allow_other_locus_option
 @force_option
 @threads_option
 def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], attention_top_n: int,
-            attention_out: Path | None, chunk_size: int, device: str, force: bool, threads: int | None) -> None:
+            attention_out: Path | None, chunk_size: int, device: str, allow_other_locus: bool, force: bool,
+            threads: int | None) -> None:
     """Score repertoires with a trained model.
 
     MODEL is a model folder or its model.safetensors; INPUTS is a store, or repertoire files
@@ -566,7 +583,8 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
     from .prediction import predict as predict_api
 
     result = predict_api(model, list(inputs), out, samples=list(samples) or None, attention_top_n=attention_top_n,
-                         attention_out=attention_out, device=device, chunk_size=chunk_size, force=force)
+                         attention_out=attention_out, device=device, chunk_size=chunk_size, force=force,
+                         allow_other_locus=allow_other_locus)
     if result.metrics:
         from .metrics import small_sample_note
 
@@ -622,11 +640,13 @@ def _metrics_line(values: dict[str, Any]) -> str:
 @device_option
 @click.option("--seed", type=int, default=MOTIFS_SEED, show_default=True,
               help="Seed for the random parts (the same seed gives the same outputs).")
+@allow_other_locus_option
 @force_option
 @threads_option
 def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], target: str | None,
            class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, include_training: bool,
-           truth: Path | None, chunk_size: int, device: str, seed: int, force: bool, threads: int | None) -> None:
+           truth: Path | None, chunk_size: int, device: str, seed: int, allow_other_locus: bool, force: bool,
+           threads: int | None) -> None:
     """Which sequences and residues drive the predictions: tables, sequence logos, a report.
 
     MODEL is a model folder (or a --folds folder); INPUTS is a store, or repertoire files (ingested
@@ -642,7 +662,8 @@ def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
     result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None,
                         target=target, class_name=class_name, top_sequences=top_sequences, n_motifs=n_motifs,
                         ig_steps=ig_steps, device=device, seed=seed, force=force,
-                        include_training=include_training, truth=truth, chunk_size=chunk_size)
+                        include_training=include_training, truth=truth, chunk_size=chunk_size,
+                        allow_other_locus=allow_other_locus)
     contents = sorted(p.name + ("/" if p.is_dir() else "") for p in result.out.iterdir() if not p.name.startswith("."))
     log.info("wrote %s: %s", result.out, ", ".join(contents))
     click.echo(str(result.report))

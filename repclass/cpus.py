@@ -5,9 +5,12 @@ No heavy imports here.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 #: Set to "off" to keep torch's and OpenMP's own defaults (for benchmarks that compare with them).
 POLICY_SWITCH = "REPCLASS_THREAD_POLICY"
@@ -46,12 +49,19 @@ def configure_threads(threads: int | None) -> int:
     """Set the thread environment of torch (OpenMP, MKL) and polars before they are imported.
 
     `threads` (--threads) wins; otherwise the CPUs this process may use, unless the user has set
-    the variables already. OpenMP's workers are also told to sleep instead of spin while they wait
+    the variables already; a `threads` above the CPUs available is capped there, with a warning.
+    OpenMP's workers are also told to sleep instead of spin while they wait
     (OMP_WAIT_POLICY=PASSIVE): with the default spin-waiting, two jobs that each take every core
     keep preempting each other's spinning workers and each runs about 12x slower than alone
     (docs/performance.md); passive waiting costs a single job a few percent. Returns the count.
     """
-    count = threads if threads is not None else available_cpus()
+    available = available_cpus()
+    if threads is not None and threads > available:
+        # More threads than CPUs only adds switching (10,000 threads: minutes instead of seconds).
+        log.warning("--threads %d is more than the %d CPU(s) this job may use; using %d", threads, available,
+                    available)
+        threads = available
+    count = threads if threads is not None else available
     variables = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
     if threads is not None:
         for name in variables:

@@ -12,7 +12,46 @@ from typing import Any
 from .store import write_file_atomically
 
 
+def _writable_folder(folder: Path) -> bool:
+    """Whether `folder` exists and can be written, or could be created (its nearest existing parent
+    can be written). By the permission bits, also for root, whom os.access never refuses: a folder
+    its owner made read-only is not one to write into."""
+    import os
+    import stat
+
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return False
+    if os.geteuid() != 0:
+        return os.access(existing, os.W_OK | os.X_OK)
+    mode = existing.stat()
+    bits = stat.S_IWUSR if mode.st_uid == 0 else stat.S_IWGRP | stat.S_IWOTH
+    return bool(mode.st_mode & bits)
+
+
+def matplotlib_config() -> None:
+    """Point matplotlib at a temporary config/cache folder when its default ones (under $HOME)
+    cannot be written: it would otherwise create folders there anyway (as root), or warn and make
+    its own at every run. Called before matplotlib (or logomaker, which imports it) is imported."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    home = Path(os.path.expanduser("~"))
+    defaults = [Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "matplotlib",
+                Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "matplotlib"]
+    if all(_writable_folder(folder) for folder in defaults):
+        return
+    temporary = tempfile.mkdtemp(prefix="repclass-matplotlib-")
+    atexit.register(shutil.rmtree, temporary, True)
+    os.environ["MPLCONFIGDIR"] = temporary
+
+
 def _pyplot():
+    matplotlib_config()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -18,19 +18,19 @@ import numpy as np
 import polars as pl
 
 from .airr import airr_path, airr_rearrangements, write_airr_rearrangements
-from .checkpoint import check_store_fits
+from .checkpoint import check_locus, check_store_fits
 from .config import CHUNK_SIZE
 from .data import encode_table
 from .ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
 from .errors import RepclassError, UsageError
-from .files import check_distinct_outputs, check_output_not_input, check_replaceable, output_lock, prepare_parent
+from .files import Output, Outputs
 from .formats import ColumnOverrides
 from .progress import progress
 from .reader import ReadOptions, read_repertoire
 from .runtime import resolve_device
 from .scoring import score_repertoire
 from .sheet import file_stem
-from .store import MANIFEST_NAME, Store, write_file_atomically
+from .store import MANIFEST_NAME, Store, table_loci
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _read_options(saved: dict[str, Any], convention: str) -> ReadOptions:
                        overrides=ColumnOverrides(**saved.get("overrides", {})))
 
 
-def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
+def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None, allow_other_locus: bool = False
              ) -> tuple[Store | None, list[tuple[str, Callable[[list[str] | None], pl.DataFrame]]]]:
     """(store or None, [(sample id, read(columns) -> table)])."""
     paths = [Path(p) for p in inputs]
@@ -62,7 +62,7 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
         raise UsageError("give a store or repertoire files to score")
     if len(paths) == 1 and paths[0].is_dir() and (paths[0] / MANIFEST_NAME).exists():
         store = Store.open(paths[0])
-        check_store_fits(info, store)
+        check_store_fits(info, store, allow_other_locus)
         ids = store.sample_ids
         if samples:
             unknown = [s for s in samples if s not in set(ids)]
@@ -90,6 +90,7 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
             if path not in memo:
                 memo.clear()
                 memo[path] = read_repertoire(path, options).table
+                check_locus(info, table_loci(memo[path]), path, allow_other_locus)
             table = memo[path]
             if table.height == 0:
                 raise RepclassError(f"{path}: no sequences left after filtering with the training store's rules")
@@ -100,12 +101,12 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None
 
 
 def _write_tsv(table: pl.DataFrame, path: Path) -> None:
-    write_file_atomically(path, lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
+    table.write_csv(path, separator="\t", float_precision=6)
 
 
 def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, samples: Sequence[str] | None = None,
             attention_top_n: int = 0, attention_out: str | Path | None = None, device: str = "auto",
-            chunk_size: int = CHUNK_SIZE, force: bool = False) -> PredictResult:
+            chunk_size: int = CHUNK_SIZE, force: bool = False, allow_other_locus: bool = False) -> PredictResult:
     """Score repertoires; writes `out` (TSV), `<out stem>.metrics.json` when labels are known, and
     `<out stem>.attention.tsv` (or `attention_out`) when `attention_top_n` > 0, with the same
     sequences as an AIRR rearrangement TSV next to it (`.attention.airr.tsv`, repclass.airr)."""
@@ -117,18 +118,23 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
         raise UsageError("--attention must be a positive number of sequences")
     if chunk_size < 1:
         raise UsageError(f"--chunk-size must be at least 1, got {chunk_size}")
-    # The rules of files.py: outputs distinct, none of them an input, --force only replacing
-    # what predict itself writes (a predictions/attention table, a metrics JSON).
-    written = {"--out": (out, "table"), "the metrics file": (metrics_path, "json")}
+    # files.py's lifecycle: outputs distinct, none of them an input, --force only replacing what
+    # predict itself writes (a predictions/attention table, a metrics JSON), locked while the run
+    # lasts, published together at the end.
+    written = [Output(out, "table"), Output(metrics_path, "json", "the metrics file")]
     if attention_top_n > 0:
-        written["--attention-out"] = (attention_path, "table")
-        written["--attention-out (its AIRR version)"] = (airr_path(attention_path), "table")
-    check_distinct_outputs({option: path for option, (path, _) in written.items()})
+        written += [Output(attention_path, "table", "--attention-out"),
+                    Output(airr_path(attention_path), "table", "--attention-out (its AIRR version)")]
     read_paths = [Path(model), Path(model) / "model.safetensors", *[Path(p) for p in inputs]]
-    for option, (path, kind) in written.items():
-        check_output_not_input(path, read_paths, option)
-        check_replaceable(path, kind, force, option)
-    prepare_parent(out)
+    with Outputs(written, inputs=read_paths, force=force) as claimed:
+        return _predict(model, inputs, claimed, samples=samples, attention_top_n=attention_top_n,
+                        device=device, chunk_size=chunk_size, allow_other_locus=allow_other_locus)
+
+
+def _predict(model: str | Path, inputs: Sequence[str | Path], claimed: Outputs, *, samples: Sequence[str] | None,
+             attention_top_n: int, device: str, chunk_size: int, allow_other_locus: bool) -> PredictResult:
+    out, metrics_path = claimed.outputs[0].path, claimed.outputs[1].path
+    attention_path = claimed.outputs[2].path if attention_top_n > 0 else None
     from .baselines.predict import load_baselines
 
     baselines = load_baselines(model)  # k-mer / burden model folders (repclass.baselines); [] for DeepRC
@@ -138,10 +144,9 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     device_obj = resolve_device(device)
     models = baselines or load_models(model, device_obj)  # one model, or every fold of a `--folds` output
     network, info = models[0]
-    store, sources = _sources(inputs, info, samples)
+    store, sources = _sources(inputs, info, samples, allow_other_locus)
     if not sources:
         raise UsageError("no repertoires to score")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     columns = baselines[0][0].columns if baselines else \
         ["junction_aa", "duplicate_count"] if info.model_config.use_counts else ["junction_aa"]
@@ -201,21 +206,17 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
                 table = table.with_columns(pl.Series(f"{target.column}:label", column_labels, dtype=pl.String))
                 values, present = target.encode(column_labels)
                 metrics[target.column] = held_out_metrics(target, all_outputs, values, present, assignment)
-    with output_lock(out):  # a second predict to the same --out fails instead of mixing its files with these
-        for option, (path, kind) in written.items():  # again under the lock: another run may have written
-            check_replaceable(path, kind, force, option)
-        _write_tsv(table, out)
-        if metrics is not None:
-            text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
-            write_file_atomically(metrics_path, lambda temporary: temporary.write_text(text))
-        if attention_top_n > 0:
-            _write_tsv(pl.concat(attention_tables), attention_path)
-            options = _read_options(info.read_options, info.junction_convention)
-            productive = True if options.productive_only else None
-            write_airr_rearrangements(airr_rearrangements(
-                pl.concat(airr_tables, how="diagonal_relaxed"), convention=info.junction_convention,
-                productive=productive, extra=["rank", "attention", "logit"]), airr_path(attention_path))
+    _write_tsv(table, claimed.temporary(out))
+    if metrics is not None:
+        claimed.temporary(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if attention_path is not None:
+        _write_tsv(pl.concat(attention_tables), claimed.temporary(attention_path))
+        options = _read_options(info.read_options, info.junction_convention)
+        productive = True if options.productive_only else None
+        write_airr_rearrangements(airr_rearrangements(
+            pl.concat(airr_tables, how="diagonal_relaxed"), convention=info.junction_convention,
+            productive=productive, extra=["rank", "attention", "logit"]), claimed.temporary(airr_path(attention_path)))
+    claimed.publish()
     written_paths = [out] + ([metrics_path] if metrics is not None else []) + (
-        [attention_path, airr_path(attention_path)] if attention_top_n > 0 else [])
-    return PredictResult(path=out, table=table, metrics=metrics,
-                         attention_path=attention_path if attention_top_n > 0 else None, written=written_paths)
+        [attention_path, airr_path(attention_path)] if attention_path is not None else [])
+    return PredictResult(path=out, table=table, metrics=metrics, attention_path=attention_path, written=written_paths)

@@ -40,8 +40,11 @@ def tune_allocator() -> None:
 
 
 def set_threads(threads: int | None) -> None:
+    """torch's threads: `threads` (--threads), never more than the CPUs this job may use."""
+    from .cpus import available_cpus
+
     if threads is not None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, min(threads, available_cpus())))
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:

@@ -15,6 +15,9 @@ from .formats import NULL_VALUES
 
 ID_COLUMNS = ("sample_id", "repertoire_id", "sample", "sample_name", "id", "subject_id", "filename", "file")
 FILE_COLUMNS = ("file", "filename", "path", "file_path", "repertoire_file")
+#: The longest sample id, in UTF-8 bytes: it names the repertoire's file (`<id>.parquet` in a
+#: store, `<id>.tsv.gz` in a simulated cohort), and file systems take names of at most 255 bytes.
+MAX_ID_BYTES = 200
 #: Suffixes stripped from file names when matching them to sample ids.
 _SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".tsv", ".csv", ".txt", ".tab", ".airr")
 _UNSTORABLE = re.compile(r'["\x00-\x1f\x7f]')
@@ -66,6 +69,30 @@ def _listing(values: list[str], limit: int = 10) -> str:
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
+def _check_column_names(path: Path, header: list[str], label_columns: list[str]) -> None:
+    """A column named twice, or a label column named like a column the store writes itself
+    (n_sequences, rows_read, dropped_*, source_file, ...), would clash in the store's samples.tsv."""
+    from .store import reserved_sample_columns
+
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise SheetError(path, f"column {excerpt(repeated[0])} appears more than once in the header; rename one",
+                         line=1)
+    reserved = [c for c in label_columns if c in reserved_sample_columns()]
+    if reserved:
+        raise SheetError(path, f"column {excerpt(reserved[0])} has the name of a column the store writes itself "
+                               f"({', '.join(reserved_sample_columns())}); rename it in the sheet (e.g. "
+                               f"sheet_{reserved[0]})", line=1)
+
+
+def _utf16(data: bytes) -> bool:
+    """A UTF-16 file: its byte-order mark, or a NUL byte next to every ASCII character."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = data[:200]
+    return len(head) >= 4 and head.count(b"\x00") >= len(head) // 3
+
+
 def read_sheet(path: str | Path, id_column: str | None = None) -> SampleSheet:
     """Read a TSV/CSV sample sheet (separator sniffed from the header)."""
     path = Path(path)
@@ -76,6 +103,9 @@ def read_sheet(path: str | Path, id_column: str | None = None) -> SampleSheet:
                                "repertoire files or folders come after it")
     try:
         data = path.read_bytes()
+        if _utf16(data):
+            raise SheetError(path, "is UTF-16 text (as Excel's 'Unicode text' saves it); save it as UTF-8 (Excel: "
+                                   "'CSV UTF-8'), or convert it: `iconv -f utf-16 -t utf-8 SHEET > SHEET.utf8`")
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
@@ -101,6 +131,7 @@ def read_sheet(path: str | Path, id_column: str | None = None) -> SampleSheet:
     if id_column in FILE_COLUMNS and file_column is None:
         file_column = id_column  # immuneML style: the file name is the id
     label_columns = [c for c in header if c not in (id_column, file_column)]
+    _check_column_names(path, header, label_columns)
 
     rows: list[SheetRow] = []
     seen: dict[str, int] = {}
@@ -121,6 +152,9 @@ def read_sheet(path: str | Path, id_column: str | None = None) -> SampleSheet:
                 raise SheetError(path, f"{what} {excerpt(value)} holds a quote, tab, line break or control "
                                        "character, which a store cannot hold; rename it", line=line_number)
         sample_id = file_stem(raw_id) if id_column in FILE_COLUMNS else raw_id
+        if len(sample_id.encode()) > MAX_ID_BYTES:
+            raise SheetError(path, f"sample id {excerpt(sample_id)} is longer than {MAX_ID_BYTES} bytes, the most a "
+                                   "repertoire file name can take; shorten it", line=line_number)
         if sample_id in seen:
             raise SheetError(path, f"duplicate sample id {sample_id!r} (first on line {seen[sample_id]}); "
                                    "sample ids must be unique", line=line_number)

@@ -42,7 +42,6 @@ import gzip
 import io
 import json
 import logging
-import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -531,7 +530,9 @@ def _iter_repertoires(config: SimulationConfig, plan: _Plan, threads: int | None
                                                  config, background.locus)
         return repertoire, implanted, {**row, **covariates[i]}
 
-    workers = max(1, threads or os.cpu_count() or 1)
+    from .cpus import available_cpus
+
+    workers = max(1, min(threads or available_cpus(), available_cpus()))  # never more threads than CPUs
     if workers == 1:
         yield from (one(i) for i in range(config.n_repertoires))
         return
@@ -586,14 +587,15 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
                     threads: int | None = None) -> SimulationResult:
     """Simulate a cohort and write it under `out` (built in a temporary sibling, renamed at the end).
 
-    An existing `out` is refused unless `force`. `threads` repertoires (default: one per core) are
+    An existing `out` is refused unless `force`, and `force` only replaces a simulated cohort
+    (files.Outputs: the rules every command follows). `threads` repertoires (default: one per core) are
     simulated at once; the files do not depend on it.
     """
     import polars as pl
 
     from .airr import airr_rearrangements, airr_tsv_bytes
+    from .files import Output, Outputs
     from .simulation import vdj
-    from .store import publish, write_atomically
 
     out = Path(out)
     config = _resolved(config)
@@ -603,8 +605,12 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
             if "/" in sample_id or "\\" in sample_id or sample_id in (".", ".."):
                 raise UsageError(f"{config.background_store}: sample id {sample_id!r} cannot name a repertoire "
                                  "file; ingest the store again with ids without '/' or '\\'")
-    temporary = write_atomically(out, force)
-    try:
+    # files.py's lifecycle: --force only replaces a simulated cohort, never the --background store
+    # (or anything inside or around it), one run per --out at a time, written in a temporary
+    # folder and published at the end.
+    inputs = [config.background_store] if config.background_store is not None else []
+    with Outputs([Output(out, "simulation")], inputs=inputs, force=force) as claimed:
+        temporary = claimed.temporary(out)
         (temporary / "repertoires").mkdir(parents=True)
         rows, implanted = [], []
         for repertoire, implants, row in _iter_repertoires(config, plan, threads):
@@ -624,12 +630,7 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
         if config.background_store is None:
             described["olga_version"] = vdj.olga_version()
         (temporary / "simulation.json").write_text(json.dumps(described, indent=2, sort_keys=True) + "\n")
-        publish(temporary, out)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        claimed.publish()
     positives = samples.filter(pl.col("status") == "+")
     result = SimulationResult(
         path=out, samples_path=out / "samples.tsv", implanted_path=out / "implanted.tsv",

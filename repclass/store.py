@@ -29,8 +29,9 @@ from ._version import __version__
 from .alphabet import AMINO_ACIDS
 from .errors import OutputExistsError, StoreError, excerpt
 # Re-exported: these lived here before repclass.files existed, and other modules import them from here.
-from .files import (check_replaceable, claim_output, output_kind, prepare_parent, publish, sha256_of,  # noqa: F401
-                    temporary_sibling, write_file_atomically)
+from .files import (Output, Outputs, check_replaceable, claim_output, output_kind, prepare_parent,  # noqa: F401
+                    publish, sha256_of, temporary_sibling, write_file_atomically)
+from .sheet import MAX_ID_BYTES
 
 STORE_FORMAT = "repclass-store"
 #: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
@@ -45,6 +46,14 @@ SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 TEXT_COLUMNS = ("unresolved_gene_examples",)
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def reserved_sample_columns() -> tuple[str, ...]:
+    """The columns a store's samples.tsv writes itself: a sheet's label column may not take one's name."""
+    from .reader import DROP_REASONS
+
+    return ("sample_id", "n_sequences", "n_templates", "rows_read", "rows_kept",
+            *[f"dropped_{reason}" for reason in DROP_REASONS], "unresolved_genes", *TEXT_COLUMNS, *SOURCE_COLUMNS)
 
 
 def repertoire_filename(sample_id: str) -> str:
@@ -111,12 +120,12 @@ class StoreWriter:
         self.label_columns = list(label_columns)
         self._force = force
         self._claim = contextlib.ExitStack()
-        self._claim.enter_context(claim_output(self.path, "store", inputs=inputs, force=force))
+        self._outputs = self._claim.enter_context(Outputs([Output(self.path, "store")], inputs=inputs, force=force))
         try:
-            self._temporary = write_atomically(self.path, force)
+            self._temporary = self._outputs.temporary(self.path)
             (self._temporary / REPERTOIRE_DIR).mkdir(parents=True)
-        except BaseException:
-            self._claim.close()
+        except BaseException as exc:
+            self._close(exc)
             raise
         self._records: dict[str, SampleRecord] = {}
         self._files: set[str] = set()
@@ -125,13 +134,22 @@ class StoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-        self._claim.close()
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None = None) -> None:
+        """Leave the output lifecycle: temporaries removed unless published, locks released, a
+        full disk turned into one line (files.Outputs)."""
+        if exc is None:
+            self._claim.close()
+        else:
+            self._claim.__exit__(type(exc), exc, exc.__traceback__)
 
     def _claim_file(self, record: SampleRecord) -> str:
         if record.sample_id in self._records:
             raise StoreError(f"sample id {record.sample_id!r} occurs twice; sample ids must be unique")
+        if len(record.sample_id.encode()) > MAX_ID_BYTES:
+            raise StoreError(f"sample id {excerpt(record.sample_id)} is longer than {MAX_ID_BYTES} bytes, the most a "
+                             "repertoire file name can take; shorten it")
         name = repertoire_filename(record.sample_id)
         if name in self._files:
             raise StoreError(f"sample id {record.sample_id!r} gives the same file name {name!r} as another id; "
@@ -160,7 +178,6 @@ class StoreWriter:
         self._records[record.sample_id] = record
 
     def abort(self) -> None:
-        shutil.rmtree(self._temporary, ignore_errors=True)
         self._claim.close()
 
     def commit(self) -> "Store":
@@ -182,7 +199,7 @@ class StoreWriter:
         }
         # The manifest is written last: a folder without it is never taken for a store.
         (self._temporary / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        publish(self._temporary, self.path, replace=self._force)
+        self._outputs.publish()
         self._claim.close()
         return Store.open(self.path)
 
@@ -227,6 +244,21 @@ def _verify_once(path: Path, expected: str) -> None:
         raise StoreError(f"{path}: checksum differs from the one in the store's manifest; the file is damaged: "
                          "ingest that sample again (or restore the store from a backup)")
     _VERIFIED.add(key)
+
+
+def table_loci(table: "pl.DataFrame | pl.LazyFrame") -> set[str]:
+    """The loci of a repertoire table: its `locus` column, else its V (or J) calls' prefixes."""
+    from .genes import LOCI
+
+    frame = table.lazy()
+    names = frame.collect_schema().names()
+    for column in ("locus", "v_call", "j_call"):
+        if column in names:
+            values = frame.select(pl.col(column).drop_nulls().str.slice(0, 3).str.to_uppercase().unique()).collect()
+            found = {v for v in values.to_series().to_list() if v in LOCI}
+            if found:
+                return found
+    return set()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -348,6 +380,23 @@ class Store:
             raise StoreError(f"{path}: holds {table.height} sequences where the manifest says {entry['n_sequences']}; "
                              "the store is corrupt: ingest that sample again")
         return table
+
+    def loci(self) -> list[str]:
+        """The loci (TRB, IGH, ...) of the store's sequences: each file's `locus` column, or the
+        first letters of its IMGT V/J calls (TRBV5-1 -> TRB); [] when the files say nothing."""
+        found: set[str] = set()
+        for sample_id in self.sample_ids:
+            entry = self._entry(sample_id)
+            path = self.path / entry["file"]
+            if not path.is_file():
+                raise StoreError(f"{path}: repertoire file missing from the store; ingest the data again")
+            _verify_once(path, entry["sha256"])  # damage named as for any read (and hashed once per run)
+            try:
+                found |= table_loci(pl.scan_parquet(path))
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise StoreError(f"{path}: cannot be decoded ({_first_line(exc)}); the store is corrupt: ingest "
+                                 "that sample again") from exc
+        return sorted(found)
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
         for sample_id in self.sample_ids:

@@ -36,7 +36,7 @@ from .data import Batch, RepertoireCache, make_batch, sample_rows
 from .diagnostics import memorisation_warning, validation_perfect
 from .distributed import Context, finish, from_environment
 from .errors import LabelError, RepclassError, UsageError, excerpt
-from .files import check_output_not_input, check_replaceable, clean_leftovers, output_lock, prepare_parent
+from .files import Output, Outputs, check_output_not_input, clean_leftovers_in, prepare_parent
 from .model import DeepRC, top_k_per_bag
 from .model_folder import write_fold_summary, write_model_folder
 from .optim import Adam
@@ -44,7 +44,7 @@ from .progress import progress
 from .runtime import autocast, describe
 from .scoring import score_repertoire
 from .splits import SPLITS, SplitSpec, split_assignments, split_ids
-from .store import Store, publish
+from .store import Store
 from .targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
 
 log = logging.getLogger(__name__)
@@ -413,7 +413,9 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
         outputs, metrics[split] = data.evaluate(model, split, device, config.chunk_size, context)
         prediction_rows.append((split, data.ids[split], outputs))
     if context.is_main:
+        loci = store.loci()
         info = ModelInfo(model_config=model_config, targets=data.targets, junction_convention=store.junction_convention,
+                         locus=",".join(loci) or None, species=store.manifest.get("species"),
                          read_options=store.manifest.get("read_options", {}), store_fingerprint=store.fingerprint,
                          split_seed=config.seed, splits=assignment, metrics=metrics, train_config=config.to_dict())
         write_model_folder(work, model, info, tracker.history, prediction_rows, store)
@@ -451,34 +453,47 @@ def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[Targe
     for spec in specs:
         _check_labels(store, spec)
     out = Path(out)
-    # The model folder may not be (or hold, or lie in) the store, and --force only replaces a model folder.
+    # The model folder may not be (or hold, or lie in) the store; whether an existing one may be
+    # replaced (--force, a model folder only) is checked under the lock, by files.Outputs.
     check_output_not_input(out, [store.path])
     check_output_not_input(partial_path(out), [store.path])
-    check_replaceable(out, "model", force)
     prepare_parent(out)
     context, device_obj = from_environment(device)
+    claimed = None
     try:
-        # One process (the main one under torchrun) holds the output's lock: a second run to the
-        # same --out fails at once instead of publishing a folder that mixes both runs' files.
-        with output_lock(out) if context.is_main else contextlib.nullcontext():
-            if context.is_main:
-                clean_leftovers(out)
-                check_replaceable(out, "model", force)
-            return _train_all(store, out, specs, config, model_config, split, device_obj, resume, context)
+        # One process (the main one under torchrun) claims the output (files.Outputs: the lock, the
+        # leftovers of dead runs): a second run to the same --out fails at once instead of
+        # publishing a folder that mixes both runs' files.
+        with Outputs([Output(out, "model")], inputs=[store.path], force=force) if context.is_main \
+                else contextlib.nullcontext() as claimed:
+            return _train_all(store, out, specs, config, model_config, split, device_obj, resume, context, claimed)
     except RepclassError as exc:
         work = partial_path(out)
-        if context.is_main and work.exists():
-            exc.args = (f"{exc} ({work} keeps the unfinished run: after fixing the cause, `--resume` continues it; "
-                        "or remove it)",)
+        # Only the run that held the lock speaks of (or removes) OUT.partial/: a run refused by the
+        # lock must never touch, or suggest removing, the partial folder of the run that holds it.
+        if context.is_main and claimed is not None and work.exists():
+            if has_progress(work):
+                exc.args = (f"{exc} ({work} keeps the unfinished run: after fixing the cause, `--resume` continues "
+                            "it; or remove it)",)
+            else:  # refused before its first checkpoint: nothing to resume
+                shutil.rmtree(work, ignore_errors=True)
         raise
     except KeyboardInterrupt:
-        if context.is_main and partial_path(out).exists():
-            log.warning("interrupted; %s keeps the unfinished run: `--resume` continues it, or remove it",
-                        partial_path(out))
+        if context.is_main and claimed is not None and partial_path(out).exists():
+            if has_progress(partial_path(out)):
+                log.warning("interrupted; %s keeps the unfinished run: `--resume` continues it, or remove it",
+                            partial_path(out))
+            else:
+                shutil.rmtree(partial_path(out), ignore_errors=True)
         raise
     finally:
         stop_prefetchers()
         finish(context)
+
+
+def has_progress(work: Path) -> bool:
+    """Whether OUT.partial/ holds anything `--resume` can continue: a checkpoint or a finished fold."""
+    return any(work.rglob(CHECKPOINT_NAME)) or any(work.glob(f"fold_*/{MODEL_FILENAME}"))
 
 
 def _check_labels(store: Store, spec: TargetSpec) -> None:
@@ -494,7 +509,8 @@ def _check_labels(store: Store, spec: TargetSpec) -> None:
 
 
 def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainConfig, model_config: ModelConfig,
-               split: SplitSpec, device_obj: torch.device, resume: bool, context: Context) -> TrainResult:
+               split: SplitSpec, device_obj: torch.device, resume: bool, context: Context,
+               claimed: Outputs | None) -> TrainResult:
     assignments = split_assignments(store, specs, split, config)
     work = partial_path(out)
     if context.is_main:
@@ -502,6 +518,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
             log.info("removing %s, left by an earlier run (pass --resume to continue it instead)", work)
             shutil.rmtree(work)
         if resume:
+            clean_leftovers_in(work)  # a checkpoint half written when the run was killed
             check_checkpoints(work)
         work.mkdir(parents=True, exist_ok=True)
     context.barrier()
@@ -510,7 +527,8 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
         metrics = _train_one(store, work, specs, assignments[0], config, model_config, device_obj, resume, "",
                              context)
         if context.is_main:
-            publish(work, out)
+            claimed.temporary(out, work)
+            claimed.publish()
         return TrainResult(path=out, metrics=metrics, best_update=metrics["best_update"])
 
     fold_metrics = []
@@ -530,5 +548,6 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
         from .evaluation import split_description
 
         summary = write_fold_summary(work, fold_metrics, specs, split_description(store, split, specs))
-        publish(work, out)
+        claimed.temporary(out, work)
+        claimed.publish()
     return TrainResult(path=out, metrics=summary, best_update=-1, folds=fold_metrics)

@@ -52,8 +52,9 @@ def test_defaults_threads_option_and_user_settings():
     usable = str(cpus.available_cpus())
     assert _child_environment([], {}) == {"OMP_NUM_THREADS": usable, "POLARS_MAX_THREADS": usable,
                                           "OMP_WAIT_POLICY": "PASSIVE"}
-    # --threads wins over everything
-    assert _child_environment(["3"], {"OMP_NUM_THREADS": "7"})["OMP_NUM_THREADS"] == "3"
+    # --threads wins over everything, up to the CPUs available (issue 33: 10,000 threads took minutes)
+    assert _child_environment(["1"], {"OMP_NUM_THREADS": "7"})["OMP_NUM_THREADS"] == "1"
+    assert _child_environment(["10000"], {})["OMP_NUM_THREADS"] == usable
     # what the user exported is kept
     assert _child_environment([], {"OMP_NUM_THREADS": "7", "OMP_WAIT_POLICY": "ACTIVE"}) == {
         "OMP_NUM_THREADS": "7", "POLARS_MAX_THREADS": usable, "OMP_WAIT_POLICY": "ACTIVE"}

@@ -65,6 +65,9 @@ def information_heights(frequencies: np.ndarray) -> np.ndarray:
 
 
 def _draw(matrix: np.ndarray, positions: list[int], axis, ylabel: str) -> None:
+    from ..plot import matplotlib_config
+
+    matplotlib_config()
     import logomaker
 
     logomaker.Logo(_frame(matrix, positions), ax=axis, color_scheme=COLOR_SCHEME, font_name=FONT,

@@ -20,7 +20,7 @@ from ..config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES
 from ..ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
 from ..errors import UsageError
 from ..evidence import implanted_by_sample, read_truth, score_against_truth
-from ..files import check_output_not_input, check_replaceable, prepare_parent, sha256_of
+from ..files import Output, Outputs, sha256_of
 from ..runtime import resolve_device
 from ..store import MANIFEST_NAME, Store
 from .attribution import attribute, kernel_notice, rank_kernels
@@ -57,7 +57,7 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
            n_motifs: int = N_MOTIFS, ig_steps: int = IG_STEPS, device: str = "auto", seed: int = MOTIFS_SEED,
            force: bool = False,
            include_training: bool = False, truth: str | Path | None = None,
-           chunk_size: int = CHUNK_SIZE) -> MotifResult:
+           chunk_size: int = CHUNK_SIZE, allow_other_locus: bool = False) -> MotifResult:
     """Explain a model's predictions on a store, or on repertoire files (ingested on the fly with the
     training store's rules, as `predict` does); writes the folder `out`.
 
@@ -76,19 +76,27 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
     inputs = [store] if isinstance(store, (str, Path, Store)) else list(store)
     if not inputs:
         raise UsageError("give a store or repertoire files to explain")
+    _check_settings(top_sequences, n_motifs, ig_steps, chunk_size)
     with contextlib.ExitStack() as cleanup:
         paths, files = None, None
-        if len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists()):
+        is_store = len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists())
+        read = [Path(model), *([inputs[0].path if isinstance(inputs[0], Store) else Path(inputs[0])] if is_store
+                               else [Path(p) for p in inputs])]
+        if truth is not None:
+            read.append(Path(truth))
+        # files.py's lifecycle: not an input, --force only replacing a motifs folder, locked while
+        # the run lasts, written in a temporary folder and published at the end.
+        outputs = cleanup.enter_context(Outputs([Output(Path(out), "motifs")], inputs=read, force=force))
+        if is_store:
             explained_store = inputs[0]
         else:  # repertoire files: ingested with the training store's rules into a temporary store, as predict does
             paths = [Path(p) for p in inputs]
-            check_output_not_input(Path(out), [Path(model), *paths])
             folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="repclass-motifs-"))
             explained_store, files = _ingest_like_training(model, paths, Path(folder))
-        return _motifs(model, files, explained_store, out, samples=samples, target=target, class_name=class_name,
+        return _motifs(model, files, explained_store, outputs, samples=samples, target=target, class_name=class_name,
                        top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
-                       force=force, include_training=include_training, truth=truth, chunk_size=chunk_size,
-                       inputs=paths)
+                       include_training=include_training, truth=truth, chunk_size=chunk_size,
+                       allow_other_locus=allow_other_locus)
 
 
 def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) -> tuple[Store, _ModelFiles]:
@@ -122,17 +130,12 @@ def _check_settings(top_sequences: int, n_motifs: int, ig_steps: int, chunk_size
             raise UsageError(f"{option} must be at least 1, got {value}")
 
 
-def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | Store, out: str | Path, *,
+def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | Store, outputs: Outputs, *,
             samples: Sequence[str] | None, target: str | None, class_name: str | None, top_sequences: int,
-            n_motifs: int, ig_steps: int, device: str, seed: int, force: bool, include_training: bool,
-            truth: str | Path | None, chunk_size: int, inputs: list[Path] | None = None) -> MotifResult:
+            n_motifs: int, ig_steps: int, device: str, seed: int, include_training: bool,
+            truth: str | Path | None, chunk_size: int, allow_other_locus: bool = False) -> MotifResult:
     started = time.perf_counter()
-    _check_settings(top_sequences, n_motifs, ig_steps, chunk_size)
-    out = Path(out)
-    # files.py's rules: not an input, --force only replacing a motifs folder, a writable parent.
-    check_output_not_input(out, [Path(model), *(inputs or [store.path if isinstance(store, Store) else Path(store)])])
-    check_replaceable(out, "motifs", force)
-    prepare_parent(out)
+    out = outputs.path
     store = store if isinstance(store, Store) else Store.open(store)
     files = files or _ModelFiles.resolve(model)
     model_path = files.paths[0]
@@ -140,7 +143,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
     loaded = [load_model(path, device_obj) for path in files.paths]
     network, info = loaded[0]
     for _, fold_info in loaded:
-        check_store_fits(fold_info, store)
+        check_store_fits(fold_info, store, allow_other_locus)
     explained = resolve_explained(info, target, class_name)
     chosen = chosen_samples(store, samples)
     truth_table = read_truth(truth) if truth is not None else None
@@ -217,7 +220,7 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
         summary["truth"] = truth_result
     clustered = time.perf_counter()
 
-    publish_folder(out, force, summary, ranked, repertoire_table(summaries, ranked), motif_table(found, sequences),
+    publish_folder(outputs, summary, ranked, repertoire_table(summaries, ranked), motif_table(found, sequences),
                    scores, [] if files.folds else histories[0], airr_sequences(store, ranked))
     finished = time.perf_counter()
     timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,

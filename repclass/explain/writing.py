@@ -2,9 +2,7 @@
 a temporary sibling folder, then published as `out` in one rename (under the output's lock)."""
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..airr import write_airr_rearrangements
-from ..files import check_replaceable, output_lock, publish
-from ..store import write_atomically
+from ..files import Outputs
 from .tables import LOGO_FOLDER
 
 
@@ -63,21 +60,11 @@ def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.Data
     return write_report(folder / "report.html", summary, sequence_table, scores_table)
 
 
-def publish_folder(out: Path, force: bool, summary: dict[str, Any], sequence_table: pl.DataFrame,
+def publish_folder(outputs: Outputs, summary: dict[str, Any], sequence_table: pl.DataFrame,
                    repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
                    history: list[dict[str, Any]], airr_table: pl.DataFrame) -> None:
-    """Write everything into a temporary sibling folder, then rename it to `out`."""
-    lock = contextlib.ExitStack()
-    lock.enter_context(output_lock(out))  # a second run to the same --out fails instead of mixing files
-    check_replaceable(out, "motifs", force)
-    temporary = write_atomically(out, force)
-    try:
-        _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history)
-        write_airr_rearrangements(airr_table, temporary / "sequences.airr.tsv")
-        publish(temporary, out)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    finally:
-        lock.close()
-
+    """Write everything into the output's temporary folder, then publish it (files.Outputs)."""
+    temporary = outputs.temporary(outputs.path)
+    _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history)
+    write_airr_rearrangements(airr_table, temporary / "sequences.airr.tsv")
+    outputs.publish()
