@@ -90,7 +90,8 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None, 
             if path not in memo:
                 memo.clear()
                 memo[path] = read_repertoire(path, options).table
-                check_locus(info, table_loci(memo[path]), path, allow_other_locus)
+                if getattr(info, "locus", None):  # reading the loci costs a pass over the table
+                    check_locus(info, table_loci(memo[path]), path, allow_other_locus)
             table = memo[path]
             if table.height == 0:
                 raise RepclassError(f"{path}: no sequences left after filtering with the training store's rules")
