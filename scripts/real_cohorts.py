@@ -141,8 +141,9 @@ def fetch_geneplus(cohort: str, out: Path, clone: Path | None) -> list[str]:
     TCR classifier (trained on cancer-associated TCRs, so a label-derived feature). The file name
     says the class (negative_/positive_) and how the repertoire was processed before (`_random`,
     `_random.VJ_edit`, neither): the `processing` column keeps it, since in `luca` and `thca` it
-    differs between the classes. The repository's own five-part split (Data/Geneplus/X/0-4) is kept
-    as `deeplion2_part` and not used.
+    differs between the classes. Two files whose names differ only by `_random.VJ_edit` (85 thca
+    patients) share a `subject_id`. The repository's own five-part split (Data/Geneplus/X/0-4) is
+    kept as `deeplion2_part` and not used.
     """
     import gzip
 
@@ -169,6 +170,12 @@ def fetch_geneplus(cohort: str, out: Path, clone: Path | None) -> list[str]:
         (folder / "repertoires" / file_name).write_bytes(gzip.compress(payload, mtime=0))
         sums.append(f"{hashlib.sha256(data).hexdigest()}  {cohort}/{path} (DeepLION2)")
         sheet.append([sample, sample, file_name, "cancer" if kind == "positive" else "healthy", processing, part])
+    # thca holds 85 patients twice, as X-TRB1 and X-TRB1_random.VJ_edit (other clonotypes, same
+    # name): such pairs share a subject, so that they always fall into one fold.
+    stems = [row[0].removesuffix("_random.VJ_edit") for row in sheet]
+    for row, stem in zip(sheet, stems):
+        if stems.count(stem) > 1:
+            row[1] = stem
     sheet.sort()
     header = ["sample_id", "subject_id", "file", "status", "processing", "deeplion2_part"]
     (folder / "samples.tsv").write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in sheet))

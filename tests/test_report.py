@@ -525,7 +525,8 @@ def test_real_cohort_geneplus_fetch_keeps_junction_v_and_frequency(tmp_path, mon
     clone = tmp_path / "clone"
     rows = {"0/negative_HUMRA-101_random.tsv_processed_TCRD.tsv": "CASSLGQETQYF\tTRBV5-1*01\t0.000004\t0.9\n"
                                                                    "CASSPGTGELFF\tTRBV7-9*01\t0.000012\t0.1\n",
-            "1/positive_HUMRB-102-TRB1_random.VJ_edit.tsv_processed_TCRD.tsv": "CASSLGQETQYF\tTRBV5-1*01\t0.5\t0.2\n"}
+            "1/positive_HUMRB-102-TRB1_random.VJ_edit.tsv_processed_TCRD.tsv": "CASSLGQETQYF\tTRBV5-1*01\t0.5\t0.2\n",
+            "2/positive_HUMRB-102-TRB1.tsv_processed_TCRD.tsv": "CASSPGTGELFF\tTRBV7-9*01\t0.5\t0.2\n"}
     for name, text in rows.items():
         path = clone / "Data" / "Geneplus" / "LUCA" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -543,13 +544,14 @@ def test_real_cohort_geneplus_fetch_keeps_junction_v_and_frequency(tmp_path, mon
     sheet = pl.read_csv(tmp_path / "data" / "luca" / "samples.tsv", separator="\t", infer_schema=False)
     assert sheet.rows() == [("HUMRA-101_random", "HUMRA-101_random", "HUMRA-101_random.tsv.gz", "healthy", "random",
                              "0"),
-                            ("HUMRB-102-TRB1_random.VJ_edit", "HUMRB-102-TRB1_random.VJ_edit",
+                            ("HUMRB-102-TRB1", "HUMRB-102-TRB1", "HUMRB-102-TRB1.tsv.gz", "cancer", "other", "2"),
+                            ("HUMRB-102-TRB1_random.VJ_edit", "HUMRB-102-TRB1",  # one patient, two files: one subject
                              "HUMRB-102-TRB1_random.VJ_edit.tsv.gz", "cancer", "random.VJ_edit", "1")]
     sheet.with_columns(pl.lit(str(tmp_path / "data" / "luca" / "repertoires") + "/").add(pl.col("file"))
                        .alias("file")).write_csv(tmp_path / "sheet.tsv", separator="\t")
     store = ingest(tmp_path / "sheet.tsv", tmp_path / "luca.store")
     healthy = store.read("HUMRA-101_random", ["junction_aa", "duplicate_count"])
     assert healthy.rows() == [("CASSLGQETQYF", 1), ("CASSPGTGELFF", 3)]  # frequencies in units of the smallest
-    assert store.samples["counts_from"].to_list() == ["frequency", "frequency"]
+    assert store.samples["counts_from"].to_list() == ["frequency"] * 3
     text = gzip.decompress((tmp_path / "data" / "luca" / "repertoires" / "HUMRA-101_random.tsv.gz").read_bytes())
     assert text.decode().splitlines()[0] == "junction_aa\tv_call\tfrequency"  # DeepLION's caTCR_score dropped
