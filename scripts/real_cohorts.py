@@ -14,6 +14,12 @@ repository (docs/real-data.md has the sources, licences and results):
   clonotypes (immunarch's `immdata`, from the same study as the VDJtools MS example). Label
   `status`: `MS` vs `C`. Sequencing lane is confounded with the label (controls in lanes A and B,
   patients in lane C). Reading the .rda file needs `pip install rdata` (fetch only).
+- `gica`, `luca`, `thca` (github.com/Bioinformatics7181/DeepLION2, Data/Geneplus/): 151
+  gastrointestinal, 184 lung and 170 thyroid cancer patients' repertoires (85 thyroid patients
+  twice), each against the same 260 healthy donors: 411, 444 and 430 repertoires of frequencies
+  only (no counts, no J gene). Label `status`: `cancer` vs `healthy`. `fetch` reads them from a
+  local copy of the repository (`--from-git gica=GIT_DIR`); only `gica` has one processing for
+  both classes (docs/real-data.md, "Larger cohorts").
 
 Usage (nothing here runs at test time):
 
@@ -22,6 +28,9 @@ Usage (nothing here runs at test time):
     python scripts/real_cohorts.py run --cohort ms --data real/ --out real_runs/ms
     python scripts/real_cohorts.py summarise real_runs/ms
     python scripts/real_cohorts.py kmer-check real_runs/ms   # the k-mer baseline's spread and null
+    python scripts/real_cohorts.py fetch --out real/ --cohort gica --from-git gica=DeepLION2/.git
+    python scripts/real_cohorts.py run --cohort gica --data real/ --out real_runs/gica --method kmer --method burden
+    python scripts/real_cohorts.py stats-check real_runs/gica  # richness, entropy, clonality, top clone
 
 `run` ingests the cohort, writes K subject-grouped, label-stratified folds as split columns
 (fold k: test = group k, validation = group k+1, training = the rest, as `train --folds` does,
