@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fetch, convert and cross-validate public, labelled, real TCR-beta repertoire cohorts.
 
-Two cohorts of human peripheral-blood TCR-beta repertoires, pinned to a commit of their
+Cohorts of human peripheral-blood TCR-beta repertoires, pinned to a commit of their
 repository (docs/real-data.md has the sources, licences and results):
 
 - `aging` (github.com/mikessh/vdjtools-examples, aging_lite/): 41 repertoires of 39 healthy
