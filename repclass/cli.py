@@ -252,9 +252,9 @@ def _print_ingest_summary(store) -> None:
 
     rows = store.samples
     columns = (["sample_id", "rows_read", "n_sequences", "n_templates"] + [f"dropped_{r}" for r in DROP_REASONS]
-               + ["unresolved_genes", "unresolved_gene_examples"])
-    # drop reasons and unresolved gene names only where some sample has them
-    optional = [c for c in columns if c.startswith(("dropped_", "unresolved_"))]
+               + ["unresolved_genes", "unresolved_gene_examples", "counts_from"])
+    # drop reasons, unresolved gene names and counts from frequencies only where some sample has them
+    optional = [c for c in columns if c.startswith(("dropped_", "unresolved_", "counts_from"))]
     present = {c for c in optional if c in rows.columns and rows[c].drop_nulls().len()
                and (rows[c].dtype == pl.String or rows[c].sum() > 0)}
     shown = [c for c in columns if c not in optional or c in present]

@@ -45,8 +45,11 @@ C_COLUMNS = ["c_call", "c_gene", "bestCHit", "allCHitsWithScore"]
 #: 10x contig tables: the cell barcode and the flags of trusted contigs. A 10x table is counted in
 #: cells (one per barcode and clonotype), never in UMIs or reads.
 TENX_COLUMNS = ("barcode", "is_cell", "high_confidence")
-#: Never used as counts, whatever else a file lacks.
-FREQUENCY_COLUMNS = {"frequency", "freq", "cloneFraction", "productive_frequency"}
+#: Never used as counts, whatever else a file lacks. A file with none of COUNT_COLUMNS but one of
+#: these (first present wins) gets counts derived from its frequencies (reader.py,
+#: `counts_from_frequencies`), as many public exports carry frequencies only.
+FREQUENCY_COLUMN_ORDER = ["frequency", "productive_frequency", "freq", "cloneFraction"]
+FREQUENCY_COLUMNS = set(FREQUENCY_COLUMN_ORDER)
 
 # How many decompressed bytes to look at when sniffing the header.
 _SNIFF_BYTES = 1 << 16
@@ -217,6 +220,8 @@ def sniff(path: str | Path, overrides: ColumnOverrides | None = None) -> FileLay
             columns[canonical] = found
     if tenx:
         columns.update({name: name for name in TENX_COLUMNS if name in header})
+    elif "count" not in columns and (frequency := _pick(header, FREQUENCY_COLUMN_ORDER)) is not None:
+        columns["frequency"] = frequency
     # Map back to the names as the reader sees them (with VDJtools' leading '#').
     to_raw = dict(zip(header, raw_header))
     # AIRR files that carry vj_in_frame/stop_codon but no productive column.

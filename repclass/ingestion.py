@@ -57,6 +57,7 @@ def ingest(
             progress(len(pairs), "ingest") as bar:
         conventions: dict[str, str] = {}
         kept = 0
+        from_frequencies: dict[str, int] = {}  # frequency column -> repertoires whose counts came from it
         for sample_id, path in pairs.items():
             # The source checksum is computed while polars reads the file (hashlib releases the GIL).
             source_digest = hasher.submit(sha256_of, path) if Path(path).is_file() else None
@@ -88,12 +89,21 @@ def ingest(
                 source_format=read.layout.format_name,
                 unresolved_genes=read.n_unresolved_rows,
                 unresolved_gene_examples=_examples(read.unresolved_genes),
+                counts_from=read.counts_from or "",
             )
+            if read.counts_from:
+                from_frequencies[read.counts_from] = from_frequencies.get(read.counts_from, 0) + 1
             writer.add(record, read.table)
             kept += 1
             bar.advance(status=sample_id)
         if kept == 0:
             raise RepclassError(f"{sheet}: every repertoire was empty after filtering; no store written")
+        if from_frequencies:
+            log.warning("%d of %d repertoires have no count column: their clone counts were derived from the "
+                        "frequencies in column %s (each frequency divided by the file's smallest non-zero "
+                        "frequency, rounded, at least 1; samples.tsv's counts_from column names them)",
+                        sum(from_frequencies.values()), kept,
+                        ", ".join(f"{name!r} ({n})" for name, n in from_frequencies.items()))
         writer.convention = next(iter(conventions))
         return writer.commit()
 

@@ -2,7 +2,8 @@
 
 Rows are read by polars (never line by line in Python) and normalised:
 junction amino acids upper-cased and checked against the 20-letter alphabet, the junction
-convention checked, productive-only and locus filters applied, counts parsed (missing -> 1),
+convention checked, productive-only and locus filters applied, counts parsed (missing -> 1; a
+file with frequencies but no counts gets counts from its frequencies, `counts_from_frequencies`),
 V/J calls mapped to IMGT names, and identical (junction_aa, v_call, j_call) rows merged by
 summing their counts. Every dropped row is counted under one reason.
 """
@@ -80,6 +81,11 @@ class RepertoireRead:
     #: Gene calls that are not IMGT human gene names, as written -> kept rows holding them. Those
     #: rows are kept without the call (None); the ingest summary reports them per sample.
     unresolved_genes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counts_from(self) -> str | None:
+        """The frequency column the counts were derived from (`counts_from_frequencies`), if any."""
+        return self.layout.columns.get("frequency") if "count" not in self.layout.columns else None
 
     @property
     def n_unresolved_rows(self) -> int:
@@ -190,8 +196,39 @@ def _counts_fit(values: pl.Series) -> bool:
     return (values.min() or 0) >= 0 and (values.max() or 0) <= MAX_COUNT
 
 
+def counts_from_frequencies(frequencies: pl.Series, layout: FileLayout) -> pl.Series:
+    """Clone counts for a file that has frequencies but no counts.
+
+    Each frequency is divided by the smallest non-zero frequency of the file and rounded, so a
+    clone at the file's smallest frequency counts 1 and the others count in its units (an
+    export of frequencies only has usually divided counts by the depth: this gives the counts
+    back, to rounding, when the smallest clone was a singleton). A non-zero frequency never rounds
+    to 0; a zero frequency is a zero count (dropped as `zero_count`); a missing one counts 1.
+    Negative, non-numeric or NaN frequencies are refused with their line.
+    """
+    raw = frequencies.cast(pl.String).str.strip_chars()
+    is_null = raw.is_null() | raw.is_in([v for v in NULL_VALUES if v.lower() != "nan"])
+    parsed = pl.select(pl.when(is_null).then(None).otherwise(raw)).to_series().cast(pl.Float64, strict=False)
+    bad = (~is_null & (parsed.is_null() | parsed.is_nan() | parsed.is_infinite())) | (parsed < 0)
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        problem = "is negative" if parsed[row] is not None and parsed[row] < 0 else "is not a number"
+        raise InputFileError(layout.path, f"frequency {excerpt(frequencies[row])} in column "
+                                          f"{excerpt(layout.columns['frequency'])} {problem}; frequencies must be "
+                                          "non-negative numbers (fix the row, or give a count column with "
+                                          "--count-column)", line=layout.header_line + 1 + row)
+    smallest = parsed.filter(parsed > 0).min()
+    if smallest is None:  # no clone with a frequency: every present row counts 1
+        return pl.select(pl.when(parsed == 0).then(0).otherwise(1)).to_series().cast(pl.Int64).alias("count")
+    units = (parsed / smallest).round(0).clip(lower_bound=1.0, upper_bound=float(MAX_COUNT))
+    return (pl.select(pl.when(parsed.is_null()).then(1.0).when(parsed == 0).then(0.0).otherwise(units))
+            .to_series().cast(pl.Int64).alias("count"))
+
+
 def _parse_counts(df: pl.DataFrame, layout: FileLayout) -> pl.Series:
     if "count" not in df.columns:
+        if "frequency" in df.columns:
+            return counts_from_frequencies(df["frequency"], layout)
         return pl.repeat(1, df.height, dtype=pl.Int64, eager=True).alias("count")
     raw = df["count"]
     if raw.dtype == pl.Int64:  # read as integers: only the range is left to check
@@ -412,6 +449,9 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
                                           f"{excerpt(layout.columns.get('count', ''))} is damaged: fix the file or "
                                           "give another column with --count-column")
     unresolved_genes = _count_unresolved({c: df[c] for c in unresolved}, unresolved, keep)
+    if "frequency" in df.columns and "count" not in df.columns:
+        log.debug("%s: no count column; counts derived from the frequencies in column %r (frequency / the "
+                  "file's smallest non-zero frequency, rounded, at least 1)", layout.path, layout.columns["frequency"])
     if unresolved_genes:
         log.warning("%s: %d kept rows have a gene call that is not an IMGT human gene name, kept without the "
                     "call (%s)", layout.path, unresolved_genes[""], _examples(unresolved_genes))

@@ -43,7 +43,7 @@ SAMPLES_NAME = "samples.tsv"
 REPERTOIRE_DIR = "repertoires"
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 #: samples.tsv's text columns besides the id, labels and sources.
-TEXT_COLUMNS = ("unresolved_gene_examples",)
+TEXT_COLUMNS = ("unresolved_gene_examples", "counts_from")
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -80,6 +80,9 @@ class SampleRecord:
     #: frequent such names as written (`TRBV99-1 x12; TRBVXX-XX x3`).
     unresolved_genes: int = 0
     unresolved_gene_examples: str = ""
+    #: The frequency column the clone counts were derived from, for a file without counts
+    #: (reader.counts_from_frequencies); empty when the file had counts (or neither).
+    counts_from: str = ""
 
 
 def write_atomically(final: Path, force: bool, kind: str | None = None) -> Path:
@@ -219,6 +222,7 @@ def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.
     data["unresolved_genes"] = [r.unresolved_genes for r in records]
     # none -> an empty field (polars would write an empty string as "")
     data["unresolved_gene_examples"] = [r.unresolved_gene_examples or None for r in records]
+    data["counts_from"] = [r.counts_from or None for r in records]
     data["source_file"] = [r.source_file for r in records]
     data["source_sha256"] = [r.source_sha256 for r in records]
     data["source_format"] = [r.source_format for r in records]
@@ -419,6 +423,7 @@ class Store:
                 source_format=row["source_format"], file=entry["file"], sha256=entry["sha256"],
                 unresolved_genes=row.get("unresolved_genes") or 0,
                 unresolved_gene_examples=row.get("unresolved_gene_examples") or "",
+                counts_from=row.get("counts_from") or "",
             ))
         return result
 

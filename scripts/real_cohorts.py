@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fetch, convert and cross-validate public, labelled, real TCR-beta repertoire cohorts.
 
-Two cohorts of human peripheral-blood TCR-beta repertoires, pinned to a commit of their
+Cohorts of human peripheral-blood TCR-beta repertoires, pinned to a commit of their
 repository (docs/real-data.md has the sources, licences and results):
 
 - `aging` (github.com/mikessh/vdjtools-examples, aging_lite/): 41 repertoires of 39 healthy
@@ -14,6 +14,12 @@ repository (docs/real-data.md has the sources, licences and results):
   clonotypes (immunarch's `immdata`, from the same study as the VDJtools MS example). Label
   `status`: `MS` vs `C`. Sequencing lane is confounded with the label (controls in lanes A and B,
   patients in lane C). Reading the .rda file needs `pip install rdata` (fetch only).
+- `gica`, `luca`, `thca` (github.com/Bioinformatics7181/DeepLION2, Data/Geneplus/): 151
+  gastrointestinal, 184 lung and 170 thyroid cancer patients' repertoires (85 thyroid patients
+  twice), each against the same 260 healthy donors: 411, 444 and 430 repertoires of frequencies
+  only (no counts, no J gene). Label `status`: `cancer` vs `healthy`. `fetch` reads them from a
+  local copy of the repository (`--from-git gica=GIT_DIR`); only `gica` has one processing for
+  both classes (docs/real-data.md, "Larger cohorts").
 
 Usage (nothing here runs at test time):
 
@@ -22,6 +28,9 @@ Usage (nothing here runs at test time):
     python scripts/real_cohorts.py run --cohort ms --data real/ --out real_runs/ms
     python scripts/real_cohorts.py summarise real_runs/ms
     python scripts/real_cohorts.py kmer-check real_runs/ms   # the k-mer baseline's spread and null
+    python scripts/real_cohorts.py fetch --out real/ --cohort gica --from-git gica=DeepLION2/.git
+    python scripts/real_cohorts.py run --cohort gica --data real/ --out real_runs/gica --method kmer --method burden
+    python scripts/real_cohorts.py stats-check real_runs/gica  # richness, entropy, clonality, top clone
 
 `run` ingests the cohort, writes K subject-grouped, label-stratified folds as split columns
 (fold k: test = group k, validation = group k+1, training = the rest, as `train --folds` does,
@@ -45,7 +54,11 @@ from typing import Any, NamedTuple
 COHORTS = {
     "aging": ("mikessh/vdjtools-examples", "c2b19d718ee1d2d6b0c161d54e4fff51b60c61db", "age_group", "old"),
     "ms": ("immunomind/immunarch", "0b6544a101e9f42ee1bf6a5f14cbd234147e18ad", "status", "MS"),
+    **{name: ("Bioinformatics7181/DeepLION2", "ebc5aeb680935044860606802a6d552a89d94925", "status", "cancer")
+       for name in ("gica", "luca", "thca")},
 }
+#: DeepLION2's Geneplus cohorts: folder under Data/Geneplus/ of the repository.
+GENEPLUS = {"gica": "GICA", "luca": "LUCA", "thca": "THCA"}
 #: aging/metadata.txt marks these repertoires as replicas of the one before (same donor).
 REPLICAS = {"A4-i190": "A4-i189", "A3-i151": "A3-i150"}
 log = logging.getLogger("real_cohorts")
@@ -120,14 +133,78 @@ def fetch_ms(out: Path, clone: Path | None) -> list[str]:
     return sums
 
 
+def _geneplus_files(clone: Path, folder: str) -> list[str]:
+    commit = COHORTS["gica"][1]
+    listing = subprocess.run(["git", "-C", str(clone), "ls-tree", "-r", "--name-only", commit,
+                              f"Data/Geneplus/{folder}/"], check=True, capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.endswith("_processed_TCRD.tsv")]
+
+
+def fetch_geneplus(cohort: str, out: Path, clone: Path | None) -> list[str]:
+    """DeepLION2's Geneplus cohort (cancer vs the same 260 healthy donors) -> one TSV per repertoire.
+
+    Each file of the repository holds one repertoire's productive TRB clonotypes as
+    `amino_acid v_gene frequency caTCR_score`: no clone counts, no J gene. The conversion keeps
+    the junction, the V call and the frequency (repclass turns frequencies into counts when it
+    reads them, docs/real-data.md) and drops `caTCR_score`, the output of DeepLION's pretrained
+    TCR classifier (trained on cancer-associated TCRs, so a label-derived feature). The file name
+    says the class (negative_/positive_) and how the repertoire was processed before (`_random`,
+    `_random.VJ_edit`, neither): the `processing` column keeps it, since in `luca` and `thca` it
+    differs between the classes. Two files whose names differ only by `_random.VJ_edit` (85 thca
+    patients) share a `subject_id`. The repository's own five-part split (Data/Geneplus/X/0-4) is
+    kept as `deeplion2_part` and not used.
+    """
+    import gzip
+
+    if clone is None:
+        raise ValueError(f"{cohort}: give a local copy of {COHORTS[cohort][0]} with --from-git {cohort}=GIT_DIR "
+                         "(its 1,285 files are not fetched one by one)")
+    folder = out / cohort
+    (folder / "repertoires").mkdir(parents=True, exist_ok=True)
+    sums, sheet = [], []
+    for path in _geneplus_files(clone, GENEPLUS[cohort]):
+        part, name = path.split("/")[-2], path.split("/")[-1]
+        kind, _, rest = name.partition("_")
+        sample = rest.removesuffix("_processed_TCRD.tsv").removesuffix(".tsv")
+        processing = ("random.VJ_edit" if sample.endswith("_random.VJ_edit") else "random" if sample.endswith("_random")
+                      else "other")
+        data = _read(cohort, path, clone)
+        lines = data.decode().splitlines()
+        header = lines[0].split("\t")
+        if header[:3] != ["amino_acid", "v_gene", "frequency"]:
+            raise ValueError(f"{path}: unexpected header {header}")
+        payload = ("junction_aa\tv_call\tfrequency\n"
+                   + "".join("\t".join(line.split("\t")[:3]) + "\n" for line in lines[1:] if line.strip())).encode()
+        file_name = f"{sample}.tsv.gz"
+        (folder / "repertoires" / file_name).write_bytes(gzip.compress(payload, mtime=0))
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  {cohort}/{path} (DeepLION2)")
+        sheet.append([sample, sample, file_name, "cancer" if kind == "positive" else "healthy", processing, part])
+    # thca holds 85 patients twice, as X-TRB1 and X-TRB1_random.VJ_edit (other clonotypes, same
+    # name): such pairs share a subject, so that they always fall into one fold.
+    stems = [row[0].removesuffix("_random.VJ_edit") for row in sheet]
+    for row, stem in zip(sheet, stems):
+        if stems.count(stem) > 1:
+            row[1] = stem
+    sheet.sort()
+    header = ["sample_id", "subject_id", "file", "status", "processing", "deeplion2_part"]
+    (folder / "samples.tsv").write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in sheet))
+    return sums
+
+
 def fetch(out: Path, clones: dict[str, Path], cohorts: list[str]) -> None:
     """Write OUT/<cohort>/samples.tsv and OUT/<cohort>/repertoires/, and OUT/SHA256SUMS."""
     out.mkdir(parents=True, exist_ok=True)
     sums = []
     for cohort in cohorts:
-        sums += {"aging": fetch_aging, "ms": fetch_ms}[cohort](out, clones.get(cohort))
+        if cohort in GENEPLUS:
+            sums += fetch_geneplus(cohort, out, clones.get(cohort))
+        else:
+            sums += {"aging": fetch_aging, "ms": fetch_ms}[cohort](out, clones.get(cohort))
         log.info("%s: written to %s", cohort, out / cohort)
-    (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    sums_file = out / "SHA256SUMS"  # other cohorts' lines, from an earlier fetch, stay
+    kept = [line for line in (sums_file.read_text().splitlines() if sums_file.exists() else [])
+            if line.split("  ", 1)[-1].split("/", 1)[0] not in cohorts]
+    sums_file.write_text("\n".join(kept + sums) + "\n")
 
 
 # ---- folds ----------------------------------------------------------------------------------------
@@ -192,12 +269,17 @@ def implanted_sheet(sheet, real_store: Path, out: Path, rate: float, seed: int):
         pl.Series("file", [str((simulated.repertoire_dir / f"{s}.tsv.gz").resolve()) for s in ids]))
 
 
+#: What `run` trains on each fold unless `--method` says otherwise.
+RUN_METHODS = ("deeprc", "kmer", "burden")
+
+
 def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int, device: str,
-        overrides: dict | None = None, model_overrides: dict | None = None, implant: float | None = None) -> None:
+        overrides: dict | None = None, model_overrides: dict | None = None, implant: float | None = None,
+        methods: list[str] | None = None) -> None:
     import polars as pl
 
     from repclass import ingest
-    from repclass.comparison import train_methods
+    from repclass.comparison import train_method, train_methods
     from repclass.config import ModelConfig, TrainConfig
     from repclass.splits import SplitSpec
     from repclass.targets import TargetSpec
@@ -224,24 +306,31 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
     config = TrainConfig(**{"max_updates": updates, "eval_every": max(updates // 20, 10), "patience": 10, "seed": seed,
                             **(overrides or {})})
     model_config = ModelConfig(**(model_overrides or {}))
+    chosen = list(methods or RUN_METHODS)
     for i in range(1, folds + 1):
         target = out / f"fold_{i}"
-        if (target / "comparison.tsv").exists():
+        todo = [m for m in chosen if not (target / m / "predictions.tsv").exists()]
+        if not todo:
             log.info("fold %d already done", i)
             continue
-        train_methods(store, target, ["deeprc", "kmer", "burden"], targets=[TargetSpec(label, positive=positive)],
-                      split=SplitSpec(column=f"fold_{i}"), config=config, model_config=model_config,
-                      device=device, force=True)
+        settings = dict(targets=[TargetSpec(label, positive=positive)], split=SplitSpec(column=f"fold_{i}"),
+                        config=config, model_config=model_config, device=device)
+        if (target / "comparison.tsv").exists():  # a method added to a finished fold (`--method`)
+            for method in todo:
+                train_method(method, store, target / method, force=True, **settings)
+        else:
+            train_methods(store, target, todo, force=True, **settings)
     summarise(out)
 
 
 def summarise(out: Path) -> None:
-    """summary.tsv: per method, each fold's test ROC AUC, the pooled out-of-fold ROC AUC, and its
-    difference from the k-mer baseline's with a paired bootstrap 95% interval over repertoires."""
+    """summary.tsv: per method, each fold's test ROC AUC, the pooled out-of-fold ROC AUC with a
+    stratified bootstrap 95% interval over repertoires, and its difference from the k-mer
+    baseline's with a paired bootstrap 95% interval."""
     import numpy as np
     import polars as pl
 
-    from repclass.metrics import paired_auc_difference, roc_auc
+    from repclass.metrics import paired_auc_difference, roc_auc, roc_auc_interval
 
     rows, pooled_scores = [], {}
     folds = sorted((p for p in out.glob("fold_*") if (p / "comparison.tsv").exists()),
@@ -260,10 +349,11 @@ def summarise(out: Path) -> None:
                     for t in tests]
         truth = np.array(pooled[label_column].to_list()) == positive
         scores = pooled[probability].cast(pl.Float64).to_numpy()
-        pooled_auc = roc_auc(truth, scores)
+        pooled_auc, low, high = roc_auc_interval(truth, scores)
         pooled_scores[method] = (pooled["sample_id"].to_list(), truth, scores)
         finite = [a for a in per_fold if a == a]
         rows.append({"method": method, "n_test": pooled.height, "pooled_roc_auc": round(pooled_auc, 3),
+                     "pooled_ci95": f"[{low:.3f}, {high:.3f}]",
                      "fold_mean_roc_auc": round(float(np.mean(finite)), 3) if finite else None,
                      "fold_sd_roc_auc": round(float(np.std(finite, ddof=1)), 3) if len(finite) > 1 else None,
                      "per_fold": " ".join(f"{a:.2f}" for a in per_fold)})
@@ -424,9 +514,6 @@ def pooled_probe(finished: FinishedRun, n_kernels: int, init_seed: int) -> float
     """
     import numpy as np
     import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
 
     from repclass.config import ModelConfig
     from repclass.data import encode_table
@@ -442,27 +529,105 @@ def pooled_probe(finished: FinishedRun, n_kernels: int, init_seed: int) -> float
                           for r in (encode_table(store.read(s, ["junction_aa"])) for s in store.sample_ids)])
     y = finished.outcomes()
 
-    def fit(x: np.ndarray, y_train: np.ndarray, strength: float) -> LogisticRegression:
-        return LogisticRegression(C=strength, max_iter=5000).fit(x, y_train)
-
     truth, scores = [], []
     for fold in finished.folds:
         train, test = finished.rows(fold)
-        scaler = StandardScaler().fit(means[train])
-        x, y_train = scaler.transform(means[train]), y[train]
-        inner = StratifiedKFold(n_splits=3, shuffle=True, random_state=init_seed)
-        strengths = np.logspace(-3, 2, 11)
-        losses = []
-        for strength in strengths:
-            loss = 0.0
-            for fit_rows, held in inner.split(x, y_train):
-                p = np.clip(fit(x[fit_rows], y_train[fit_rows], strength).predict_proba(x[held])[:, 1], 1e-6, 1 - 1e-6)
-                loss -= float(np.sum(y_train[held] * np.log(p) + (1 - y_train[held]) * np.log(1 - p)))
-            losses.append(loss)
-        model_fit = fit(x, y_train, float(strengths[int(np.argmin(losses))]))
         truth.append(y[test])
-        scores.append(model_fit.decision_function(scaler.transform(means[test])))
+        scores.append(_l2_logistic(means[train], y[train], init_seed)(means[test]))
     return roc_auc(np.concatenate(truth).astype(bool), np.concatenate(scores))
+
+
+#: The L2 penalties (sklearn's C) the inner cross-validation of `_l2_logistic` chooses from: 10^-3 .. 10^2.
+L2_STRENGTHS = tuple(10.0 ** (k / 2) for k in range(-6, 5))
+
+
+def _l2_logistic(x_train, y_train, seed: int):
+    """An L2 logistic regression on standardised features, its penalty chosen by 3-fold inner
+    cross-validation (log loss) on the training rows; returns a scorer of new rows (decision values)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    def fit(x: np.ndarray, y: np.ndarray, strength: float) -> LogisticRegression:
+        return LogisticRegression(C=strength, max_iter=5000).fit(x, y)
+
+    scaler = StandardScaler().fit(x_train)
+    x = scaler.transform(x_train)
+    inner = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
+    strengths = np.array(L2_STRENGTHS)
+    losses = []
+    for strength in strengths:
+        loss = 0.0
+        for fit_rows, held in inner.split(x, y_train):
+            p = np.clip(fit(x[fit_rows], y_train[fit_rows], strength).predict_proba(x[held])[:, 1], 1e-6, 1 - 1e-6)
+            loss -= float(np.sum(y_train[held] * np.log(p) + (1 - y_train[held]) * np.log(1 - p)))
+        losses.append(loss)
+    model = fit(x, y_train, float(strengths[int(np.argmin(losses))]))
+    return lambda rows: model.decision_function(scaler.transform(rows))
+
+
+# ---- stats-check ------------------------------------------------------------------------------------
+#: Per repertoire, from its clone counts: log number of clonotypes, Shannon entropy of the clone
+#: sizes (nats), clonality (1 - entropy / log richness) and log share of the largest clone.
+STATISTICS = ("log_richness", "entropy", "clonality", "log_top_clone")
+
+
+def repertoire_statistics(store) -> "np.ndarray":
+    """(repertoires, 4) array of STATISTICS in store order."""
+    import numpy as np
+
+    rows = []
+    for sample in store.sample_ids:
+        counts = store.read(sample, ["duplicate_count"])["duplicate_count"].to_numpy().astype(np.float64)
+        share = counts / counts.sum()
+        entropy = float(-(share * np.log(share)).sum())
+        richness = len(counts)
+        clonality = 1.0 - entropy / np.log(richness) if richness > 1 else 1.0
+        rows.append([np.log(richness), entropy, clonality, np.log(share.max())])
+    return np.array(rows)
+
+
+def stats_check(out: Path) -> str:
+    """The repertoire-statistics check on a finished `run` folder's folds.
+
+    Per fold, an L2 logistic regression on the four STATISTICS (standardised; penalty by inner
+    cross-validation), fit on the fold's training repertoires as the baselines are, scores every
+    repertoire; the scores go to fold_k/stats/predictions.tsv, so that `summarise` reports them
+    beside the methods (pooled and per fold, with intervals). Returns the summary lines: each
+    statistic's own pooled ROC AUC over all repertoires (no training; above 0.5 when larger
+    values go with the positive class) and the check's per-fold and pooled AUCs."""
+    import numpy as np
+    import polars as pl
+
+    from repclass.metrics import roc_auc, roc_auc_interval
+
+    finished = finished_run(out)
+    features = repertoire_statistics(finished.store)
+    y = finished.outcomes()
+    ids = finished.store.sample_ids
+    labels = finished.store.labels(finished.label)
+    lines = [f"{name}: ROC AUC {roc_auc(y.astype(bool), features[:, i]):.3f} on all {len(y)} repertoires (no training)"
+             for i, name in enumerate(STATISTICS)]
+    truth, scores, per_fold = [], [], []
+    for k, fold in enumerate(finished.folds, start=1):
+        train, test = finished.rows(fold)
+        scorer = _l2_logistic(features[train], y[train], finished.seed)
+        fold_scores = scorer(features)
+        truth.append(y[test])
+        scores.append(fold_scores[test])
+        per_fold.append(roc_auc(y[test].astype(bool), fold_scores[test]))
+        target = out / f"fold_{k}" / "stats"
+        target.mkdir(parents=True, exist_ok=True)
+        probability = 1.0 / (1.0 + np.exp(-fold_scores))
+        pl.DataFrame({"sample_id": ids, "split": [fold[s] for s in ids],
+                      f"{finished.label}:p({finished.positive})": probability,
+                      f"{finished.label}:label": [labels[s] for s in ids]}).write_csv(
+            target / "predictions.tsv", separator="\t")
+    auc, low, high = roc_auc_interval(np.concatenate(truth).astype(bool), np.concatenate(scores))
+    lines.append(f"statistics regression: per fold {' '.join(f'{a:.2f}' for a in per_fold)}; pooled {auc:.3f} "
+                 f"[{low:.3f}, {high:.3f}]")
+    return "\n".join(lines)
 
 
 def probe(out: Path, kernels: list[int], init_seeds: int) -> str:
@@ -523,6 +688,10 @@ def main(argv: list[str] | None = None) -> int:
                             help="implant a known signal into the cohort's own repertoires (three gapped and "
                                  "substituted random motifs at RATE in half of them, broken copies in the rest) "
                                  "and predict it instead of the cohort's label")
+    run_parser.add_argument("--method", dest="methods", action="append", choices=RUN_METHODS, default=None,
+                            help="train only these methods (repeatable; default all three); a later run with the "
+                                 "same --out and --seed adds the others to the finished folds, e.g. the baselines "
+                                 "first on a large cohort, DeepRC after")
     summary_parser = commands.add_parser("summarise", help="summary.tsv of a finished run")
     summary_parser.add_argument("out", type=Path)
     check_parser = commands.add_parser("kmer-check", help="the k-mer baseline's spread over inner-CV seeds and "
@@ -535,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     probe_parser.add_argument("out", type=Path)
     probe_parser.add_argument("--kernels", type=int, nargs="+", default=[32, 256])
     probe_parser.add_argument("--init-seeds", type=int, default=3)
+    stats_parser = commands.add_parser("stats-check", help="an L2 regression on richness, entropy, clonality and "
+                                                           "top clone share, on a run's folds (then `summarise`)")
+    stats_parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     if args.command == "run":
         overrides, model_overrides = _settings(parser, args.overrides)
@@ -546,10 +718,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("pooled-probe: --kernels and --init-seeds must be at least 1")
     if args.command == "fetch":
         clones = dict(item.split("=", 1) for item in args.from_git)
-        fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or sorted(COHORTS))
+        fetch(args.out, {k: Path(v) for k, v in clones.items()}, args.cohort or
+              [c for c in sorted(COHORTS) if c not in GENEPLUS or c in clones])
     elif args.command == "run":
         run(args.cohort, args.data, args.out, args.folds, args.seed, args.updates, args.device, overrides,
-            model_overrides, args.implant)
+            model_overrides, args.implant, args.methods)
+    elif args.command == "stats-check":
+        try:
+            print(stats_check(args.out))
+        except ValueError as exc:
+            parser.exit(1, f"{args.command}: {exc}\n")
+        summarise(args.out)
     elif args.command in ("kmer-check", "pooled-probe"):
         try:
             print(check_kmer(args.out, args.seeds, args.permutations) if args.command == "kmer-check"

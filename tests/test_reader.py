@@ -219,3 +219,43 @@ def test_files_without_airr_fields_store_only_the_four_columns(tmp_path):
     table = read_repertoire(path).table
     assert table.rows() == [("CASSLGQETQYF", "TRBV5-1", "TRBJ2-5", 3)]
 
+
+
+def test_frequencies_without_counts_become_counts(tmp_path, caplog):
+    # the smallest non-zero frequency is one clone; 0.0000049 / 0.000002 = 2.45 rounds to 2, a
+    # frequency below it never rounds to 0, a zero one is dropped, a missing one counts 1
+    path = write_table(tmp_path / "f.tsv", ["junction_aa", "v_call", "frequency"], [
+        ["CASSLGQETQYF", "TRBV5-1*01", 0.00002],
+        ["CASSPGTGELFF", "TRBV7-9*01", 0.0000049],
+        ["CASSLAGGEQFF", "TRBV5-1*01", 0.000002],
+        ["CASSQDRGYEQYF", "TRBV4-1*01", 0.0],
+        ["CASSFGQETQYF", "TRBV5-1*01", "NA"],
+    ])
+    read = read_repertoire(path)
+    assert read.counts_from == "frequency"
+    assert dict(zip(read.table["junction_aa"], read.table["duplicate_count"])) == {
+        "CASSLGQETQYF": 10, "CASSPGTGELFF": 2, "CASSLAGGEQFF": 1, "CASSFGQETQYF": 1}
+    assert read.dropped["zero_count"] == 1
+
+    # a file with counts keeps them, however many frequency columns it has
+    counted = write_table(tmp_path / "c.tsv", ["junction_aa", "duplicate_count", "frequency"],
+                          [["CASSLGQETQYF", 3, 0.75], ["CASSPGTGELFF", 1, 0.25]])
+    read = read_repertoire(counted)
+    assert read.counts_from is None and read.table["duplicate_count"].to_list() == [3, 1]
+
+    # ingest says so: a count in the log, the column in samples.tsv
+    from repclass.ingestion import ingest
+
+    (tmp_path / "samples.tsv").write_text("sample_id\tstatus\nf\t+\nc\t-\n")
+    with caplog.at_level("WARNING", logger="repclass.ingestion"):
+        store = ingest(tmp_path / "samples.tsv", tmp_path / "out.store", [path, counted])
+    assert "1 of 2 repertoires have no count column" in caplog.text and "'frequency'" in caplog.text
+    assert dict(zip(store.samples["sample_id"], store.samples["counts_from"])) == {"f": "frequency", "c": None}
+    assert {r.sample_id: r.counts_from for r in store.records()} == {"f": "frequency", "c": ""}
+
+
+def test_bad_frequency_names_its_line(tmp_path):
+    path = write_table(tmp_path / "f.tsv", ["junction_aa", "frequency"], [["CASSLGQETQYF", 0.5],
+                                                                          ["CASSPGTGELFF", -0.1]])
+    with pytest.raises(InputFileError, match=r"line 3.*frequency '-0.1' in column 'frequency' is negative"):
+        read_repertoire(path)

@@ -541,3 +541,73 @@ def test_real_cohort_checks_refuse_counts_below_one_before_any_work(tmp_path, ca
         _real_cohorts_script().main([arguments[0], str(tmp_path), *arguments[1:]])
     assert exit_info.value.code == 2
     assert "must be at least" in capsys.readouterr().err
+
+
+def test_real_cohort_stats_check_scores_every_fold_from_clone_size_statistics(tiny_cohort, tmp_path, capsys,
+                                                                               monkeypatch):
+    module, run = _finished_tiny_run(tiny_cohort, tmp_path / "run")
+    monkeypatch.setattr(module, "L2_STRENGTHS", (0.1, 10.0))  # fewer fits; the grid itself is not under test
+    finished = module.finished_run(run)
+    statistics = module.repertoire_statistics(finished.store)
+    counts = finished.store.read(finished.store.sample_ids[0], ["duplicate_count"])["duplicate_count"].to_numpy()
+    share = counts / counts.sum()
+    entropy = -(share * np.log(share)).sum()
+    assert statistics[0] == pytest.approx([np.log(len(counts)), entropy, 1 - entropy / np.log(len(counts)),
+                                           np.log(share.max())])
+    for k in range(1, 5):  # summarise pools the folds that have a comparison
+        (run / f"fold_{k}").mkdir(exist_ok=True)
+        (run / f"fold_{k}" / "comparison.tsv").write_text("")
+
+    assert module.main(["stats-check", str(run)]) == 0
+
+    out = capsys.readouterr().out
+    assert "log_richness: ROC AUC" in out and re.search(r"statistics regression: per fold( [0-9.]+){4}; pooled", out)
+    tests = pl.concat([pl.read_csv(run / f"fold_{k}" / "stats" / "predictions.tsv", separator="\t")
+                       .filter(pl.col("split") == "test") for k in range(1, 5)])
+    assert sorted(tests["sample_id"]) == sorted(finished.store.sample_ids)  # each repertoire tested once
+    summary = pl.read_csv(run / "summary.tsv", separator="\t")
+    assert summary["method"].to_list() == ["stats"]
+    low, high = map(float, summary["pooled_ci95"][0].strip("[]").split(", "))
+    assert low <= summary["pooled_roc_auc"][0] <= high
+
+
+def test_real_cohort_geneplus_fetch_keeps_junction_v_and_frequency(tmp_path, monkeypatch):
+    import gzip
+    import subprocess
+
+    from repclass.ingestion import ingest
+
+    module = _real_cohorts_script()
+    clone = tmp_path / "clone"
+    rows = {"0/negative_HUMRA-101_random.tsv_processed_TCRD.tsv": "CASSLGQETQYF\tTRBV5-1*01\t0.000004\t0.9\n"
+                                                                   "CASSPGTGELFF\tTRBV7-9*01\t0.000012\t0.1\n",
+            "1/positive_HUMRB-102-TRB1_random.VJ_edit.tsv_processed_TCRD.tsv": "CASSLGQETQYF\tTRBV5-1*01\t0.5\t0.2\n",
+            "2/positive_HUMRB-102-TRB1.tsv_processed_TCRD.tsv": "CASSPGTGELFF\tTRBV7-9*01\t0.5\t0.2\n"}
+    for name, text in rows.items():
+        path = clone / "Data" / "Geneplus" / "LUCA" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("amino_acid\tv_gene\tfrequency\tcaTCR_score\n" + text)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "data"], check=True)
+    commit = subprocess.run(git[:3] + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setitem(module.COHORTS, "gica", ("x/y", commit, "status", "cancer"))  # the pin all three share
+    monkeypatch.setitem(module.COHORTS, "luca", ("x/y", commit, "status", "cancer"))
+
+    module.fetch(tmp_path / "data", {"luca": clone}, ["luca"])
+
+    sheet = pl.read_csv(tmp_path / "data" / "luca" / "samples.tsv", separator="\t", infer_schema=False)
+    assert sheet.rows() == [("HUMRA-101_random", "HUMRA-101_random", "HUMRA-101_random.tsv.gz", "healthy", "random",
+                             "0"),
+                            ("HUMRB-102-TRB1", "HUMRB-102-TRB1", "HUMRB-102-TRB1.tsv.gz", "cancer", "other", "2"),
+                            ("HUMRB-102-TRB1_random.VJ_edit", "HUMRB-102-TRB1",  # one patient, two files: one subject
+                             "HUMRB-102-TRB1_random.VJ_edit.tsv.gz", "cancer", "random.VJ_edit", "1")]
+    sheet.with_columns(pl.lit(str(tmp_path / "data" / "luca" / "repertoires") + "/").add(pl.col("file"))
+                       .alias("file")).write_csv(tmp_path / "sheet.tsv", separator="\t")
+    store = ingest(tmp_path / "sheet.tsv", tmp_path / "luca.store")
+    healthy = store.read("HUMRA-101_random", ["junction_aa", "duplicate_count"])
+    assert healthy.rows() == [("CASSLGQETQYF", 1), ("CASSPGTGELFF", 3)]  # frequencies in units of the smallest
+    assert store.samples["counts_from"].to_list() == ["frequency"] * 3
+    text = gzip.decompress((tmp_path / "data" / "luca" / "repertoires" / "HUMRA-101_random.tsv.gz").read_bytes())
+    assert text.decode().splitlines()[0] == "junction_aa\tv_call\tfrequency"  # DeepLION's caTCR_score dropped
