@@ -58,7 +58,7 @@ def test_resume_with_another_process_count(tiny_cohort, tmp_path):
     out = tmp_path / "m"
     checkpoint = tmp_path / "m.partial" / "checkpoint.pt"
     process = subprocess.Popen([sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status",
-                                "--out", str(out), "--updates", "400", "--eval-every", "100", "--patience", "100",
+                                "--out", str(out), "--updates", "100", "--eval-every", "50", "--patience", "100",
                                 "--checkpoint-every", "10", "--device", "cpu", "--stop-loss", "0"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -67,8 +67,8 @@ def test_resume_with_another_process_count(tiny_cohort, tmp_path):
     assert process.poll() is None, "the run ended before it could be interrupted"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    run = _torchrun(store_path, out, "--updates", "400", "--eval-every", "100", "--patience", "100", "--resume")
+    run = _torchrun(store_path, out, "--updates", "100", "--eval-every", "50", "--patience", "100", "--resume")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "resuming from update" in run.stderr
     _, info = load_model(out)
-    assert info.metrics["updates"] == 400
+    assert info.metrics["updates"] == 100
