@@ -36,6 +36,9 @@ class DeepRC(nn.Module):
     Every sequence passed is attended over; the top-k reduction is `top_k_per_bag`'s job.
     """
 
+    #: Buffers whose size comes from the model file (the enrichment path's set), not the config.
+    SIZED_BY_FILE = ("enrichment_codes", "enrichment_weights")
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
