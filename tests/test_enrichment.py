@@ -31,8 +31,8 @@ def public_store(tmp_path_factory):
         junctions = [pool[i] for i in rng.choice(len(pool), 80, replace=False)]
         if label == "+":
             junctions += [PUBLIC[i] for i in rng.choice(len(PUBLIC), 4, replace=False)]
-        write_airr(folder / "reps" / f"{sample_id}.tsv", [[f"{sample_id}_{i}", s, "TRBV5-1*01", "TRBJ2-7*01", 1, "T", "TRB"]
-                                                 for i, s in enumerate(junctions)])
+        write_airr(folder / "reps" / f"{sample_id}.tsv",
+                   [[f"{sample_id}_{i}", s, "TRBV5-1*01", "TRBJ2-7*01", 1, "T", "TRB"] for i, s in enumerate(junctions)])
         rows.append([sample_id, label])
     sheet = write_table(folder / "samples.tsv", ["sample_id", "status"], rows)
     return ingest(sheet, folder / "public.store", [folder / "reps"])
@@ -44,8 +44,8 @@ def enriched_model(public_store, tmp_path_factory):
     from repclass.training import train
 
     out = tmp_path_factory.mktemp("enriched") / "model"
-    config = TrainConfig(max_updates=5, eval_every=5, seed=0, init_kmers=0, validation_fraction=0.25, test_fraction=0.25,
-                         enrichment_folds=3)
+    config = TrainConfig(max_updates=5, eval_every=5, seed=0, init_kmers=0, validation_fraction=0.25,
+                         test_fraction=0.25, enrichment_folds=3)
     return train(public_store.path, out, targets=["status"], config=config,
                  model_config=ModelConfig(enrichment=True), device="cpu")
 
