@@ -32,7 +32,8 @@ def public_store(tmp_path_factory):
         if label == "+":
             junctions += [PUBLIC[i] for i in rng.choice(len(PUBLIC), 4, replace=False)]
         write_airr(folder / "reps" / f"{sample_id}.tsv",
-                   [[f"{sample_id}_{i}", s, "TRBV5-1*01", "TRBJ2-7*01", 1, "T", "TRB"] for i, s in enumerate(junctions)])
+                   [[f"{sample_id}_{i}", s, "TRBV5-1*01", "TRBJ2-7*01", 1, "T", "TRB"]
+                    for i, s in enumerate(junctions)])
         rows.append([sample_id, label])
     sheet = write_table(folder / "samples.tsv", ["sample_id", "status"], rows)
     return ingest(sheet, folder / "public.store", [folder / "reps"])
