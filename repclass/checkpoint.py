@@ -189,7 +189,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[De
             parts.append(f"unexpected weights: {', '.join(unexpected)}")
         raise ModelFileError(f"{path}: weights do not match the architecture it describes ({'; '.join(parts)})")
     wrong = [f"{name} {tuple(tensors[name].shape)} (expected {tuple(t.shape)})" for name, t in expected.items()
-             if tensors[name].shape != t.shape]
+             if tensors[name].shape != t.shape and name not in DeepRC.SIZED_BY_FILE]
     if wrong:
         raise ModelFileError(f"{path}: weights of the wrong shape: {', '.join(wrong)}")
     # A flipped exponent bit or an overflowed update gives NaN/inf weights, and then all-NaN or

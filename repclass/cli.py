@@ -424,6 +424,10 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
                            "read-out; docs/method.md).", is_flag=True)
 @_setting("evidence_gradient", "With --count-readout: its gradient also trains the attention, not only its "
                                "weight (slower to stop on easy cohorts; docs/method.md).", is_flag=True)
+@_setting("enrichment", "deeprc: the output also reads each repertoire's share of junctions enriched in the "
+                        "positive training repertoires (cross-fitted on the training split; binary targets; "
+                        "docs/method.md, \"An enrichment path\").", is_flag=True)
+@_setting("enrichment_folds", "deeprc, with --enrichment: inner folds its enriched set is cross-fitted over.")
 @_setting("embedding", "Sequence embedding: the paper's 1D convolution (cnn), or the original DeepRC's LSTM "
                        "option (lstm: --kernels hidden units, no k-mer seeding or kernel logos).",
           type=click.Choice(["cnn", "lstm"]))

@@ -110,6 +110,12 @@ class ModelConfig:
     #: easy cohorts stop 5x later (docs/method.md, "The count read-out without its gradient").
     #: Outputs are the same either way; only training differs.
     evidence_gradient: bool = False
+    #: The enrichment path (repclass/enrichment.py; docs/method.md, "An enrichment path"): o also
+    #: reads each repertoire's share of distinct junctions enriched in the positive training
+    #: repertoires (cross-fitted on the training split, log-scaled, standardised) with a weight of
+    #: its own, beside the attention-pooled embedding. For cohorts whose label lies in thousands of
+    #: rare public clonotypes. Binary targets; the set is saved in the model file. Off by default.
+    enrichment: bool = False
 
     def __post_init__(self) -> None:
         _require(_number(self.reduction_fraction) and 0.0 < self.reduction_fraction <= 1.0, "reduction_fraction",
@@ -118,7 +124,10 @@ class ModelConfig:
         _at_least(self, 1, "n_outputs", "kernel_size", "n_kernels", "attention_units", "output_units")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.enrichment:  # model files without the enrichment path stay as they were before it
+            del data["enrichment"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -208,6 +217,8 @@ class TrainConfig:
     chunk_size: int = CHUNK_SIZE
     #: Memory for decoded repertoires kept between updates (GiB); the rest is re-read from the store.
     cache_gb: float = 4.0
+    #: With ModelConfig.enrichment: the inner folds its enriched set is cross-fitted over.
+    enrichment_folds: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -221,6 +232,7 @@ class TrainConfig:
         _zero_or_positive(self, "weight_decay", "cache_gb", "min_delta", "stop_loss", "init_kmer_amplitude",
                           "init_attention")
         _at_least(self, 0, "init_kmers")
+        _at_least(self, 2, "enrichment_folds")
         for name in ("init_kmer_length", "init_kmer_max_length"):
             length = getattr(self, name)
             _require(isinstance(length, numbers.Integral) and 1 <= length <= 5, name, "from 1 to 5", length)
@@ -235,7 +247,10 @@ class TrainConfig:
                              f"{self.test_fraction} leave no repertoires for training; their sum must be below 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.enrichment_folds == 5:  # written only where it differs: default runs' files are unchanged
+            del data["enrichment_folds"]
+        return data
 
     def evaluation_due(self, update: int) -> bool:
         """Whether training evaluates on the validation split after `update` updates."""

@@ -8,6 +8,7 @@ its (n, out_features) output.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +16,9 @@ from torch import nn
 from .activation import SELU
 from .config import CHUNK_SIZE, ModelConfig
 from .embedding import SequenceEmbedding, make_embedding, position_features
+
+if TYPE_CHECKING:
+    from .data import EncodedRepertoire
 
 __all__ = ["DeepRC", "position_features", "top_k_per_bag"]
 
@@ -31,6 +35,9 @@ class DeepRC(nn.Module):
                  read-out's denominator, config.count_readout; default: the sequences passed)
     Every sequence passed is attended over; the top-k reduction is `top_k_per_bag`'s job.
     """
+
+    #: Buffers whose size comes from the model file (the enrichment path's set), not the config.
+    SIZED_BY_FILE = ("enrichment_codes", "enrichment_weights")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -62,6 +69,15 @@ class DeepRC(nn.Module):
         if config.count_readout:
             # a: each output's weight of the repertoire's attention evidence (`read_out`).
             self.evidence_weight = nn.Parameter(torch.zeros(config.n_outputs))
+        if config.enrichment:
+            # w: each output's weight of the repertoire's enriched-clonotype composition (`read_out`),
+            # and the set itself (repclass/enrichment.py) as buffers, so that the model file holds it.
+            self.enrichment_weight = nn.Parameter(torch.zeros(config.n_outputs))
+            self.register_buffer("enrichment_codes", torch.zeros(0, 1, dtype=torch.uint8))
+            self.register_buffer("enrichment_weights", torch.zeros(0, dtype=torch.float64))
+            self.register_buffer("enrichment_scaler", torch.tensor([0.0, 1.0], dtype=torch.float64))
+            self.register_load_state_dict_pre_hook(_size_enrichment_buffers)
+            self._lookup = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -72,6 +88,8 @@ class DeepRC(nn.Module):
             self.embedding.reset_parameters()
             if self.config.count_readout:
                 self.evidence_weight.zero_()
+            if self.config.enrichment:
+                self.enrichment_weight.zero_()
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     module.weight.normal_(0.0, 1.0 / math.sqrt(module.in_features))
@@ -140,22 +158,50 @@ class DeepRC(nn.Module):
         return embeddings.new_zeros(n_bags, embeddings.shape[1]).index_add(0, bag_index,
                                                                            embeddings * weights[:, None])
 
-    def read_out(self, pooled: torch.Tensor, evidence: torch.Tensor | None) -> torch.Tensor:
+    def read_out(self, pooled: torch.Tensor, evidence: torch.Tensor | None,
+                 composition: torch.Tensor | None = None) -> torch.Tensor:
         """o: (n_bags, D) pooled embeddings and (n_bags,) attention evidence -> (n_bags, n_outputs).
 
         The paper's read-out is o(pooled); with config.count_readout each output also gets
-        a * evidence (`attention_evidence`; `evidence` may be None otherwise).
+        a * evidence (`attention_evidence`; `evidence` may be None otherwise); with
+        config.enrichment and a (n_bags,) `composition` (`composition`), w * composition.
+        Without `composition` that term is left out: the attention path alone.
         """
         outputs = self.output(pooled)
         if self.config.count_readout:
             if evidence is None:
                 raise ValueError("this model reads out the attention evidence; pass it")
             outputs = outputs + evidence[:, None].to(outputs.dtype) * self.evidence_weight
+        if composition is not None:
+            outputs = outputs + self.composition_part(composition).to(outputs.dtype)
         return outputs
+
+    # ---- the enrichment path (repclass/enrichment.py) --------------------------------------
+    def composition_part(self, composition: torch.Tensor) -> torch.Tensor:
+        """(n_bags,) standardised composition -> (n_bags, n_outputs), its share of the outputs."""
+        return composition[:, None].to(self.enrichment_weight.dtype) * self.enrichment_weight
+
+    def set_enrichment(self, codes: torch.Tensor, weights: torch.Tensor, mean: float, scale: float) -> None:
+        """Hold an enriched set (junction codes (m, width) uint8, weights (m,)) and the standardisation."""
+        device = self.enrichment_weight.device
+        self.enrichment_codes = codes.to(device=device, dtype=torch.uint8)
+        self.enrichment_weights = weights.to(device=device, dtype=torch.float64)
+        self.enrichment_scaler = torch.tensor([mean, scale], dtype=torch.float64, device=device)
+        self._lookup = None
+
+    def composition(self, repertoire: "EncodedRepertoire") -> float:
+        """A repertoire's standardised composition input: its enriched share, log-scaled."""
+        from .enrichment import EnrichedLookup, standardised
+
+        if self._lookup is None:
+            self._lookup = EnrichedLookup(self.enrichment_codes.cpu().numpy(), self.enrichment_weights.cpu().numpy())
+        mean, scale = self.enrichment_scaler.tolist()
+        return standardised(self._lookup.share(repertoire), mean, scale)
 
     def forward(self, codes: torch.Tensor, lengths: torch.Tensor, bag_index: torch.Tensor, n_bags: int,
                 counts: torch.Tensor | None = None, chunk_size: int = CHUNK_SIZE,
-                presorted: bool = False, bag_sizes: torch.Tensor | None = None) -> torch.Tensor:
+                presorted: bool = False, bag_sizes: torch.Tensor | None = None,
+                composition: torch.Tensor | None = None) -> torch.Tensor:
         embeddings = self.embed(codes, lengths, chunk_size, presorted)  # (n, D)
         logits = self.attention_logits(embeddings, counts).float()  # (n,) fp32 softmax under autocast too
         # the softmax's parts once, for the weights and (count read-out) the log mean exp
@@ -166,7 +212,7 @@ class DeepRC(nn.Module):
             # top is already a constant; detaching total leaves the logits to the pooled path
             evidence_total = total if self.config.evidence_gradient else total.detach()
             evidence = _log_mean_exp(top, evidence_total, bag_index, n_bags, bag_sizes)
-        return self.read_out(pooled, evidence)  # (n_bags, n_outputs)
+        return self.read_out(pooled, evidence, composition)  # (n_bags, n_outputs)
 
 
 def _softmax_parts(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int
@@ -202,6 +248,17 @@ def top_k_per_bag(logits: torch.Tensor, bag_index: torch.Tensor, n_bags: int, fr
         k = max(1, math.ceil(members.shape[0] * fraction))
         selected.append(members[torch.topk(logits[members], k, sorted=False).indices])
     return torch.sort(torch.cat(selected)).values
+
+
+def _size_enrichment_buffers(module: DeepRC, state: dict, prefix: str, local_metadata: dict, strict: bool,
+                             missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+    """Load pre-hook: the enriched set's buffers take the loaded set's size."""
+    for name in ("enrichment_codes", "enrichment_weights"):
+        if prefix + name in state:
+            loaded = state[prefix + name]
+            setattr(module, name, torch.empty(loaded.shape, dtype=getattr(module, name).dtype,
+                                              device=getattr(module, name).device))
+    module._lookup = None
 
 
 def _lift_embedding_state(module: DeepRC, state: dict, prefix: str, local_metadata: dict) -> None:

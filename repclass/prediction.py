@@ -171,6 +171,9 @@ def _predict(model: str | Path, inputs: Sequence[str | Path], claimed: Outputs, 
             score = scores[0]  # the attention export shows the first (fold) model's attention
             outputs.append(np.stack([s.outputs for s in scores]))  # (n_models, n_outputs)
             rows.append({"sample_id": sample_id, "n_sequences": score.n_sequences})
+            if score.composition_outputs is not None:  # the enrichment path: its input, its part of the logit
+                rows[-1]["enrichment_input"] = float(np.mean([s.composition for s in scores]))
+                rows[-1]["enrichment_logit"] = float(np.mean([s.composition_outputs[0] for s in scores]))
             if attention_top_n > 0:
                 top = min(attention_top_n, len(score.rows))
                 if top < attention_top_n:

@@ -38,6 +38,10 @@ class RepertoireScore:
     #: the count read-out's E (log mean exp of the attention logits over all n sequences, those
     #: outside the top-k as exp = 0); None for a model without it
     evidence: float | None = None
+    #: the enrichment path's input (ModelConfig.enrichment: the standardised enriched share) and its
+    #: part of `outputs` (n_outputs,); the rest of `outputs` came through the attention; None without it
+    composition: float | None = None
+    composition_outputs: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -95,9 +99,14 @@ def score_repertoire(model: DeepRC, repertoire: EncodedRepertoire, device: torch
         pooled = (embeddings * weights[:, None]).sum(dim=0, keepdim=True)  # (1, D)
         # The log mean exp over all n sequences, those outside the top-k counting as exp = 0 (as in training).
         evidence = (torch.logsumexp(top_logits, dim=0) - math.log(n))[None] if model.config.count_readout else None
-        outputs = model.read_out(pooled, evidence).float()[0]  # (n_outputs,)
+        composition = (torch.tensor([model.composition(repertoire)], device=device)
+                       if model.config.enrichment else None)
+        outputs = model.read_out(pooled, evidence, composition).float()[0]  # (n_outputs,)
     by_weight = torch.argsort(weights, descending=True, stable=True).cpu()
     rows = order[top_cpu.numpy()][by_weight.numpy()]
     return RepertoireScore(outputs=outputs.cpu().numpy(), rows=rows, weights=weights.cpu().numpy()[by_weight.numpy()],
                            logits=top_logits.cpu().numpy()[by_weight.numpy()], n_sequences=n,
-                           evidence=float(evidence[0]) if evidence is not None else None)
+                           evidence=float(evidence[0]) if evidence is not None else None,
+                           composition=float(composition[0]) if composition is not None else None,
+                           composition_outputs=(model.composition_part(composition).float()[0].cpu().numpy()
+                                                if composition is not None else None))

@@ -78,11 +78,12 @@ class _Labels:
 # ----------------------------------------------------------------------------------------------
 def train_step(model: DeepRC, optimizer: Adam, batch: Batch, targets: list[Target],
                values: torch.Tensor, present: torch.Tensor, device: torch.device, chunk_size: int,
-               network: torch.nn.Module | None = None) -> float:
+               network: torch.nn.Module | None = None, composition: torch.Tensor | None = None) -> float:
     """One update: score all sequences without gradients, keep each bag's top fraction, learn.
 
     `network` is the module the gradient pass goes through (a DistributedDataParallel wrapper of
-    `model` under torchrun, so that gradients are averaged across processes).
+    `model` under torchrun, so that gradients are averaged across processes). `composition`: the
+    bags' enrichment-path inputs (ModelConfig.enrichment; their cross-fitted training values).
     """
     network = network or model
     batch = batch.to(device, non_blocking=True)
@@ -95,7 +96,8 @@ def train_step(model: DeepRC, optimizer: Adam, batch: Batch, targets: list[Targe
         keep = top_k_per_bag(logits, batch.bag_index, batch.n_bags, model.config.reduction_fraction)
         bag_sizes = torch.bincount(batch.bag_index, minlength=batch.n_bags)  # the count read-out's denominators
         outputs = network(batch.codes[keep], batch.lengths[keep], batch.bag_index[keep], batch.n_bags,
-                          batch.counts[keep], chunk_size, presorted=True, bag_sizes=bag_sizes)
+                          batch.counts[keep], chunk_size, presorted=True, bag_sizes=bag_sizes,
+                          **({"composition": composition} if composition is not None else {}))
         loss = total_loss(targets, outputs.float(), values, present)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -230,6 +232,44 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
              evidence.min(), evidence.max())
 
 
+def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: TrainConfig, start: bool,
+                         label: str) -> dict[str, Any]:
+    """The enrichment path (repclass/enrichment.py): cross-fit the enriched set on the training
+    split, hand it to the model, keep the training repertoires' cross-fitted inputs in `data`, and
+    (when `start`, i.e. not resuming) start its weight and the output's bias at their logistic fit
+    to the training labels on those inputs (Adam would take hundreds of updates to move it from 0)."""
+    from .enrichment import encode_junctions, fit_enrichment
+    from .seeding import fit_evidence_start
+
+    if len(data.targets) != 1 or data.targets[0].kind != "binary":
+        raise UsageError("--enrichment needs one binary target, got "
+                         + ", ".join(f"{t.column} ({t.kind})" for t in data.targets))
+    ids = data.ids["train"]
+    values, present = data.labels.rows(ids)
+    known = present[:, 0].astype(bool)
+    ids = [i for i, k in zip(ids, known) if k]
+    positive = values[known, 0] == 1
+    started = time.perf_counter()
+    fit = fit_enrichment(store, ids, positive, config.enrichment_folds, config.seed)
+    mean, scale = fit.mean, fit.scale
+    model.set_enrichment(torch.from_numpy(encode_junctions(fit.junctions)), torch.from_numpy(fit.weights), mean, scale)
+    standard = (fit.train_features - mean) / scale
+    data.composition = dict(zip(ids, standard.tolist()))
+    slope = 0.0
+    if start:
+        slope, shift = fit_evidence_start(standard, np.zeros(len(ids)), positive.astype(np.float64))
+        last = [m for m in model.output if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            model.enrichment_weight[0] = slope
+            last.bias[0] += shift
+    log.info("%senrichment path: p <= %g chosen by %d-fold cross-fitting on the training split (held-out AUC %s); "
+             "%d enriched junctions; its weight starts at %+.3f (%.1f s)", label, fit.threshold, fit.n_folds,
+             ", ".join(f"{t:g}: {a:.3f}" for t, a in fit.inner_cv), len(fit.junctions), slope,
+             time.perf_counter() - started)
+    return {"threshold": fit.threshold, "n_junctions": len(fit.junctions), "inner_folds": fit.n_folds,
+            "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in fit.inner_cv]}
+
+
 # ----------------------------------------------------------------------------------------------
 # one model
 # ----------------------------------------------------------------------------------------------
@@ -241,6 +281,8 @@ class _Data:
     targets: list[Target]
     labels: _Labels
     cache: RepertoireCache
+    #: ModelConfig.enrichment: each training repertoire's cross-fitted enrichment-path input
+    composition: dict[str, float] | None = None
 
     @classmethod
     def prepare(cls, store: Store, specs: list[TargetSpec], assignment: dict[str, str], config: TrainConfig,
@@ -362,6 +404,8 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     checkpoint_path = work / CHECKPOINT_NAME
     resuming = resume and checkpoint_path.exists()
     model, optimizer, network = _build_model(data, config, model_config, device, context, not resuming, label)
+    enrichment_notes = _fit_enrichment_path(store, model, data, config, not resuming, label) \
+        if model_config.enrichment else None
     settings = run_fingerprint(store, specs, config, model_config, assignment)
     tracker = _Tracker(model, config, data.targets, validated=bool(data.ids["validation"]))
     if resuming:
@@ -379,8 +423,10 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
         for update, chosen, batch in prefetch(update_batches(data.cache, data.ids["train"], config, tracker.update,
                                                              pin, context)):
             values, present = (torch.from_numpy(a).to(device) for a in data.labels.rows(chosen))
+            composition = (torch.tensor([data.composition[i] for i in chosen], device=device)
+                           if data.composition is not None else None)
             loss = train_step(model, optimizer, batch, data.targets, values, present, device, config.chunk_size,
-                              network)
+                              network, composition)
             loss = context.mean(loss, device)  # the update's loss over all processes, for logs and the curve
             if not math.isfinite(loss):
                 raise RepclassError(f"training diverged at update {update + 1} (loss {loss}); lower --lr")
@@ -408,6 +454,8 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     if memorised and context.is_main:
         log.warning("%s%s", label, memorised)
     metrics: dict[str, Any] = {"best_update": tracker.best_update, "updates": tracker.update}
+    if enrichment_notes is not None:
+        metrics["enrichment"] = enrichment_notes
     prediction_rows = []
     for split in SPLITS:
         outputs, metrics[split] = data.evaluate(model, split, device, config.chunk_size, context)

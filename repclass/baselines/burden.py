@@ -147,6 +147,22 @@ def _incidence(store: "Store", ids: list[str], clonotype: str, min_incidence: in
                       np.concatenate(pair_clonotype) if ids else np.zeros(0, dtype=np.int64), sizes)
 
 
+def clonotype_strings(store: "Store", ids: Sequence[str], wanted: np.ndarray, clonotype: str) -> list[str]:
+    """The clonotype strings of hashes `wanted` (as `_incidence` hashes them), read back from
+    repertoires `ids` (each hash must be in one of them), in the order of `wanted`."""
+    import polars as pl
+
+    found: dict[int, str] = {}
+    for sample_id in ids:
+        if len(found) >= len(wanted):
+            break
+        keys = clonotype_keys(store.read(sample_id, _columns(clonotype)), clonotype)
+        hashed = keys.hash(seed=0).to_numpy()
+        hit = np.isin(hashed, wanted)
+        found.update(zip(hashed[hit].tolist(), keys.filter(pl.Series(hit)).to_list()))
+    return [found[h] for h in wanted.tolist()]
+
+
 def _enriched(incidence: _Incidence, rows: np.ndarray, positive: np.ndarray, thresholds: Sequence[float],
               min_positive: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Per threshold, a boolean mask over clonotypes enriched among repertoires `rows`; plus the
@@ -213,15 +229,9 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
         enriched = masks[0]
         # the enriched clonotypes as text: read back from the positive training repertoires
         wanted = incidence.hashes[enriched]
-        found: dict[int, str] = {}
-        for sample_id, is_pos in zip(rows_ids, positive):
-            if is_pos and len(found) < len(wanted):
-                keys = clonotype_keys(store.read(sample_id, _columns(settings.clonotype)), settings.clonotype)
-                hashed = keys.hash(seed=0).to_numpy()
-                hit = np.isin(hashed, wanted)
-                found.update(zip(hashed[hit].tolist(), keys.filter(pl.Series(hit)).to_list()))
         table = pl.DataFrame({
-            "clonotype": [found[h] for h in wanted.tolist()],
+            "clonotype": clonotype_strings(store, [i for i, p in zip(rows_ids, positive) if p], wanted,
+                                           settings.clonotype),
             "p_value": p[enriched], "in_positive": in_positive[enriched].astype(np.int64),
             "in_negative": in_negative[enriched].astype(np.int64),
         }).with_columns(pl.lit(int(positive.sum())).alias("n_positive"),

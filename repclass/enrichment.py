@@ -1,0 +1,142 @@
+"""DeepRC's enrichment path (ModelConfig.enrichment): the output also reads how many of a
+repertoire's clonotypes are enriched in the positive training repertoires.
+
+On real cohorts the label can lie in thousands of rare public clonotypes (Emerson et al. 2017; the
+burden baseline, `repclass.baselines.burden`), more distinct sequences than 32 kernels and an
+attention network can single out. This path hands the model that evidence as one number per
+repertoire, read by the output layer beside the attention-pooled embedding with a weight of its own:
+
+    feature = log(1 + 10^4 * enriched share),  composition = (feature - mean) / sd,
+    output  = o(attention-pooled embedding) [+ count read-out] + w * composition
+
+The enriched share is the weighted share of the repertoire's distinct junctions in the enriched
+set. The set is cross-fitted on the training split only (no validation, no test repertoire): the
+training repertoires are cut into K inner folds (stratified, seeded); for each fold, the
+clonotypes enriched among the other K-1 folds (one-sided Fisher test, `burden`'s functions) form
+a set, and a training repertoire's own feature is its share in the set of the folds it is not in,
+so that its label never enters its own feature (an in-sample set would hold its private
+clonotypes and teach the model to trust the feature far more than it deserves on new repertoires).
+Every other repertoire (validation, test, `predict`) is scored against all K sets at once: each
+clonotype weighs the share of the K sets that hold it, so the feature is the mean of its K shares,
+on the same scale as the training features. The p-value threshold is chosen from burden's grid by
+the held-out ROC AUC of the cross-fitted share (ties to the stricter one). Binary targets only.
+
+The set travels inside the model file as tensors (junction codes, weights, the standardisation):
+`repclass predict` and scoring need nothing beside the file.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .data import EncodedRepertoire
+    from .store import Store
+
+log = logging.getLogger(__name__)
+
+#: The share is scaled to "per 10,000 distinct junctions" before the log.
+SHARE_SCALE = 1e4
+
+
+@dataclass
+class EnrichmentFit:
+    """What training computed: the set (junction strings, weights = share of the inner sets holding
+    each), the cross-fitted training features (raw, before standardisation), and the inner CV."""
+
+    junctions: list[str]
+    weights: np.ndarray  # (m,) float64 in (0, 1]
+    threshold: float
+    train_features: np.ndarray  # (n_train,) log(1 + 1e4 * share), each from the sets its own fold is not in
+    inner_cv: list[tuple[float, float]]  # (threshold, held-out ROC AUC)
+    n_folds: int
+
+    @property
+    def mean(self) -> float:
+        return float(self.train_features.mean()) if len(self.train_features) else 0.0
+
+    @property
+    def scale(self) -> float:
+        sd = float(self.train_features.std()) if len(self.train_features) else 0.0
+        return sd if sd > 1e-9 else 1.0
+
+
+def feature_of_share(share: np.ndarray | float) -> np.ndarray:
+    return np.log1p(SHARE_SCALE * np.asarray(share, dtype=np.float64))
+
+
+def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_folds: int, seed: int,
+                   thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1), min_positive: int = 2
+                   ) -> EnrichmentFit:
+    """Cross-fit the enriched junctions on training repertoires `ids` with binary labels `positive`."""
+    from .baselines.burden import _enriched, _incidence, _scores, clonotype_strings
+    from .baselines.common import inner_folds
+    from .metrics import roc_auc
+
+    ids = list(ids)
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        raise UsageError("the enrichment path needs positive and negative training repertoires")
+    incidence = _incidence(store, ids, "junction", max(min_positive, 1))
+    folds = inner_folds(positive.astype(np.int64), n_folds, True, seed, "the enrichment path")
+    held_out = np.zeros((len(thresholds), len(ids)))
+    membership = np.zeros((len(thresholds), len(incidence.hashes)))
+    for train_rows, held_rows in folds:
+        masks, _, _, _ = _enriched(incidence, train_rows, positive, thresholds, min_positive)
+        for t, mask in enumerate(masks):
+            held_out[t, held_rows] = _scores(incidence, mask)[held_rows]
+            membership[t] += mask
+    aucs = [roc_auc(positive, held_out[t]) for t in range(len(thresholds))]
+    best = min(range(len(aucs)), key=lambda t: (-(aucs[t] if aucs[t] == aucs[t] else -1.0), t))
+    chosen = membership[best] > 0
+    junctions = clonotype_strings(store, [i for i, p in zip(ids, positive) if p], incidence.hashes[chosen],
+                                  "junction")
+    return EnrichmentFit(junctions=junctions, weights=membership[best][chosen] / len(folds),
+                         threshold=float(thresholds[best]), train_features=feature_of_share(held_out[best]),
+                         inner_cv=list(zip(map(float, thresholds), map(float, aucs))), n_folds=len(folds))
+
+
+def encode_junctions(junctions: Sequence[str]) -> np.ndarray:
+    """Junction strings -> (m, width) uint8 codes padded with PAD_CODE (at least 1 column)."""
+    import polars as pl
+
+    from .data import encode_sequences
+
+    codes, _ = encode_sequences(pl.Series(list(junctions), dtype=pl.String))
+    return codes
+
+
+class EnrichedLookup:
+    """A repertoire's weighted share of distinct junctions in the set, from its code matrix."""
+
+    def __init__(self, codes: np.ndarray, weights: np.ndarray) -> None:
+        from .alphabet import PAD_CODE
+
+        self.width = codes.shape[1]
+        self.pad = PAD_CODE
+        self.table = {row.tobytes(): float(w) for row, w in zip(codes, weights)}
+
+    def share(self, repertoire: "EncodedRepertoire") -> float:
+        codes = repertoire.codes
+        if codes.shape[0] == 0:
+            return 0.0
+        if codes.shape[1] < self.width:
+            codes = np.pad(codes, ((0, 0), (0, self.width - codes.shape[1])), constant_values=self.pad)
+        elif codes.shape[1] > self.width:
+            # longer junctions than any in the set cannot match; the rest compare on the set's width
+            short = repertoire.lengths.astype(np.int64) <= self.width
+            distinct = len({row.tobytes() for row in codes[~short]})
+            keys = {row.tobytes() for row in codes[short, :self.width]}
+            return sum(self.table.get(k, 0.0) for k in keys) / max(len(keys) + distinct, 1)
+        keys = {row.tobytes() for row in codes}
+        return sum(self.table.get(k, 0.0) for k in keys) / max(len(keys), 1)
+
+
+def standardised(share: float, mean: float, scale: float) -> float:
+    return (float(feature_of_share(share)) - mean) / scale if math.isfinite(share) else 0.0

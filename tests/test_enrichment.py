@@ -1,0 +1,126 @@
+"""DeepRC's enrichment path (ModelConfig.enrichment, repclass/enrichment.py): cross-fitting,
+predict reproducing training, model files, and the default model left as it was."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from cohort import background_pool
+from conftest import write_airr, write_table
+
+PUBLIC = ["CASSLGQGNTEAFF", "CASSPDRGYEQYF", "CASRTGGSYNEQFF", "CASSQEGTGELFF", "CASSLAPGATNEKLFF",
+          "CASSYSGRDTQYF", "CASSVDWGSYEQYF", "CASSPTSGGQETQYF"]
+
+
+@pytest.fixture(scope="module")
+def public_store(tmp_path_factory):
+    """16 repertoires of 80 background junctions; each positive also holds 4 of 8 public junctions."""
+    from repclass import ingest
+
+    folder = tmp_path_factory.mktemp("public")
+    (folder / "reps").mkdir()
+    rng = np.random.default_rng(3)
+    pool = background_pool()
+    labels = np.array(["+", "-"] * 8)
+    rng.shuffle(labels)
+    rows = []
+    for index, label in enumerate(labels, start=1):
+        sample_id = f"r{index:02d}"
+        junctions = [pool[i] for i in rng.choice(len(pool), 80, replace=False)]
+        if label == "+":
+            junctions += [PUBLIC[i] for i in rng.choice(len(PUBLIC), 4, replace=False)]
+        write_airr(folder / "reps" / f"{sample_id}.tsv",
+                   [[f"{sample_id}_{i}", s, "TRBV5-1*01", "TRBJ2-7*01", 1, "T", "TRB"]
+                    for i, s in enumerate(junctions)])
+        rows.append([sample_id, label])
+    sheet = write_table(folder / "samples.tsv", ["sample_id", "status"], rows)
+    return ingest(sheet, folder / "public.store", [folder / "reps"])
+
+
+@pytest.fixture(scope="module")
+def enriched_model(public_store, tmp_path_factory):
+    from repclass.config import ModelConfig, TrainConfig
+    from repclass.training import train
+
+    out = tmp_path_factory.mktemp("enriched") / "model"
+    config = TrainConfig(max_updates=5, eval_every=5, seed=0, init_kmers=0, validation_fraction=0.25,
+                         test_fraction=0.25, enrichment_folds=3)
+    return train(public_store.path, out, targets=["status"], config=config,
+                 model_config=ModelConfig(enrichment=True), device="cpu")
+
+
+def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
+    """Flipping one training repertoire's label (inner folds fixed) changes the others' features
+    but never its own: its own feature comes from enrichment on the folds it is not in."""
+    import repclass.baselines.common as common
+    from repclass.enrichment import fit_enrichment
+
+    ids = public_store.sample_ids
+    labels = public_store.labels("status")
+    positive = np.array([labels[i] == "+" for i in ids])
+    folds = [(np.setdiff1d(np.arange(len(ids)), held), held)
+             for held in np.array_split(np.random.default_rng(0).permutation(len(ids)), 4)]
+    monkeypatch.setattr(common, "inner_folds", lambda *args, **kwargs: folds)
+    base = fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2)
+    assert base.train_features[positive].mean() > base.train_features[~positive].mean()
+    assert set(base.junctions) <= set(PUBLIC) | set(background_pool())
+    others_changed = False
+    for flipped in [*np.flatnonzero(positive)[:2], *np.flatnonzero(~positive)[:2]]:
+        labels_flipped = positive.copy()
+        labels_flipped[flipped] = not labels_flipped[flipped]
+        fit = fit_enrichment(public_store, ids, labels_flipped, 4, seed=0, thresholds=(0.5,), min_positive=2)
+        assert fit.train_features[flipped] == base.train_features[flipped]
+        others_changed |= not np.array_equal(np.delete(fit.train_features, flipped),
+                                             np.delete(base.train_features, flipped))
+    assert others_changed  # the labels do matter, to the other folds' features
+
+
+def test_predict_reproduces_training_scores_with_the_path(enriched_model, public_store, tmp_path):
+    from repclass.prediction import predict
+
+    metrics = enriched_model.metrics["enrichment"]
+    assert metrics["n_junctions"] > 0 and metrics["inner_folds"] == 3
+    trained = pl.read_csv(enriched_model.path / "predictions.tsv", separator="\t")
+    predicted = predict(enriched_model.path, [public_store.path], tmp_path / "p.tsv", device="cpu").table
+    joined = trained.join(predicted, on="sample_id", suffix="_predict")
+    assert joined.height == 16
+    np.testing.assert_allclose(joined["status:p(+)"], joined["status:p(+)_predict"], rtol=0, atol=1e-6)
+    # the path's own part of each logit is reported, and it separates the classes here
+    label = predicted["status:label"].to_numpy()
+    part = predicted["enrichment_logit"].to_numpy()
+    assert part[label == "+"].mean() > part[label == "-"].mean()
+
+
+def test_saved_model_with_the_path_scores_identically(enriched_model, public_store, tmp_path):
+    from repclass.checkpoint import load_model, read_info, save_model
+    from repclass.data import encode_table
+    from repclass.scoring import score_repertoire
+
+    path = enriched_model.path / "model.safetensors"
+    model, info = load_model(path)
+    assert model.enrichment_codes.shape[0] == enriched_model.metrics["enrichment"]["n_junctions"]
+    copy = save_model(tmp_path / "copy.safetensors", model, read_info(path))
+    again, _ = load_model(copy)
+    for sample_id in public_store.sample_ids[:6]:
+        encoded = encode_table(public_store.read(sample_id, ["junction_aa"]))
+        first, second = (score_repertoire(m, encoded, torch.device("cpu")) for m in (model, again))
+        assert first.outputs.tolist() == second.outputs.tolist()
+        assert first.composition == second.composition and first.composition_outputs is not None
+
+
+def test_default_model_has_no_enrichment_path(tiny_model):
+    """Off by default: no parameters, buffers or settings of it in a model file, and no new
+    columns from predict; the read-out is the one it was."""
+    from repclass.checkpoint import load_model
+    from repclass.config import ModelConfig, TrainConfig
+
+    assert "enrichment" not in ModelConfig().to_dict() and "enrichment_folds" not in TrainConfig().to_dict()
+    model, info = load_model(tiny_model.path / "model.safetensors")
+    assert not info.model_config.enrichment
+    assert not any("enrichment" in key for key in model.state_dict())
+    description = (tiny_model.path / "model.json").read_text()
+    assert "enrichment" not in description
+    pooled, evidence = torch.randn(3, model.embedding.out_features), torch.randn(3)
+    assert torch.equal(model.read_out(pooled, evidence), model.read_out(pooled, evidence, None))
