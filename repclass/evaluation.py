@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .errors import UsageError
+from .metrics import FEW_PER_CLASS, FEW_REPERTOIRES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -42,9 +43,6 @@ log = logging.getLogger(__name__)
 OUT_OF_FOLD_NAME = "out_of_fold_predictions.tsv"
 PERMUTATIONS_NAME = "permutations.tsv"
 SUMMARY_NAME = "summary.md"
-#: Below these, a held-out AUC is read with a caveat: fewer repertoires in all, or in a class.
-SMALL_HELD_OUT = 30
-SMALL_CLASS = 10
 #: Bootstrap resamples and seed of every interval (fixed: the same predictions give the same interval).
 RESAMPLES = 2000
 INTERVAL_SEED = 0
@@ -505,9 +503,10 @@ def recommendation(estimates: Sequence[Estimate]) -> str:
 
 
 def small_caveat(estimate: Estimate) -> str:
-    """A warning when the held-out set is small (< 30 repertoires, or < 10 in a class), else ''."""
+    """A warning when the held-out set is small (the sizes below which predict and the report warn too:
+    metrics.FEW_REPERTOIRES in all, FEW_PER_CLASS in a class), else ''."""
     classes = [c for c in (estimate.n_positive, estimate.n_negative) if c is not None]
-    if estimate.n >= SMALL_HELD_OUT and all(c >= SMALL_CLASS for c in classes):
+    if estimate.n >= FEW_REPERTOIRES and all(c >= FEW_PER_CLASS for c in classes):
         return ""
     counts = f" ({estimate.n_positive} positive, {estimate.n_negative} negative)" if classes else ""
     advice = ("read the interval; only more repertoires narrow it" if estimate.pooled else
