@@ -141,7 +141,7 @@ def matching_rows(done: list[dict], cell: Cell, seed: int, settings: dict) -> li
 
 def simulate(cell: Cell, seed: int, folder: Path):
     from repclass import ingest
-    from repclass.simulate import SimulationConfig, simulate_cohort
+    from repclass.simulation.run import SimulationConfig, simulate_cohort
 
     config = SimulationConfig(
         n_repertoires=cell.n_repertoires, min_sequences=cell.sequences[0], max_sequences=cell.sequences[1],
@@ -160,10 +160,10 @@ def attention_on_witnesses(model_folder: Path, store, implanted_path: Path) -> t
     import polars as pl
     import torch
 
-    from repclass.checkpoint import load_model
-    from repclass.data import RepertoireCache
-    from repclass.evidence import read_truth
-    from repclass.scoring import score_repertoire
+    from repclass.model.checkpoint import load_model
+    from repclass.model.data import RepertoireCache
+    from repclass.explain.evidence import read_truth
+    from repclass.model.scoring import score_repertoire
 
     model, _ = load_model(model_folder / "model.safetensors")
     predictions = pl.read_csv(model_folder / "predictions.tsv", separator="\t")
@@ -203,7 +203,7 @@ def run_one(cell: Cell, seed: int, work: Path, overrides: dict | None = None,
             methods: tuple[str, ...] = METHODS) -> list[dict]:
     from repclass.baselines.burden import train_burden
     from repclass.baselines.kmer import train_kmer
-    from repclass.training import train
+    from repclass.training.loop import train
 
     folder = work / f"{cell.name}_seed{seed}"
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from common import commit, machine, make_store, run_child  # noqa: E402
 
 FEATURES = r"""
 import json, sys, time
-from repclass.store import Store
+from repclass.io.store import Store
 from repclass.baselines.features import KmerSpec, kmer_features, select_columns
 store = Store.open(sys.argv[1]); k = int(sys.argv[2])
 ids = store.sample_ids
@@ -40,7 +40,7 @@ print(json.dumps({"seconds": seconds, "sequences": n, "shape": list(matrix.shape
 
 TRAIN = r"""
 import json, sys, time, shutil
-from repclass.store import Store
+from repclass.io.store import Store
 from repclass.baselines import KmerConfig, train_kmer
 from repclass.baselines.burden import train_burden
 store = Store.open(sys.argv[1]); method = sys.argv[2]; out = sys.argv[3]

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# The dense reference implementations live with the tests (tests/support/reference.py).
+if str(ROOT / "tests") not in sys.path:
+    sys.path.append(str(ROOT / "tests"))
 AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
 
 
@@ -48,9 +51,9 @@ def make_model(path: Path, seed: int = 0) -> Path:
     """A randomly initialised binary DeepRC saved as a model file (for speed, not accuracy)."""
     import torch
 
-    from repclass.checkpoint import ModelInfo, save_model
+    from repclass.model.checkpoint import ModelInfo, save_model
     from repclass.config import ModelConfig
-    from repclass.model import DeepRC
+    from repclass.model.deeprc import DeepRC
     from repclass.targets import Target
 
     torch.manual_seed(seed)

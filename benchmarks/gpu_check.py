@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import commit, random_junctions  # noqa: E402
 
 from repclass.config import ModelConfig  # noqa: E402
-from repclass.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
-from repclass.model import DeepRC  # noqa: E402
-from repclass.scoring import score_repertoire  # noqa: E402
+from repclass.model.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
+from repclass.model.deeprc import DeepRC  # noqa: E402
+from repclass.model.scoring import score_repertoire  # noqa: E402
 from repclass.targets import Target  # noqa: E402
-from repclass.training import train_step  # noqa: E402
+from repclass.training.loop import train_step  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:

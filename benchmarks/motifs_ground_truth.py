@@ -48,9 +48,9 @@ def _attended_implanted(model_path: Path, store, samples: list[str], implanted: 
     """Implanted sequences that are in their repertoire's top-k attention softmax."""
     import torch
 
-    from repclass.checkpoint import load_model
-    from repclass.data import encode_table
-    from repclass.scoring import score_repertoire
+    from repclass.model.checkpoint import load_model
+    from repclass.model.data import encode_table
+    from repclass.model.scoring import score_repertoire
 
     model, _ = load_model(model_path)
     found = 0
@@ -72,8 +72,8 @@ def main() -> None:
     from repclass import ingest
     from repclass.config import TrainConfig
     from repclass.explain import motifs
-    from repclass.runtime import set_threads, tune_allocator
-    from repclass.training import train
+    from repclass.compute.runtime import set_threads, tune_allocator
+    from repclass.training.loop import train
 
     tune_allocator()
     set_threads(args.threads)

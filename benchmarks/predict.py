@@ -29,10 +29,11 @@ BASELINE = "9369dbf"
 REFERENCE = r"""
 import json, sys, time, math
 import numpy as np, torch
-from repclass.checkpoint import load_model
-from repclass.data import encode_table
-from repclass.reference import reference_embed
-from repclass.store import Store
+from repclass.model.checkpoint import load_model
+from repclass.model.data import encode_table
+sys.path.insert(0, "tests")  # run from the checkout: the dense reference lives in tests/support
+from support.reference import reference_embed
+from repclass.io.store import Store
 torch.set_num_threads(int(sys.argv[3]))
 model, _ = load_model(sys.argv[1])
 store = Store.open(sys.argv[2]); sample = sys.argv[4]
@@ -55,8 +56,11 @@ print(json.dumps({"seconds": time.perf_counter() - start, "n": int(len(lengths))
 OURS = r"""
 import json, sys, time
 import torch
-from repclass.prediction import predict
-from repclass.runtime import tune_allocator
+from repclass import predict
+try:
+    from repclass.compute.runtime import tune_allocator
+except ModuleNotFoundError:  # a --baseline revision from before the stage subpackages
+    from repclass.runtime import tune_allocator
 tune_allocator(); torch.set_num_threads(int(sys.argv[3]))
 start = time.perf_counter()
 result = predict(sys.argv[1], [sys.argv[2]], sys.argv[5], samples=[sys.argv[4]], device="cpu", force=True)

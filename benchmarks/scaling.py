@@ -30,10 +30,10 @@ DATA_PATH = r"""
 import json, sys, time
 import numpy as np
 from repclass.config import TrainConfig
-from repclass.data import RepertoireCache
-from repclass.distributed import Context
-from repclass.store import Store
-from repclass.batching import update_batches
+from repclass.model.data import RepertoireCache
+from repclass.training.distributed import Context
+from repclass.io.store import Store
+from repclass.training.batching import update_batches
 store = Store.open(sys.argv[1]); cache_gb = float(sys.argv[2]); updates = int(sys.argv[3])
 ids = store.sample_ids
 cache = RepertoireCache(store, int(cache_gb * (1 << 30)))
@@ -48,11 +48,11 @@ print(json.dumps({"seconds": seconds, "repertoires": n, "rate": n / seconds, "ca
 EVALUATION = r"""
 import json, sys, time
 import torch
-from repclass.checkpoint import load_model
-from repclass.data import RepertoireCache
-from repclass.runtime import tune_allocator
-from repclass.scoring import score_repertoire
-from repclass.store import Store
+from repclass.model.checkpoint import load_model
+from repclass.model.data import RepertoireCache
+from repclass.compute.runtime import tune_allocator
+from repclass.model.scoring import score_repertoire
+from repclass.io.store import Store
 tune_allocator(); torch.set_num_threads(int(sys.argv[3]))
 model, _ = load_model(sys.argv[1]); store = Store.open(sys.argv[2])
 cache = RepertoireCache(store, 0)

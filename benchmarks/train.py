@@ -2,7 +2,7 @@
 
 Side by side in one run (same data, same weights, same threads):
   reference  the plain model: dense one-hot input, torch conv1d, for the no-gradient scoring pass
-             and the gradient pass (repclass.reference)
+             and the gradient pass (tests/support/reference.py)
   before     the fast path as a git revision had it (default: the last commit before issue 15's
              CPU work), imported from `git archive` under another package name
   repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import baseline_source, commit, machine, random_junctions  # noqa: E402
 
 from repclass.config import ModelConfig  # noqa: E402
-from repclass.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
-from repclass.model import DeepRC, top_k_per_bag  # noqa: E402
-from repclass.optim import Adam  # noqa: E402
-from repclass.reference import reference_embed  # noqa: E402
-from repclass.runtime import tune_allocator  # noqa: E402
+from repclass.model.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
+from repclass.model.deeprc import DeepRC, top_k_per_bag  # noqa: E402
+from repclass.training.optim import Adam  # noqa: E402
+from support.reference import reference_embed  # noqa: E402
+from repclass.compute.runtime import tune_allocator  # noqa: E402
 from repclass.targets import Target, total_loss  # noqa: E402
-from repclass.training import train_step  # noqa: E402
+from repclass.training.loop import train_step  # noqa: E402
 
 ORIGINAL_SECONDS = 0.296
 #: The last commit before the second round of CPU work (issue 15): "before" in the table.

@@ -4,9 +4,9 @@ Run from the repository root: `OMP_NUM_THREADS=1 POLARS_MAX_THREADS=1 python ben
 """
 import shutil, sys, time
 from pathlib import Path
-import repclass.store as store_module
-from repclass.ingestion import ingest
-from repclass.store import Store
+import repclass.io.store as store_module
+from repclass.io.ingestion import ingest
+from repclass.io.store import Store
 
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/repclass_verify_cost")
 shutil.rmtree(root, ignore_errors=True)

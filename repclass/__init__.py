@@ -7,24 +7,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._version import __version__
-from .errors import InputFileError, ModelFileError, RepclassError, SheetError, StoreError, UsageError
+from repclass._version import __version__
+from repclass.errors import InputFileError, ModelFileError, RepclassError, SheetError, StoreError, UsageError
 
 _LAZY = {
-    "ingest": ("repclass.ingestion", "ingest"),
-    "combine": ("repclass.ingestion", "combine"),
-    "Store": ("repclass.store", "Store"),
-    "ReadOptions": ("repclass.reader", "ReadOptions"),
-    "read_repertoire": ("repclass.reader", "read_repertoire"),
-    "ColumnOverrides": ("repclass.formats", "ColumnOverrides"),
-    "train": ("repclass.training", "train"),
+    "ingest": ("repclass.io.ingestion", "ingest"),
+    "combine": ("repclass.io.ingestion", "combine"),
+    "Store": ("repclass.io.store", "Store"),
+    "ReadOptions": ("repclass.io.reader", "ReadOptions"),
+    "read_repertoire": ("repclass.io.reader", "read_repertoire"),
+    "ColumnOverrides": ("repclass.io.formats", "ColumnOverrides"),
+    "train": ("repclass.training.loop", "train"),
     "TargetSpec": ("repclass.targets", "TargetSpec"),
-    "SplitSpec": ("repclass.splits", "SplitSpec"),
+    "SplitSpec": ("repclass.training.splits", "SplitSpec"),
     "TrainConfig": ("repclass.config", "TrainConfig"),
     "ModelConfig": ("repclass.config", "ModelConfig"),
-    "DeepRC": ("repclass.model", "DeepRC"),
-    "load_model": ("repclass.checkpoint", "load_model"),
-    "predict": ("repclass.prediction", "predict"),
+    "DeepRC": ("repclass.model.deeprc", "DeepRC"),
+    "load_model": ("repclass.model.checkpoint", "load_model"),
+    "predict": ("repclass.prediction.run", "predict"),
     "motifs": ("repclass.explain", "motifs"),
     "train_kmer": ("repclass.baselines.kmer", "train_kmer"),
     "train_burden": ("repclass.baselines.burden", "train_burden"),
@@ -32,9 +32,9 @@ _LAZY = {
     "BurdenConfig": ("repclass.baselines.burden", "BurdenConfig"),
     "kmer_features": ("repclass.baselines.features", "kmer_features"),
     "train_methods": ("repclass.comparison", "train_methods"),
-    "simulate_cohort": ("repclass.simulate", "simulate_cohort"),
-    "simulate_repertoires": ("repclass.simulate", "simulate_repertoires"),
-    "SimulationConfig": ("repclass.simulate", "SimulationConfig"),
+    "simulate_cohort": ("repclass.simulation.run", "simulate_cohort"),
+    "simulate_repertoires": ("repclass.simulation.run", "simulate_repertoires"),
+    "SimulationConfig": ("repclass.simulation.run", "SimulationConfig"),
 }
 
 __all__ = ["__version__", "RepclassError", "InputFileError", "SheetError", "StoreError", "ModelFileError",

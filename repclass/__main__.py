@@ -1,3 +1,3 @@
-from .cli import main
+from repclass.cli import main
 
 main(prog_name="repclass")

@@ -18,10 +18,11 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from ._version import __version__
-from .config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES, ModelConfig, TrainConfig, option_name
-from .errors import RepclassError
-from .formats import OVERRIDE_OPTIONS
+from repclass._version import __version__
+from repclass.config import (CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES, ModelConfig,
+                             TrainConfig, option_name)
+from repclass.errors import RepclassError
+from repclass.io.formats import OVERRIDE_OPTIONS
 
 log = logging.getLogger("repclass")
 
@@ -50,7 +51,7 @@ class _Group(click.Group):
         except Exception as exc:
             # A full disk reported by polars or torch in their own exception types (files.Outputs
             # names the output; this is the net for writes outside it, such as --log-file).
-            from .files import disk_full_reason
+            from repclass.files import disk_full_reason
 
             reason = disk_full_reason(exc)
             if reason is None:
@@ -142,7 +143,7 @@ def logging_options(command: _F) -> _F:
 
 class DeviceType(click.ParamType):
     """--device: auto, cpu, cuda or cuda:N, checked while parsing (whether the GPU exists is
-    checked when the command starts, by repclass.runtime)."""
+    checked when the command starts, by repclass.compute.runtime)."""
 
     name = "device"
     _PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -160,7 +161,7 @@ class DeviceType(click.ParamType):
 
 def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
     # Runs while options are parsed (given or not), i.e. before any command imports torch or polars.
-    from .cpus import configure_threads
+    from repclass.compute.cpus import configure_threads
 
     if value is not None and value < 1:
         raise click.BadParameter("must be at least 1")
@@ -247,8 +248,8 @@ def main() -> None:
 def _print_ingest_summary(store) -> None:
     import polars as pl
 
-    from .progress import show_on_terminal
-    from .reader import DROP_REASONS
+    from repclass.progress import show_on_terminal
+    from repclass.io.reader import DROP_REASONS
 
     rows = store.samples
     columns = (["sample_id", "rows_read", "n_sequences", "n_templates"] + [f"dropped_{r}" for r in DROP_REASONS]
@@ -327,9 +328,9 @@ def ingest(sheet: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
     repclass ingest samples.tsv repertoires/ --sample s01 --out parts/s01.store   # scatter
     repclass combine parts/*.store --out cohort.store                           # gather
     """
-    from .formats import ColumnOverrides
-    from .ingestion import ingest as ingest_api
-    from .reader import ReadOptions
+    from repclass.io.formats import ColumnOverrides
+    from repclass.io.ingestion import ingest as ingest_api
+    from repclass.io.reader import ReadOptions
 
     options = ReadOptions(
         productive_only=productive_only, locus=locus, convention=convention, anchor_check=anchor_check,
@@ -349,7 +350,7 @@ def ingest(sheet: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
 @force_option
 def combine(parts: tuple[Path, ...], out: Path, force: bool) -> None:
     """Merge stores (one per scatter job) into one, without re-reading raw files."""
-    from .ingestion import combine as combine_api
+    from repclass.io.ingestion import combine as combine_api
 
     store = combine_api(list(parts), out, force=force)
     log.info("wrote %s: %d repertoires from %d stores", store.path, len(store), len(parts))
@@ -369,7 +370,7 @@ def _column_map(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def _prepare_compute(threads: int | None) -> None:
-    from .runtime import set_threads, tune_allocator
+    from repclass.compute.runtime import set_threads, tune_allocator
 
     tune_allocator()
     set_threads(threads)
@@ -491,9 +492,9 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     repclass train cohort.store --target status --method kmer --folds 5 --permutations 99 --out kmer_cv/
     """
     _prepare_compute(threads)
-    from .splits import SplitSpec
-    from .targets import target_specs
-    from .training import train as train_api
+    from repclass.training.splits import SplitSpec
+    from repclass.targets import target_specs
+    from repclass.training.loop import train as train_api
 
     try:
         weights = {k: float(v) for k, v in _column_map(loss_weights, "--loss-weight").items()}
@@ -512,9 +513,9 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
                                  param_hint="--permutations")
     kmer = burden = None
     if tuple(dict.fromkeys(methods)) != ("deeprc",):
-        from .baselines.burden import BurdenConfig
-        from .baselines.kmer import KmerConfig
-        from .comparison import train_method, train_methods
+        from repclass.baselines.burden import BurdenConfig
+        from repclass.baselines.kmer import KmerConfig
+        from repclass.comparison import train_method, train_methods
 
         kmer = KmerConfig(k=kmer_size, gap=kmer_gap, count_weighted=kmer_counts, inner_folds=inner_folds)
         burden = BurdenConfig(clonotype=burden_clonotype, inner_folds=inner_folds)
@@ -538,7 +539,7 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
         result = train_api(store, out, targets=specs, config=config, model_config=model_config, split=split_spec,
                            device=device, resume=resume, force=force)
     if permutations:
-        from .evaluation import permutation_test
+        from repclass.evaluation import permutation_test
 
         permutation_test(methods[0], store, result.path, specs, permutations, split=split_spec, config=config,
                          model_config=model_config, kmer=kmer, burden=burden, device=device)
@@ -584,13 +585,13 @@ def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str
     repclass predict model/ new_sample.tsv.gz --out new_sample.predictions.tsv
     """
     _prepare_compute(threads)
-    from .prediction import predict as predict_api
+    from repclass.prediction.run import predict as predict_api
 
     result = predict_api(model, list(inputs), out, samples=list(samples) or None, attention_top_n=attention_top_n,
                          attention_out=attention_out, device=device, chunk_size=chunk_size, force=force,
                          allow_other_locus=allow_other_locus)
     if result.metrics:
-        from .metrics import small_sample_note
+        from repclass.metrics import small_sample_note
 
         for column, values in result.metrics.items():
             log.info("%s: %s", column, _metrics_line(values))
@@ -661,7 +662,7 @@ def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str,
     repclass motifs model/ new_sample.tsv.gz --out new_sample.motifs/
     """
     _prepare_compute(threads)
-    from .explain import motifs as motifs_api
+    from repclass.explain import motifs as motifs_api
 
     result = motifs_api(model, inputs[0] if len(inputs) == 1 else list(inputs), out, samples=list(samples) or None,
                         target=target, class_name=class_name, top_sequences=top_sequences, n_motifs=n_motifs,
@@ -754,7 +755,7 @@ def simulate(out: Path, n_repertoires: int, n_positive: int | None, positive_fra
     repclass simulate --out sim/ --background my.store --keep-repertoires --witness-rate 0.001 --random-motifs 3
     repclass ingest sim/samples.tsv sim/repertoires/ --out sim.store
     """
-    from .simulate import SimulationConfig, simulate_cohort
+    from repclass.simulation.run import SimulationConfig, simulate_cohort
 
     if whole_repertoires:  # the store's repertoires decide how many and how large
         context = click.get_current_context()

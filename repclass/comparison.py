@@ -2,7 +2,7 @@
 
 One method: OUT is that method's model folder. Several: each method is trained on the same
 splits or folds (the same seed gives the same assignment; all go through
-repclass.splits.split_assignments) into OUT/<method>/, and OUT/comparison.tsv holds, per
+repclass.training.splits.split_assignments) into OUT/<method>/, and OUT/comparison.tsv holds, per
 method, fold and target, each metric on the validation and test splits side by side, per fold
 and pooled over the folds (metrics of all folds' predictions together); OUT/comparison.png plots
 the headline test metric. Metrics are recomputed from each folder's predictions.tsv with the
@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import OutputExistsError, UsageError
+from repclass.errors import OutputExistsError, UsageError
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .baselines.kmer import KmerConfig
-    from .config import ModelConfig, TrainConfig
-    from .splits import SplitSpec
-    from .store import Store
-    from .targets import TargetSpec
-    from .training import TrainResult
+    from repclass.baselines.kmer import KmerConfig
+    from repclass.config import ModelConfig, TrainConfig
+    from repclass.training.splits import SplitSpec
+    from repclass.io.store import Store
+    from repclass.targets import TargetSpec
+    from repclass.training.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,16 @@ def train_method(method: str, store: "str | Path | Store", out: str | Path, *, t
                  force: bool = False) -> "TrainResult":
     """Train one method into the model folder `out`."""
     if method == "deeprc":
-        from .training import train
+        from repclass.training.loop import train
 
         return train(store, out, targets=targets, config=config, model_config=model_config, split=split,
                      device=device, resume=resume, force=force)
     if method == "kmer":
-        from .baselines.kmer import train_kmer
+        from repclass.baselines.kmer import train_kmer
 
         return train_kmer(store, out, targets=targets, split=split, config=config, kmer=kmer, force=force)
     if method == "burden":
-        from .baselines.burden import train_burden
+        from repclass.baselines.burden import train_burden
 
         return train_burden(store, out, targets=targets, split=split, config=config, burden=burden, force=force)
     raise UsageError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -82,9 +82,9 @@ def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequenc
     at the end; with `resume`, methods already finished there are kept). With `permutations` N,
     each method is also retrained N times on the same folds with permuted labels (its
     permutations.tsv), for a p-value beside its pooled metric: N x K more trainings per method."""
-    from .files import check_output_not_input, clean_leftovers, output_lock, prepare_parent
-    from .store import Store
-    from .training import partial_path
+    from repclass.files import check_output_not_input, clean_leftovers, output_lock, prepare_parent
+    from repclass.io.store import Store
+    from repclass.training.loop import partial_path
 
     chosen = list(dict.fromkeys(methods))
     unknown = [m for m in chosen if m not in METHODS]
@@ -121,11 +121,12 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
                    split: "SplitSpec | None", config: "TrainConfig | None", model_config: "ModelConfig | None",
                    kmer: "KmerConfig | None", burden: Any, device: str, resume: bool,
                    permutations: int = 0) -> ComparisonResult:
-    from .evaluation import PERMUTATIONS_NAME, folder_estimates, permutation_test, split_description, write_summary
-    from .files import publish
-    from .splits import SplitSpec
-    from .targets import target_specs
-    from .training import partial_path
+    from repclass.evaluation import (PERMUTATIONS_NAME, folder_estimates, permutation_test, split_description,
+                                     write_summary)
+    from repclass.files import publish
+    from repclass.training.splits import SplitSpec
+    from repclass.targets import target_specs
+    from repclass.training.loop import partial_path
 
     work = partial_path(out)
     if work.exists() and not resume:
@@ -152,7 +153,7 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
     write_summary(work, [e for method in chosen for e in folder_estimates(work / method, method)],
                   "Methods compared on the same folds" if split.folds else "Methods compared on the same split",
                   note=split_description(store, split, target_specs(targets)))
-    from .store import write_file_atomically
+    from repclass.io.store import write_file_atomically
 
     write_file_atomically(work / COMPARISON_NAME,
                           lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
@@ -174,7 +175,7 @@ def prediction_metrics(table: "pl.DataFrame", target: dict[str, Any]) -> dict[st
     """Metrics of one target from prediction columns (<col>:p(class), <col>:predicted, <col>:label)."""
     import polars as pl
 
-    from . import metrics as M
+    from repclass import metrics as M
 
     column, kind = target["column"], target["kind"]
     label = f"{column}:label"
@@ -209,8 +210,8 @@ def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
     ROC AUC), permutation_p and permutations (when the method's folder holds permutations.tsv)."""
     import polars as pl
 
-    from .evaluation import folder_estimates, model_parts
-    from .model_folder import metric_rows
+    from repclass.evaluation import folder_estimates, model_parts
+    from repclass.training.model_folder import metric_rows
 
     rows = []
     for method, folder in folders.items():
@@ -254,7 +255,7 @@ def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
     """Headline test metric per method: a bar for the pooled (or single-split) value, dots per fold."""
     import polars as pl
 
-    from .plot import _pyplot, save_figure
+    from repclass.plot import _pyplot, save_figure
 
     plt = _pyplot()
     metrics = [m for m in ("roc_auc", "macro_auc", "r2") if m in set(table["metric"].to_list())]

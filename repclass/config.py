@@ -10,7 +10,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import UsageError
+from repclass.errors import UsageError
 
 #: Sequences embedded per chunk when scoring without gradients: bounds memory, changes no result.
 CHUNK_SIZE = 8_192

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import UsageError
-from .metrics import FEW_PER_CLASS, FEW_REPERTOIRES
+from repclass.errors import UsageError
+from repclass.metrics import FEW_PER_CLASS, FEW_REPERTOIRES
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .config import ModelConfig, TrainConfig
-    from .splits import SplitSpec
-    from .store import Store
-    from .targets import TargetSpec
+    from repclass.config import ModelConfig, TrainConfig
+    from repclass.training.splits import SplitSpec
+    from repclass.io.store import Store
+    from repclass.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _binary_labels(table: "pl.DataFrame", target: dict[str, Any]) -> tuple[np.nd
 
 def statistic(table: "pl.DataFrame", target: dict[str, Any]) -> float:
     """The headline metric of `target` on a predictions table (NaN without labelled rows)."""
-    from .comparison import prediction_metrics
+    from repclass.comparison import prediction_metrics
 
     return float(prediction_metrics(table, target).get(HEADLINE[target["kind"]], math.nan))
 
@@ -127,8 +127,8 @@ def statistic(table: "pl.DataFrame", target: dict[str, Any]) -> float:
 def estimate(table: "pl.DataFrame", target: dict[str, Any], method: str, pooled: bool) -> Estimate:
     """The headline metric of a predictions table's labelled rows, with a bootstrap 95% interval
     for a binary target's ROC AUC (stratified: resampled within each class)."""
-    from .comparison import prediction_metrics
-    from .metrics import roc_auc_interval
+    from repclass.comparison import prediction_metrics
+    from repclass.metrics import roc_auc_interval
 
     metric = HEADLINE[target["kind"]]
     if f"{target['column']}:label" not in table.columns or table.height == 0:
@@ -162,7 +162,7 @@ def folder_estimates(folder: Path, method: str | None = None) -> list[Estimate]:
 
 def write_out_of_fold(folder: Path) -> None:
     """out_of_fold_predictions.tsv: every repertoire's prediction by the fold model that held it out."""
-    from .files import write_file_atomically
+    from repclass.files import write_file_atomically
 
     table = held_out_predictions(folder)
     write_file_atomically(Path(folder) / OUT_OF_FOLD_NAME, lambda temporary: table.write_csv(temporary, separator="\t"))
@@ -231,7 +231,7 @@ READ_CACHE_BYTES = 1 << 30
 
 def _read_once(store: "Store") -> "Store":
     """`store` whose `read` keeps tables in memory (up to READ_CACHE_BYTES) across trainings."""
-    from .store import Store
+    from repclass.io.store import Store
 
     class ReadOnce(Store):
         def read(self, sample_id: str, columns: list[str] | None = None) -> "pl.DataFrame":
@@ -287,8 +287,8 @@ def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence[
     labels permuted each time (seeded by `config.seed` and the permutation's number), and return
     one row per (permutation, target): its pooled held-out headline metric. Works in `work`
     (removed afterwards)."""
-    from .comparison import train_method
-    from .splits import NO_GROUPS, SplitSpec, group_column, sample_groups
+    from repclass.comparison import train_method
+    from repclass.training.splits import NO_GROUPS, SplitSpec, group_column, sample_groups
 
     if n_permutations < 1:
         raise UsageError(f"--permutations must be at least 1, got {n_permutations}")
@@ -346,7 +346,7 @@ def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence[
 def write_permutations(folder: Path, rows: list[dict[str, Any]]) -> None:
     import polars as pl
 
-    from .files import write_file_atomically
+    from repclass.files import write_file_atomically
 
     table = pl.DataFrame(rows, schema={"permutation": pl.Int64, "target": pl.String, "metric": pl.String,
                                        "value": pl.Float64})
@@ -362,11 +362,11 @@ def permutation_test(method: str, store: "str | Path | Store", folder: str | Pat
     retrains `method` N times on its folds with permuted labels, writes permutations.tsv (the
     null) beside its results, refreshes folds_summary.tsv/.json and summary.md with the p-value,
     and returns the estimates. N x K trainings: as long as the run itself, N times over."""
-    from .config import TrainConfig
-    from .model_folder import refresh_fold_summary
-    from .splits import SplitSpec
-    from .store import Store
-    from .targets import target_specs
+    from repclass.config import TrainConfig
+    from repclass.training.model_folder import refresh_fold_summary
+    from repclass.training.splits import SplitSpec
+    from repclass.io.store import Store
+    from repclass.targets import target_specs
 
     store = store if isinstance(store, Store) else Store.open(store)
     folder = Path(folder)
@@ -393,7 +393,8 @@ def permutation_test(method: str, store: "str | Path | Store", folder: str | Pat
 # ----------------------------------------------------------------------------------------------
 def split_description(store: "Store", split: "SplitSpec", specs: Sequence["TargetSpec"]) -> str:
     """One sentence on how a run's repertoires were split: by donor (which column, how many) or not."""
-    from .splits import AUTO, DEFAULT_GROUP_COLUMN, NO_GROUPS, group_column, labelled_ids, sample_groups
+    from repclass.training.splits import (AUTO, DEFAULT_GROUP_COLUMN, NO_GROUPS, group_column, labelled_ids,
+                                          sample_groups)
 
     ids = labelled_ids(store, specs)
     column = group_column(store, split)
@@ -536,7 +537,7 @@ def summary_markdown(estimates: Sequence[Estimate], title: str = "Held-out evalu
 def write_summary(folder: Path, estimates: Sequence[Estimate], title: str = "Held-out evaluation",
                   note: str = "") -> None:
     """summary.md in `folder`, and the sentence and recommendation in the log."""
-    from .files import write_file_atomically
+    from repclass.files import write_file_atomically
 
     text = summary_markdown(estimates, title, note)
     write_file_atomically(Path(folder) / SUMMARY_NAME, lambda temporary: Path(temporary).write_text(text))

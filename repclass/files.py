@@ -34,7 +34,7 @@ import socket
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
-from .errors import OutputError, OutputExistsError, OutputLockedError, RepclassError, UsageError
+from repclass.errors import OutputError, OutputExistsError, OutputLockedError, RepclassError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ def output_kind(path: Path) -> str | None:
             return "table"
         first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
         if first_line.startswith(b"sequence_id\t") and first_line.endswith(b"\trank\tattention\tlogit"):
-            return "table"  # repclass's AIRR rearrangement TSV (repclass.airr): its own fields last
+            return "table"  # repclass's AIRR rearrangement TSV (repclass.io.airr): its own fields last
         if head.lstrip().startswith(b"{") and path.suffix == ".json":
             return "json"
     return None

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .store import write_file_atomically
+from repclass.io.store import write_file_atomically
 
 
 def _writable_folder(folder: Path) -> bool:

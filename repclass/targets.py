@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import metrics as M
-from .errors import UsageError
+from repclass import metrics as M
+from repclass.errors import UsageError
 
 if TYPE_CHECKING:
-    from .store import Store
+    from repclass.io.store import Store
 
 KINDS = ("binary", "multiclass", "regression")
 # Label pairs whose positive class is obvious, compared case-insensitively.

@@ -258,7 +258,7 @@ def implanted_sheet(sheet, real_store: Path, out: Path, rate: float, seed: int):
     repertoires; the subjects (and the real label, unused) stay."""
     import polars as pl
 
-    from repclass.simulate import SimulationConfig, simulate_cohort
+    from repclass.simulation.run import SimulationConfig, simulate_cohort
 
     simulated = simulate_cohort(out / "implanted", SimulationConfig(
         background_store=real_store, whole_repertoires=True, witness_rate=rate, noise_rate=rate, seed=seed,
@@ -281,7 +281,7 @@ def run(cohort: str, data: Path, out: Path, folds: int, seed: int, updates: int,
     from repclass import ingest
     from repclass.comparison import train_method, train_methods
     from repclass.config import ModelConfig, TrainConfig
-    from repclass.splits import SplitSpec
+    from repclass.training.splits import SplitSpec
     from repclass.targets import TargetSpec
 
     label, positive = COHORTS[cohort][2], COHORTS[cohort][3]
@@ -373,7 +373,7 @@ def summarise(out: Path) -> None:
 class FinishedRun(NamedTuple):
     """What the checks need from a finished `run` folder."""
 
-    store: Any  # repclass.store.Store
+    store: Any  # repclass.io.store.Store
     label: str
     positive: str
     seed: int  # the run's TrainConfig seed (DeepRC's, and the k-mer baseline's inner CV)
@@ -399,7 +399,7 @@ class FinishedRun(NamedTuple):
 def finished_run(out: Path) -> FinishedRun:
     import polars as pl
 
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     for needed in (out / "fold_1" / "kmer" / "config.json", out / "samples_with_folds.tsv", out / "cohort.store"):
         if not needed.exists():
@@ -516,9 +516,9 @@ def pooled_probe(finished: FinishedRun, n_kernels: int, init_seed: int) -> float
     import torch
 
     from repclass.config import ModelConfig
-    from repclass.data import encode_table
+    from repclass.model.data import encode_table
     from repclass.metrics import roc_auc
-    from repclass.model import DeepRC
+    from repclass.model.deeprc import DeepRC
 
     torch.manual_seed(init_seed)
     model = DeepRC(ModelConfig(n_kernels=n_kernels)).eval()

@@ -74,7 +74,7 @@ def tiny_cohort(tmp_path_factory):
 def tiny_model(tiny_cohort, tmp_path_factory):
     """A model trained on the tiny cohort (about 15 s on 2 CPU cores)."""
     from repclass.config import TrainConfig
-    from repclass.training import train
+    from repclass.training.loop import train
 
     store_path, _ = tiny_cohort
     out = tmp_path_factory.mktemp("model") / "model"

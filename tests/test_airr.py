@@ -1,8 +1,8 @@
-"""AIRR rearrangement TSV outputs (repclass.airr), checked with the AIRR Community's `airr` package."""
+"""AIRR rearrangement TSV outputs (repclass.io.airr), checked with the AIRR Community's `airr` package."""
 import polars as pl
 import pytest
 
-from repclass.airr import REQUIRED_FIELDS, airr_path, airr_rearrangements, write_airr_rearrangements
+from repclass.io.airr import REQUIRED_FIELDS, airr_path, airr_rearrangements, write_airr_rearrangements
 
 airr = pytest.importorskip("airr", reason="the airr package is a test dependency: pip install -e '.[test]'")
 
@@ -52,7 +52,7 @@ def test_airr_path(table, expected):
 
 
 def test_predict_attention_is_also_an_airr_file_that_joins_back(tiny_model, tiny_cohort, tmp_path):
-    from repclass.prediction import predict
+    from repclass.prediction.run import predict
 
     store_path, _ = tiny_cohort
     predict(tiny_model.path, [store_path], tmp_path / "p.tsv", attention_top_n=3, device="cpu")
@@ -99,7 +99,7 @@ def test_motifs_sequences_are_also_an_airr_file_that_joins_back(tiny_model, tiny
 
 
 def _stored_ids(store_path):
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     store = Store.open(store_path)
     for sample_id in store.sample_ids:

@@ -18,7 +18,7 @@ from repclass.alphabet import AMINO_ACIDS
 from repclass.baselines import KmerConfig, KmerSpec, kmer_counts, kmer_features, kmer_vector, train_kmer
 from repclass.baselines.burden import BurdenConfig, enrichment_p_values, train_burden
 from repclass.cli import main
-from repclass.store import Store
+from repclass.io.store import Store
 
 FAST = ["--kmer-size", "3", "--inner-folds", "3", "--threads", "1"]
 
@@ -180,7 +180,7 @@ def test_kmer_through_the_cli_beats_chance_and_predict_agrees(cohort, tmp_path):
 
 def test_kmer_library_api_uses_deeprc_splits(cohort, tmp_path):
     from repclass.config import TrainConfig
-    from repclass.splits import SplitSpec, split_assignments
+    from repclass.training.splits import SplitSpec, split_assignments
     from repclass.targets import TargetSpec
 
     store_path, _ = cohort

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import write_airr
 from repclass import __version__
 from repclass.cli import main
-from repclass.store import Store
+from repclass.io.store import Store
 
 
 def run(*args):

@@ -1,11 +1,11 @@
-"""repclass.cpus: thread defaults that follow the CPUs a job may use and survive a shared machine."""
+"""repclass.compute.cpus: thread defaults that follow the CPUs a job may use and survive a shared machine."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from repclass import cpus
+from repclass.compute import cpus
 
 
 @pytest.mark.parametrize("files, expected", [
@@ -34,7 +34,7 @@ def test_available_cpus_is_capped_by_affinity_and_quota(monkeypatch):
 
 
 def _child_environment(arguments: list[str], env: dict[str, str]) -> dict[str, str]:
-    code = ("import json, os, sys; from repclass.cpus import configure_threads; "
+    code = ("import json, os, sys; from repclass.compute.cpus import configure_threads; "
             "configure_threads(int(sys.argv[1]) if len(sys.argv) > 1 else None); "
             "print(json.dumps({k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'POLARS_MAX_THREADS', "
             "'OMP_WAIT_POLICY')}))")

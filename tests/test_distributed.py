@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from repclass.checkpoint import load_model
+from repclass.model.checkpoint import load_model
 
 
 def _torchrun(store_path, out, *extra):

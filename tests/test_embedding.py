@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from repclass.alphabet import N_AMINO_ACIDS, PAD_CODE
 from repclass.cli import main
 from repclass.config import ModelConfig
-from repclass.embedding import ConvolutionEmbedding, LSTMEmbedding, one_hot
+from repclass.model.embedding import ConvolutionEmbedding, LSTMEmbedding, one_hot
 from repclass.errors import UsageError
-from repclass.model import DeepRC
-from repclass.reference import reference_embed
+from repclass.model.deeprc import DeepRC
+from support.reference import reference_embed
 from test_model import random_batch, random_model, relative_error
 
 
@@ -74,7 +74,7 @@ def test_model_files_written_before_load(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from repclass.checkpoint import ModelInfo, load_model, save_model
+    from repclass.model.checkpoint import ModelInfo, load_model, save_model
     from repclass.targets import Target
 
     model = random_model(6)

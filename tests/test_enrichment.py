@@ -42,7 +42,7 @@ def public_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def enriched_model(public_store, tmp_path_factory):
     from repclass.config import ModelConfig, TrainConfig
-    from repclass.training import train
+    from repclass.training.loop import train
 
     out = tmp_path_factory.mktemp("enriched") / "model"
     config = TrainConfig(max_updates=5, eval_every=5, seed=0, init_kmers=0, validation_fraction=0.25,
@@ -55,7 +55,7 @@ def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
     """Flipping one training repertoire's label (inner folds fixed) changes the others' features
     but never its own: its own feature comes from enrichment on the folds it is not in."""
     import repclass.baselines.common as common
-    from repclass.enrichment import fit_enrichment
+    from repclass.model.enrichment import fit_enrichment
 
     ids = public_store.sample_ids
     labels = public_store.labels("status")
@@ -78,7 +78,7 @@ def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
 
 
 def test_predict_reproduces_training_scores_with_the_path(enriched_model, public_store, tmp_path):
-    from repclass.prediction import predict
+    from repclass.prediction.run import predict
 
     metrics = enriched_model.metrics["enrichment"]
     assert metrics["n_junctions"] > 0 and metrics["inner_folds"] == 3
@@ -94,9 +94,9 @@ def test_predict_reproduces_training_scores_with_the_path(enriched_model, public
 
 
 def test_saved_model_with_the_path_scores_identically(enriched_model, public_store, tmp_path):
-    from repclass.checkpoint import load_model, read_info, save_model
-    from repclass.data import encode_table
-    from repclass.scoring import score_repertoire
+    from repclass.model.checkpoint import load_model, read_info, save_model
+    from repclass.model.data import encode_table
+    from repclass.model.scoring import score_repertoire
 
     path = enriched_model.path / "model.safetensors"
     model, info = load_model(path)
@@ -113,7 +113,7 @@ def test_saved_model_with_the_path_scores_identically(enriched_model, public_sto
 def test_default_model_has_no_enrichment_path(tiny_model):
     """Off by default: no parameters, buffers or settings of it in a model file, and no new
     columns from predict; the read-out is the one it was."""
-    from repclass.checkpoint import load_model
+    from repclass.model.checkpoint import load_model
     from repclass.config import ModelConfig, TrainConfig
 
     assert "enrichment" not in ModelConfig().to_dict() and "enrichment_folds" not in TrainConfig().to_dict()

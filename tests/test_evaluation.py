@@ -20,8 +20,8 @@ from repclass.errors import UsageError
 from repclass.evaluation import (Estimate, describe, permutation_p, permuted_sources, recommendation,
                                  small_caveat)
 from repclass.metrics import roc_auc_interval
-from repclass.splits import SplitSpec, split_assignments
-from repclass.store import Store
+from repclass.training.splits import SplitSpec, split_assignments
+from repclass.io.store import Store
 from repclass.targets import TargetSpec
 
 FAST = ["--kmer-size", "3", "--inner-folds", "2", "--threads", "1"]
@@ -103,7 +103,7 @@ def test_a_donor_is_never_on_both_sides_of_a_fold_or_split(donors, split, seed):
 
 def test_without_grouping_a_donor_can_straddle_and_the_log_names_the_column(donors, caplog):
     store = Store.open(donors)
-    caplog.set_level("INFO", logger="repclass.splits")
+    caplog.set_level("INFO", logger="repclass.training.splits")
     split_assignments(store, [TargetSpec("status")], SplitSpec(folds=4), TrainConfig())
     assert "column 'subject_id' groups the 32 labelled repertoires into 16 donors" in caplog.text
     ungrouped = split_assignments(store, [TargetSpec("status")], SplitSpec(folds=4, group_column="none"),

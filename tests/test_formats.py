@@ -5,7 +5,7 @@ import zstandard
 
 from conftest import PUBLIC_DATA, write_table
 from repclass.errors import InputFileError
-from repclass.formats import ColumnOverrides, sniff
+from repclass.io.formats import ColumnOverrides, sniff
 
 
 @pytest.mark.parametrize("name, fmt, junction, count, convention", [

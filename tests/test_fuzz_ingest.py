@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from conftest import AIRR_HEADER, PUBLIC_DATA
 from repclass.cli import main
 from repclass.errors import RepclassError
-from repclass.ingestion import ingest
-from repclass.store import Store
+from repclass.io.ingestion import ingest
+from repclass.io.store import Store
 
 N_CASES = 300
 CLI_EVERY = 10  # every 10th case also through the command line

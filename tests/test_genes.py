@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from repclass.genes import normalise_gene
+from repclass.io.genes import normalise_gene
 
 
 @pytest.mark.parametrize("raw, imgt", [
@@ -48,8 +48,8 @@ def test_normalise_gene_maps_exports_to_imgt(raw, imgt):
 
 
 def test_unresolved_gene_names_are_counted_per_sample_and_kept_without_the_call(tmp_path):
-    from repclass.ingestion import ingest
-    from repclass.reader import read_repertoire
+    from repclass.io.ingestion import ingest
+    from repclass.io.reader import read_repertoire
 
     rows = [("CASSLGQETQYF", "TRBV99-1", "TRBJ2-5*01", 3), ("CASSPGTGELFF", "TRBVXX-XX", "TRBJ2-2*01", 1),
             ("CASSPGTGELFW", "TRBV99-1", "TRBJ2-2*01", 1), ("CASSLGGETQYF", "unresolved", "TRBJ2-2*01", 1),

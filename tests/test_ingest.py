@@ -7,7 +7,7 @@ import pytest
 from conftest import write_airr
 from repclass import combine, ingest
 from repclass.errors import OutputExistsError, RepclassError, StoreError
-from repclass.store import Store
+from repclass.io.store import Store
 
 
 def _digests(folder):
@@ -62,7 +62,7 @@ def test_combine_refuses_overlaps_and_mixed_options(small_cohort, tmp_path):
     a = ingest(sheet, tmp_path / "a", [folder], samples=["s1"]).path
     with pytest.raises(StoreError, match="'s1' is in both"):
         combine([a, a], tmp_path / "c")
-    from repclass.reader import ReadOptions
+    from repclass.io.reader import ReadOptions
     b = ingest(sheet, tmp_path / "b", [folder], samples=["s2"], options=ReadOptions(convention="cdr3")).path
     with pytest.raises(StoreError, match="junction_convention"):
         combine([a, b], tmp_path / "c")
@@ -129,7 +129,7 @@ def test_mixed_conventions_are_refused(small_cohort, tmp_path):
     (folder / "s3.tsv").write_text("cdr3_aa\tduplicate_count\nASSLGQETQY\t1\n")
     with pytest.raises(StoreError, match="different junction conventions.*--convention cdr3"):
         ingest(sheet, tmp_path / "store", [folder])
-    from repclass.reader import ReadOptions
+    from repclass.io.reader import ReadOptions
     store = ingest(sheet, tmp_path / "store", [folder], options=ReadOptions(convention="cdr3"))
     assert store.read("s3")["junction_aa"].to_list() == ["ASSLGQETQY"]
 

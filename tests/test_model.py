@@ -5,8 +5,8 @@ import torch
 
 from repclass.alphabet import PAD_CODE
 from repclass.config import ModelConfig
-from repclass.model import DeepRC, position_features, top_k_per_bag
-from repclass.reference import reference_embed, reference_forward
+from repclass.model.deeprc import DeepRC, position_features, top_k_per_bag
+from support.reference import reference_embed, reference_forward
 
 
 def random_batch(n, seed, min_length=3, max_length=25, width=None):
@@ -75,7 +75,7 @@ def test_outputs_and_gradients_equal_reference(settings):
 def test_every_grouping_of_taps_equals_the_reference(monkeypatch, taps_per_row, kernel_size):
     """Look-up rows that sum 1, 2 or 3 adjacent taps (the last group shorter when the width is not
     a multiple) give the dense convolution's embeddings and gradients, in and out of scoring."""
-    from repclass.embedding import ConvolutionEmbedding
+    from repclass.model.embedding import ConvolutionEmbedding
 
     monkeypatch.setattr(ConvolutionEmbedding, "taps_per_row", taps_per_row)
     model = random_model(4, kernel_size=kernel_size, n_kernels=8)
@@ -132,8 +132,8 @@ def test_top_k_per_bag_keeps_the_best_fraction():
 
 @pytest.mark.parametrize("count_readout", [False, True])
 def test_top_k_with_all_sequences_matches_unreduced_model(count_readout):
-    from repclass.data import EncodedRepertoire
-    from repclass.scoring import score_repertoire
+    from repclass.model.data import EncodedRepertoire
+    from repclass.model.scoring import score_repertoire
 
     model = random_model(6, reduction_fraction=1.0, count_readout=count_readout)
     codes, lengths = random_batch(700, 6)
@@ -146,8 +146,8 @@ def test_top_k_with_all_sequences_matches_unreduced_model(count_readout):
 
 
 def test_scoring_in_blocks_equals_one_block():
-    from repclass.data import EncodedRepertoire
-    from repclass.scoring import score_repertoire
+    from repclass.model.data import EncodedRepertoire
+    from repclass.model.scoring import score_repertoire
 
     model = random_model(7)
     codes, lengths = random_batch(5000, 7)
@@ -189,8 +189,8 @@ def test_counts_do_not_erase_singletons():
 
 def test_second_pass_equals_kept_embeddings(monkeypatch):
     """Repertoires too large to keep every embedding embed their top-k again: same result."""
-    from repclass import scoring
-    from repclass.data import EncodedRepertoire
+    from repclass.model.deeprc import scoring
+    from repclass.model.data import EncodedRepertoire
 
     model = random_model(9)
     codes, lengths = random_batch(3000, 9)
@@ -205,8 +205,8 @@ def test_second_pass_equals_kept_embeddings(monkeypatch):
 def test_scoring_equals_the_model_on_the_top_k_with_the_repertoire_size():
     """Scoring a whole repertoire is the model on its top 10% by attention, the count read-out's
     mean taken over all of its sequences: what training's gradient pass computes."""
-    from repclass.data import EncodedRepertoire
-    from repclass.scoring import score_repertoire
+    from repclass.model.data import EncodedRepertoire
+    from repclass.model.scoring import score_repertoire
 
     model = random_model(10, n_outputs=2, count_readout=True)
     codes, lengths = random_batch(3000, 10)

@@ -13,16 +13,16 @@ import torch
 from click.testing import CliRunner
 
 from repclass.alphabet import PAD_CODE
-from repclass.checkpoint import ModelInfo, load_model, save_model
+from repclass.model.checkpoint import ModelInfo, load_model, save_model
 from repclass.cli import main
 from repclass.config import ModelConfig
-from repclass.data import encode_table
+from repclass.model.data import encode_table
 from repclass.errors import ModelFileError, OutputExistsError, RepclassError, UsageError
 from repclass.explain import motifs
 from repclass.explain.clustering import cluster_windows, find_motifs
 from repclass.explain.outputs import ExplainedOutput, resolve_explained
-from repclass.scoring import score_repertoire
-from repclass.store import Store
+from repclass.model.scoring import score_repertoire
+from repclass.io.store import Store
 from repclass.targets import Target
 
 MOTIF = "WQRY"
@@ -261,7 +261,7 @@ def test_both_read_outs_are_explained_completely(tiny_model, tiny_cohort, tmp_pa
     and the explained output is the one predict scores."""
     import dataclasses
 
-    from repclass.model import DeepRC
+    from repclass.model.deeprc import DeepRC
 
     store_path, implanted = tiny_cohort
     model, info = load_model(tiny_model.path)

@@ -1,4 +1,4 @@
-"""repclass.optim.Adam: torch.optim.Adam's updates, bit for bit on CPU, without torch._dynamo."""
+"""repclass.training.optim.Adam: torch.optim.Adam's updates, bit for bit on CPU, without torch._dynamo."""
 import subprocess
 import sys
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from repclass.config import ModelConfig
-from repclass.model import DeepRC
-from repclass.optim import Adam
+from repclass.model.deeprc import DeepRC
+from repclass.training.optim import Adam
 
 
 def _losses_and_weights(make_optimizer, steps=40, seed=0):
@@ -66,11 +66,11 @@ def test_state_dict_resumes_exactly(tmp_path):
 
 
 def test_training_does_not_import_the_compiler(tmp_path):
-    """The point of repclass.optim: a training update never imports torch._dynamo (1.9 s)."""
+    """The point of repclass.training.optim: a training update never imports torch._dynamo (1.9 s)."""
     code = ("import sys, torch\n"
             "from repclass.config import ModelConfig\n"
-            "from repclass.model import DeepRC\n"
-            "from repclass.optim import Adam\n"
+            "from repclass.model.deeprc import DeepRC\n"
+            "from repclass.training.optim import Adam\n"
             "model = DeepRC(ModelConfig(n_kernels=8))\n"
             "optimizer = Adam(model.parameters())\n"
             "codes = torch.randint(0, 20, (32, 14), dtype=torch.uint8)\n"

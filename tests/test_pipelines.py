@@ -155,7 +155,7 @@ def test_snakemake_passes_threads_and_extra_options(snakemake_run):
 
 @pytest.mark.slow
 def test_snakemake_parts_and_store_hold_every_sample(snakemake_run, cohort):
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     ids = _sheet_ids(cohort[0])
     for sample_id in ids:
@@ -681,7 +681,7 @@ def test_train_module_renders_fold_and_device_options(modules):
 
 @pytest.mark.slow
 def test_ingest_module_commands_write_one_sample_stores(module_tasks, cohort):
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     ids = _sheet_ids(cohort[0])
     for sample_id in ids:
@@ -693,7 +693,7 @@ def test_ingest_module_commands_write_one_sample_stores(module_tasks, cohort):
 
 @pytest.mark.slow
 def test_combine_module_command_gathers_all_samples(module_tasks, cohort):
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     store = Store.open(module_tasks["combine"].work / "cohort.store")
     assert store.sample_ids == sorted(_sheet_ids(cohort[0]))

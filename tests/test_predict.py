@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from repclass.checkpoint import load_model, read_info
+from repclass.model.checkpoint import load_model, read_info
 from repclass.cli import main
 from repclass.errors import ModelFileError, OutputExistsError
-from repclass.prediction import predict
+from repclass.prediction.run import predict
 
 
 def test_predict_store_with_labels_and_attention(tiny_model, tiny_cohort, tmp_path):
@@ -97,7 +97,7 @@ def test_model_file_refusals(tiny_model, tmp_path):
 
 def test_store_with_another_junction_convention_is_refused(tiny_model, tiny_cohort, tmp_path):
     from repclass import ingest
-    from repclass.reader import ReadOptions
+    from repclass.io.reader import ReadOptions
 
     store_path, _ = tiny_cohort
     sheet, reps = store_path.parent / "samples.tsv", store_path.parent / "reps"

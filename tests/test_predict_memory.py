@@ -4,8 +4,8 @@ import gc
 import weakref
 from types import SimpleNamespace
 
-from repclass import prediction
-from repclass.reader import ReadOptions
+from repclass.prediction import run as prediction
+from repclass.io.reader import ReadOptions
 
 
 class _Table:

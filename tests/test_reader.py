@@ -3,7 +3,7 @@ import pytest
 
 from conftest import PUBLIC_DATA, write_airr, write_table
 from repclass.errors import InputFileError, UsageError
-from repclass.reader import ReadOptions, read_repertoire
+from repclass.io.reader import ReadOptions, read_repertoire
 
 
 def test_merges_identical_rows_and_counts_drops(small_cohort):
@@ -244,10 +244,10 @@ def test_frequencies_without_counts_become_counts(tmp_path, caplog):
     assert read.counts_from is None and read.table["duplicate_count"].to_list() == [3, 1]
 
     # ingest says so: a count in the log, the column in samples.tsv
-    from repclass.ingestion import ingest
+    from repclass.io.ingestion import ingest
 
     (tmp_path / "samples.tsv").write_text("sample_id\tstatus\nf\t+\nc\t-\n")
-    with caplog.at_level("WARNING", logger="repclass.ingestion"):
+    with caplog.at_level("WARNING", logger="repclass.io.ingestion"):
         store = ingest(tmp_path / "samples.tsv", tmp_path / "out.store", [path, counted])
     assert "1 of 2 repertoires have no count column" in caplog.text and "'frequency'" in caplog.text
     assert dict(zip(store.samples["sample_id"], store.samples["counts_from"])) == {"f": "frequency", "c": None}

@@ -38,8 +38,8 @@ from click.testing import CliRunner
 from conftest import write_airr, write_table
 from repclass.cli import main
 from repclass.files import FAULT_VARIABLE, lock_path, output_lock
-from repclass.ingestion import ingest
-from repclass.store import Store
+from repclass.io.ingestion import ingest
+from repclass.io.store import Store
 
 SMALL_TRAIN = ["--updates", "2", "--eval-every", "1", "--sequences-per-bag", "32", "--kernels", "4",
                "--attention-units", "4", "--device", "cpu", "--threads", "1"]
@@ -139,7 +139,7 @@ def world(tmp_path_factory) -> Path:
     """reps/ + s.tsv (raw), S (12 repertoires, several label columns), s1.store + s2.store (one
     sample each), M (a model trained for 2 updates on S)."""
     from repclass.config import ModelConfig, TrainConfig
-    from repclass.training import train
+    from repclass.training.loop import train
 
     root = tmp_path_factory.mktemp("reliability_world")
     _raw_cohort(root)
@@ -577,7 +577,7 @@ def test_other_locus_is_scored_with_allow_other_locus(world, tmp_path):
 
 def test_a_model_file_without_a_locus_still_loads(world, tmp_path):
     """Model files written before the locus was recorded: predicted as before, not checked."""
-    from repclass.checkpoint import ModelInfo
+    from repclass.model.checkpoint import ModelInfo
 
     data = json.loads((world / "M" / "model.json").read_text())
     data.pop("locus"), data.pop("species")
@@ -586,7 +586,7 @@ def test_a_model_file_without_a_locus_still_loads(world, tmp_path):
 
 
 def test_threads_are_capped_at_the_cpus_available(world, tmp_path):
-    from repclass.cpus import available_cpus
+    from repclass.compute.cpus import available_cpus
 
     _copy_world(world, tmp_path)
     code, output, _ = run_cli(["ingest", "s.tsv", "reps", "--out", "c.store", "--threads", "10000"], tmp_path)
@@ -760,7 +760,7 @@ def test_prefetch_thread_is_joined_when_the_consumer_stops_early():
     import threading
     import time
 
-    from repclass.batching import prefetch, stop_prefetchers
+    from repclass.training.batching import prefetch, stop_prefetchers
 
     produced = []
 

@@ -13,19 +13,20 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from repclass.checkpoint import read_info
+from repclass.model.checkpoint import read_info
 from repclass.cli import main
 from repclass.config import TrainConfig
-from repclass.ensemble import assign_splits, fold_model_paths
+from repclass.prediction.ensemble import assign_splits, fold_model_paths
 from repclass.errors import InputFileError
-from repclass.evidence import (average_precision, consensus_pattern, effective_number, enrichment,
-                               mann_whitney_greater, pr_points, read_truth, roc_points, score_against_truth)
+from repclass.explain.evidence import (average_precision, consensus_pattern, effective_number, enrichment,
+                                       mann_whitney_greater, pr_points, read_truth, roc_points,
+                                       score_against_truth)
 from repclass.explain import motifs
 from repclass.metrics import paired_auc_difference, roc_auc
 from repclass.plot import plot_training_curve
-from repclass.prediction import predict
-from repclass.splits import SplitSpec
-from repclass.training import train
+from repclass.prediction.run import predict
+from repclass.training.splits import SplitSpec
+from repclass.training.loop import train
 
 MOTIF = "WQRY"
 
@@ -443,7 +444,7 @@ def test_real_cohort_implant_puts_a_known_signal_into_the_cohorts_own_repertoire
     """`run --implant RATE`: status labels from the simulation, files of the implanted repertoires,
     the subjects kept (so that the folds still keep donors together)."""
     from repclass import ingest
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     module = _real_cohorts_script()
     store = Store.open(tiny_cohort[0])
@@ -475,7 +476,7 @@ def test_real_cohort_run_refuses_an_implant_rate_outside_0_1(tmp_path, capsys, r
 
 def _finished_tiny_run(tiny_cohort, folder):
     """A `real_cohorts.py run` folder as the checks read it, over the tiny cohort (4 folds)."""
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     module = _real_cohorts_script()
     store_path, _ = tiny_cohort
@@ -511,7 +512,7 @@ def test_real_cohort_kmer_check_gives_the_baselines_spread_and_permutation_null(
 
 def test_real_cohort_pooled_probe_reads_out_an_untrained_models_mean_embedding(tiny_cohort, tmp_path, capsys):
     module, run = _finished_tiny_run(tiny_cohort, tmp_path / "run")
-    from repclass.store import Store
+    from repclass.io.store import Store
 
     finished = module.finished_run(run)
     assert (finished.label, finished.positive, finished.seed) == ("status", "+", 0)
@@ -575,7 +576,7 @@ def test_real_cohort_geneplus_fetch_keeps_junction_v_and_frequency(tmp_path, mon
     import gzip
     import subprocess
 
-    from repclass.ingestion import ingest
+    from repclass.io.ingestion import ingest
 
     module = _real_cohorts_script()
     clone = tmp_path / "clone"

@@ -1,4 +1,4 @@
-"""Kernels and attention seeded from label-associated k-mers (repclass.seeding), and the low-witness
+"""Kernels and attention seeded from label-associated k-mers (repclass.training.seeding), and the low-witness
 training they make possible."""
 import numpy as np
 import polars as pl
@@ -7,10 +7,10 @@ import torch
 
 from repclass.alphabet import AMINO_ACIDS
 from repclass.config import ModelConfig, TrainConfig
-from repclass.data import encode_sequences, encode_table
-from repclass.model import DeepRC
-from repclass.seeding import (associate_kmers, kmer_presence, kmer_text, point_attention, point_output,
-                               seed_kernels)
+from repclass.model.data import encode_sequences, encode_table
+from repclass.model.deeprc import DeepRC
+from repclass.training.seeding import (associate_kmers, kmer_presence, kmer_text, point_attention,
+                                       point_output, seed_kernels)
 
 
 def _encoded(sequences: list[str]):
@@ -39,7 +39,7 @@ def test_kmer_presence_counts_every_window(k):
 @pytest.mark.parametrize("k, n_sequences", [(2, 50), (4, 300), (4, 20_000), (5, 2_000)])
 def test_sparse_kmer_counts_match_the_dense_count(k, n_sequences):
     # a sorted count where k-mers far outnumber windows (5-mers), a dense one elsewhere: the same counts
-    from repclass.seeding import _kmer_counts
+    from repclass.training.seeding import _kmer_counts
 
     repertoire = _encoded(_random_sequences(np.random.default_rng(k), n_sequences, low=3) + ["CA", "C"])
     dense = kmer_presence(repertoire, k)
@@ -226,8 +226,8 @@ def test_low_witness_cohort_is_learned_with_the_defaults(tmp_path):
     # updates; the k-mer-seeded defaults learn it in a few hundred (issue 9).
     from repclass import ingest
     from repclass.config import TrainConfig
-    from repclass.simulate import SimulationConfig, simulate_cohort
-    from repclass.training import train
+    from repclass.simulation.run import SimulationConfig, simulate_cohort
+    from repclass.training.loop import train
 
     cohort = simulate_cohort(tmp_path / "cohort", SimulationConfig(
         n_repertoires=48, min_sequences=3_500, max_sequences=4_500, witness_rate=0.002, motifs=(),
@@ -242,7 +242,7 @@ def test_low_witness_cohort_is_learned_with_the_defaults(tmp_path):
 
 
 def test_the_evidence_start_is_the_logistic_fit_with_offsets():
-    from repclass.seeding import fit_evidence_start
+    from repclass.training.seeding import fit_evidence_start
 
     rng = np.random.default_rng(0)
     labels = np.array([1.0] * 20 + [0.0] * 20)

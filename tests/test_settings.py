@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from repclass import cli
 from repclass.config import CHUNK_SIZE, ModelConfig, TrainConfig, option_name
 from repclass.errors import InputFileError, UsageError
-from repclass.formats import OVERRIDE_OPTIONS, ColumnOverrides, sniff
-from repclass.splits import SplitSpec, split_ids
+from repclass.io.formats import OVERRIDE_OPTIONS, ColumnOverrides, sniff
+from repclass.training.splits import SplitSpec, split_ids
 from repclass.targets import TargetSpec, target_specs
 
 
@@ -38,7 +38,7 @@ def test_train_options_take_their_names_and_defaults_from_config(config):
 
 
 @pytest.mark.parametrize("command, where, names", [
-    ("ingest", "repclass.reader:ReadOptions", {"convention": "convention", "anchor_check": "anchor_check",
+    ("ingest", "repclass.io.reader:ReadOptions", {"convention": "convention", "anchor_check": "anchor_check",
                                                 "productive_only": "productive_only", "locus": "locus",
                                                 "cells_only": "cells_only",
                                                 "high_confidence_only": "high_confidence_only"}),
@@ -46,7 +46,7 @@ def test_train_options_take_their_names_and_defaults_from_config(config):
                                                       "kmer_counts": "count_weighted", "inner_folds": "inner_folds"}),
     ("train", "repclass.baselines.burden:BurdenConfig", {"burden_clonotype": "clonotype",
                                                           "inner_folds": "inner_folds"}),
-    ("simulate", "repclass.simulate:SimulationConfig", {
+    ("simulate", "repclass.simulation.run:SimulationConfig", {
         "n_repertoires": "n_repertoires", "n_positive": "n_positive", "positive_fraction": "positive_fraction",
         "witness_rate": "witness_rate", "random_motifs": "random_motifs", "gap_probability": "gap_probability",
         "substitution_probability": "substitution_probability", "noise_rate": "noise_rate",
@@ -64,16 +64,16 @@ def test_other_defaults_come_from_the_library_dataclasses(command, where, names)
 
 
 def test_simulate_ranges_and_chunk_size_defaults():
-    from repclass.prediction import predict
-    from repclass.simulate import SimulationConfig
+    from repclass.prediction.run import predict
+    from repclass.simulation.run import SimulationConfig
 
     config = SimulationConfig()
     defaults = _defaults(cli.simulate)
     assert cli._int_range(defaults["sequences"], "--sequences") == (config.min_sequences, config.max_sequences)
     assert cli._int_range(defaults["motif_length"], "--motif-length") == config.random_motif_length
     assert TrainConfig().chunk_size == CHUNK_SIZE == inspect.signature(predict).parameters["chunk_size"].default
-    from repclass.model import DeepRC
-    from repclass.scoring import score_repertoire
+    from repclass.model.deeprc import DeepRC
+    from repclass.model.scoring import score_repertoire
 
     for function in (score_repertoire, DeepRC.embed, DeepRC.forward):
         assert inspect.signature(function).parameters["chunk_size"].default == CHUNK_SIZE, function.__name__

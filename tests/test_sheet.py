@@ -2,7 +2,7 @@ import pytest
 
 from conftest import write_table
 from repclass.errors import SheetError
-from repclass.sheet import file_stem, match_files, read_sheet
+from repclass.io.sheet import file_stem, match_files, read_sheet
 
 
 def test_read_sheet_detects_id_and_labels(small_cohort):

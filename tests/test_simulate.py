@@ -1,4 +1,4 @@
-"""repclass.simulate: cohorts with implanted motifs, the vectorised OLGA sampler, `repclass simulate`."""
+"""repclass.simulation.run: cohorts with implanted motifs, the vectorised OLGA sampler, `repclass simulate`."""
 from __future__ import annotations
 
 import collections
@@ -17,13 +17,13 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from repclass.airr import REQUIRED_FIELDS
+from repclass.io.airr import REQUIRED_FIELDS
 from repclass.cli import main
 from repclass.errors import OutputExistsError, UsageError
-from repclass.simulate import (AIRR_COLUMNS, IMPLANTED_COLUMNS, SimulationConfig, simulate_cohort,
-                               simulate_repertoires)
+from repclass.simulation.run import (AIRR_COLUMNS, IMPLANTED_COLUMNS, SimulationConfig, simulate_cohort,
+                                     simulate_repertoires)
 from repclass.simulation import implant, vdj
-from repclass.store import Store
+from repclass.io.store import Store
 
 # OLGA (in the test extra) provides the background models; the option and implant tests run without it.
 needs_olga = pytest.mark.skipif(importlib.util.find_spec("olga") is None, reason="needs olga (pip install olga)")

@@ -6,7 +6,7 @@ import torch
 
 from repclass.errors import UsageError
 from repclass.metrics import balanced_accuracy, f1_score, macro_auc, regression_metrics, roc_auc
-from repclass.splits import column_split, kfold_splits, random_split
+from repclass.training.splits import column_split, kfold_splits, random_split
 from repclass.targets import assign_offsets, infer_target
 
 

@@ -12,16 +12,16 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_TRAIN
-from repclass.checkpoint import load_model
+from repclass.model.checkpoint import load_model
 from repclass.config import TrainConfig
-from repclass.data import RepertoireCache
+from repclass.model.data import RepertoireCache
 from repclass.errors import OutputExistsError, UsageError
 from repclass.metrics import roc_auc
-from repclass.scoring import score_repertoire
-from repclass.splits import SplitSpec
-from repclass.store import Store
+from repclass.model.scoring import score_repertoire
+from repclass.training.splits import SplitSpec
+from repclass.io.store import Store
 from repclass.targets import TargetSpec
-from repclass.training import train
+from repclass.training.loop import train
 
 
 def test_tiny_cohort_motif_is_learned(tiny_model, tiny_cohort):
@@ -351,9 +351,9 @@ def test_the_memorisation_warning_needs_an_early_unsolved_best_and_a_falling_tra
     validation split, not when the best came later. Its clone-size advice is left out when the run
     already reads clone sizes."""
     from repclass.config import ModelConfig
-    from repclass.model import DeepRC
+    from repclass.model.deeprc import DeepRC
     from repclass.targets import Target
-    from repclass.training import _Tracker
+    from repclass.training.loop import _Tracker
 
     def tracker_after(evaluations, eval_every=100):
         tracker = _Tracker(DeepRC(ModelConfig(use_counts=reads_clone_sizes)),

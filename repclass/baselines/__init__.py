@@ -20,10 +20,10 @@ Library API::
 """
 from __future__ import annotations
 
-from .burden import BurdenConfig, train_burden
-from .common import BaselineInfo, baseline_method, read_baseline
-from .features import KmerSpec, kmer_counts, kmer_features, kmer_vector
-from .kmer import KmerConfig, KmerFit, KmerModel, fit_kmer, train_kmer
+from repclass.baselines.burden import BurdenConfig, train_burden
+from repclass.baselines.common import BaselineInfo, baseline_method, read_baseline
+from repclass.baselines.features import KmerSpec, kmer_counts, kmer_features, kmer_vector
+from repclass.baselines.kmer import KmerConfig, KmerFit, KmerModel, fit_kmer, train_kmer
 
 __all__ = ["BurdenConfig", "train_burden", "BaselineInfo", "baseline_method", "read_baseline", "KmerSpec", "kmer_counts", "kmer_features",
            "kmer_vector", "KmerConfig", "KmerFit", "KmerModel", "fit_kmer", "train_kmer"]

@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
-from .common import inner_folds, quiet_fit, train_baseline
+from repclass.errors import UsageError
+from repclass.baselines.common import inner_folds, quiet_fit, train_baseline
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from ..config import TrainConfig
-    from ..splits import SplitSpec
-    from ..store import Store
-    from ..targets import Target, TargetSpec
-    from ..training import TrainResult
+    from repclass.config import TrainConfig
+    from repclass.training.splits import SplitSpec
+    from repclass.io.store import Store
+    from repclass.targets import Target, TargetSpec
+    from repclass.training.loop import TrainResult
 
 log = logging.getLogger(__name__)
 CLONOTYPES = ("junction", "junction_vj")
@@ -197,8 +197,8 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     import polars as pl
     from sklearn.linear_model import LogisticRegression
 
-    from ..metrics import roc_auc
-    from ..targets import encode_targets
+    from repclass.metrics import roc_auc
+    from repclass.targets import encode_targets
 
     for target in targets:
         if target.kind != "binary":
@@ -316,7 +316,7 @@ class BurdenModel:
                     tensors: dict[str, np.ndarray]) -> "BurdenModel":
         import polars as pl
 
-        from ..errors import ModelFileError
+        from repclass.errors import ModelFileError
 
         path = folder / ENRICHED_NAME
         if not path.exists():

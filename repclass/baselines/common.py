@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .._version import __version__
-from ..alphabet import AMINO_ACIDS
-from ..errors import ModelFileError, UsageError
-from ..splits import SPLITS
+from repclass._version import __version__
+from repclass.alphabet import AMINO_ACIDS
+from repclass.errors import ModelFileError, UsageError
+from repclass.training.splits import SPLITS
 
 if TYPE_CHECKING:
-    from ..config import TrainConfig
-    from ..splits import SplitSpec
-    from ..store import Store
-    from ..targets import Target, TargetSpec
-    from ..training import TrainResult
+    from repclass.config import TrainConfig
+    from repclass.training.splits import SplitSpec
+    from repclass.io.store import Store
+    from repclass.targets import Target, TargetSpec
+    from repclass.training.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class BaselineInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> "BaselineInfo":
-        from ..targets import Target
+        from repclass.targets import Target
 
         if data.get("format") != BASELINE_FORMAT:
             raise ModelFileError(f"{path}: not a repclass baseline model description")
@@ -133,7 +133,7 @@ def read_baseline(path: str | Path) -> tuple[BaselineInfo, dict[str, np.ndarray]
 def save_tensors(folder: Path, tensors: dict[str, np.ndarray], info: BaselineInfo) -> None:
     from safetensors.numpy import save_file
 
-    from ..store import write_file_atomically
+    from repclass.io.store import write_file_atomically
 
     arrays = {name: np.ascontiguousarray(value) for name, value in sorted(tensors.items())}
     metadata = {"repclass-baseline": json.dumps({"method": info.method, "format": BASELINE_FORMAT}, sort_keys=True)}
@@ -145,10 +145,10 @@ def save_tensors(folder: Path, tensors: dict[str, np.ndarray], info: BaselineInf
 # ----------------------------------------------------------------------------------------------
 def split_metrics(targets: list["Target"], outputs: np.ndarray, values: np.ndarray,
                   present: np.ndarray) -> dict[str, Any]:
-    """Loss and per-target metrics of one split, as repclass.training.evaluate reports them."""
+    """Loss and per-target metrics of one split, as repclass.training.loop.evaluate reports them."""
     import torch
 
-    from ..targets import total_loss
+    from repclass.targets import total_loss
 
     result: dict[str, Any] = {"n": len(outputs)}
     if len(outputs):
@@ -229,7 +229,7 @@ def _grouped_inner_folds(labels: np.ndarray, n_folds: int, classification: bool,
 def write_folder(work: Path, store: "Store", info: BaselineInfo, tensors: dict[str, np.ndarray],
                  prediction_rows: list[tuple[str, list[str], np.ndarray]]) -> None:
     """Write a finished baseline model folder's common files into `work`."""
-    from ..model_folder import write_metrics_table, write_predictions_table
+    from repclass.training.model_folder import write_metrics_table, write_predictions_table
 
     save_tensors(work, tensors, info)
     (work / DESCRIPTION_NAME).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -258,8 +258,8 @@ def train_one(method: str, fit: FitFunction, store: "Store", work: Path, specs: 
     each repertoire's donor, for donor-grouped inner cross-validation)."""
     import sklearn
 
-    from ..splits import split_ids
-    from ..targets import encode_targets, infer_targets
+    from repclass.training.splits import split_ids
+    from repclass.targets import encode_targets, infer_targets
 
     ids = split_ids(assignment)
     targets = infer_targets(store, specs, ids["train"])
@@ -288,13 +288,14 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
                    settings: Any, force: bool) -> "TrainResult":
     """The public entry point behind train_kmer / train_burden: splits (or folds) exactly as DeepRC
     makes them for the same seed, one model folder (or fold_1 ... fold_K), published atomically."""
-    from ..config import TrainConfig
-    from ..files import check_output_not_input, claim_output, publish
-    from ..model_folder import write_fold_summary
-    from ..splits import SplitSpec, group_column, labelled_ids, sample_groups, split_assignments
-    from ..store import Store
-    from ..targets import target_specs
-    from ..training import TrainResult, partial_path
+    from repclass.config import TrainConfig
+    from repclass.files import check_output_not_input, claim_output, publish
+    from repclass.training.model_folder import write_fold_summary
+    from repclass.training.splits import (SplitSpec, group_column, labelled_ids, sample_groups,
+                                          split_assignments)
+    from repclass.io.store import Store
+    from repclass.targets import target_specs
+    from repclass.training.loop import TrainResult, partial_path
 
     config = config or TrainConfig()
     split = split or SplitSpec()
@@ -325,7 +326,7 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
                 fold_dir.mkdir()
                 fold_metrics.append(train_one(method, fit, store, fold_dir, specs, assignment, config, settings,
                                               f"fold {index}/{len(assignments)}: ", groups=groups))
-            from ..evaluation import split_description
+            from repclass.evaluation import split_description
 
             summary = write_fold_summary(work, fold_metrics, specs, split_description(store, split, specs))
             publish(work, out)

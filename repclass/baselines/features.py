@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..alphabet import AMINO_ACIDS, N_AMINO_ACIDS, encode_flat
-from ..errors import StoreError, UsageError
+from repclass.alphabet import AMINO_ACIDS, N_AMINO_ACIDS, encode_flat
+from repclass.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from ..store import Store
+    from repclass.io.store import Store
 
 log = logging.getLogger(__name__)
 

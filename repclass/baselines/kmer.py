@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
-from .common import inner_folds, quiet_fit, train_baseline
-from .features import KmerSpec, kmer_features, kmer_vector, select_columns
+from repclass.errors import UsageError
+from repclass.baselines.common import inner_folds, quiet_fit, train_baseline
+from repclass.baselines.features import KmerSpec, kmer_features, kmer_vector, select_columns
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from ..config import TrainConfig
-    from ..splits import SplitSpec
-    from ..store import Store
-    from ..targets import Target, TargetSpec
-    from ..training import TrainResult
+    from repclass.config import TrainConfig
+    from repclass.training.splits import SplitSpec
+    from repclass.io.store import Store
+    from repclass.targets import Target, TargetSpec
+    from repclass.training.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _held_out_loss(outputs: np.ndarray, y: np.ndarray, target: "Target") -> floa
 
 
 def _plain_target(kind: str, labels: np.ndarray) -> "Target":
-    from ..targets import KINDS, Target
+    from repclass.targets import KINDS, Target
 
     if kind not in KINDS:
         raise UsageError(f"unknown target kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -332,7 +332,7 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
          settings: KmerConfig, label: str, groups: dict[str, str] | None = None):
     import time
 
-    from ..targets import encode_targets
+    from repclass.targets import encode_targets
 
     fit_ids = ids["train"] + ids["validation"]  # the 80% DeepRC learns from (validation: its model choice)
     all_ids = fit_ids + ids["test"]

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ModelFileError
-from .common import BaselineInfo, baseline_method, read_baseline
+from repclass.errors import ModelFileError
+from repclass.baselines.common import BaselineInfo, baseline_method, read_baseline
 
 if TYPE_CHECKING:
     import polars as pl
@@ -35,11 +35,11 @@ class BaselineScorer:
 def load_baseline(path: str | Path) -> tuple[BaselineScorer, BaselineInfo]:
     info, tensors, folder = read_baseline(path)
     if info.method == "kmer":
-        from .kmer import KmerModel
+        from repclass.baselines.kmer import KmerModel
 
         model: Any = KmerModel.from_tensors(info.settings, info.targets, tensors, info.fits)
     else:
-        from .burden import BurdenModel
+        from repclass.baselines.burden import BurdenModel
 
         model = BurdenModel.from_folder(folder, info.settings, info.targets, tensors)
     return BaselineScorer(info, model), info

@@ -15,7 +15,7 @@ attributions (clustering). One module per job:
 
 `motifs` is the entry point (also `repclass.motifs`).
 """
-from .run import motifs
-from .types import MotifResult
+from repclass.explain.run import motifs
+from repclass.explain.types import MotifResult
 
 __all__ = ["motifs", "MotifResult"]

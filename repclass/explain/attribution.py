@@ -20,7 +20,7 @@ background sequence of a positive repertoire a small positive part, and a positi
 would no longer single out the sequences that make a repertoire positive.
 
 Residues. Integrated gradients (Sundararajan et al. 2017) of y with respect to the 20 one-hot
-amino-acid channels of one sequence, through any embedding (`repclass.embedding`'s outer form),
+amino-acid channels of one sequence, through any embedding (`repclass.model.embedding`'s outer form),
 the other top-k sequences of its repertoire held fixed (their embeddings and attention logits
 enter the softmax as constants). Baseline: the same
 sequence with all amino-acid channels zero, i.e. the sequence still in the repertoire at its
@@ -42,13 +42,13 @@ import numpy as np
 import polars as pl
 import torch
 
-from ..alphabet import N_AMINO_ACIDS, PAD_CODE, encode
-from ..data import EncodedRepertoire
-from ..embedding import one_hot
-from ..model import DeepRC
-from ..progress import progress
-from .outputs import ExplainedOutput
-from .types import Candidate, KernelSummary, RepertoireSummary, ranking_contribution
+from repclass.alphabet import N_AMINO_ACIDS, PAD_CODE, encode
+from repclass.model.data import EncodedRepertoire
+from repclass.model.embedding import one_hot
+from repclass.model.deeprc import DeepRC
+from repclass.progress import progress
+from repclass.explain.outputs import ExplainedOutput
+from repclass.explain.types import Candidate, KernelSummary, RepertoireSummary, ranking_contribution
 
 log = logging.getLogger(__name__)
 

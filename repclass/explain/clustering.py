@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..alphabet import AMINO_ACIDS, N_AMINO_ACIDS, encode
-from .types import Motif
+from repclass.alphabet import AMINO_ACIDS, N_AMINO_ACIDS, encode
+from repclass.explain.types import Motif
 
 log = logging.getLogger(__name__)
 

@@ -12,16 +12,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data import encode_table
-from ..errors import RepclassError, UsageError
-from ..evidence import TRUTH_TOP_ATTENTION, TruthInputs, effective_number
-from ..model import DeepRC
-from ..progress import progress
-from ..scoring import score_repertoire
-from ..store import Store
-from .attribution import explain_repertoire, keep_best
-from .outputs import ExplainedOutput
-from .types import Candidate, RepertoireSummary, ScoredRepertoire
+from repclass.model.data import encode_table
+from repclass.errors import RepclassError, UsageError
+from repclass.explain.evidence import TRUTH_TOP_ATTENTION, TruthInputs, effective_number
+from repclass.model.deeprc import DeepRC
+from repclass.progress import progress
+from repclass.model.scoring import score_repertoire
+from repclass.io.store import Store
+from repclass.explain.attribution import explain_repertoire, keep_best
+from repclass.explain.outputs import ExplainedOutput
+from repclass.explain.types import Candidate, RepertoireSummary, ScoredRepertoire
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..alphabet import AMINO_ACIDS, N_AMINO_ACIDS
-from ..plot import _pyplot, save_figure_formats
+from repclass.alphabet import AMINO_ACIDS, N_AMINO_ACIDS
+from repclass.plot import _pyplot, save_figure_formats
 
 FONT = "DejaVu Sans"
 COLOR_SCHEME = "chemistry"
@@ -65,7 +65,7 @@ def information_heights(frequencies: np.ndarray) -> np.ndarray:
 
 
 def _draw(matrix: np.ndarray, positions: list[int], axis, ylabel: str) -> None:
-    from ..plot import matplotlib_config
+    from repclass.plot import matplotlib_config
 
     matplotlib_config()
     import logomaker

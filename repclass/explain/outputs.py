@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..checkpoint import ModelInfo
-from ..errors import UsageError
-from ..targets import _class_index
+from repclass.model.checkpoint import ModelInfo
+from repclass.errors import UsageError
+from repclass.targets import _class_index
 
 
 @dataclass(frozen=True)

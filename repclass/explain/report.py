@@ -94,7 +94,7 @@ def _auc(value: Any, low: Any, high: Any) -> str:
 
 
 def _small_sample(held: dict[str, Any]) -> str:
-    from ..metrics import small_sample_note
+    from repclass.metrics import small_sample_note
 
     note = small_sample_note(held["n_class"], held["n"] - held["n_class"], held.get("roc_auc"))
     return f'<p class="note">{_escape(note[0].upper() + note[1:])}.</p>' if note else ""

@@ -15,22 +15,24 @@ from typing import Sequence
 
 import numpy as np
 
-from ..checkpoint import check_store_fits, load_model, resolve_model_path
-from ..config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES
-from ..ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
-from ..errors import UsageError
-from ..evidence import implanted_by_sample, read_truth, score_against_truth
-from ..files import Output, Outputs, sha256_of
-from ..runtime import resolve_device
-from ..store import MANIFEST_NAME, Store
-from .attribution import attribute, kernel_notice, rank_kernels
-from .clustering import CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF_SHARE, TRIM_FRACTION, find_motifs
-from .collect import chosen_samples, collect
-from .outputs import resolve_explained
-from .summary import build_evidence, build_summary, recorded_auc_intervals, training_warning
-from .tables import airr_sequences, motif_table, repertoire_table, scores_table, sequence_table
-from .types import MotifResult
-from .writing import publish_folder, training_history
+from repclass.model.checkpoint import check_store_fits, load_model, resolve_model_path
+from repclass.config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES
+from repclass.prediction.ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
+from repclass.errors import UsageError
+from repclass.explain.evidence import implanted_by_sample, read_truth, score_against_truth
+from repclass.files import Output, Outputs, sha256_of
+from repclass.compute.runtime import resolve_device
+from repclass.io.store import MANIFEST_NAME, Store
+from repclass.explain.attribution import attribute, kernel_notice, rank_kernels
+from repclass.explain.clustering import (CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF_SHARE, TRIM_FRACTION,
+                                         find_motifs)
+from repclass.explain.collect import chosen_samples, collect
+from repclass.explain.outputs import resolve_explained
+from repclass.explain.summary import build_evidence, build_summary, recorded_auc_intervals, training_warning
+from repclass.explain.tables import (airr_sequences, motif_table, repertoire_table, scores_table,
+                                     sequence_table)
+from repclass.explain.types import MotifResult
+from repclass.explain.writing import publish_folder, training_history
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,9 @@ def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) ->
     """Raw repertoire files -> a store in `folder`, read with the model's training-store rules
     (productive filter, anchors, locus, convention); sample ids are the file stems. Also returns
     the model files it resolved."""
-    from ..ingestion import ingest
-    from ..prediction import _read_options
-    from ..sheet import file_stem
+    from repclass.io.ingestion import ingest
+    from repclass.prediction.run import _read_options
+    from repclass.io.sheet import file_stem
 
     for path in paths:
         if path.is_dir():

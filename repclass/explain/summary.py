@@ -9,20 +9,20 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
-from .._version import __version__
-from ..alphabet import AMINO_ACIDS
-from ..checkpoint import ModelInfo
-from ..diagnostics import memorisation_warning
-from ..ensemble import HELD_OUT
-from ..evidence import (average_precision, confusion, consensus_pattern, enrichment, gene_usage, motif_frequencies,
-                        pr_points, roc_points)
-from ..files import sha256_of
-from ..metrics import roc_auc_interval
-from ..store import Store
-from .attribution import COMPLETENESS_TOLERANCE, DELTA_FLOOR
-from .outputs import ExplainedOutput
-from .tables import logo_file, significant, significant_rows
-from .types import KernelSummary, Motif
+from repclass._version import __version__
+from repclass.alphabet import AMINO_ACIDS
+from repclass.model.checkpoint import ModelInfo
+from repclass.training.diagnostics import memorisation_warning
+from repclass.prediction.ensemble import HELD_OUT
+from repclass.explain.evidence import (average_precision, confusion, consensus_pattern, enrichment,
+                                       gene_usage, motif_frequencies, pr_points, roc_points)
+from repclass.files import sha256_of
+from repclass.metrics import roc_auc_interval
+from repclass.io.store import Store
+from repclass.explain.attribution import COMPLETENESS_TOLERANCE, DELTA_FLOOR
+from repclass.explain.outputs import ExplainedOutput
+from repclass.explain.tables import logo_file, significant, significant_rows
+from repclass.explain.types import KernelSummary, Motif
 
 FORMAT = "repclass-motifs"
 FORMAT_VERSION = 1
@@ -87,7 +87,7 @@ def _stats(values: Sequence[float]) -> dict[str, float | None]:
 
 def training_warning(info: ModelInfo, history: Sequence[dict[str, Any]]) -> str | None:
     """The warning `repclass train` logged about this model's training curve, if any
-    (repclass.diagnostics), made again from the model file and its folder's training_curve.tsv."""
+    (repclass.training.diagnostics), made again from the model file and its folder's training_curve.tsv."""
     settings = info.train_config
     return memorisation_warning(history, info.metrics.get("best_update"), int(settings.get("eval_every", 100)),
                                 info.targets, bool(info.model_config.use_counts and settings.get("init_evidence")))

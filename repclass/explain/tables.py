@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..airr import airr_rearrangements
-from ..store import Store
-from .clustering import CORE_WIDTH, peak_window
-from .outputs import ExplainedOutput
-from .types import Candidate, Motif, RepertoireSummary, ScoredRepertoire
+from repclass.io.airr import airr_rearrangements
+from repclass.io.store import Store
+from repclass.explain.clustering import CORE_WIDTH, peak_window
+from repclass.explain.outputs import ExplainedOutput
+from repclass.explain.types import Candidate, Motif, RepertoireSummary, ScoredRepertoire
 
 #: The output folder's subfolder of motif and kernel logos.
 LOGO_FOLDER = "logos"
@@ -118,7 +118,7 @@ def scores_table(scored: list[ScoredRepertoire], owner: Any, explained: Explaine
 
 
 def airr_sequences(store: Store, sequence_table: pl.DataFrame) -> pl.DataFrame:
-    """sequences.tsv as AIRR rearrangements (repclass.airr), with the stored AIRR fields
+    """sequences.tsv as AIRR rearrangements (repclass.io.airr), with the stored AIRR fields
     (sequence_id of every merged input row, locus, c_call) joined back by clonotype, so that the
     explained sequences join to the user's own records."""
     key = ["sample_id", "junction_aa", "v_call", "j_call"]

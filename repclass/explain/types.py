@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from .outputs import ExplainedOutput
+from repclass.explain.outputs import ExplainedOutput
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..airr import write_airr_rearrangements
-from ..files import Outputs
-from .tables import LOGO_FOLDER
+from repclass.io.airr import write_airr_rearrangements
+from repclass.files import Outputs
+from repclass.explain.tables import LOGO_FOLDER
 
 
 def training_history(model_path: Path) -> list[dict[str, Any]]:
@@ -30,9 +30,9 @@ def _write_tsv(table: pl.DataFrame, path: Path) -> None:
 def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.DataFrame,
                   repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
                   history: list[dict[str, Any]]) -> Path:
-    from ..plot import draw_evidence_figures
-    from .logos import draw_kernel_logo, draw_motif_logo
-    from .report import write_report
+    from repclass.plot import draw_evidence_figures
+    from repclass.explain.logos import draw_kernel_logo, draw_motif_logo
+    from repclass.explain.report import write_report
 
     folder.mkdir(parents=True)
     _write_tsv(sequence_table, folder / "sequences.tsv")

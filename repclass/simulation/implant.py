@@ -25,8 +25,8 @@ import re
 
 import numpy as np
 
-from ..alphabet import AMINO_ACIDS
-from ..errors import UsageError
+from repclass.alphabet import AMINO_ACIDS
+from repclass.errors import UsageError
 
 #: Residues kept untouched at each end of a junction.
 FLANK = 3

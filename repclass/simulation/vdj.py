@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UsageError
+from repclass.errors import UsageError
 
 #: --background-model name -> (OLGA's model folder, locus written to the AIRR `locus` column).
 MODELS = {

@@ -79,7 +79,7 @@ def airr_tsv_bytes(frame: pl.DataFrame) -> bytes:
 
 def write_airr_rearrangements(frame: pl.DataFrame, path: Path) -> None:
     """Write an `airr_rearrangements` frame (`airr_tsv_bytes`) atomically (repclass.files)."""
-    from .files import write_file_atomically
+    from repclass.files import write_file_atomically
 
     def write(temporary: Path) -> None:
         temporary.write_bytes(airr_tsv_bytes(frame))

@@ -12,11 +12,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from .errors import RepclassError, StoreError
-from .progress import progress
-from .reader import ReadOptions, _examples, read_repertoire
-from .sheet import match_files, read_sheet
-from .store import SampleRecord, Store, StoreWriter, sha256_of
+from repclass.errors import RepclassError, StoreError
+from repclass.progress import progress
+from repclass.io.reader import ReadOptions, _examples, read_repertoire
+from repclass.io.sheet import match_files, read_sheet
+from repclass.io.store import SampleRecord, Store, StoreWriter, sha256_of
 
 log = logging.getLogger(__name__)
 

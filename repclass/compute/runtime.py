@@ -11,7 +11,7 @@ import platform
 
 import torch
 
-from .errors import UsageError
+from repclass.errors import UsageError
 
 log = logging.getLogger(__name__)
 _ALLOCATOR_TUNED = False
@@ -41,7 +41,7 @@ def tune_allocator() -> None:
 
 def set_threads(threads: int | None) -> None:
     """torch's threads: `threads` (--threads), never more than the CPUs this job may use."""
-    from .cpus import available_cpus
+    from repclass.compute.cpus import available_cpus
 
     if threads is not None:
         torch.set_num_threads(max(1, min(threads, available_cpus())))

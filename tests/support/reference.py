@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .embedding import one_hot, position_features
-from .model import DeepRC
+from repclass.model.embedding import one_hot, position_features
+from repclass.model.deeprc import DeepRC
 
 
 def one_hot_input(codes: torch.Tensor, lengths: torch.Tensor, kernel_size: int) -> torch.Tensor:

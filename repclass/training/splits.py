@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from repclass.errors import UsageError
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
-    from .store import Store
-    from .targets import TargetSpec
+    from repclass.config import TrainConfig
+    from repclass.io.store import Store
+    from repclass.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .splits import SPLITS
+from repclass.training.splits import SPLITS
 
 if TYPE_CHECKING:
-    from .checkpoint import ModelInfo
-    from .model import DeepRC
-    from .store import Store
-    from .targets import Target, TargetSpec
+    from repclass.model.checkpoint import ModelInfo
+    from repclass.model.deeprc import DeepRC
+    from repclass.io.store import Store
+    from repclass.targets import Target, TargetSpec
 
 
 def metric_rows(metrics: dict[str, Any], columns: Sequence[str],
@@ -53,7 +53,7 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
     repertoires were split); returns the summary."""
     import polars as pl
 
-    from .files import write_file_atomically
+    from repclass.files import write_file_atomically
 
     rows = [{"fold": str(fold), **row} for fold, metrics in enumerate(fold_metrics, start=1)
             for row in metric_rows(metrics, [t.column for t in targets])]
@@ -77,8 +77,8 @@ def write_fold_summary(work: Path, fold_metrics: list[dict[str, Any]],
 
 def refresh_fold_summary(work: Path, note: str = "") -> dict[str, Any]:
     """write_fold_summary again from the fold folders' metrics.json (after a permutation test)."""
-    from .evaluation import folder_targets, model_parts
-    from .targets import TargetSpec
+    from repclass.evaluation import folder_targets, model_parts
+    from repclass.targets import TargetSpec
 
     fold_metrics = [json.loads((part / "metrics.json").read_text()) for _, part in model_parts(work)]
     return write_fold_summary(work, fold_metrics, [TargetSpec(t["column"]) for t in folder_targets(work)], note)
@@ -91,9 +91,9 @@ def _with_pooled(work: Path, summary_rows: "pl.DataFrame", note: str) -> "pl.Dat
 
     import polars as pl
 
-    from .comparison import prediction_metrics
-    from .evaluation import (HEADLINE, folder_estimates, folder_targets, held_out_predictions, write_out_of_fold,
-                             write_summary)
+    from repclass.comparison import prediction_metrics
+    from repclass.evaluation import (HEADLINE, folder_estimates, folder_targets, held_out_predictions,
+                                     write_out_of_fold, write_summary)
 
     write_out_of_fold(work)
     estimates = {e.target: e for e in folder_estimates(work)}
@@ -125,8 +125,8 @@ def write_model_folder(work: Path, model: "DeepRC", info: "ModelInfo", history: 
     training_curve.tsv/.png and predictions.tsv."""
     import polars as pl
 
-    from .checkpoint import MODEL_FILENAME, save_model
-    from .plot import plot_training_curve
+    from repclass.model.checkpoint import MODEL_FILENAME, save_model
+    from repclass.plot import plot_training_curve
 
     save_model(work / MODEL_FILENAME, model, info)
     (work / "model.json").write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ModelFileError
+from repclass.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def is_cv_folder(path: str | Path) -> bool:
 
 def load_models(path: str | Path, device: Any) -> list[tuple[Any, Any]]:
     """[(network, ModelInfo)]: one model, or every fold of a CV folder (checked to agree)."""
-    from .checkpoint import load_model
+    from repclass.model.checkpoint import load_model
 
     paths = fold_model_paths(path) or [Path(path)]
     models = [load_model(p, device) for p in paths]
@@ -163,7 +163,7 @@ def _with_auc_interval(result: dict[str, Any], target: Any, outputs: np.ndarray,
                        rows: np.ndarray) -> dict[str, Any]:
     if target.kind != "binary" or "roc_auc" not in result:
         return result
-    from .metrics import roc_auc_interval
+    from repclass.metrics import roc_auc_interval
 
     positive = values[rows] == 1
     _, low, high = roc_auc_interval(positive, target.activate(outputs[rows]))

@@ -16,7 +16,7 @@ from typing import Any, Sequence, TypeVar
 
 import torch
 
-from .runtime import resolve_device
+from repclass.compute.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,7 +19,7 @@ The files written under OUT:
                                (productive), [nonproductive_rows,] witnesses, witness_rate (realised),
                                noise_implants (names that do not clash with the columns `repclass
                                ingest` adds to a store's samples.tsv; [...] only when asked for)
-    repertoires/<id>.tsv.gz    AIRR rearrangement TSV (repclass.airr; valid for the `airr`
+    repertoires/<id>.tsv.gz    AIRR rearrangement TSV (repclass.io.airr; valid for the `airr`
                                package): sequence_id, productive (T, or F for non-productive rows),
                                v_call, j_call, junction_aa, locus, duplicate_count, repertoire_id,
                                and the other required fields empty (no nucleotides, alignments)
@@ -51,15 +51,15 @@ from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 import numpy as np
 
-from ._version import __version__
-from .errors import UsageError
-from .simulation.implant import (FLANK, gapped_variants, implant_position, motif_pattern, noise_text, normalise_motif,
-                                 random_motifs, witness_text)
+from repclass._version import __version__
+from repclass.errors import UsageError
+from repclass.simulation.implant import (FLANK, gapped_variants, implant_position, motif_pattern, noise_text,
+                                         normalise_motif, random_motifs, witness_text)
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .store import Store
+    from repclass.io.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class _OlgaBackground(_SampledBackground):
     """Distinct productive junctions drawn from an OLGA model, with a motif filter."""
 
     def __init__(self, name: str, purge: re.Pattern[str] | None) -> None:
-        from .simulation.vdj import load_model
+        from repclass.simulation.vdj import load_model
 
         self.model = load_model(name)
         self.locus = self.model.locus
@@ -247,7 +247,7 @@ class _OlgaBackground(_SampledBackground):
     def draw(self, rng: np.random.Generator, n: int) -> "pl.DataFrame":
         import polars as pl
 
-        from .simulation.vdj import sample_junctions
+        from repclass.simulation.vdj import sample_junctions
 
         parts: list[pl.DataFrame] = []
         have = drawn = 0
@@ -279,7 +279,7 @@ class _OlgaBackground(_SampledBackground):
         """n non-productive rows (junction_aa, v_call, j_call): junctions of at least 6 codons, broken."""
         import polars as pl
 
-        from .simulation.vdj import nonproductive_junction, sample_junctions
+        from repclass.simulation.vdj import nonproductive_junction, sample_junctions
 
         texts, v_calls, j_calls = [], [], []
         while len(texts) < n:
@@ -293,7 +293,7 @@ class _OlgaBackground(_SampledBackground):
 
 
 def _junction_store(path: Path) -> "Store":
-    from .store import Store
+    from repclass.io.store import Store
 
     store = Store.open(path)
     if store.junction_convention != "junction":
@@ -530,7 +530,7 @@ def _iter_repertoires(config: SimulationConfig, plan: _Plan, threads: int | None
                                                  config, background.locus)
         return repertoire, implanted, {**row, **covariates[i]}
 
-    from .cpus import available_cpus
+    from repclass.compute.cpus import available_cpus
 
     workers = max(1, min(threads or available_cpus(), available_cpus()))  # never more threads than CPUs
     if workers == 1:
@@ -593,9 +593,9 @@ def simulate_cohort(out: str | Path, config: SimulationConfig, *, force: bool = 
     """
     import polars as pl
 
-    from .airr import airr_rearrangements, airr_tsv_bytes
-    from .files import Output, Outputs
-    from .simulation import vdj
+    from repclass.io.airr import airr_rearrangements, airr_tsv_bytes
+    from repclass.files import Output, Outputs
+    from repclass.simulation import vdj
 
     out = Path(out)
     config = _resolved(config)

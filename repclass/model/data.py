@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from .alphabet import PAD_CODE, translate_codes
-from .errors import StoreError
-from .store import Store
+from repclass.alphabet import PAD_CODE, translate_codes
+from repclass.errors import StoreError
+from repclass.io.store import Store
 
 
 @dataclass(frozen=True)

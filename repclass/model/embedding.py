@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activation import selu_
-from .alphabet import N_AMINO_ACIDS, PAD_CODE
-from .config import CHUNK_SIZE, ModelConfig
+from repclass.model.activation import selu_
+from repclass.alphabet import N_AMINO_ACIDS, PAD_CODE
+from repclass.config import CHUNK_SIZE, ModelConfig
 
 N_POSITION_FEATURES = 3
 N_INPUT_FEATURES = N_AMINO_ACIDS + N_POSITION_FEATURES
@@ -166,7 +166,7 @@ class ConvolutionEmbedding(SequenceEmbedding):
 
     A sequence shorter than the kernel is padded with zero input to the kernel's width, so every
     sequence has at least one window; the result never depends on how a batch is padded.
-    `repclass.reference` holds a plain dense-convolution implementation of the same function,
+    `tests.support.reference` holds a plain dense-convolution implementation of the same function,
     against which tests check this one.
     """
 

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SheetError, excerpt
-from .formats import NULL_VALUES
+from repclass.errors import SheetError, excerpt
+from repclass.io.formats import NULL_VALUES
 
 ID_COLUMNS = ("sample_id", "repertoire_id", "sample", "sample_name", "id", "subject_id", "filename", "file")
 FILE_COLUMNS = ("file", "filename", "path", "file_path", "repertoire_file")
@@ -72,7 +72,7 @@ def _listing(values: list[str], limit: int = 10) -> str:
 def _check_column_names(path: Path, header: list[str], label_columns: list[str]) -> None:
     """A column named twice, or a label column named like a column the store writes itself
     (n_sequences, rows_read, dropped_*, source_file, ...), would clash in the store's samples.tsv."""
-    from .store import reserved_sample_columns
+    from repclass.io.store import reserved_sample_columns
 
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:

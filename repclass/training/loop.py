@@ -28,24 +28,24 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .batching import prefetch, stop_prefetchers, update_batches
-from .checkpoint import (CHECKPOINT_NAME, MODEL_FILENAME, ModelInfo, check_checkpoints, load_checkpoint,
-                         run_fingerprint, save_checkpoint)
-from .config import ModelConfig, TrainConfig
-from .data import Batch, RepertoireCache, make_batch, sample_rows
-from .diagnostics import memorisation_warning, validation_perfect
-from .distributed import Context, finish, from_environment
-from .errors import LabelError, RepclassError, UsageError, excerpt
-from .files import Output, Outputs, check_output_not_input, clean_leftovers_in, prepare_parent
-from .model import DeepRC, top_k_per_bag
-from .model_folder import write_fold_summary, write_model_folder
-from .optim import Adam
-from .progress import progress
-from .runtime import autocast, describe
-from .scoring import score_repertoire
-from .splits import SPLITS, SplitSpec, split_assignments, split_ids
-from .store import Store
-from .targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
+from repclass.training.batching import prefetch, stop_prefetchers, update_batches
+from repclass.model.checkpoint import (CHECKPOINT_NAME, MODEL_FILENAME, ModelInfo, check_checkpoints,
+                                       load_checkpoint, run_fingerprint, save_checkpoint)
+from repclass.config import ModelConfig, TrainConfig
+from repclass.model.data import Batch, RepertoireCache, make_batch, sample_rows
+from repclass.training.diagnostics import memorisation_warning, validation_perfect
+from repclass.training.distributed import Context, finish, from_environment
+from repclass.errors import LabelError, RepclassError, UsageError, excerpt
+from repclass.files import Output, Outputs, check_output_not_input, clean_leftovers_in, prepare_parent
+from repclass.model.deeprc import DeepRC, top_k_per_bag
+from repclass.training.model_folder import write_fold_summary, write_model_folder
+from repclass.training.optim import Adam
+from repclass.progress import progress
+from repclass.compute.runtime import autocast, describe
+from repclass.model.scoring import score_repertoire
+from repclass.training.splits import SPLITS, SplitSpec, split_assignments, split_ids
+from repclass.io.store import Store
+from repclass.targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
                              labels: _Labels, config: TrainConfig, label: str) -> None:
     import polars as pl
 
-    from .data import encode_sequences
-    from .seeding import associate_kmers, point_attention, point_output, seed_kernels
+    from repclass.model.data import encode_sequences
+    from repclass.training.seeding import associate_kmers, point_attention, point_output, seed_kernels
 
     n_kernels = min(config.init_kmers, model.config.n_kernels)
     if config.init_kmer_length > model.config.kernel_size:
@@ -207,7 +207,7 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
     model as it starts (kernels seeded or not); other targets keep 0. On a real cohort whose label
     lies in clonal expansion (`aging`, with --use-counts) this took DeepRC from chance to above the
     k-mer baseline (docs/real-data.md)."""
-    from .seeding import fit_evidence_start
+    from repclass.training.seeding import fit_evidence_start
 
     ids = data.ids["train"]
     values, present = _label_columns(data.targets, *data.labels.rows(ids))
@@ -238,8 +238,8 @@ def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: Tra
     split, hand it to the model, keep the training repertoires' cross-fitted inputs in `data`, and
     (when `start`, i.e. not resuming) start its weight and the output's bias at their logistic fit
     to the training labels on those inputs (Adam would take hundreds of updates to move it from 0)."""
-    from .enrichment import encode_junctions, fit_enrichment
-    from .seeding import fit_evidence_start
+    from repclass.model.enrichment import encode_junctions, fit_enrichment
+    from repclass.training.seeding import fit_evidence_start
 
     if len(data.targets) != 1 or data.targets[0].kind != "binary":
         raise UsageError("--enrichment needs one binary target, got "
@@ -368,7 +368,7 @@ class _Tracker:
         return None
 
     def memorised(self) -> str | None:
-        """Whether the kept model only memorised (repclass.diagnostics): the warning, or None."""
+        """Whether the kept model only memorised (repclass.training.diagnostics): the warning, or None."""
         if not self.validated:
             return None
         return memorisation_warning(self.history, self.best_update, self.config.eval_every, self.targets,
@@ -593,7 +593,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
                                        resume, f"fold {index}/{len(assignments)}: ", context))
     summary = {}
     if context.is_main:
-        from .evaluation import split_description
+        from repclass.evaluation import split_description
 
         summary = write_fold_summary(work, fold_metrics, specs, split_description(store, split, specs))
         claimed.temporary(out, work)

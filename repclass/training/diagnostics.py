@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from .targets import Target
+    from repclass.targets import Target
 
 #: The training loss must fall below this share of the kept model's validation loss.
 MEMORISED_SHARE = 0.25

@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from ._version import __version__
-from .alphabet import AMINO_ACIDS
-from .config import ModelConfig
-from .errors import ModelFileError, RepclassError, UsageError
-from .model import DeepRC
-from .store import write_file_atomically
-from .targets import Target
+from repclass._version import __version__
+from repclass.alphabet import AMINO_ACIDS
+from repclass.config import ModelConfig
+from repclass.errors import ModelFileError, RepclassError, UsageError
+from repclass.model.deeprc import DeepRC
+from repclass.io.store import write_file_atomically
+from repclass.targets import Target
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
-    from .optim import Adam
-    from .store import Store
-    from .targets import TargetSpec
+    from repclass.config import TrainConfig
+    from repclass.training.optim import Adam
+    from repclass.io.store import Store
+    from repclass.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import CHUNK_SIZE
-from .data import EncodedRepertoire
-from .model import DeepRC
-from .runtime import autocast
+from repclass.config import CHUNK_SIZE
+from repclass.model.data import EncodedRepertoire
+from repclass.model.deeprc import DeepRC
+from repclass.compute.runtime import autocast
 
 #: Sequences scored per block.
 BLOCK_SIZE = 65_536

@@ -25,8 +25,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .alphabet import AMINO_ACIDS, N_AMINO_ACIDS
-from .data import EncodedRepertoire
+from repclass.alphabet import AMINO_ACIDS, N_AMINO_ACIDS
+from repclass.model.data import EncodedRepertoire
 
 log = logging.getLogger(__name__)
 

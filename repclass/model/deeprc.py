@@ -1,7 +1,7 @@
 """DeepRC: sequence embedding h, attention f, output o (Widrich et al., NeurIPS 2020).
 
 The model takes integer-coded sequences (see `alphabet.py`) and never moves its inputs between
-devices; callers do that. h is a part, `repclass.embedding.SequenceEmbedding` (the paper's 1D
+devices; callers do that. h is a part, `repclass.model.embedding.SequenceEmbedding` (the paper's 1D
 convolution, or the original's LSTM option, as `ModelConfig.embedding` says); f and o only see
 its (n, out_features) output.
 """
@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .activation import SELU
-from .config import CHUNK_SIZE, ModelConfig
-from .embedding import SequenceEmbedding, make_embedding, position_features
+from repclass.model.activation import SELU
+from repclass.config import CHUNK_SIZE, ModelConfig
+from repclass.model.embedding import SequenceEmbedding, make_embedding, position_features
 
 if TYPE_CHECKING:
-    from .data import EncodedRepertoire
+    from repclass.model.data import EncodedRepertoire
 
 __all__ = ["DeepRC", "position_features", "top_k_per_bag"]
 
@@ -191,7 +191,7 @@ class DeepRC(nn.Module):
 
     def composition(self, repertoire: "EncodedRepertoire") -> float:
         """A repertoire's standardised composition input: its enriched share, log-scaled."""
-        from .enrichment import EnrichedLookup, standardised
+        from repclass.model.enrichment import EnrichedLookup, standardised
 
         if self._lookup is None:
             self._lookup = EnrichedLookup(self.enrichment_codes.cpu().numpy(), self.enrichment_weights.cpu().numpy())

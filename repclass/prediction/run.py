@@ -17,20 +17,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import polars as pl
 
-from .airr import airr_path, airr_rearrangements, write_airr_rearrangements
-from .checkpoint import check_locus, check_store_fits
-from .config import CHUNK_SIZE
-from .data import encode_table
-from .ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
-from .errors import RepclassError, UsageError
-from .files import Output, Outputs
-from .formats import ColumnOverrides
-from .progress import progress
-from .reader import ReadOptions, read_repertoire
-from .runtime import resolve_device
-from .scoring import score_repertoire
-from .sheet import file_stem
-from .store import MANIFEST_NAME, Store, table_loci
+from repclass.io.airr import airr_path, airr_rearrangements, write_airr_rearrangements
+from repclass.model.checkpoint import check_locus, check_store_fits
+from repclass.config import CHUNK_SIZE
+from repclass.model.data import encode_table
+from repclass.prediction.ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
+from repclass.errors import RepclassError, UsageError
+from repclass.files import Output, Outputs
+from repclass.io.formats import ColumnOverrides
+from repclass.progress import progress
+from repclass.io.reader import ReadOptions, read_repertoire
+from repclass.compute.runtime import resolve_device
+from repclass.model.scoring import score_repertoire
+from repclass.io.sheet import file_stem
+from repclass.io.store import MANIFEST_NAME, Store, table_loci
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def predict(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             chunk_size: int = CHUNK_SIZE, force: bool = False, allow_other_locus: bool = False) -> PredictResult:
     """Score repertoires; writes `out` (TSV), `<out stem>.metrics.json` when labels are known, and
     `<out stem>.attention.tsv` (or `attention_out`) when `attention_top_n` > 0, with the same
-    sequences as an AIRR rearrangement TSV next to it (`.attention.airr.tsv`, repclass.airr)."""
+    sequences as an AIRR rearrangement TSV next to it (`.attention.airr.tsv`, repclass.io.airr)."""
     out = Path(out)
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     metrics_path = out.parent / f"{stem}.metrics.json"
@@ -136,7 +136,7 @@ def _predict(model: str | Path, inputs: Sequence[str | Path], claimed: Outputs, 
              attention_top_n: int, device: str, chunk_size: int, allow_other_locus: bool) -> PredictResult:
     out, metrics_path = claimed.outputs[0].path, claimed.outputs[1].path
     attention_path = claimed.outputs[2].path if attention_top_n > 0 else None
-    from .baselines.predict import load_baselines
+    from repclass.baselines.predict import load_baselines
 
     baselines = load_baselines(model)  # k-mer / burden model folders (repclass.baselines); [] for DeepRC
     if baselines and attention_top_n > 0:

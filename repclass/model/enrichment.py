@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from repclass.errors import UsageError
 
 if TYPE_CHECKING:
-    from .data import EncodedRepertoire
-    from .store import Store
+    from repclass.model.data import EncodedRepertoire
+    from repclass.io.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
                    thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1), min_positive: int = 2
                    ) -> EnrichmentFit:
     """Cross-fit the enriched junctions on training repertoires `ids` with binary labels `positive`."""
-    from .baselines.burden import _enriched, _incidence, _scores, clonotype_strings
-    from .baselines.common import inner_folds
-    from .metrics import roc_auc
+    from repclass.baselines.burden import _enriched, _incidence, _scores, clonotype_strings
+    from repclass.baselines.common import inner_folds
+    from repclass.metrics import roc_auc
 
     ids = list(ids)
     positive = np.asarray(positive, dtype=bool)
@@ -106,7 +106,7 @@ def encode_junctions(junctions: Sequence[str]) -> np.ndarray:
     """Junction strings -> (m, width) uint8 codes padded with PAD_CODE (at least 1 column)."""
     import polars as pl
 
-    from .data import encode_sequences
+    from repclass.model.data import encode_sequences
 
     codes, _ = encode_sequences(pl.Series(list(junctions), dtype=pl.String))
     return codes
@@ -116,7 +116,7 @@ class EnrichedLookup:
     """A repertoire's weighted share of distinct junctions in the set, from its code matrix."""
 
     def __init__(self, codes: np.ndarray, weights: np.ndarray) -> None:
-        from .alphabet import PAD_CODE
+        from repclass.alphabet import PAD_CODE
 
         self.width = codes.shape[1]
         self.pad = PAD_CODE

@@ -25,13 +25,13 @@ from typing import Any, Iterator, Sequence
 
 import polars as pl
 
-from ._version import __version__
-from .alphabet import AMINO_ACIDS
-from .errors import OutputExistsError, StoreError, excerpt
+from repclass._version import __version__
+from repclass.alphabet import AMINO_ACIDS
+from repclass.errors import OutputExistsError, StoreError, excerpt
 # Re-exported: these lived here before repclass.files existed, and other modules import them from here.
-from .files import (Output, Outputs, check_replaceable, claim_output, output_kind, prepare_parent,  # noqa: F401
-                    publish, sha256_of, temporary_sibling, write_file_atomically)
-from .sheet import MAX_ID_BYTES
+from repclass.files import (Output, Outputs, check_replaceable, claim_output, output_kind, prepare_parent,  # noqa: F401
+                            publish, sha256_of, temporary_sibling, write_file_atomically)
+from repclass.io.sheet import MAX_ID_BYTES
 
 STORE_FORMAT = "repclass-store"
 #: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
@@ -50,7 +50,7 @@ _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 def reserved_sample_columns() -> tuple[str, ...]:
     """The columns a store's samples.tsv writes itself: a sheet's label column may not take one's name."""
-    from .reader import DROP_REASONS
+    from repclass.io.reader import DROP_REASONS
 
     return ("sample_id", "n_sequences", "n_templates", "rows_read", "rows_kept",
             *[f"dropped_{reason}" for reason in DROP_REASONS], "unresolved_genes", *TEXT_COLUMNS, *SOURCE_COLUMNS)
@@ -208,7 +208,7 @@ class StoreWriter:
 
 
 def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.DataFrame:
-    from .reader import DROP_REASONS
+    from repclass.io.reader import DROP_REASONS
 
     data: dict[str, list[Any]] = {"sample_id": [r.sample_id for r in records]}
     for column in label_columns:
@@ -252,7 +252,7 @@ def _verify_once(path: Path, expected: str) -> None:
 
 def table_loci(table: "pl.DataFrame | pl.LazyFrame") -> set[str]:
     """The loci of a repertoire table: its `locus` column, else its V (or J) calls' prefixes."""
-    from .genes import LOCI
+    from repclass.io.genes import LOCI
 
     frame = table.lazy()
     names = frame.collect_schema().names()
@@ -408,7 +408,7 @@ class Store:
 
     def records(self) -> list[SampleRecord]:
         """The per-sample records, as `combine` needs them to copy samples into another store."""
-        from .reader import DROP_REASONS
+        from repclass.io.reader import DROP_REASONS
 
         entries = {e["sample_id"]: e for e in self.manifest["samples"]}
         result = []

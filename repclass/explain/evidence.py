@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from .errors import InputFileError
+from repclass.errors import InputFileError
 
 #: Sequences per repertoire whose attention rank counts as "attended" for the truth recall.
 TRUTH_TOP_ATTENTION = 50

@@ -17,10 +17,10 @@ from typing import Callable
 
 import polars as pl
 
-from .alphabet import AMINO_ACIDS, INVALID_RESIDUE_PATTERN
-from .errors import InputFileError, UsageError, excerpt
-from .formats import NULL_VALUES, ColumnOverrides, FileLayout, sniff
-from .genes import LOCI, normalise_gene
+from repclass.alphabet import AMINO_ACIDS, INVALID_RESIDUE_PATTERN
+from repclass.errors import InputFileError, UsageError, excerpt
+from repclass.io.formats import NULL_VALUES, ColumnOverrides, FileLayout, sniff
+from repclass.io.genes import LOCI, normalise_gene
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 `update_batches` draws what every update trains on from (seed, update) alone, so a resumed run
 draws what an uninterrupted one would, whatever the number of processes; `prefetch` prepares the
 next batches in a background thread while the current one trains, and `stop_prefetchers` ends
-every such thread (each way out of `repclass.training.train` calls it).
+every such thread (each way out of `repclass.training.loop.train` calls it).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .config import TrainConfig
-from .data import Batch, RepertoireCache, make_batch, sample_rows
-from .distributed import Context
+from repclass.config import TrainConfig
+from repclass.model.data import Batch, RepertoireCache, make_batch, sample_rows
+from repclass.training.distributed import Context
 
 
 def update_batches(cache: RepertoireCache, train_ids: list[str], config: TrainConfig, first_update: int, pin: bool,
