@@ -206,7 +206,7 @@ class _LibraryDefault(click.Option):
 
 
 def _default_from(where: str, field: str | Callable[[Any], Any], *decls: str, **kwargs: Any) -> Callable[[_F], _F]:
-    """click.option whose default is the dataclass `where`'s ("reader:ReadOptions") `field` (a
+    """click.option whose default is the dataclass `where`'s ("io.reader:ReadOptions") `field` (a
     field's name, or a function of the class for a default built from several fields)."""
     pick = field if callable(field) else (lambda cls: getattr(cls, field))
     return click.option(*decls, cls=_LibraryDefault, default_from=(where, pick), **kwargs)
@@ -276,7 +276,7 @@ def _print_ingest_summary(store) -> None:
             log.info("summary: %s", "\t".join("" if v is None else str(v) for v in row))
 
 
-_READ_OPTIONS = "reader:ReadOptions"
+_READ_OPTIONS = "io.reader:ReadOptions"
 
 
 @main.command()
@@ -691,7 +691,7 @@ def _range_text(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-_SIMULATION = "simulate:SimulationConfig"
+_SIMULATION = "simulation.run:SimulationConfig"
 
 
 @main.command()

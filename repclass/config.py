@@ -24,7 +24,7 @@ N_MOTIFS = 10
 IG_STEPS = 64
 MOTIFS_SEED = 0
 
-#: Sequence embeddings (ModelConfig.embedding; repclass/embedding.py builds them).
+#: Sequence embeddings (ModelConfig.embedding; repclass/model/embedding.py builds them).
 EMBEDDINGS = ("cnn", "lstm")
 
 #: Settings whose command-line option is not the field's name with dashes, and settings with no
@@ -70,7 +70,7 @@ class ModelConfig:
 
     #: Number of outputs of o (sum over targets: 1 per binary/regression target, C per C-class one).
     n_outputs: int = 1
-    #: h: how a sequence is embedded (repclass/embedding.py). "cnn": the paper's 1D convolution, its
+    #: h: how a sequence is embedded (repclass/model/embedding.py). "cnn": the paper's 1D convolution, its
     #: maximum over positions. "lstm": the original DeepRC's LSTM option, n_kernels hidden units, the
     #: hidden state at the sequence's last residue (kernel_size unused; no k-mer seeding, no kernel logos).
     embedding: str = "cnn"
@@ -110,7 +110,7 @@ class ModelConfig:
     #: easy cohorts stop 5x later (docs/method.md, "The count read-out without its gradient").
     #: Outputs are the same either way; only training differs.
     evidence_gradient: bool = False
-    #: The enrichment path (repclass/enrichment.py; docs/method.md, "An enrichment path"): o also
+    #: The enrichment path (repclass/model/enrichment.py; docs/method.md, "An enrichment path"): o also
     #: reads each repertoire's share of distinct junctions enriched in the positive training
     #: repertoires (cross-fitted on the training split, log-scaled, standardised) with a weight of
     #: its own, beside the attention-pooled embedding. For cohorts whose label lies in thousands of

@@ -1,4 +1,4 @@
-"""DeepRC's enrichment path (ModelConfig.enrichment, repclass/enrichment.py): cross-fitting,
+"""DeepRC's enrichment path (ModelConfig.enrichment, repclass/model/enrichment.py): cross-fitting,
 predict reproducing training, model files, and the default model left as it was."""
 from __future__ import annotations
 

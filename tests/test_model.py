@@ -189,7 +189,7 @@ def test_counts_do_not_erase_singletons():
 
 def test_second_pass_equals_kept_embeddings(monkeypatch):
     """Repertoires too large to keep every embedding embed their top-k again: same result."""
-    from repclass.model.deeprc import scoring
+    from repclass.model import scoring
     from repclass.model.data import EncodedRepertoire
 
     model = random_model(9)

@@ -71,7 +71,7 @@ class DeepRC(nn.Module):
             self.evidence_weight = nn.Parameter(torch.zeros(config.n_outputs))
         if config.enrichment:
             # w: each output's weight of the repertoire's enriched-clonotype composition (`read_out`),
-            # and the set itself (repclass/enrichment.py) as buffers, so that the model file holds it.
+            # and the set itself (repclass/model/enrichment.py) as buffers, so that the model file holds it.
             self.enrichment_weight = nn.Parameter(torch.zeros(config.n_outputs))
             self.register_buffer("enrichment_codes", torch.zeros(0, 1, dtype=torch.uint8))
             self.register_buffer("enrichment_weights", torch.zeros(0, dtype=torch.float64))
@@ -176,7 +176,7 @@ class DeepRC(nn.Module):
             outputs = outputs + self.composition_part(composition).to(outputs.dtype)
         return outputs
 
-    # ---- the enrichment path (repclass/enrichment.py) --------------------------------------
+    # ---- the enrichment path (repclass/model/enrichment.py) --------------------------------------
     def composition_part(self, composition: torch.Tensor) -> torch.Tensor:
         """(n_bags,) standardised composition -> (n_bags, n_outputs), its share of the outputs."""
         return composition[:, None].to(self.enrichment_weight.dtype) * self.enrichment_weight

@@ -234,7 +234,7 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
 
 def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: TrainConfig, start: bool,
                          label: str) -> dict[str, Any]:
-    """The enrichment path (repclass/enrichment.py): cross-fit the enriched set on the training
+    """The enrichment path (repclass/model/enrichment.py): cross-fit the enriched set on the training
     split, hand it to the model, keep the training repertoires' cross-fitted inputs in `data`, and
     (when `start`, i.e. not resuming) start its weight and the output's bias at their logistic fit
     to the training labels on those inputs (Adam would take hundreds of updates to move it from 0)."""
