@@ -249,7 +249,7 @@ def _print_ingest_summary(store) -> None:
     import polars as pl
 
     from repclass.progress import show_on_terminal
-    from repclass.io.reader import DROP_REASONS
+    from repclass.io.store import DROP_REASONS
 
     rows = store.samples
     columns = (["sample_id", "rows_read", "n_sequences", "n_templates"] + [f"dropped_{r}" for r in DROP_REASONS]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from repclass.training.splits import SplitSpec
     from repclass.io.store import Store
     from repclass.targets import TargetSpec
-    from repclass.training.loop import TrainResult
+    from repclass.training.model_folder import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,8 @@ def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequenc
     at the end; with `resume`, methods already finished there are kept). With `permutations` N,
     each method is also retrained N times on the same folds with permuted labels (its
     permutations.tsv), for a p-value beside its pooled metric: N x K more trainings per method."""
-    from repclass.files import check_output_not_input, clean_leftovers, output_lock, prepare_parent
+    from repclass.files import check_output_not_input, clean_leftovers, output_lock, partial_path, prepare_parent
     from repclass.io.store import Store
-    from repclass.training.loop import partial_path
 
     chosen = list(dict.fromkeys(methods))
     unknown = [m for m in chosen if m not in METHODS]
@@ -123,10 +122,9 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
                    permutations: int = 0) -> ComparisonResult:
     from repclass.evaluation import (PERMUTATIONS_NAME, folder_estimates, permutation_test, split_description,
                                      write_summary)
-    from repclass.files import publish
+    from repclass.files import partial_path, publish
     from repclass.training.splits import SplitSpec
     from repclass.targets import target_specs
-    from repclass.training.loop import partial_path
 
     work = partial_path(out)
     if work.exists() and not resume:
@@ -153,7 +151,7 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
     write_summary(work, [e for method in chosen for e in folder_estimates(work / method, method)],
                   "Methods compared on the same folds" if split.folds else "Methods compared on the same split",
                   note=split_description(store, split, target_specs(targets)))
-    from repclass.io.store import write_file_atomically
+    from repclass.files import write_file_atomically
 
     write_file_atomically(work / COMPARISON_NAME,
                           lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
@@ -255,9 +253,9 @@ def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
     """Headline test metric per method: a bar for the pooled (or single-split) value, dots per fold."""
     import polars as pl
 
-    from repclass.plot import _pyplot, save_figure
+    from repclass.plot import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     metrics = [m for m in ("roc_auc", "macro_auc", "r2") if m in set(table["metric"].to_list())]
     targets = list(dict.fromkeys(table["target"].to_list()))
     pairs = [(t, m) for t in targets for m in metrics

@@ -92,6 +92,12 @@ def temporary_sibling(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp-{os.getpid()}"
 
 
+def partial_path(out: Path) -> Path:
+    """The work folder of a training run beside its output (OUT.partial/): it holds the resume
+    checkpoint and becomes OUT when the run finishes."""
+    return out.parent / f"{out.name}.partial"
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

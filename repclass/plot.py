@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from repclass.io.store import write_file_atomically
+from repclass.files import write_file_atomically
 
 
 def _writable_folder(folder: Path) -> bool:
@@ -50,7 +50,7 @@ def matplotlib_config() -> None:
     os.environ["MPLCONFIGDIR"] = temporary
 
 
-def _pyplot():
+def pyplot():
     matplotlib_config()
     import matplotlib
 
@@ -109,7 +109,7 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: 
     <target>:<metric>): losses on a log axis, the validation metric on a second axis ([0.5, 1]
     for ROC AUC), the best update (the lowest validation loss unless `best_update` is given)
     marked. Writes `path` and, for a .png path, the same figure as .svg beside it."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, loss_axis = plt.subplots(figsize=(7.5, 4.2))
     handles = []
     if history:
@@ -157,7 +157,7 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: 
 def plot_roc_pr(roc: dict[str, list[float]], pr: dict[str, list[float]], auc: float | None,
                 average_precision: float | None, n_class: int, n: int, class_name: str, stem: Path) -> list[Path]:
     """ROC and precision-recall curves of the held-out repertoires, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.9))
     left.step(roc["fpr"], roc["tpr"], where="post", color="tab:blue", linewidth=1.6)
     left.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
@@ -185,7 +185,7 @@ def plot_scores(scores: Any, class_name: str | None, score_label: str, stem: Pat
                 threshold: float | None = 0.5) -> list[Path]:
     """Each repertoire's score (probability of the explained class) by label, coloured by split;
     the decision threshold dashed. scores: the scores.tsv table."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = ["(no label)" if v is None else str(v) for v in scores["label"].to_list()]
     classes = sorted(set(labels))
     figure, axis = plt.subplots(figsize=(max(4.0, 1.6 * len(classes) + 2.5), 3.8))
@@ -221,7 +221,7 @@ def plot_scores(scores: Any, class_name: str | None, score_label: str, stem: Pat
 def plot_attention(scores: Any, stem: Path) -> list[Path]:
     """How much each prediction rests on few sequences: the top-1 attention weight and the
     effective number of attended sequences (1 / sum w^2) per repertoire, by label."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4))
     labels = ["(no label)" if v is None else str(v) for v in scores["label"].to_list()]
     top1 = scores["top1_attention"].to_list()

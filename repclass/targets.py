@@ -112,7 +112,7 @@ class Target:
             if self.kind == "regression":
                 values[i] = float(label)
             else:
-                index = _class_index(self.classes, label)
+                index = class_index(self.classes, label)
                 if index is None:
                     raise UsageError(f"target {self.column!r}: label {label!r} is not one of the model's classes "
                                      f"({', '.join(self.classes)})")
@@ -190,7 +190,8 @@ class Target:
         return f"{self.column}:{self.headline_metric}"
 
 
-def _class_index(classes: list[str] | None, label: str) -> int | None:
+def class_index(classes: list[str] | None, label: str) -> int | None:
+    """The index of `label` among `classes` (an exact match first, else ignoring case), or None."""
     if classes is None:
         return None
     if label in classes:
@@ -240,7 +241,7 @@ def infer_target(column: str, labels: list[str | None], kind: str | None = None,
         else:
             raise UsageError(f"target {column!r}: cannot tell which of {values[0]!r} and {values[1]!r} is the "
                              f"positive class; name it with --positive {column}={values[0]}")
-    matched = _class_index(values, positive)
+    matched = class_index(values, positive)
     if matched is None:
         raise UsageError(f"target {column!r}: positive class {positive!r} is not one of its labels "
                          f"({', '.join(values)})")

@@ -385,12 +385,12 @@ def test_outputs_follow_the_replacement_rules(cohort, tmp_path):
 
 @pytest.mark.parametrize("min_incidence", [1, 2, 3])
 def test_burden_incidence_equals_a_python_count(cohort, min_incidence):
-    from repclass.baselines.burden import _incidence
+    from repclass.baselines.burden import clonotype_incidence
 
     store_path, _ = cohort
     store = Store.open(store_path)
     ids = store.sample_ids[:12]
-    incidence = _incidence(store, ids, "junction", min_incidence)
+    incidence = clonotype_incidence(store, ids, "junction", min_incidence)
     sets = [set(store.read(i)["junction_aa"].to_list()) for i in ids]
     counts = Counter(c for s in sets for c in s)
     shared = {c for c, n in counts.items() if n >= min_incidence}

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from repclass.training.splits import SplitSpec
     from repclass.io.store import Store
     from repclass.targets import Target, TargetSpec
-    from repclass.training.loop import TrainResult
+    from repclass.training.model_folder import TrainResult
 
 log = logging.getLogger(__name__)
 CLONOTYPES = ("junction", "junction_vj")
@@ -106,7 +106,7 @@ def enrichment_p_values(in_positive: np.ndarray, in_negative: np.ndarray, n_posi
 
 
 @dataclass
-class _Incidence:
+class Incidence:
     """Which training repertoire holds which (shared) clonotype: pairs (repertoire, clonotype)."""
 
     hashes: np.ndarray  # (n_clonotypes,) uint64, sorted: clonotypes in >= 2 training repertoires
@@ -118,7 +118,7 @@ class _Incidence:
 _BUCKET_BITS = 4  # shared clonotypes are found in 16 slices of the hash range, to bound the working memory
 
 
-def _incidence(store: "Store", ids: list[str], clonotype: str, min_incidence: int = 2) -> _Incidence:
+def clonotype_incidence(store: "Store", ids: list[str], clonotype: str, min_incidence: int = 2) -> Incidence:
     """Read each repertoire once, keep its sorted distinct clonotype hashes (8 bytes each), find
     the clonotypes in at least `min_incidence` repertoires one hash-range slice at a time, then
     keep only the (repertoire, clonotype) pairs of those."""
@@ -143,7 +143,7 @@ def _incidence(store: "Store", ids: list[str], clonotype: str, min_incidence: in
         pair_clonotype.append(position[hit].astype(np.int64))
         pair_repertoire.append(np.full(int(hit.sum()), index, dtype=np.int32))
         per_repertoire[index] = None  # free as we go
-    return _Incidence(hashes, np.concatenate(pair_repertoire) if ids else np.zeros(0, dtype=np.int32),
+    return Incidence(hashes, np.concatenate(pair_repertoire) if ids else np.zeros(0, dtype=np.int32),
                       np.concatenate(pair_clonotype) if ids else np.zeros(0, dtype=np.int64), sizes)
 
 
@@ -163,8 +163,8 @@ def clonotype_strings(store: "Store", ids: Sequence[str], wanted: np.ndarray, cl
     return [found[h] for h in wanted.tolist()]
 
 
-def _enriched(incidence: _Incidence, rows: np.ndarray, positive: np.ndarray, thresholds: Sequence[float],
-              min_positive: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+def enriched_clonotypes(incidence: Incidence, rows: np.ndarray, positive: np.ndarray, thresholds: Sequence[float],
+                        min_positive: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Per threshold, a boolean mask over clonotypes enriched among repertoires `rows`; plus the
     p-values and positive/negative counts over those repertoires."""
     n_clonotypes = len(incidence.hashes)
@@ -185,7 +185,7 @@ def _enriched(incidence: _Incidence, rows: np.ndarray, positive: np.ndarray, thr
     return masks, p, in_positive, in_negative
 
 
-def _scores(incidence: _Incidence, enriched: np.ndarray) -> np.ndarray:
+def burden_scores(incidence: Incidence, enriched: np.ndarray) -> np.ndarray:
     """Share of each training repertoire's distinct clonotypes that are enriched."""
     hits = np.bincount(incidence.pair_repertoire[enriched[incidence.pair_clonotype]],
                        minlength=len(incidence.sizes))
@@ -210,21 +210,21 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     for j, target in enumerate(targets):
         rows_ids = [i for i, keep in zip(fit_ids, present[:, j]) if keep]
         # a clonotype in fewer than min_positive training repertoires can never be enriched
-        incidence = _incidence(store, rows_ids, settings.clonotype, max(settings.min_positive, 1))
+        incidence = clonotype_incidence(store, rows_ids, settings.clonotype, max(settings.min_positive, 1))
         positive = values[present[:, j], j] == 1
         # inner CV: held-out scores for each threshold, pooled over folds, then ROC AUC
         folds = inner_folds(positive.astype(np.int64), settings.inner_folds, True, config.seed,
                             f"target {target.column!r}", None if groups is None else [groups[i] for i in rows_ids])
         held_out = np.zeros((len(settings.thresholds), len(positive)))
         for train_rows, held_rows in folds:
-            masks, _, _, _ = _enriched(incidence, train_rows, positive, settings.thresholds, settings.min_positive)
+            masks, _, _, _ = enriched_clonotypes(incidence, train_rows, positive, settings.thresholds, settings.min_positive)
             for t, mask in enumerate(masks):
-                held_out[t, held_rows] = _scores(incidence, mask)[held_rows]
+                held_out[t, held_rows] = burden_scores(incidence, mask)[held_rows]
         aucs = [roc_auc(positive, held_out[t]) for t in range(len(settings.thresholds))]
         best = min(range(len(aucs)), key=lambda t: (-(aucs[t] if aucs[t] == aucs[t] else -1.0), t))
         threshold = settings.thresholds[best]
         every = np.arange(len(positive))
-        masks, p, in_positive, in_negative = _enriched(incidence, every, positive, [threshold],
+        masks, p, in_positive, in_negative = enriched_clonotypes(incidence, every, positive, [threshold],
                                                        settings.min_positive)
         enriched = masks[0]
         # the enriched clonotypes as text: read back from the positive training repertoires

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from repclass.training.splits import SplitSpec
     from repclass.io.store import Store
     from repclass.targets import Target, TargetSpec
-    from repclass.training.loop import TrainResult
+    from repclass.training.model_folder import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def read_baseline(path: str | Path) -> tuple[BaselineInfo, dict[str, np.ndarray]
 def save_tensors(folder: Path, tensors: dict[str, np.ndarray], info: BaselineInfo) -> None:
     from safetensors.numpy import save_file
 
-    from repclass.io.store import write_file_atomically
+    from repclass.files import write_file_atomically
 
     arrays = {name: np.ascontiguousarray(value) for name, value in sorted(tensors.items())}
     metadata = {"repclass-baseline": json.dumps({"method": info.method, "format": BASELINE_FORMAT}, sort_keys=True)}
@@ -289,13 +289,13 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
     """The public entry point behind train_kmer / train_burden: splits (or folds) exactly as DeepRC
     makes them for the same seed, one model folder (or fold_1 ... fold_K), published atomically."""
     from repclass.config import TrainConfig
-    from repclass.files import check_output_not_input, claim_output, publish
+    from repclass.files import check_output_not_input, claim_output, partial_path, publish
     from repclass.training.model_folder import write_fold_summary
     from repclass.training.splits import (SplitSpec, group_column, labelled_ids, sample_groups,
                                           split_assignments)
     from repclass.io.store import Store
     from repclass.targets import target_specs
-    from repclass.training.loop import TrainResult, partial_path
+    from repclass.training.model_folder import TrainResult
 
     config = config or TrainConfig()
     split = split or SplitSpec()

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from repclass.training.splits import SplitSpec
     from repclass.io.store import Store
     from repclass.targets import Target, TargetSpec
-    from repclass.training.loop import TrainResult
+    from repclass.training.model_folder import TrainResult
 
 log = logging.getLogger(__name__)
 

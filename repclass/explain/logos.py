@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from repclass.alphabet import AMINO_ACIDS, N_AMINO_ACIDS
-from repclass.plot import _pyplot, save_figure_formats
+from repclass.plot import pyplot, save_figure_formats
 
 FONT = "DejaVu Sans"
 COLOR_SCHEME = "chemistry"
@@ -84,7 +84,7 @@ def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns:
     """Two stacked logos over the motif's aligned columns: mean integrated-gradients contribution
     per member (letters below the axis argue against the class), and information content (bits).
     `highlight` is the [first, last + 1) column index range of the consensus. Writes stem.png/.svg."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(MARGIN_WIDTH + COLUMN_WIDTH * len(columns), 3.6),
                                          sharex=True)
     _draw(contributions, columns, top, RESIDUE_AXIS)
@@ -115,7 +115,7 @@ def draw_kernel_logo(weights: np.ndarray, position_weights: np.ndarray | None, t
     """Logo of one convolution kernel: the residues it responds to (positive centred weights above
     KERNEL_THRESHOLD of its largest), and below it the weights of the 3 position features per
     kernel position. weights: (kernel_size, 20); position_weights: (kernel_size, 3) or None."""
-    plt = _pyplot()
+    plt = pyplot()
     positions = list(range(1, weights.shape[0] + 1))
     with_positions = position_weights is not None and np.asarray(position_weights).size > 0
     figure, axes = plt.subplots(2 if with_positions else 1, 1, sharex=True, squeeze=False,

@@ -9,7 +9,7 @@ import torch
 
 from repclass.model.checkpoint import ModelInfo
 from repclass.errors import UsageError
-from repclass.targets import _class_index
+from repclass.targets import class_index
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def resolve_explained(info: ModelInfo, target: str | None, class_name: str | Non
             raise UsageError(f"target {chosen.column!r} has {len(classes)} classes; name the one to explain with "
                              f"--class (one of {', '.join(classes)})")
         class_name = chosen.positive
-    index = _class_index(classes, class_name)
+    index = class_index(classes, class_name)
     if index is None:
         raise UsageError(f"class {class_name!r} is not one of target {chosen.column!r}'s classes "
                          f"({', '.join(classes)})")

@@ -14,9 +14,10 @@ from typing import Sequence
 
 from repclass.errors import RepclassError, StoreError
 from repclass.progress import progress
-from repclass.io.reader import ReadOptions, _examples, read_repertoire
+from repclass.io.reader import ReadOptions, read_repertoire, unresolved_examples
 from repclass.io.sheet import match_files, read_sheet
-from repclass.io.store import SampleRecord, Store, StoreWriter, sha256_of
+from repclass.files import sha256_of
+from repclass.io.store import SampleRecord, Store, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def ingest(
                 source_sha256=source_digest.result() if source_digest else "",
                 source_format=read.layout.format_name,
                 unresolved_genes=read.n_unresolved_rows,
-                unresolved_gene_examples=_examples(read.unresolved_genes),
+                unresolved_gene_examples=unresolved_examples(read.unresolved_genes),
                 counts_from=read.counts_from or "",
             )
             if read.counts_from:

@@ -21,19 +21,11 @@ from repclass.alphabet import AMINO_ACIDS, INVALID_RESIDUE_PATTERN
 from repclass.errors import InputFileError, UsageError, excerpt
 from repclass.io.formats import NULL_VALUES, ColumnOverrides, FileLayout, sniff
 from repclass.io.genes import LOCI, normalise_gene
+from repclass.io.store import DROP_REASONS, OPTIONAL_STORE_COLUMNS, STORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-#: Why a row was left out, in the order the checks apply (a row counts under the first).
-DROP_REASONS = ("not_cell", "low_confidence", "missing_junction", "non_productive", "locus", "invalid_residue",
-                "no_anchor", "zero_count")
 CONVENTIONS = ("junction", "cdr3")
-#: Columns of a repertoire table in the store.
-STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
-#: AIRR fields kept after those where the input has them: the rearrangement's locus, its C gene
-#: (the distinct calls of a merged clonotype, comma-separated) and the `sequence_id`s of all the
-#: rows merged into the clonotype (comma-separated, in file order), to join outputs back.
-OPTIONAL_STORE_COLUMNS = {"locus": pl.String, "c_call": pl.String, "sequence_id": pl.String}
 
 #: The largest clone count accepted: about the number of T cells in a human body. Larger
 #: values are damage (an overflowed export), and they could wrap the 64-bit template sums.
@@ -454,12 +446,12 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
                   "file's smallest non-zero frequency, rounded, at least 1)", layout.path, layout.columns["frequency"])
     if unresolved_genes:
         log.warning("%s: %d kept rows have a gene call that is not an IMGT human gene name, kept without the "
-                    "call (%s)", layout.path, unresolved_genes[""], _examples(unresolved_genes))
+                    "call (%s)", layout.path, unresolved_genes[""], unresolved_examples(unresolved_genes))
     return RepertoireRead(table=table, layout=layout, convention=convention, rows_read=rows_read, dropped=dropped,
                           unresolved_genes=unresolved_genes)
 
 
-def _examples(unresolved_genes: dict[str, int], limit: int = 3) -> str:
+def unresolved_examples(unresolved_genes: dict[str, int], limit: int = 3) -> str:
     """`TRBV99-1 x12; TRBVXX-XX x3` (the most frequent unresolved names)."""
     # as written, but on one line of samples.tsv (no tabs, newlines or quotes)
     names = [(" ".join(name.replace('"', "'").split()), n) for name, n in unresolved_genes.items() if name]

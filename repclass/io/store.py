@@ -28,9 +28,7 @@ import polars as pl
 from repclass._version import __version__
 from repclass.alphabet import AMINO_ACIDS
 from repclass.errors import OutputExistsError, StoreError, excerpt
-# Re-exported: these lived here before repclass.files existed, and other modules import them from here.
-from repclass.files import (Output, Outputs, check_replaceable, claim_output, output_kind, prepare_parent,  # noqa: F401
-                            publish, sha256_of, temporary_sibling, write_file_atomically)
+from repclass.files import Output, Outputs, check_replaceable, prepare_parent, sha256_of, temporary_sibling
 from repclass.io.sheet import MAX_ID_BYTES
 
 STORE_FORMAT = "repclass-store"
@@ -44,14 +42,22 @@ REPERTOIRE_DIR = "repertoires"
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 #: samples.tsv's text columns besides the id, labels and sources.
 TEXT_COLUMNS = ("unresolved_gene_examples", "counts_from")
+#: Why ingest left a row out, in the order the checks apply (a row counts under the first):
+#: samples.tsv's `dropped_<reason>` columns.
+DROP_REASONS = ("not_cell", "low_confidence", "missing_junction", "non_productive", "locus", "invalid_residue",
+                "no_anchor", "zero_count")
+#: Columns of a repertoire table in the store.
+STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
+#: AIRR fields kept after those where the input has them: the rearrangement's locus, its C gene
+#: (the distinct calls of a merged clonotype, comma-separated) and the `sequence_id`s of all the
+#: rows merged into the clonotype (comma-separated, in file order), to join outputs back.
+OPTIONAL_STORE_COLUMNS = {"locus": pl.String, "c_call": pl.String, "sequence_id": pl.String}
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def reserved_sample_columns() -> tuple[str, ...]:
     """The columns a store's samples.tsv writes itself: a sheet's label column may not take one's name."""
-    from repclass.io.reader import DROP_REASONS
-
     return ("sample_id", "n_sequences", "n_templates", "rows_read", "rows_kept",
             *[f"dropped_{reason}" for reason in DROP_REASONS], "unresolved_genes", *TEXT_COLUMNS, *SOURCE_COLUMNS)
 
@@ -208,8 +214,6 @@ class StoreWriter:
 
 
 def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.DataFrame:
-    from repclass.io.reader import DROP_REASONS
-
     data: dict[str, list[Any]] = {"sample_id": [r.sample_id for r in records]}
     for column in label_columns:
         data[column] = [r.labels.get(column) for r in records]
@@ -408,8 +412,6 @@ class Store:
 
     def records(self) -> list[SampleRecord]:
         """The per-sample records, as `combine` needs them to copy samples into another store."""
-        from repclass.io.reader import DROP_REASONS
-
         entries = {e["sample_id"]: e for e in self.manifest["samples"]}
         result = []
         for row in self.samples.iter_rows(named=True):

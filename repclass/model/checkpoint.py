@@ -27,7 +27,7 @@ from repclass.alphabet import AMINO_ACIDS
 from repclass.config import ModelConfig
 from repclass.errors import ModelFileError, RepclassError, UsageError
 from repclass.model.deeprc import DeepRC
-from repclass.io.store import write_file_atomically
+from repclass.files import write_file_atomically
 from repclass.targets import Target
 
 if TYPE_CHECKING:

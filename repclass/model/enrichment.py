@@ -75,7 +75,8 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
                    thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1), min_positive: int = 2
                    ) -> EnrichmentFit:
     """Cross-fit the enriched junctions on training repertoires `ids` with binary labels `positive`."""
-    from repclass.baselines.burden import _enriched, _incidence, _scores, clonotype_strings
+    from repclass.baselines.burden import (burden_scores, clonotype_incidence, clonotype_strings,
+                                           enriched_clonotypes)
     from repclass.baselines.common import inner_folds
     from repclass.metrics import roc_auc
 
@@ -83,14 +84,14 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
     positive = np.asarray(positive, dtype=bool)
     if positive.all() or not positive.any():
         raise UsageError("the enrichment path needs positive and negative training repertoires")
-    incidence = _incidence(store, ids, "junction", max(min_positive, 1))
+    incidence = clonotype_incidence(store, ids, "junction", max(min_positive, 1))
     folds = inner_folds(positive.astype(np.int64), n_folds, True, seed, "the enrichment path")
     held_out = np.zeros((len(thresholds), len(ids)))
     membership = np.zeros((len(thresholds), len(incidence.hashes)))
     for train_rows, held_rows in folds:
-        masks, _, _, _ = _enriched(incidence, train_rows, positive, thresholds, min_positive)
+        masks, _, _, _ = enriched_clonotypes(incidence, train_rows, positive, thresholds, min_positive)
         for t, mask in enumerate(masks):
-            held_out[t, held_rows] = _scores(incidence, mask)[held_rows]
+            held_out[t, held_rows] = burden_scores(incidence, mask)[held_rows]
             membership[t] += mask
     aucs = [roc_auc(positive, held_out[t]) for t in range(len(thresholds))]
     best = min(range(len(aucs)), key=lambda t: (-(aucs[t] if aucs[t] == aucs[t] else -1.0), t))

@@ -21,7 +21,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,9 +36,9 @@ from repclass.model.data import Batch, RepertoireCache, make_batch, sample_rows
 from repclass.training.diagnostics import memorisation_warning, validation_perfect
 from repclass.training.distributed import Context, finish, from_environment
 from repclass.errors import LabelError, RepclassError, UsageError, excerpt
-from repclass.files import Output, Outputs, check_output_not_input, clean_leftovers_in, prepare_parent
+from repclass.files import Output, Outputs, check_output_not_input, clean_leftovers_in, partial_path, prepare_parent
 from repclass.model.deeprc import DeepRC, top_k_per_bag
-from repclass.training.model_folder import write_fold_summary, write_model_folder
+from repclass.training.model_folder import TrainResult, write_fold_summary, write_model_folder
 from repclass.training.optim import Adam
 from repclass.progress import progress
 from repclass.compute.runtime import autocast, describe
@@ -48,14 +48,6 @@ from repclass.io.store import Store
 from repclass.targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    path: Path
-    metrics: dict[str, Any]
-    best_update: int
-    folds: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -475,10 +467,6 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
 # ----------------------------------------------------------------------------------------------
 # the public entry point
 # ----------------------------------------------------------------------------------------------
-def partial_path(out: Path) -> Path:
-    return out.parent / f"{out.name}.partial"
-
-
 def train(store: str | Path | Store, out: str | Path, *, targets: Sequence[TargetSpec | str],
           config: TrainConfig | None = None, model_config: ModelConfig | None = None,
           split: SplitSpec | None = None, device: str = "auto", resume: bool = False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
     from repclass.model.deeprc import DeepRC
     from repclass.io.store import Store
     from repclass.targets import Target, TargetSpec
+
+
+@dataclass
+class TrainResult:
+    """What `repclass train` returns for any method: the model folder, its metrics, the update of
+    the kept model (-1 where there is none: baselines, a --folds summary) and each fold's metrics."""
+
+    path: Path
+    metrics: dict[str, Any]
+    best_update: int
+    folds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def metric_rows(metrics: dict[str, Any], columns: Sequence[str],
