@@ -19,10 +19,10 @@ from typing import Any, Callable, TypeVar
 import click
 
 from repclass._version import __version__
-from repclass.config import (CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES, ModelConfig,
+from repclass.config import (CHUNK_SIZE, EMBEDDINGS, SAMPLINGS, SELECTIONS, ModelConfig, MotifsConfig,
                              TrainConfig, option_name)
 from repclass.errors import RepclassError
-from repclass.io.formats import OVERRIDE_OPTIONS
+from repclass.io.formats import CONVENTIONS, OVERRIDE_OPTIONS
 
 log = logging.getLogger("repclass")
 
@@ -205,6 +205,24 @@ class _LibraryDefault(click.Option):
         return super().get_default(ctx, call=call)
 
 
+class _ChoiceFrom(click.Choice):
+    """click.Choice over a library tuple ("baselines.burden:CLONOTYPES") in a module importing numpy
+    or torch: imported the first time click needs the choices, as _LibraryDefault does for defaults."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        super().__init__([])
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        module, _, name = self._where.partition(":")
+        return tuple(getattr(importlib.import_module(f"repclass.{module}"), name))
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click.Choice sets it; the library's tuple wins
+        pass
+
+
 def _default_from(where: str, field: str | Callable[[Any], Any], *decls: str, **kwargs: Any) -> Callable[[_F], _F]:
     """click.option whose default is the dataclass `where`'s ("io.reader:ReadOptions") `field` (a
     field's name, or a function of the class for a default built from several fields)."""
@@ -286,7 +304,7 @@ _READ_OPTIONS = "io.reader:ReadOptions"
 @click.option("--sample", "samples", multiple=True,
               help="Ingest only this sample id (repeatable): one scatter job per sample, then `repclass combine`.")
 @click.option("--id-column", default=None, help="Sample id column of the sheet (default: detected).")
-@_default_from(_READ_OPTIONS, "convention", "--convention", type=click.Choice(["auto", "junction", "cdr3"]),
+@_default_from(_READ_OPTIONS, "convention", "--convention", type=click.Choice(["auto", *CONVENTIONS]),
                help="Junction convention of the store: 'junction' keeps the conserved C and F/W, 'cdr3' strips "
                     "them; 'auto' keeps what the files hold.")
 @_default_from(_READ_OPTIONS, "anchor_check", "--anchor-check/--no-anchor-check",
@@ -415,9 +433,9 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("batch_size", "Repertoires per update.")
 @_setting("sequences_per_bag", "Sequences sampled per repertoire per update.")
 @_setting("sampling", "Sample sequences uniformly or in proportion to clone counts.",
-          type=click.Choice(["uniform", "count"]))
+          type=click.Choice(SAMPLINGS))
 @_setting("selection", "Gradient-pass sequences: sampled by attention weight, or the paper's top fraction.",
-          type=click.Choice(["sample", "top"]))
+          type=click.Choice(SELECTIONS))
 @_setting("reduction_fraction", "Share of each repertoire's sequences that the attention softmax sees.")
 @_setting("use_counts", "Let clone counts raise attention (log-count bias).", is_flag=True)
 @_setting("count_readout", "The output also reads the log mean exp of the attention logits, which grows with the "
@@ -431,7 +449,7 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("enrichment_folds", "deeprc, with --enrichment: inner folds its enriched set is cross-fitted over.")
 @_setting("embedding", "Sequence embedding: the paper's 1D convolution (cnn), or the original DeepRC's LSTM "
                        "option (lstm: --kernels hidden units, no k-mer seeding or kernel logos).",
-          type=click.Choice(["cnn", "lstm"]))
+          type=click.Choice(EMBEDDINGS))
 @_setting("kernel_size", "Width of the sequence CNN's kernels, in residues.")
 @_setting("n_kernels", "Number of CNN kernels (LSTM: hidden units): the size of a sequence's embedding.")
 @_setting("attention_layers", "Hidden layers of the attention network (before its one logit).")
@@ -455,7 +473,7 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
                             "starts (0: attention starts random, as in the paper).")
 @_setting("init_evidence", "deeprc, with --count-readout: the weight on the attention evidence starts at its "
                            "logistic fit to the training labels instead of 0 (docs/method.md).", is_flag=True)
-@click.option("--method", "methods", multiple=True, type=click.Choice(["deeprc", "kmer", "burden"]),
+@click.option("--method", "methods", multiple=True, type=_ChoiceFrom("comparison:METHODS"),
               default=("deeprc",), show_default=True,
               help="deeprc, or a baseline: kmer (k-mer frequencies, L1 logistic) or burden (Emerson 2017 "
                    "enriched clonotypes). Repeatable: several methods on the same splits, OUT/<method>/ and "
@@ -470,7 +488,7 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
                help="kmer/burden: inner cross-validation folds (on training + validation repertoires, by donor "
                     "when grouped) choosing k and the penalty, or the p-value threshold.")
 @_default_from("baselines.burden:BurdenConfig", "clonotype", "--burden-clonotype",
-               type=click.Choice(["junction", "junction_vj"]),
+               type=_ChoiceFrom("baselines.burden:CLONOTYPES"),
                help="burden: a clonotype is the junction, or junction + V and J genes.")
 @_setting("chunk_size", "Sequences embedded per chunk (memory only; results unchanged).")
 @_setting("cache_gb", "Memory for decoded repertoires kept between updates.")
@@ -494,7 +512,6 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
     _prepare_compute(threads)
     from repclass.training.splits import SplitSpec
     from repclass.targets import target_specs
-    from repclass.training.loop import train as train_api
 
     try:
         weights = {k: float(v) for k, v in _column_map(loss_weights, "--loss-weight").items()}
@@ -512,37 +529,26 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
         raise click.BadParameter("the permutation test runs in one process; run it without torchrun",
                                  param_hint="--permutations")
     kmer = burden = None
-    if tuple(dict.fromkeys(methods)) != ("deeprc",):
+    if tuple(dict.fromkeys(methods)) != ("deeprc",):  # a baseline's settings, checked only when one is trained
         from repclass.baselines.burden import BurdenConfig
         from repclass.baselines.kmer import KmerConfig
-        from repclass.comparison import train_method, train_methods
 
         kmer = KmerConfig(k=kmer_size, gap=kmer_gap, count_weighted=kmer_counts, inner_folds=inner_folds)
         burden = BurdenConfig(clonotype=burden_clonotype, inner_folds=inner_folds)
-        chosen = list(dict.fromkeys(methods))
-        if len(chosen) > 1:
-            comparison = train_methods(store, out, chosen, targets=specs, split=split_spec, config=config,
-                                       model_config=model_config, kmer=kmer, burden=burden, device=device,
-                                       resume=resume, force=force, permutations=permutations)
-            for row in comparison.table.filter(comparison.table["fold"].is_in(["all", "pooled"])).iter_rows(
-                    named=True):
-                if row["metric"] in ("roc_auc", "macro_auc", "r2"):
-                    interval = "" if row["test_low"] is None else f" [{row['test_low']:.3f}-{row['test_high']:.3f}]"
-                    log.info("%s %s: validation %s %.3f, test %.3f%s", row["method"], row["target"], row["metric"],
-                             row["validation"], row["test"], interval)
-            log.info("wrote %s", comparison.path)
-            return
-        result = train_method(chosen[0], store, out, targets=specs, split=split_spec, config=config,
-                              model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
-                              force=force)
-    else:
-        result = train_api(store, out, targets=specs, config=config, model_config=model_config, split=split_spec,
-                           device=device, resume=resume, force=force)
-    if permutations:
-        from repclass.evaluation import permutation_test
+    from repclass.comparison import ComparisonResult, train_chosen
+    from repclass.targets import HEADLINE_METRICS
 
-        permutation_test(methods[0], store, result.path, specs, permutations, split=split_spec, config=config,
-                         model_config=model_config, kmer=kmer, burden=burden, device=device)
+    result = train_chosen(methods, store, out, targets=specs, split=split_spec, config=config,
+                          model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
+                          force=force, permutations=permutations)
+    if isinstance(result, ComparisonResult):
+        for row in result.table.filter(result.table["fold"].is_in(["all", "pooled"])).iter_rows(named=True):
+            if row["metric"] in HEADLINE_METRICS.values():
+                interval = "" if row["test_low"] is None else f" [{row['test_low']:.3f}-{row['test_high']:.3f}]"
+                log.info("%s %s: validation %s %.3f, test %.3f%s", row["method"], row["target"], row["metric"],
+                         row["validation"], row["test"], interval)
+        log.info("wrote %s", result.path)
+        return
     if result.folds:
         for key, value in sorted(result.metrics.items()):
             if key.startswith("test:"):
@@ -629,11 +635,12 @@ def _metrics_line(values: dict[str, Any]) -> str:
 @click.option("--target", default=None, help="Target to explain (default: the model's first).")
 @click.option("--class", "class_name", default=None,
               help="Explain repertoires predicted as this class (default: the positive class).")
-@click.option("--top-sequences", type=int, default=TOP_SEQUENCES, show_default=True,
+@click.option("--top-sequences", type=int, default=MotifsConfig.top_sequences, show_default=True,
               help="Sequences (ranked by sequence contribution, logit) that get residue attributions "
                    "and form motifs.")
-@click.option("--motifs", "n_motifs", type=int, default=N_MOTIFS, show_default=True, help="Motifs to report.")
-@click.option("--ig-steps", type=int, default=IG_STEPS, show_default=True,
+@click.option("--motifs", "n_motifs", type=int, default=MotifsConfig.n_motifs, show_default=True,
+              help="Motifs to report.")
+@click.option("--ig-steps", type=int, default=MotifsConfig.ig_steps, show_default=True,
               help="Integrated-gradients steps (more steps, smaller completeness error).")
 @click.option("--include-training", is_flag=True,
               help="Also analyse the repertoires the model trained or was validated on (default: held-out ones "
@@ -643,7 +650,7 @@ def _metrics_line(values: dict[str, Any]) -> str:
                    "motif_start): score the explanation against them (truth.json, and in the report).")
 @chunk_option
 @device_option
-@click.option("--seed", type=int, default=MOTIFS_SEED, show_default=True,
+@click.option("--seed", type=int, default=MotifsConfig.seed, show_default=True,
               help="Seed for the random parts (the same seed gives the same outputs).")
 @allow_other_locus_option
 @force_option
@@ -718,7 +725,7 @@ _SIMULATION = "simulation.run:SimulationConfig"
 @_default_from(_SIMULATION, "purge_background", "--purge-background", is_flag=True,
                help="Redraw background sequences that already contain a motif.")
 @_default_from(_SIMULATION, "background_model", "--background-model",
-               type=click.Choice(["human_TRB", "human_IGH", "mouse_TRB"]),
+               type=_ChoiceFrom("simulation.vdj:MODELS"),
                help="OLGA generative model of the background.")
 @click.option("--background", "background_store", type=click.Path(path_type=Path), default=None,
               help="Sample the background from this store's sequences instead (implant into real data).")

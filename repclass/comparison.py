@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-
 from repclass.errors import OutputExistsError, UsageError
+from repclass.evaluation import prediction_metrics
+from repclass.names import COMPARISON_NAME, COMPARISON_PLOT_NAME as PLOT_NAME
 
 if TYPE_CHECKING:
     import polars as pl
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METHODS = ("deeprc", "kmer", "burden")
-COMPARISON_NAME = "comparison.tsv"
-PLOT_NAME = "comparison.png"
-_HEADLINE = {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}
 
 
 @dataclass
@@ -70,6 +67,30 @@ def train_method(method: str, store: "str | Path | Store", out: str | Path, *, t
 
         return train_burden(store, out, targets=targets, split=split, config=config, burden=burden, force=force)
     raise UsageError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def train_chosen(methods: Sequence[str], store: "str | Path | Store", out: str | Path, *,
+                 targets: Sequence["TargetSpec | str"], split: "SplitSpec | None" = None,
+                 config: "TrainConfig | None" = None, model_config: "ModelConfig | None" = None,
+                 kmer: "KmerConfig | None" = None, burden: Any = None, device: str = "auto",
+                 resume: bool = False, force: bool = False, permutations: int = 0
+                 ) -> "TrainResult | ComparisonResult":
+    """`repclass train --method ...`: one method into the model folder `out` (with `permutations`
+    N, then its label-permutation test), or several compared on the same splits (train_methods)."""
+    chosen = list(dict.fromkeys(methods))
+    if len(chosen) > 1:
+        return train_methods(store, out, chosen, targets=targets, split=split, config=config,
+                             model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
+                             force=force, permutations=permutations)
+    result = train_method(chosen[0], store, out, targets=targets, split=split, config=config,
+                          model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
+                          force=force)
+    if permutations:
+        from repclass.evaluation import permutation_test
+
+        permutation_test(chosen[0], store, result.path, targets, permutations, split=split, config=config,
+                         model_config=model_config, kmer=kmer, burden=burden, device=device)
+    return result
 
 
 def train_methods(store: "str | Path | Store", out: str | Path, methods: Sequence[str], *,
@@ -167,39 +188,6 @@ def _targets(folder: Path) -> list[dict[str, Any]]:
     import json
 
     return json.loads((folder / "model.json").read_text())["targets"]
-
-
-def prediction_metrics(table: "pl.DataFrame", target: dict[str, Any]) -> dict[str, float]:
-    """Metrics of one target from prediction columns (<col>:p(class), <col>:predicted, <col>:label)."""
-    import polars as pl
-
-    from repclass import metrics as M
-
-    column, kind = target["column"], target["kind"]
-    label = f"{column}:label"
-    if label not in table.columns:
-        return {"n": 0.0}
-    rows = table.filter(pl.col(label).is_not_null())
-    result: dict[str, float] = {"n": float(rows.height)}
-    if rows.height == 0:
-        return result
-    labels = rows[label].to_list()
-    if kind == "binary":
-        negative, positive = target["classes"]
-        y = np.array([v.lower() == positive.lower() for v in labels])
-        p = rows[f"{column}:p({positive})"].cast(pl.Float64).to_numpy()
-        result.update(roc_auc=M.roc_auc(y, p), balanced_accuracy=M.balanced_accuracy(y, p >= 0.5),
-                      f1=M.f1_score(y, p >= 0.5))
-    elif kind == "multiclass":
-        classes = target["classes"]
-        lowered = [c.lower() for c in classes]
-        y = np.array([lowered.index(v.lower()) for v in labels])
-        p = np.stack([rows[f"{column}:p({c})"].cast(pl.Float64).to_numpy() for c in classes], axis=1)
-        result.update(macro_auc=M.macro_auc(y, p), accuracy=float((p.argmax(axis=1) == y).mean()))
-    else:
-        y = np.array([float(v) for v in labels])
-        result.update(M.regression_metrics(y, rows[f"{column}:predicted"].cast(pl.Float64).to_numpy()))
-    return result
 
 
 def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":

@@ -17,15 +17,12 @@ CHUNK_SIZE = 8_192
 #: Updates after which training evaluates before its first regular evaluation (TrainConfig.evaluation_due).
 EARLY_EVALUATIONS = (10, 20, 50)
 
-#: `repclass motifs` (repclass.explain.motifs): the sequences that get residue attributions and form
-#: motifs, the motifs reported, the integrated-gradients steps, and the seed recorded in motifs.json.
-TOP_SEQUENCES = 500
-N_MOTIFS = 10
-IG_STEPS = 64
-MOTIFS_SEED = 0
-
 #: Sequence embeddings (ModelConfig.embedding; repclass/model/embedding.py builds them).
 EMBEDDINGS = ("cnn", "lstm")
+#: How each update's sequences are sampled from a repertoire (TrainConfig.sampling).
+SAMPLINGS = ("uniform", "count")
+#: How the gradient pass's sequences are chosen (TrainConfig.selection).
+SELECTIONS = ("sample", "top")
 
 #: Settings whose command-line option is not the field's name with dashes, and settings with no
 #: option at all (messages name those by their field name).
@@ -97,10 +94,10 @@ class ModelConfig:
     #: -inf). Attention pooling alone tells whether a repertoire holds a witness-like sequence, not
     #: how many: once attention concentrates, one natural copy of a motif in a negative and fifteen
     #: witnesses give the same pooled embedding; the log mean exp grows with their number
-    #: (docs/method.md, "A read-out that counts"). Not in the paper; on by default since 2026-12-01
-    #: (evidence_gradient off): on the accuracy grid it is level with the paper's read-out or ahead
-    #: (the low-rate cells, the quick grid's 0.1% cell), as fast on easy cohorts, and level on the
-    #: real cohorts (docs/method.md, "The count read-out by default"). It starts at a = 0, so a fresh
+    #: (docs/method.md, "A read-out that counts"). Not in the paper; on by default
+    #: (evidence_gradient off) because it is level with the paper's read-out or ahead on the
+    #: accuracy grid, as fast on easy cohorts, and level on the real cohorts (docs/method.md,
+    #: "The count read-out by default"). It starts at a = 0, so a fresh
     #: model computes the paper's function; --no-count-readout gives the paper's read-out.
     count_readout: bool = True
     #: With the count read-out, training passes its gradient back into the attention logits as
@@ -224,8 +221,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Settings that would train nothing meaningful (NaN, negative, out of range), refused
         before any work with a UsageError in the command line's words."""
-        _require(self.selection in ("sample", "top"), "selection", "'sample' or 'top'", self.selection)
-        _require(self.sampling in ("uniform", "count"), "sampling", "'uniform' or 'count'", self.sampling)
+        _require(self.selection in SELECTIONS, "selection", " or ".join(map(repr, SELECTIONS)), self.selection)
+        _require(self.sampling in SAMPLINGS, "sampling", " or ".join(map(repr, SAMPLINGS)), self.sampling)
         _at_least(self, 1, "batch_size", "sequences_per_bag", "max_updates", "eval_every", "patience", "chunk_size")
         _require(_number(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a positive number",
                  self.learning_rate)
@@ -246,6 +243,16 @@ class TrainConfig:
             raise UsageError(f"--validation-fraction {self.validation_fraction} and --test-fraction "
                              f"{self.test_fraction} leave no repertoires for training; their sum must be below 1")
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The settings as `to_dict` wrote them (model.json's train_config); a setting it left out
+        keeps its default."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**data)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.enrichment_folds == 5:  # written only where it differs: default runs' files are unchanged
@@ -255,3 +262,22 @@ class TrainConfig:
     def evaluation_due(self, update: int) -> bool:
         """Whether training evaluates on the validation split after `update` updates."""
         return update % self.eval_every == 0 or (update in EARLY_EVALUATIONS and update < self.eval_every)
+
+
+@dataclass(frozen=True)
+class MotifsConfig:
+    """`repclass motifs` (repclass.explain): which sequences get residue attributions and form
+    motifs, how many motifs are reported, the integrated-gradients steps, the seed recorded in
+    motifs.json, and the sequences embedded per chunk (memory only)."""
+
+    top_sequences: int = 500
+    n_motifs: int = 10
+    ig_steps: int = 64
+    seed: int = 0
+    chunk_size: int = CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        for value, option in ((self.top_sequences, "--top-sequences"), (self.n_motifs, "--motifs"),
+                              (self.ig_steps, "--ig-steps"), (self.chunk_size, "--chunk-size")):
+            if value < 1:
+                raise UsageError(f"{option} must be at least 1, got {value}")

@@ -29,6 +29,9 @@ import numpy as np
 
 from repclass.errors import UsageError
 from repclass.metrics import FEW_PER_CLASS, FEW_REPERTOIRES
+from repclass.names import (DESCRIPTION_NAME, OUT_OF_FOLD_NAME, PERMUTATIONS_NAME, PREDICTIONS_NAME,
+                            SUMMARY_NAME)
+from repclass.targets import HEADLINE_METRICS as HEADLINE
 
 if TYPE_CHECKING:
     import polars as pl
@@ -40,13 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUT_OF_FOLD_NAME = "out_of_fold_predictions.tsv"
-PERMUTATIONS_NAME = "permutations.tsv"
-SUMMARY_NAME = "summary.md"
 #: Bootstrap resamples and seed of every interval (fixed: the same predictions give the same interval).
 RESAMPLES = 2000
 INTERVAL_SEED = 0
-HEADLINE = {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}
 METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_auc": "macro AUC", "r2": "r2"}
 METHOD_NAMES = {"deeprc": "DeepRC", "kmer": "k-mer", "burden": "burden"}
 #: The prefix of the split columns a permuted store carries (one per fold model).
@@ -86,12 +85,12 @@ def model_parts(folder: Path) -> list[tuple[str, Path]]:
 
 def folder_targets(folder: Path) -> list[dict[str, Any]]:
     """The targets (column, kind, classes) recorded in a model folder (or its first fold)."""
-    return json.loads((model_parts(folder)[0][1] / "model.json").read_text())["targets"]
+    return json.loads((model_parts(folder)[0][1] / DESCRIPTION_NAME).read_text())["targets"]
 
 
 def folder_method(folder: Path) -> str:
     """deeprc, kmer or burden: the method of a model folder (DeepRC's model.json names none)."""
-    return json.loads((model_parts(folder)[0][1] / "model.json").read_text()).get("method", "deeprc")
+    return json.loads((model_parts(folder)[0][1] / DESCRIPTION_NAME).read_text()).get("method", "deeprc")
 
 
 def held_out_predictions(folder: Path, split: str = "test") -> "pl.DataFrame":
@@ -101,7 +100,7 @@ def held_out_predictions(folder: Path, split: str = "test") -> "pl.DataFrame":
 
     tables = []
     for fold, part in model_parts(folder):
-        table = pl.read_csv(part / "predictions.tsv", separator="\t", infer_schema=False)
+        table = pl.read_csv(part / PREDICTIONS_NAME, separator="\t", infer_schema=False)
         tables.append(table.filter(pl.col("split") == split).select(pl.lit(fold).alias("fold"), pl.all()))
     return pl.concat(tables, how="diagonal") if tables else pl.DataFrame()
 
@@ -117,17 +116,47 @@ def _binary_labels(table: "pl.DataFrame", target: dict[str, Any]) -> tuple[np.nd
     return y, scores
 
 
+def prediction_metrics(table: "pl.DataFrame", target: dict[str, Any]) -> dict[str, float]:
+    """Metrics of one target from prediction columns (<col>:p(class), <col>:predicted, <col>:label)."""
+    import polars as pl
+
+    from repclass import metrics as M
+
+    column, kind = target["column"], target["kind"]
+    label = f"{column}:label"
+    if label not in table.columns:
+        return {"n": 0.0}
+    rows = table.filter(pl.col(label).is_not_null())
+    result: dict[str, float] = {"n": float(rows.height)}
+    if rows.height == 0:
+        return result
+    labels = rows[label].to_list()
+    if kind == "binary":
+        negative, positive = target["classes"]
+        y = np.array([v.lower() == positive.lower() for v in labels])
+        p = rows[f"{column}:p({positive})"].cast(pl.Float64).to_numpy()
+        result.update(roc_auc=M.roc_auc(y, p), balanced_accuracy=M.balanced_accuracy(y, p >= 0.5),
+                      f1=M.f1_score(y, p >= 0.5))
+    elif kind == "multiclass":
+        classes = target["classes"]
+        lowered = [c.lower() for c in classes]
+        y = np.array([lowered.index(v.lower()) for v in labels])
+        p = np.stack([rows[f"{column}:p({c})"].cast(pl.Float64).to_numpy() for c in classes], axis=1)
+        result.update(macro_auc=M.macro_auc(y, p), accuracy=float((p.argmax(axis=1) == y).mean()))
+    else:
+        y = np.array([float(v) for v in labels])
+        result.update(M.regression_metrics(y, rows[f"{column}:predicted"].cast(pl.Float64).to_numpy()))
+    return result
+
+
 def statistic(table: "pl.DataFrame", target: dict[str, Any]) -> float:
     """The headline metric of `target` on a predictions table (NaN without labelled rows)."""
-    from repclass.comparison import prediction_metrics
-
     return float(prediction_metrics(table, target).get(HEADLINE[target["kind"]], math.nan))
 
 
 def estimate(table: "pl.DataFrame", target: dict[str, Any], method: str, pooled: bool) -> Estimate:
     """The headline metric of a predictions table's labelled rows, with a bootstrap 95% interval
     for a binary target's ROC AUC (stratified: resampled within each class)."""
-    from repclass.comparison import prediction_metrics
     from repclass.metrics import roc_auc_interval
 
     metric = HEADLINE[target["kind"]]
@@ -293,7 +322,7 @@ def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence[
     if n_permutations < 1:
         raise UsageError(f"--permutations must be at least 1, got {n_permutations}")
     parts = model_parts(folder)
-    assignments = [json.loads((part / "model.json").read_text())["splits"] for _, part in parts]
+    assignments = [json.loads((part / DESCRIPTION_NAME).read_text())["splits"] for _, part in parts]
     ids = sorted({i for assignment in assignments for i in assignment})
     grouping = group_column(store, split)
     groups = sample_groups(store, ids, grouping) if grouping is not None else None

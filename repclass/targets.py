@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from repclass.io.store import Store
 
 KINDS = ("binary", "multiclass", "regression")
+#: Each kind's headline metric: the one the training curve, comparisons and summaries report.
+HEADLINE_METRICS = {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}
 # Label pairs whose positive class is obvious, compared case-insensitively.
 _KNOWN_POSITIVES = [("+", "-"), ("true", "false"), ("1", "0"), ("yes", "no"), ("positive", "negative"),
                     ("pos", "neg"), ("case", "control"), ("t", "f"), ("y", "n")]
@@ -182,7 +184,7 @@ class Target:
 
     @property
     def headline_metric(self) -> str:
-        return {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}[self.kind]
+        return HEADLINE_METRICS[self.kind]
 
     @property
     def curve_column(self) -> str:

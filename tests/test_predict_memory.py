@@ -4,7 +4,7 @@ import gc
 import weakref
 from types import SimpleNamespace
 
-from repclass.prediction import run as prediction
+from repclass.prediction import inputs as prediction
 from repclass.io.reader import ReadOptions
 
 
@@ -33,7 +33,7 @@ def test_raw_files_are_held_one_at_a_time(tmp_path, monkeypatch):
         paths.append(tmp_path / f"s{i}.tsv")
         paths[-1].write_text("junction_aa\nCASSF\n")
     info = SimpleNamespace(read_options={}, junction_convention="junction")
-    _, sources = prediction._sources(paths, info, None)
+    sources = prediction.resolve_inputs(paths).sources(info)
     for sample_id, read in sources:
         read(["junction_aa"])  # scoring
         read(None)  # the attention export reads the same file again
@@ -43,10 +43,10 @@ def test_raw_files_are_held_one_at_a_time(tmp_path, monkeypatch):
 
 
 def test_raw_files_are_read_with_the_training_stores_options_not_restated_defaults():
-    assert prediction._read_options({}, "junction") == ReadOptions(convention="junction")
+    assert prediction.read_options({}, "junction") == ReadOptions(convention="junction")
     saved = {"productive_only": False, "locus": "TRB", "anchor_check": False, "convention": "auto",
              "cells_only": False, "high_confidence_only": False, "overrides": {"count": "templates"}}
-    options = prediction._read_options(saved, "cdr3")
+    options = prediction.read_options(saved, "cdr3")
     assert (options.productive_only, options.locus, options.anchor_check, options.convention) == \
         (False, "TRB", False, "cdr3")
     assert (options.cells_only, options.high_confidence_only, options.overrides.count) == (False, False, "templates")

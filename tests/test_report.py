@@ -223,7 +223,7 @@ def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_
     # (the tiny folds learn their motif, so the second one's warning is made up here)
     curves = []
 
-    def warning_of_the_second(info, history):
+    def warning_of_the_second(model_path, info, history):
         curves.append(len(history))
         return "it memorised" if len(curves) == 2 else None
 

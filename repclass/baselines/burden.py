@@ -30,6 +30,7 @@ import numpy as np
 
 from repclass.errors import UsageError
 from repclass.baselines.common import inner_folds, quiet_fit, train_baseline
+from repclass.names import ENRICHED_NAME
 
 if TYPE_CHECKING:
     import polars as pl
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLONOTYPES = ("junction", "junction_vj")
-ENRICHED_NAME = "enriched_clonotypes.tsv"
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def clonotype_incidence(store: "Store", ids: list[str], clonotype: str, min_inci
         pair_repertoire.append(np.full(int(hit.sum()), index, dtype=np.int32))
         per_repertoire[index] = None  # free as we go
     return Incidence(hashes, np.concatenate(pair_repertoire) if ids else np.zeros(0, dtype=np.int32),
-                      np.concatenate(pair_clonotype) if ids else np.zeros(0, dtype=np.int64), sizes)
+                     np.concatenate(pair_clonotype) if ids else np.zeros(0, dtype=np.int64), sizes)
 
 
 def clonotype_strings(store: "Store", ids: Sequence[str], wanted: np.ndarray, clonotype: str) -> list[str]:
@@ -217,7 +217,8 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
                             f"target {target.column!r}", None if groups is None else [groups[i] for i in rows_ids])
         held_out = np.zeros((len(settings.thresholds), len(positive)))
         for train_rows, held_rows in folds:
-            masks, _, _, _ = enriched_clonotypes(incidence, train_rows, positive, settings.thresholds, settings.min_positive)
+            masks, _, _, _ = enriched_clonotypes(incidence, train_rows, positive, settings.thresholds,
+                                                 settings.min_positive)
             for t, mask in enumerate(masks):
                 held_out[t, held_rows] = burden_scores(incidence, mask)[held_rows]
         aucs = [roc_auc(positive, held_out[t]) for t in range(len(settings.thresholds))]
@@ -225,7 +226,7 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
         threshold = settings.thresholds[best]
         every = np.arange(len(positive))
         masks, p, in_positive, in_negative = enriched_clonotypes(incidence, every, positive, [threshold],
-                                                       settings.min_positive)
+                                                                 settings.min_positive)
         enriched = masks[0]
         # the enriched clonotypes as text: read back from the positive training repertoires
         wanted = incidence.hashes[enriched]

@@ -23,6 +23,7 @@ from repclass._version import __version__
 from repclass.alphabet import AMINO_ACIDS
 from repclass.errors import ModelFileError, UsageError
 from repclass.training.splits import SPLITS
+from repclass.names import BASELINE_WEIGHTS_NAME as WEIGHTS_NAME, DESCRIPTION_NAME
 
 if TYPE_CHECKING:
     from repclass.config import TrainConfig
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 BASELINE_FORMAT = "repclass-baseline"
 BASELINE_FORMAT_VERSION = 1
-DESCRIPTION_NAME = "model.json"
-WEIGHTS_NAME = "baseline.safetensors"
 METHODS = ("kmer", "burden")
 
 

@@ -136,7 +136,7 @@ def _l1_logistic(strength: float, config: KmerConfig, seed: int):
     from sklearn.linear_model import LogisticRegression
 
     # liblinear: an exact L1 solver that is fast with few samples and many features (saga, the
-    # only multinomial L1 solver, ran into its iteration limit after 90 s on 32 x 43k features).
+    # only multinomial L1 solver, does not converge in reasonable time there: docs/method.md).
     kwargs: dict[str, Any] = dict(C=strength, solver="liblinear", class_weight="balanced", random_state=seed,
                                   max_iter=config.max_iter)
     if _sklearn_at_least(1, 8):  # `penalty` is deprecated from 1.8: l1_ratio alone names the penalty

@@ -14,6 +14,9 @@ attributions (clustering). One module per job:
 - run: `motifs()`, the orchestration
 
 `motifs` is the entry point (also `repclass.motifs`).
+
+May import: model, prediction (inputs, ensemble), io, training.diagnostics (the warning of model
+folders that did not record it), the top-level helpers.
 """
 from repclass.explain.run import motifs
 from repclass.explain.types import MotifResult

@@ -9,15 +9,15 @@ import logging
 import tempfile
 import time
 from copy import deepcopy
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from repclass.model.checkpoint import check_store_fits, load_model, resolve_model_path
-from repclass.config import CHUNK_SIZE, IG_STEPS, MOTIFS_SEED, N_MOTIFS, TOP_SEQUENCES
-from repclass.prediction.ensemble import HELD_OUT, assign_splits, fold_model_paths, out_of_fold
+from repclass.model.checkpoint import check_store_fits
+from repclass.config import MotifsConfig
+from repclass.prediction.ensemble import HELD_OUT, assign_splits, out_of_fold
+from repclass.prediction.inputs import Models, load_deeprc, resolve_inputs
 from repclass.errors import UsageError
 from repclass.explain.evidence import implanted_by_sample, read_truth, score_against_truth
 from repclass.files import Output, Outputs, sha256_of
@@ -34,32 +34,23 @@ from repclass.explain.tables import (airr_sequences, motif_table, repertoire_tab
 from repclass.explain.types import MotifResult
 from repclass.explain.writing import publish_folder, training_history
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 
 #: Kernels drawn as logos (the strongest by contribution).
 N_KERNEL_LOGOS = 4
 
 
-@dataclass(frozen=True)
-class _ModelFiles:
-    """The model file(s) MODEL names, resolved once: one file, or the folds of a `--folds` folder."""
-
-    paths: list[Path]
-    folds: bool  # a cross-validation folder: `paths` are its fold models, in fold order
-
-    @classmethod
-    def resolve(cls, model: str | Path) -> _ModelFiles:
-        folds = fold_model_paths(model)
-        return cls(folds or [resolve_model_path(model)], bool(folds))
-
-
 def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]", out: str | Path, *,
            samples: Sequence[str] | None = None,
-           target: str | None = None, class_name: str | None = None, top_sequences: int = TOP_SEQUENCES,
-           n_motifs: int = N_MOTIFS, ig_steps: int = IG_STEPS, device: str = "auto", seed: int = MOTIFS_SEED,
+           target: str | None = None, class_name: str | None = None, top_sequences: int = MotifsConfig.top_sequences,
+           n_motifs: int = MotifsConfig.n_motifs, ig_steps: int = MotifsConfig.ig_steps, device: str = "auto",
+           seed: int = MotifsConfig.seed,
            force: bool = False,
            include_training: bool = False, truth: str | Path | None = None,
-           chunk_size: int = CHUNK_SIZE, allow_other_locus: bool = False) -> MotifResult:
+           chunk_size: int = MotifsConfig.chunk_size, allow_other_locus: bool = False) -> MotifResult:
     """Explain a model's predictions on a store, or on repertoire files (ingested on the fly with the
     training store's rules, as `predict` does); writes the folder `out`.
 
@@ -78,9 +69,8 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
     inputs = [store] if isinstance(store, (str, Path, Store)) else list(store)
     if not inputs:
         raise UsageError("give a store or repertoire files to explain")
-    _check_settings(top_sequences, n_motifs, ig_steps, chunk_size)
+    MotifsConfig(top_sequences, n_motifs, ig_steps, seed, chunk_size)  # checked before any work
     with contextlib.ExitStack() as cleanup:
-        paths, files = None, None
         is_store = len(inputs) == 1 and (isinstance(inputs[0], Store) or (Path(inputs[0]) / MANIFEST_NAME).exists())
         read = [Path(model), *([inputs[0].path if isinstance(inputs[0], Store) else Path(inputs[0])] if is_store
                                else [Path(p) for p in inputs])]
@@ -89,60 +79,28 @@ def motifs(model: str | Path, store: "str | Path | Store | Sequence[str | Path]"
         # files.py's lifecycle: not an input, --force only replacing a motifs folder, locked while
         # the run lasts, written in a temporary folder and published at the end.
         outputs = cleanup.enter_context(Outputs([Output(Path(out), "motifs")], inputs=read, force=force))
-        if is_store:
-            explained_store = inputs[0]
-        else:  # repertoire files: ingested with the training store's rules into a temporary store, as predict does
-            paths = [Path(p) for p in inputs]
-            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="repclass-motifs-"))
-            explained_store, files = _ingest_like_training(model, paths, Path(folder))
-        return _motifs(model, files, explained_store, outputs, samples=samples, target=target, class_name=class_name,
-                       top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps, device=device, seed=seed,
-                       include_training=include_training, truth=truth, chunk_size=chunk_size,
+        given = resolve_inputs(inputs, what="explain")
+        device_obj = resolve_device(device)
+        models = load_deeprc(model, device_obj)  # each model file loaded once
+        # The passes below read a store: repertoire files are ingested with the training store's
+        # rules into a temporary one (predict reads them one at a time instead).
+        folder = None if given.store is not None else \
+            Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="repclass-motifs-")))
+        explained_store = given.as_store(models.info, folder)
+        return _motifs(model, models, explained_store, outputs, device_obj, samples=samples, target=target,
+                       class_name=class_name, top_sequences=top_sequences, n_motifs=n_motifs, ig_steps=ig_steps,
+                       seed=seed, include_training=include_training, truth=truth, chunk_size=chunk_size,
                        allow_other_locus=allow_other_locus)
 
 
-def _ingest_like_training(model: str | Path, paths: list[Path], folder: Path) -> tuple[Store, _ModelFiles]:
-    """Raw repertoire files -> a store in `folder`, read with the model's training-store rules
-    (productive filter, anchors, locus, convention); sample ids are the file stems. Also returns
-    the model files it resolved."""
-    from repclass.io.ingestion import ingest
-    from repclass.prediction.run import _read_options
-    from repclass.io.sheet import file_stem
-
-    for path in paths:
-        if path.is_dir():
-            raise UsageError(f"{path}: a folder but not a store (no {MANIFEST_NAME}); give the store or the files")
-    files = _ModelFiles.resolve(model)
-    _, info = load_model(files.paths[0])
-    ids = [file_stem(p.name) for p in paths]
-    if len(set(ids)) != len(ids):
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        raise UsageError(f"two files give the same sample id: {', '.join(repeated)}; rename one of them")
-    sheet = folder / "samples.tsv"
-    sheet.write_text("sample_id\n" + "".join(f"{i}\n" for i in ids))
-    store = ingest(sheet, folder / "inputs.store", paths, options=_read_options(info.read_options,
-                                                                               info.junction_convention))
-    return store, files
-
-
-def _check_settings(top_sequences: int, n_motifs: int, ig_steps: int, chunk_size: int) -> None:
-    for value, option in ((top_sequences, "--top-sequences"), (n_motifs, "--motifs"), (ig_steps, "--ig-steps"),
-                          (chunk_size, "--chunk-size")):
-        if value < 1:
-            raise UsageError(f"{option} must be at least 1, got {value}")
-
-
-def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | Store, outputs: Outputs, *,
+def _motifs(model: str | Path, files: Models, store: Store, outputs: Outputs, device_obj: "torch.device", *,
             samples: Sequence[str] | None, target: str | None, class_name: str | None, top_sequences: int,
-            n_motifs: int, ig_steps: int, device: str, seed: int, include_training: bool,
+            n_motifs: int, ig_steps: int, seed: int, include_training: bool,
             truth: str | Path | None, chunk_size: int, allow_other_locus: bool = False) -> MotifResult:
     started = time.perf_counter()
     out = outputs.path
-    store = store if isinstance(store, Store) else Store.open(store)
-    files = files or _ModelFiles.resolve(model)
     model_path = files.paths[0]
-    device_obj = resolve_device(device)
-    loaded = [load_model(path, device_obj) for path in files.paths]
+    loaded = files.loaded
     network, info = loaded[0]
     for _, fold_info in loaded:
         check_store_fits(fold_info, store, allow_other_locus)
@@ -205,9 +163,9 @@ def _motifs(model: str | Path, files: _ModelFiles | None, store: str | Path | St
     scores = scores_table(scored, owner, explained, store, split_of)
     summary["evidence"] = build_evidence(store, info, explained, scores, found, ranked, split_of, assignment)
     histories = [training_history(path) for path in files.paths]
-    # what `repclass train` warned about each model's training, made again from its folder's curve
-    warnings = [(k if files.folds else None, training_warning(fold_info, history))
-                for k, (history, (_, fold_info)) in enumerate(zip(histories, loaded), start=1)]
+    # what `repclass train` warned about each model's training, as it recorded it in the model folder
+    warnings = [(k if files.folds else None, training_warning(path, fold_info, history))
+                for k, (path, history, (_, fold_info)) in enumerate(zip(files.paths, histories, loaded), start=1)]
     summary["evidence"]["training_warnings"] = [{"fold": fold, "warning": warning} for fold, warning in warnings
                                                 if warning]
     if files.folds:

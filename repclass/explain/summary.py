@@ -3,6 +3,7 @@ and kernels, and the evidence beside them (held-out performance, attention conce
 enrichment). No paths, dates or timings: the same inputs give the same bytes."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ from repclass.explain.evidence import (average_precision, confusion, consensus_p
                                        gene_usage, motif_frequencies, pr_points, roc_points)
 from repclass.files import sha256_of
 from repclass.metrics import roc_auc_interval
+from repclass.names import DIAGNOSTICS_NAME, PREDICTIONS_NAME
 from repclass.io.store import Store
 from repclass.explain.attribution import COMPLETENESS_TOLERANCE, DELTA_FLOOR
 from repclass.explain.outputs import ExplainedOutput
@@ -85,9 +87,14 @@ def _stats(values: Sequence[float]) -> dict[str, float | None]:
             "p90": significant(float(np.quantile(values, 0.9)))}
 
 
-def training_warning(info: ModelInfo, history: Sequence[dict[str, Any]]) -> str | None:
-    """The warning `repclass train` logged about this model's training curve, if any
-    (repclass.training.diagnostics), made again from the model file and its folder's training_curve.tsv."""
+def training_warning(model_path: Path, info: ModelInfo, history: Sequence[dict[str, Any]]) -> str | None:
+    """The warning `repclass train` logged about this model's training curve, if any, as train
+    recorded it in the model folder (diagnostics.json); a folder without that file (written by an
+    older repclass) gets it made again from the model file and its training_curve.tsv
+    (repclass.training.diagnostics)."""
+    recorded = Path(model_path).parent / DIAGNOSTICS_NAME
+    if recorded.exists():
+        return json.loads(recorded.read_text())["training_warning"]
     settings = info.train_config
     return memorisation_warning(history, info.metrics.get("best_update"), int(settings.get("eval_every", 100)),
                                 info.targets, bool(info.model_config.use_counts and settings.get("init_evidence")))
@@ -172,7 +179,7 @@ def recorded_auc_intervals(model_paths: Sequence[Path], explained: ExplainedOutp
     intervals: dict[str, list[float]] = {}
     label = f"{explained.target}:label"
     for k, path in enumerate(model_paths, start=1):
-        table_path = Path(path).parent / "predictions.tsv"
+        table_path = Path(path).parent / PREDICTIONS_NAME
         if not table_path.exists():
             continue
         table = pl.read_csv(table_path, separator="\t", infer_schema_length=0)  # every column as text

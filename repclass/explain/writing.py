@@ -12,11 +12,12 @@ import polars as pl
 from repclass.io.airr import write_airr_rearrangements
 from repclass.files import Outputs
 from repclass.explain.tables import LOGO_FOLDER
+from repclass.names import TRAINING_CURVE_NAME
 
 
 def training_history(model_path: Path) -> list[dict[str, Any]]:
     """The model folder's training curve (training_curve.tsv), when the model file sits in one."""
-    path = model_path.parent / "training_curve.tsv"
+    path = model_path.parent / TRAINING_CURVE_NAME
     if not path.exists():
         return []
     table = pl.read_csv(path, separator="\t", infer_schema_length=None)

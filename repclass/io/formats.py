@@ -22,6 +22,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 NULL_VALUES = ["", "NA", "na", "N/A", "nan", "NaN", "null", "NULL", "None", "none",
                "unresolved", "unknown", "no data"]
 
+#: Junction conventions: "junction" keeps the conserved C and F/W, "cdr3" is without them.
+CONVENTIONS = ("junction", "cdr3")
+
 # Candidate columns in order of preference (the first present wins).
 JUNCTION_AA_COLUMNS = ["junction_aa", "amino_acid", "aminoAcid", "aaSeqCDR3", "cdr3aa", "CDR3.aa",
                        "cdr3_aa"]

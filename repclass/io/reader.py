@@ -19,13 +19,12 @@ import polars as pl
 
 from repclass.alphabet import AMINO_ACIDS, INVALID_RESIDUE_PATTERN
 from repclass.errors import InputFileError, UsageError, excerpt
-from repclass.io.formats import NULL_VALUES, ColumnOverrides, FileLayout, sniff
+from repclass.io.formats import CONVENTIONS, NULL_VALUES, ColumnOverrides, FileLayout, sniff
 from repclass.io.genes import LOCI, normalise_gene
 from repclass.io.store import DROP_REASONS, OPTIONAL_STORE_COLUMNS, STORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-CONVENTIONS = ("junction", "cdr3")
 
 #: The largest clone count accepted: about the number of T cells in a human body. Larger
 #: values are damage (an overflowed export), and they could wrap the 64-bit template sums.

@@ -30,15 +30,13 @@ from repclass.alphabet import AMINO_ACIDS
 from repclass.errors import OutputExistsError, StoreError, excerpt
 from repclass.files import Output, Outputs, check_replaceable, prepare_parent, sha256_of, temporary_sibling
 from repclass.io.sheet import MAX_ID_BYTES
+from repclass.names import MANIFEST_NAME, REPERTOIRE_DIR, SAMPLES_NAME
 
 STORE_FORMAT = "repclass-store"
 #: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
 #: had), 10x contig tables count cells. Version 1 stores (without those columns) are still read.
 STORE_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
-MANIFEST_NAME = "manifest.json"
-SAMPLES_NAME = "samples.tsv"
-REPERTOIRE_DIR = "repertoires"
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 #: samples.tsv's text columns besides the id, labels and sources.
 TEXT_COLUMNS = ("unresolved_gene_examples", "counts_from")

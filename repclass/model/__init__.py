@@ -7,6 +7,6 @@
 - checkpoint: the safe model file (model.safetensors + model.json) and resume checkpoints
 - enrichment: the cross-fitted clonotype-enrichment path beside the attention (`--enrichment`)
 
-May import: io (the store), baselines' clonotype statistics (enrichment), the top-level helpers.
+May import: io (the store), compute, baselines' clonotype statistics (enrichment), the top-level helpers.
 Never training, prediction or explain.
 """

@@ -27,6 +27,7 @@ from repclass.alphabet import AMINO_ACIDS
 from repclass.config import ModelConfig
 from repclass.errors import ModelFileError, RepclassError, UsageError
 from repclass.model.deeprc import DeepRC
+from repclass.names import CHECKPOINT_NAME, DESCRIPTION_NAME as DESCRIPTION_FILENAME, MODEL_FILENAME
 from repclass.files import write_file_atomically
 from repclass.targets import Target
 
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "repclass-model"
 MODEL_FORMAT_VERSION = 1
-MODEL_FILENAME = "model.safetensors"
-DESCRIPTION_FILENAME = "model.json"
 _METADATA_KEY = "repclass"
 
 
@@ -256,7 +255,6 @@ def check_store_fits(info: ModelInfo, store: "Store", allow_other_locus: bool = 
 # ----------------------------------------------------------------------------------------------
 # resume checkpoints
 # ----------------------------------------------------------------------------------------------
-CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_KEYS = {"settings", "model", "optimizer", "best_model", "state"}
 
 

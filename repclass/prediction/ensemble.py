@@ -31,10 +31,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from repclass.errors import ModelFileError
+from repclass.names import MODEL_FILENAME
 
 log = logging.getLogger(__name__)
 
-MODEL_FILENAME = "model.safetensors"
 HELD_OUT = ("test", "new")
 #: Order of precedence when folds disagree about a repertoire: seen in training beats the rest.
 _PRECEDENCE = {"train": 0, "validation": 1, "test": 2, "new": 3}

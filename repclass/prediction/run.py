@@ -10,27 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import polars as pl
 
 from repclass.io.airr import airr_path, airr_rearrangements, write_airr_rearrangements
-from repclass.model.checkpoint import check_locus, check_store_fits
 from repclass.config import CHUNK_SIZE
 from repclass.model.data import encode_table
-from repclass.prediction.ensemble import assign_splits, ensemble_columns, held_out_metrics, load_models
+from repclass.prediction.ensemble import assign_splits, ensemble_columns, held_out_metrics
+from repclass.prediction.inputs import load_deeprc, read_options, resolve_inputs
 from repclass.errors import RepclassError, UsageError
 from repclass.files import Output, Outputs
-from repclass.io.formats import ColumnOverrides
 from repclass.progress import progress
-from repclass.io.reader import ReadOptions, read_repertoire
 from repclass.compute.runtime import resolve_device
 from repclass.model.scoring import score_repertoire
-from repclass.io.sheet import file_stem
-from repclass.io.store import MANIFEST_NAME, Store, table_loci
 
 log = logging.getLogger(__name__)
 
@@ -43,62 +39,6 @@ class PredictResult:
     attention_path: Path | None
     #: Every file written: the table, then the metrics JSON and the attention tables where written.
     written: list[Path] = field(default_factory=list)
-
-
-def _read_options(saved: dict[str, Any], convention: str) -> ReadOptions:
-    """The training store's read options as its manifest records them, in `convention`, so that raw
-    files are read as the training files were; a setting an older store did not record keeps
-    ReadOptions' default."""
-    recorded = {f.name for f in fields(ReadOptions)} - {"convention", "overrides"}
-    return ReadOptions(**{k: v for k, v in saved.items() if k in recorded}, convention=convention,
-                       overrides=ColumnOverrides(**saved.get("overrides", {})))
-
-
-def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None, allow_other_locus: bool = False
-             ) -> tuple[Store | None, list[tuple[str, Callable[[list[str] | None], pl.DataFrame]]]]:
-    """(store or None, [(sample id, read(columns) -> table)])."""
-    paths = [Path(p) for p in inputs]
-    if not paths:
-        raise UsageError("give a store or repertoire files to score")
-    if len(paths) == 1 and paths[0].is_dir() and (paths[0] / MANIFEST_NAME).exists():
-        store = Store.open(paths[0])
-        check_store_fits(info, store, allow_other_locus)
-        ids = store.sample_ids
-        if samples:
-            unknown = [s for s in samples if s not in set(ids)]
-            if unknown:
-                raise UsageError(f"{store.path}: no sample(s) {', '.join(unknown)} in the store")
-            ids = [s for s in ids if s in set(samples)]
-        return store, [(i, (lambda columns, i=i: store.read(i, columns))) for i in ids]
-    options = _read_options(info.read_options, info.junction_convention)
-    sources = []
-    seen: dict[str, Path] = {}
-    # One table held for all the files: the one being scored (scoring and the export read it twice).
-    memo: dict[Path, pl.DataFrame] = {}
-    for path in paths:
-        if path.is_dir() and (path / MANIFEST_NAME).exists():
-            raise UsageError(f"{path}: a store, given together with other inputs; score a store on its own, or "
-                             "repertoire files without a store")
-        if path.is_dir():
-            raise UsageError(f"{path}: a folder but not a store (no {MANIFEST_NAME}); give the store or the files")
-        sample_id = file_stem(path.name)
-        if sample_id in seen:
-            raise UsageError(f"{path} and {seen[sample_id]} give the same sample id {sample_id!r}")
-        seen[sample_id] = path
-
-        def read(columns: list[str] | None, path: Path = path) -> pl.DataFrame:
-            if path not in memo:
-                memo.clear()
-                memo[path] = read_repertoire(path, options).table
-                if getattr(info, "locus", None):  # reading the loci costs a pass over the table
-                    check_locus(info, table_loci(memo[path]), path, allow_other_locus)
-            table = memo[path]
-            if table.height == 0:
-                raise RepclassError(f"{path}: no sequences left after filtering with the training store's rules")
-            return table if columns is None else table.select(columns)
-
-        sources.append((sample_id, read))
-    return None, sources
 
 
 def _write_tsv(table: pl.DataFrame, path: Path) -> None:
@@ -143,9 +83,10 @@ def _predict(model: str | Path, inputs: Sequence[str | Path], claimed: Outputs, 
         raise UsageError(f"{model}: --attention needs a DeepRC model; a {baselines[0][1].method} baseline has no "
                          "attention weights")
     device_obj = resolve_device(device)
-    models = baselines or load_models(model, device_obj)  # one model, or every fold of a `--folds` output
+    models = baselines or load_deeprc(model, device_obj).loaded  # one model, or every fold of a `--folds` output
     network, info = models[0]
-    store, sources = _sources(inputs, info, samples, allow_other_locus)
+    given = resolve_inputs(inputs, info, allow_other_locus)
+    store, sources = given.store, given.sources(info, samples, allow_other_locus)
     if not sources:
         raise UsageError("no repertoires to score")
 
@@ -215,7 +156,7 @@ def _predict(model: str | Path, inputs: Sequence[str | Path], claimed: Outputs, 
         claimed.temporary(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if attention_path is not None:
         _write_tsv(pl.concat(attention_tables), claimed.temporary(attention_path))
-        options = _read_options(info.read_options, info.junction_convention)
+        options = read_options(info.read_options, info.junction_convention)
         productive = True if options.productive_only else None
         write_airr_rearrangements(airr_rearrangements(
             pl.concat(airr_tables, how="diagonal_relaxed"), convention=info.junction_convention,

@@ -72,7 +72,7 @@ SAMPLE_COLUMNS = ("sample_id", "status", "simulated_sequences", "witnesses", "wi
 COVARIATE_COLUMNS = ("age", "hla_group")
 AGE_MEAN, AGE_SD, AGE_RANGE = 45.0, 15.0, (18, 90)
 HLA_GROUPS = ("A", "B", "C")
-GZIP_LEVEL = 3  # 2.5x faster than the default 6 on repertoire text, for files 15% larger
+GZIP_LEVEL = 3  # much faster than the default 6 on repertoire text, for slightly larger files (docs/method.md)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 - optim: Adam with the bit-for-bit update order the determinism tests check
 - distributed: several processes (torchrun) and what they share
 - diagnostics: the memorisation warning and other readings of a training curve
-- model_folder: metrics.tsv, predictions.tsv and the folds' summaries
+- model_folder: TrainResult; metrics.tsv, predictions.tsv, diagnostics.json and the folds' summaries
 
 May import: model, io, the top-level helpers. Never prediction or explain.
 """

@@ -38,6 +38,7 @@ from repclass.training.distributed import Context, finish, from_environment
 from repclass.errors import LabelError, RepclassError, UsageError, excerpt
 from repclass.files import Output, Outputs, check_output_not_input, clean_leftovers_in, partial_path, prepare_parent
 from repclass.model.deeprc import DeepRC, top_k_per_bag
+from repclass.names import METRICS_JSON_NAME
 from repclass.training.model_folder import TrainResult, write_fold_summary, write_model_folder
 from repclass.training.optim import Adam
 from repclass.progress import progress
@@ -159,17 +160,14 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
                                   seed=config.seed)
     # Only the clear candidates (above the chance level and half the best |t|) become kernels, with
     # a head start in the attention and the output; the other kernels keep their random start.
-    # Seeding the rest as plain detectors (up to --init-kmers in all, as before) doubled the
-    # updates to a model on an easy cohort: detectors of the motif's shifted fragments and of
-    # chance k-mers, with random output weights, pull training in directions of their own
-    # (docs/method.md, "Only clear candidates become kernels").
+    # Seeding the rest as plain detectors slows training: detectors of the motif's shifted
+    # fragments and of chance k-mers, with random output weights, pull training in directions of
+    # their own (docs/method.md, "Only clear candidates become kernels").
     n_found = len(association.kmers)
     chosen = [int(i) for i in np.flatnonzero(association.clear_candidates())]
     # When none is clear (a few dozen training repertoires, or rare witnesses), the best k-mer is
-    # still the likeliest signal, and without a seed the model has nothing to start from: on real
-    # repertoires with a motif implanted at 0.2% and 24 training repertoires, seeding it lifted
-    # the pooled AUC from 0.70 to 0.80 (k-mer baseline 0.73) and changed nothing where there is
-    # no signal (docs/method.md, "When no candidate is clear").
+    # still the likeliest signal, and without a seed the model has nothing to start from; where
+    # there is no signal, one seed changes nothing (docs/method.md, "When no candidate is clear").
     fallback = not chosen and n_found > 0 and config.init_kmer_fallback
     association = association.take([0] if fallback else chosen)
     seed_kernels(model.conv_weight, model.conv_bias, association.kmers, config.init_kmer_amplitude)
@@ -458,7 +456,7 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
                          locus=",".join(loci) or None, species=store.manifest.get("species"),
                          read_options=store.manifest.get("read_options", {}), store_fingerprint=store.fingerprint,
                          split_seed=config.seed, splits=assignment, metrics=metrics, train_config=config.to_dict())
-        write_model_folder(work, model, info, tracker.history, prediction_rows, store)
+        write_model_folder(work, model, info, tracker.history, prediction_rows, store, memorised)
         checkpoint_path.unlink(missing_ok=True)
     context.barrier()
     return metrics
@@ -572,7 +570,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
         fold_dir = work / f"fold_{index}"
         if (fold_dir / MODEL_FILENAME).exists() and not (fold_dir / CHECKPOINT_NAME).exists():
             log.info("fold %d/%d already finished", index, len(assignments))
-            fold_metrics.append(json.loads((fold_dir / "metrics.json").read_text()))
+            fold_metrics.append(json.loads((fold_dir / METRICS_JSON_NAME).read_text()))
             continue
         if context.is_main:
             fold_dir.mkdir(exist_ok=True)

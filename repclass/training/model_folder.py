@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from repclass.names import (CONFIG_NAME, DESCRIPTION_NAME, DIAGNOSTICS_NAME, METRICS_JSON_NAME, METRICS_TABLE_NAME,
+                            PREDICTIONS_NAME, TRAINING_CURVE_NAME, TRAINING_CURVE_PLOT_NAME)
 from repclass.training.splits import SPLITS
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def write_metrics_table(work: Path, targets: list["Target"], metrics: dict[str, 
     rows = [{**row, "value": _value_text(row["metric"], row["value"])}
             for row in metric_rows(metrics, [t.column for t in targets])]
     pl.DataFrame(rows, schema={"split": pl.String, "target": pl.String, "metric": pl.String,
-                               "value": pl.String}).write_csv(work / "metrics.tsv", separator="\t")
+                               "value": pl.String}).write_csv(work / METRICS_TABLE_NAME, separator="\t")
 
 
 def _value_text(metric: str, value: float) -> str:
@@ -92,7 +94,7 @@ def refresh_fold_summary(work: Path, note: str = "") -> dict[str, Any]:
     from repclass.evaluation import folder_targets, model_parts
     from repclass.targets import TargetSpec
 
-    fold_metrics = [json.loads((part / "metrics.json").read_text()) for _, part in model_parts(work)]
+    fold_metrics = [json.loads((part / METRICS_JSON_NAME).read_text()) for _, part in model_parts(work)]
     return write_fold_summary(work, fold_metrics, [TargetSpec(t["column"]) for t in folder_targets(work)], note)
 
 
@@ -103,9 +105,8 @@ def _with_pooled(work: Path, summary_rows: "pl.DataFrame", note: str) -> "pl.Dat
 
     import polars as pl
 
-    from repclass.comparison import prediction_metrics
     from repclass.evaluation import (HEADLINE, folder_estimates, folder_targets, held_out_predictions,
-                                     write_out_of_fold, write_summary)
+                                     prediction_metrics, write_out_of_fold, write_summary)
 
     write_out_of_fold(work)
     estimates = {e.target: e for e in folder_estimates(work)}
@@ -132,26 +133,29 @@ def _with_pooled(work: Path, summary_rows: "pl.DataFrame", note: str) -> "pl.Dat
 
 
 def write_model_folder(work: Path, model: "DeepRC", info: "ModelInfo", history: list[dict[str, Any]],
-                       prediction_rows: list[tuple[str, list[str], np.ndarray]], store: "Store") -> None:
+                       prediction_rows: list[tuple[str, list[str], np.ndarray]], store: "Store",
+                       training_warning: str | None = None) -> None:
     """A DeepRC model folder: model.safetensors, model.json, config.json, metrics.json/.tsv,
-    training_curve.tsv/.png and predictions.tsv."""
+    training_curve.tsv/.png, predictions.tsv and diagnostics.json (`training_warning`: what
+    repclass.training.diagnostics found in the curve, None when nothing; motifs reads it)."""
     import polars as pl
 
     from repclass.model.checkpoint import MODEL_FILENAME, save_model
     from repclass.plot import plot_training_curve
 
     save_model(work / MODEL_FILENAME, model, info)
-    (work / "model.json").write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
+    (work / DESCRIPTION_NAME).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
     settings = {"train": info.train_config, "model": info.model_config.to_dict(),
                 "targets": [t.to_dict() for t in info.targets], "store": str(store.path),
                 "store_fingerprint": info.store_fingerprint}
-    (work / "config.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-    (work / "metrics.json").write_text(json.dumps(info.metrics, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    (work / CONFIG_NAME).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    (work / METRICS_JSON_NAME).write_text(json.dumps(info.metrics, indent=2, sort_keys=True, allow_nan=True) + "\n")
     write_metrics_table(work, info.targets, info.metrics)
     curve = pl.DataFrame(history) if history else pl.DataFrame({"update": []})
-    curve.write_csv(work / "training_curve.tsv", separator="\t")
-    plot_training_curve(history, work / "training_curve.png", best_update=info.metrics["best_update"])
+    curve.write_csv(work / TRAINING_CURVE_NAME, separator="\t")
+    plot_training_curve(history, work / TRAINING_CURVE_PLOT_NAME, best_update=info.metrics["best_update"])
     write_predictions_table(work, info.targets, prediction_rows, store)
+    (work / DIAGNOSTICS_NAME).write_text(json.dumps({"training_warning": training_warning}, indent=2) + "\n")
 
 
 def write_predictions_table(work: Path, targets: list["Target"],
@@ -170,4 +174,4 @@ def write_predictions_table(work: Path, targets: list["Target"],
             columns[f"{target.column}:label"] = [column_labels[i] for i in ids]
         tables.append(pl.DataFrame(columns))
     if tables:
-        pl.concat(tables, how="diagonal").write_csv(work / "predictions.tsv", separator="\t")
+        pl.concat(tables, how="diagonal").write_csv(work / PREDICTIONS_NAME, separator="\t")
