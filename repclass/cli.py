@@ -698,7 +698,7 @@ def _range_text(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-_SIMULATION = "simulation.run:SimulationConfig"
+_SIMULATION = "simulation.config:SimulationConfig"
 
 
 @main.command()
@@ -725,7 +725,7 @@ _SIMULATION = "simulation.run:SimulationConfig"
 @_default_from(_SIMULATION, "purge_background", "--purge-background", is_flag=True,
                help="Redraw background sequences that already contain a motif.")
 @_default_from(_SIMULATION, "background_model", "--background-model",
-               type=_ChoiceFrom("simulation.vdj:MODELS"),
+               type=_ChoiceFrom("simulation.config:BACKGROUND_MODELS"),
                help="OLGA generative model of the background.")
 @click.option("--background", "background_store", type=click.Path(path_type=Path), default=None,
               help="Sample the background from this store's sequences instead (implant into real data).")

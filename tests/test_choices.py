@@ -20,6 +20,7 @@ def test_the_command_line_offers_the_librarys_choices():
     from repclass.baselines.burden import CLONOTYPES
     from repclass.comparison import METHODS
     from repclass.io.formats import CONVENTIONS
+    from repclass.simulation.config import BACKGROUND_MODELS
     from repclass.simulation.vdj import MODELS
 
     assert _choices("train", "--method") == METHODS
@@ -27,7 +28,7 @@ def test_the_command_line_offers_the_librarys_choices():
     assert (_choices("train", "--sampling"), _choices("train", "--selection"), _choices("train", "--embedding")) \
         == (SAMPLINGS, SELECTIONS, EMBEDDINGS)
     assert _choices("ingest", "--convention") == ("auto", *CONVENTIONS)
-    assert _choices("simulate", "--background-model") == tuple(MODELS)
+    assert _choices("simulate", "--background-model") == BACKGROUND_MODELS == tuple(MODELS)
 
 
 def test_a_choice_outside_the_librarys_tuple_is_a_usage_error(tmp_path):
