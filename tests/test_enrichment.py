@@ -77,6 +77,27 @@ def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
     assert others_changed  # the labels do matter, to the other folds' features
 
 
+def test_inner_folds_keep_a_donors_repertoires_together(public_store, monkeypatch):
+    """With donors (two repertoires each), no inner fold fits the enriched set on one of a donor's
+    repertoires and scores the other: the donor's own clonotypes would leak into its feature."""
+    import repclass.baselines.common as common
+    from repclass.model.enrichment import fit_enrichment
+
+    ids = public_store.sample_ids
+    labels = public_store.labels("status")
+    positive = np.array([labels[i] == "+" for i in ids])
+    order = np.argsort(positive, kind="stable")  # donors pair repertoires of one class
+    donor = {ids[row]: f"d{rank // 2}" for rank, row in enumerate(order)}
+    used = []
+    real = common.inner_folds
+    monkeypatch.setattr(common, "inner_folds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2,
+                   groups=[donor[i] for i in ids])
+    assert len(used) == 1 and len(used[0]) >= 2
+    for fit_rows, held_rows in used[0]:
+        assert not {donor[ids[r]] for r in fit_rows} & {donor[ids[r]] for r in held_rows}
+
+
 def test_predict_reproduces_training_scores_with_the_path(enriched_model, public_store, tmp_path):
     from repclass.prediction.run import predict
 
