@@ -114,6 +114,27 @@ def test_predict_reproduces_training_scores_with_the_path(enriched_model, public
     assert part[label == "+"].mean() > part[label == "-"].mean()
 
 
+def test_motifs_report_says_how_much_came_from_each_path(enriched_model, public_store, tmp_path):
+    """`repclass motifs` on a model with the enrichment path: scores.tsv holds each repertoire's
+    enrichment part of the output (predict's enrichment_logit for the explained class), and
+    motifs.json and the report split the predictions' spread between the two paths."""
+    import json
+
+    from repclass.explain.run import motifs
+    from repclass.prediction.run import predict
+
+    motifs(enriched_model.path, public_store.path, tmp_path / "m", samples=public_store.sample_ids[:2],
+           top_sequences=10, n_motifs=1, ig_steps=4, device="cpu", include_training=True)
+    scores = pl.read_csv(tmp_path / "m" / "scores.tsv", separator="\t")
+    predicted = predict(enriched_model.path, [public_store.path], tmp_path / "p.tsv", device="cpu").table
+    joined = scores.join(predicted, on="sample_id")
+    np.testing.assert_allclose(joined["enrichment_output"], joined["enrichment_logit"], rtol=1e-5, atol=1e-6)
+    paths = json.loads((tmp_path / "m" / "motifs.json").read_text())["evidence"]["paths"]
+    assert paths["n_repertoires"] == 16 and 0.0 < paths["enrichment_share"] < 1.0
+    assert paths["enrichment_sd"] > 0 and paths["attention_sd"] > 0
+    assert "the enrichment path holds" in (tmp_path / "m" / "report.html").read_text()
+
+
 def test_saved_model_with_the_path_scores_identically(enriched_model, public_store, tmp_path):
     from repclass.model.checkpoint import load_model, read_info, save_model
     from repclass.model.data import encode_table
