@@ -77,6 +77,27 @@ def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
     assert others_changed  # the labels do matter, to the other folds' features
 
 
+def test_inner_folds_keep_a_donors_repertoires_together(public_store, monkeypatch):
+    """With donors (two repertoires each), no inner fold fits the enriched set on one of a donor's
+    repertoires and scores the other: the donor's own clonotypes would leak into its feature."""
+    import repclass.baselines.common as common
+    from repclass.model.enrichment import fit_enrichment
+
+    ids = public_store.sample_ids
+    labels = public_store.labels("status")
+    positive = np.array([labels[i] == "+" for i in ids])
+    order = np.argsort(positive, kind="stable")  # donors pair repertoires of one class
+    donor = {ids[row]: f"d{rank // 2}" for rank, row in enumerate(order)}
+    used = []
+    real = common.inner_folds
+    monkeypatch.setattr(common, "inner_folds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2,
+                   groups=[donor[i] for i in ids])
+    assert len(used) == 1 and len(used[0]) >= 2
+    for fit_rows, held_rows in used[0]:
+        assert not {donor[ids[r]] for r in fit_rows} & {donor[ids[r]] for r in held_rows}
+
+
 def test_predict_reproduces_training_scores_with_the_path(enriched_model, public_store, tmp_path):
     from repclass.prediction.run import predict
 
@@ -91,6 +112,27 @@ def test_predict_reproduces_training_scores_with_the_path(enriched_model, public
     label = predicted["status:label"].to_numpy()
     part = predicted["enrichment_logit"].to_numpy()
     assert part[label == "+"].mean() > part[label == "-"].mean()
+
+
+def test_motifs_report_says_how_much_came_from_each_path(enriched_model, public_store, tmp_path):
+    """`repclass motifs` on a model with the enrichment path: scores.tsv holds each repertoire's
+    enrichment part of the output (predict's enrichment_logit for the explained class), and
+    motifs.json and the report split the predictions' spread between the two paths."""
+    import json
+
+    from repclass.explain.run import motifs
+    from repclass.prediction.run import predict
+
+    motifs(enriched_model.path, public_store.path, tmp_path / "m", samples=public_store.sample_ids[:2],
+           top_sequences=10, n_motifs=1, ig_steps=4, device="cpu", include_training=True)
+    scores = pl.read_csv(tmp_path / "m" / "scores.tsv", separator="\t")
+    predicted = predict(enriched_model.path, [public_store.path], tmp_path / "p.tsv", device="cpu").table
+    joined = scores.join(predicted, on="sample_id")
+    np.testing.assert_allclose(joined["enrichment_output"], joined["enrichment_logit"], rtol=1e-5, atol=1e-6)
+    paths = json.loads((tmp_path / "m" / "motifs.json").read_text())["evidence"]["paths"]
+    assert paths["n_repertoires"] == 16 and 0.0 < paths["enrichment_share"] < 1.0
+    assert paths["enrichment_sd"] > 0 and paths["attention_sd"] > 0
+    assert "the enrichment path holds" in (tmp_path / "m" / "report.html").read_text()
 
 
 def test_saved_model_with_the_path_scores_identically(enriched_model, public_store, tmp_path):

@@ -88,7 +88,8 @@ def collect(networks: list[tuple[DeepRC, DeepRC]], model_of: dict[str, int], sto
                 analyse = sample_id in eligible and explained.predicted(score.outputs, offset, n_outputs)
             scored.append(ScoredRepertoire(sample_id=sample_id, outputs=score.outputs,
                                            n_sequences=score.n_sequences, top1_attention=float(score.weights[0]),
-                                           effective_n=effective_number(score.weights), analysed=analyse))
+                                           effective_n=effective_number(score.weights), analysed=analyse,
+                                           enrichment_outputs=score.composition_outputs))
             if not analyse:
                 continue
             if seen is not None:

@@ -225,6 +225,19 @@ def _attention_text(summary: dict[str, Any]) -> str:
             f'({_value(effective["p10"])}-{_value(effective["p90"])}).</p>{note}')
 
 
+def _paths_text(summary: dict[str, Any]) -> str:
+    paths = summary.get("evidence", {}).get("paths")
+    if not paths:
+        return ""
+    share = paths["enrichment_share"]
+    return (f'<p>This model has two paths: the attention over sequences explained on this page, and the enrichment '
+            f'path (each repertoire\'s share of clonotypes enriched in the positive training repertoires). Across '
+            f'{paths["n_repertoires"]} scored repertoires, the explained output\'s enrichment part has SD '
+            f'{_value(paths["enrichment_sd"])} and its attention part SD {_value(paths["attention_sd"])}: the '
+            f'enrichment path holds {_value(share)} of their summed variance (scores.tsv: '
+            f'<code>enrichment_output</code> per repertoire). The motifs below explain only the attention part.</p>')
+
+
 def _enrichment_cell(item: dict[str, Any], explained: dict[str, Any]) -> str:
     parts = []
     for key, scope in (("enrichment_held_out", "held out"), ("enrichment_all", "all labelled")):
@@ -409,7 +422,7 @@ def build_report(summary: dict[str, Any], sequences: pl.DataFrame, folder: Path,
 <div class="figures">{_figure(folder, "scores", "per-repertoire scores")}{_figure(folder, "training_curve",
                                                                                    "training curve")}</div>
 <h2>How much each prediction rests on few sequences</h2>
-{_attention_text(summary)}
+{_attention_text(summary)}{_paths_text(summary)}
 <div class="figures">{_figure(folder, "attention", "attention concentration")}</div>
 <h2>Motifs</h2>
 {legend}

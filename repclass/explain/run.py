@@ -29,7 +29,7 @@ from repclass.explain.clustering import (CORE_WIDTH, FLANK, MAX_SHIFT, MIN_MOTIF
 from repclass.explain.collect import chosen_samples, collect
 from repclass.explain.outputs import resolve_explained
 from repclass.explain.summary import build_evidence, build_summary, recorded_auc_intervals, training_warning
-from repclass.explain.tables import (airr_sequences, motif_table, repertoire_table, scores_table,
+from repclass.explain.tables import (airr_sequences, motif_table, path_shares, repertoire_table, scores_table,
                                      sequence_table)
 from repclass.explain.types import MotifResult
 from repclass.explain.writing import publish_folder, training_history
@@ -162,6 +162,9 @@ def _motifs(model: str | Path, files: Models, store: Store, outputs: Outputs, de
                             "kernels_from": f"fold_{kernel_model + 1}"}
     scores = scores_table(scored, owner, explained, store, split_of)
     summary["evidence"] = build_evidence(store, info, explained, scores, found, ranked, split_of, assignment)
+    shares = path_shares(scores)
+    if shares is not None:  # a model with the enrichment path: how much each path moved the predictions
+        summary["evidence"]["paths"] = shares
     histories = [training_history(path) for path in files.paths]
     # what `repclass train` warned about each model's training, as it recorded it in the model folder
     warnings = [(k if files.folds else None, training_warning(path, fold_info, history))

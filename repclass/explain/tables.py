@@ -92,7 +92,9 @@ def motif_table(motifs: list[Motif], sequences: list[str]) -> pl.DataFrame:
 def scores_table(scored: list[ScoredRepertoire], owner: Any, explained: ExplainedOutput, store: Store,
                  split_of: dict[str, str]) -> pl.DataFrame:
     """Every scored repertoire: its split, label, explained output and probability (or predicted
-    value), whether it was analysed, and how concentrated its attention is."""
+    value), whether it was analysed, and how concentrated its attention is; for a model with the
+    enrichment path, the part of the explained output that came from it (`enrichment_output`; the
+    rest, output - enrichment_output, came from the attention path and the bias)."""
     outputs = np.stack([r.outputs for r in scored]).astype(np.float64)  # (n, n_outputs)
     columns = owner.predictions(outputs)
     if explained.kind == "regression":
@@ -101,7 +103,7 @@ def scores_table(scored: list[ScoredRepertoire], owner: Any, explained: Explaine
         probability = np.asarray(columns[f"{owner.column}:p({explained.class_name})"], dtype=np.float64)
     labels = store.labels(owner.column) if owner.column in store.label_columns else {}
     ids = [r.sample_id for r in scored]
-    return pl.DataFrame({
+    table = pl.DataFrame({
         "sample_id": ids,
         "split": [split_of.get(i, "new") for i in ids],
         "label": [labels.get(i) for i in ids],
@@ -115,6 +117,26 @@ def scores_table(scored: list[ScoredRepertoire], owner: Any, explained: Explaine
     }, schema={"sample_id": pl.String, "split": pl.String, "label": pl.String, "output": pl.Float64,
                "score": pl.Float64, "predicted": pl.String, "analysed": pl.Boolean, "n_sequences": pl.Int64,
                "top1_attention": pl.Float64, "effective_n": pl.Float64})
+    if all(r.enrichment_outputs is not None for r in scored):
+        parts = [significant(float(explained.sign * r.enrichment_outputs[explained.output_index])) for r in scored]
+        table = table.insert_column(4, pl.Series("enrichment_output", parts, dtype=pl.Float64))
+    return table
+
+
+def path_shares(scores: pl.DataFrame) -> dict[str, Any] | None:
+    """How much of the predictions came from each path of a model with the enrichment path
+    (None without one): the spread (SD) across the scored repertoires of the explained output's
+    enrichment part and of the rest (attention path; the bias is the same for all), and the
+    enrichment part's share of their summed variances."""
+    if "enrichment_output" not in scores.columns or scores.height < 2:
+        return None
+    enrichment = scores["enrichment_output"].to_numpy().astype(np.float64)
+    attention = scores["output"].to_numpy().astype(np.float64) - enrichment
+    spread_e, spread_a = float(enrichment.std(ddof=1)), float(attention.std(ddof=1))
+    total = spread_e ** 2 + spread_a ** 2
+    return {"n_repertoires": scores.height, "enrichment_sd": significant(spread_e),
+            "attention_sd": significant(spread_a),
+            "enrichment_share": significant(spread_e ** 2 / total) if total > 0 else None}
 
 
 def airr_sequences(store: Store, sequence_table: pl.DataFrame) -> pl.DataFrame:

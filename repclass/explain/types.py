@@ -130,3 +130,5 @@ class ScoredRepertoire:
     top1_attention: float
     effective_n: float
     analysed: bool
+    #: the enrichment path's part of each output, w * c (None for a model without the path)
+    enrichment_outputs: np.ndarray | None = None

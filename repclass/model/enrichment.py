@@ -11,7 +11,8 @@ repertoire, read by the output layer beside the attention-pooled embedding with 
 
 The enriched share is the weighted share of the repertoire's distinct junctions in the enriched
 set. The set is cross-fitted on the training split only (no validation, no test repertoire): the
-training repertoires are cut into K inner folds (stratified, seeded); for each fold, the
+training repertoires are cut into K inner folds (stratified, seeded, by donor where the run groups
+repertoires by donor); for each fold, the
 clonotypes enriched among the other K-1 folds (one-sided Fisher test, `burden`'s functions) form
 a set, and a training repertoire's own feature is its share in the set of the folds it is not in,
 so that its label never enters its own feature (an in-sample set would hold its private
@@ -72,9 +73,11 @@ def feature_of_share(share: np.ndarray | float) -> np.ndarray:
 
 
 def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_folds: int, seed: int,
-                   thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1), min_positive: int = 2
-                   ) -> EnrichmentFit:
-    """Cross-fit the enriched junctions on training repertoires `ids` with binary labels `positive`."""
+                   thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1), min_positive: int = 2,
+                   groups: Sequence[str] | None = None) -> EnrichmentFit:
+    """Cross-fit the enriched junctions on training repertoires `ids` with binary labels `positive`;
+    `groups` (each repertoire's donor) keeps a donor's repertoires in one inner fold, so that a
+    repertoire's input never comes from a set fitted on its own donor's other repertoires."""
     from repclass.baselines.burden import (burden_scores, clonotype_incidence, clonotype_strings,
                                            enriched_clonotypes)
     from repclass.baselines.common import inner_folds
@@ -85,7 +88,7 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
     if positive.all() or not positive.any():
         raise UsageError("the enrichment path needs positive and negative training repertoires")
     incidence = clonotype_incidence(store, ids, "junction", max(min_positive, 1))
-    folds = inner_folds(positive.astype(np.int64), n_folds, True, seed, "the enrichment path")
+    folds = inner_folds(positive.astype(np.int64), n_folds, True, seed, "the enrichment path", groups)
     held_out = np.zeros((len(thresholds), len(ids)))
     membership = np.zeros((len(thresholds), len(incidence.hashes)))
     for train_rows, held_rows in folds:

@@ -44,7 +44,8 @@ from repclass.training.optim import Adam
 from repclass.progress import progress
 from repclass.compute.runtime import autocast, describe
 from repclass.model.scoring import score_repertoire
-from repclass.training.splits import SPLITS, SplitSpec, split_assignments, split_ids
+from repclass.training.splits import (SPLITS, SplitSpec, group_column, labelled_ids, sample_groups, split_assignments,
+                                      split_ids)
 from repclass.io.store import Store
 from repclass.targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
 
@@ -199,6 +200,9 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
     k-mer baseline (docs/real-data.md)."""
     from repclass.training.seeding import fit_evidence_start
 
+    if len(data.targets) != 1 or data.targets[0].kind != "binary":
+        raise UsageError("--enrichment needs one binary target, got "
+                         + ", ".join(f"{t.column} ({t.kind})" for t in data.targets))
     ids = data.ids["train"]
     values, present = _label_columns(data.targets, *data.labels.rows(ids))
     with torch.no_grad():
@@ -223,11 +227,12 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
 
 
 def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: TrainConfig, start: bool,
-                         label: str) -> dict[str, Any]:
+                         label: str, groups: dict[str, str] | None = None) -> dict[str, Any]:
     """The enrichment path (repclass/model/enrichment.py): cross-fit the enriched set on the training
     split, hand it to the model, keep the training repertoires' cross-fitted inputs in `data`, and
     (when `start`, i.e. not resuming) start its weight and the output's bias at their logistic fit
-    to the training labels on those inputs (Adam would take hundreds of updates to move it from 0)."""
+    to the training labels on those inputs (Adam would take hundreds of updates to move it from 0).
+    `groups` (each repertoire's donor) keeps a donor's repertoires in one inner fold."""
     from repclass.model.enrichment import encode_junctions, fit_enrichment
     from repclass.training.seeding import fit_evidence_start
 
@@ -240,7 +245,8 @@ def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: Tra
     ids = [i for i, k in zip(ids, known) if k]
     positive = values[known, 0] == 1
     started = time.perf_counter()
-    fit = fit_enrichment(store, ids, positive, config.enrichment_folds, config.seed)
+    fit = fit_enrichment(store, ids, positive, config.enrichment_folds, config.seed,
+                         groups=[groups[i] for i in ids] if groups is not None else None)
     mean, scale = fit.mean, fit.scale
     model.set_enrichment(torch.from_numpy(encode_junctions(fit.junctions)), torch.from_numpy(fit.weights), mean, scale)
     standard = (fit.train_features - mean) / scale
@@ -387,14 +393,15 @@ def _build_model(data: _Data, config: TrainConfig, model_config: ModelConfig, de
 
 def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: dict[str, str], config: TrainConfig,
                model_config: ModelConfig, device: torch.device, resume: bool, label: str,
-               context: Context = Context()) -> dict[str, Any]:
-    """Train one model in `work` (a folder that becomes a finished model folder)."""
+               context: Context = Context(), groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train one model in `work` (a folder that becomes a finished model folder); `groups`: each
+    repertoire's donor (the enrichment path's inner folds keep a donor's repertoires together)."""
     data = _Data.prepare(store, specs, assignment, config, context)
     model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in data.targets)})
     checkpoint_path = work / CHECKPOINT_NAME
     resuming = resume and checkpoint_path.exists()
     model, optimizer, network = _build_model(data, config, model_config, device, context, not resuming, label)
-    enrichment_notes = _fit_enrichment_path(store, model, data, config, not resuming, label) \
+    enrichment_notes = _fit_enrichment_path(store, model, data, config, not resuming, label, groups) \
         if model_config.enrichment else None
     settings = run_fingerprint(store, specs, config, model_config, assignment)
     tracker = _Tracker(model, config, data.targets, validated=bool(data.ids["validation"]))
@@ -546,6 +553,8 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
                split: SplitSpec, device_obj: torch.device, resume: bool, context: Context,
                claimed: Outputs | None) -> TrainResult:
     assignments = split_assignments(store, specs, split, config)
+    grouping = group_column(store, split)
+    groups = sample_groups(store, labelled_ids(store, specs), grouping) if grouping is not None else None
     work = partial_path(out)
     if context.is_main:
         if work.exists() and not resume:
@@ -559,7 +568,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
 
     if len(assignments) == 1:
         metrics = _train_one(store, work, specs, assignments[0], config, model_config, device_obj, resume, "",
-                             context)
+                             context, groups)
         if context.is_main:
             claimed.temporary(out, work)
             claimed.publish()
@@ -576,7 +585,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
             fold_dir.mkdir(exist_ok=True)
         context.barrier()
         fold_metrics.append(_train_one(store, fold_dir, specs, assignment, config, model_config, device_obj,
-                                       resume, f"fold {index}/{len(assignments)}: ", context))
+                                       resume, f"fold {index}/{len(assignments)}: ", context, groups))
     summary = {}
     if context.is_main:
         from repclass.evaluation import split_description
