@@ -15,6 +15,8 @@ from repclass.names import (CONFIG_NAME, DESCRIPTION_NAME, DIAGNOSTICS_NAME, MET
 from repclass.training.splits import SPLITS
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from repclass.model.checkpoint import ModelInfo
     from repclass.model.deeprc import DeepRC
     from repclass.io.store import Store
