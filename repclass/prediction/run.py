@@ -30,7 +30,7 @@ from repclass.io.reader import ReadOptions, read_repertoire
 from repclass.compute.runtime import resolve_device
 from repclass.model.scoring import score_repertoire
 from repclass.io.sheet import file_stem
-from repclass.io.store import MANIFEST_NAME, Store, table_loci
+from repclass.io.store import MANIFEST_NAME, Store, as_strings, table_loci
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _sources(inputs: Sequence[str | Path], info, samples: Sequence[str] | None, 
         def read(columns: list[str] | None, path: Path = path) -> pl.DataFrame:
             if path not in memo:
                 memo.clear()
-                memo[path] = read_repertoire(path, options).table
+                memo[path] = as_strings(read_repertoire(path, options).table)
                 if getattr(info, "locus", None):  # reading the loci costs a pass over the table
                     check_locus(info, table_loci(memo[path]), path, allow_other_locus)
             table = memo[path]
