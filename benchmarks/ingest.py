@@ -3,14 +3,14 @@
 Makes a synthetic AIRR rearrangement TSV (default 5 million rows) and its gzip, then times, each
 in a fresh subprocess so peak RSS is that run's own:
   reference   polars.read_csv(file, separator="\\t")  (parse only, nothing normalised)
-  before      repclass ingest of git revision --baseline (default: the commit before issue 15's
-              ingest work), the same command
+  before      repclass ingest of git revision --baseline (default: the commit before issue 35's
+              store format 3), the same command
   repclass    repclass ingest sheet file --out store   (parse, filter, normalise, merge, write)
 The three alternate, round after round, so that a slow spell of a shared machine hits all of them.
 
     python benchmarks/ingest.py [--rows 5000000] [--threads 2] [--baseline REV|none] [--workdir benchmarks/out]
 
-Prints a table (seconds, rows/s, peak RSS, ratio to the reference).
+Prints a table (seconds, rows/s, peak RSS, ratio to the reference, size of the store written).
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, baseline_source, commit  # noqa: E402
 
-#: The last commit before this round's ingest changes (issue 15).
-BASELINE = "e16c587"
+#: The last commit before this round's ingest changes (issue 35: store format 3).
+BASELINE = "664163d"
 AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
 
 
@@ -116,21 +116,25 @@ def main() -> None:
         ours = [sys.executable, "-m", "repclass", "-q", "ingest", str(sheet), "--out", str(store), "--force",
                 "--threads", str(args.threads)]
         runs: dict[str, list[tuple[float, float]]] = {"polars.read_csv": []}
+        sizes: dict[str, float] = {}
         for _ in range(args.repeats):
             runs["polars.read_csv"].append(measure(reference, env))
             for name, source in sources:
                 runs.setdefault(name, []).append(measure(ours, env, cwd=source))
+                sizes[name] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e6
         ref_s = min(r[0] for r in runs["polars.read_csv"])
         for name, measured in runs.items():
             seconds = min(r[0] for r in measured)
-            rows.append((path.name, name, seconds, args.rows / seconds, max(r[1] for r in measured), seconds / ref_s))
+            rows.append((path.name, name, seconds, args.rows / seconds, max(r[1] for r in measured), seconds / ref_s,
+                         sizes.get(name)))
 
     print(f"# ingest benchmark: {args.rows:,} rows, {args.threads} threads, {platform.processor() or platform.machine()}"
           f", {os.cpu_count()} cores, python {platform.python_version()}; commit {commit()}, {time.strftime('%Y-%m-%d')}")
-    print("| file | method | seconds | rows/s | peak RSS (MB) | x reference |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name, method, seconds, rate, rss, ratio in rows:
-        print(f"| {name} | {method} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss:.0f} | {ratio:.2f} |")
+    print("| file | method | seconds | rows/s | peak RSS (MB) | x reference | store (MB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, method, seconds, rate, rss, ratio, size in rows:
+        print(f"| {name} | {method} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss:.0f} | {ratio:.2f} | "
+              f"{'' if size is None else f'{size:.1f}'} |")
 
 
 if __name__ == "__main__":

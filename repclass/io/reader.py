@@ -452,18 +452,21 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
     optional = {"c_call": c_call, "sequence_id": df["sequence_id"] if "sequence_id" in df.columns else None}
     kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call, "duplicate_count": counts,
                          **{name: values for name, values in optional.items() if values is not None}})
-    if not keep.all():
-        kept = kept.filter(keep)
+    # the rows still to drop; None once none are (the merge drops them in its own pass)
+    pending: pl.Series | None = None if keep.all() else keep
     if "barcode" in df.columns and "count" not in df.columns:
         # 10x contigs: a clonotype counts once per cell, however many contigs (or UMIs) the cell
         # has for it (the cell's other contigs of it count 0, their ids are still kept); the
         # merge below then sums cells.
-        first = pl.struct(df["barcode"].filter(keep), "junction_aa", "v_call", "j_call").is_first_distinct()
+        barcodes = df["barcode"]
+        if pending is not None:
+            kept, barcodes, pending = kept.filter(pending), barcodes.filter(pending), None
+        first = pl.struct(barcodes, "junction_aa", "v_call", "j_call").is_first_distinct()
         kept = kept.with_columns(first.cast(pl.Int64).alias("duplicate_count"))
     if layout.convention == "junction" and convention == "cdr3":
         kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
     _check_lengths(junction, keep, layout)
-    table = _merge_identical(kept)
+    table = _merge_identical(kept, pending)
     if locus is not None:
         table = table.with_columns(pl.lit(file_locus, dtype=pl.String).cast(pl.Categorical).alias("locus"))
     table = table.select([pl.col(name).cast(dtype) for name, dtype in {**STORE_COLUMNS, **OPTIONAL_STORE_COLUMNS}.items()
@@ -504,9 +507,10 @@ def _check_one_locus(locus: pl.Series, layout: FileLayout) -> None:
                                           "ingest once per locus, one store each)")
 
 
-def _check_lengths(junction: pl.Series, keep: pl.Series, layout: FileLayout) -> None:
-    """Refuse a kept junction longer than the store can encode (names the line)."""
-    too_long = keep & (junction.str.len_bytes().fill_null(0) > MAX_JUNCTION_LENGTH)
+def _check_lengths(junction: pl.Series, keep: pl.Series | None, layout: FileLayout) -> None:
+    """Refuse a kept junction (all when `keep` is None) longer than the store can encode (names the line)."""
+    too_long = junction.str.len_bytes().fill_null(0) > MAX_JUNCTION_LENGTH
+    too_long = too_long if keep is None else keep & too_long
     if too_long.any():
         row = int(too_long.arg_true()[0])
         raise InputFileError(layout.path, f"junction of {junction.str.len_bytes()[row]} residues (starting "
@@ -547,8 +551,9 @@ def _check_junctions(junction: pl.Series, anchored: bool) -> tuple[pl.Series, pl
     return junction, reason
 
 
-def _merge_identical(kept: pl.DataFrame) -> pl.DataFrame:
-    """Sum the counts of identical (junction_aa, v_call, j_call) rows, in order of first appearance.
+def _merge_identical(kept: pl.DataFrame, keep: pl.Series | None = None) -> pl.DataFrame:
+    """Sum the counts of identical (junction_aa, v_call, j_call) rows, in order of first appearance;
+    with `keep`, only of the rows it marks (the others are dropped in the same pass).
 
     A row whose 64-bit key hash no other row shares is a clonotype of its own and stays as it is.
     Only the rows that share a hash (nearly always true duplicates) are grouped, on the key columns
@@ -561,18 +566,22 @@ def _merge_identical(kept: pl.DataFrame) -> pl.DataFrame:
     # The gene columns hash by their codes (the same call has the same code within a process).
     hashes = kept.select(pl.struct(pl.col("junction_aa"), pl.col("v_call", "j_call").to_physical())
                          .hash(seed=0)).to_series()
-    ordered = hashes.sort()  # a sort finds repeated hashes cheaper than is_duplicated's hash table
+    live = hashes if keep is None else hashes.filter(keep)
+    ordered = live.sort()  # a sort finds repeated hashes cheaper than is_duplicated's hash table
     repeated = ordered.filter(ordered == ordered.shift(1))
     if repeated.is_empty():
-        return kept
+        return kept if keep is None else kept.filter(keep)
     shared = hashes.is_in(repeated.unique().implode())
+    if keep is not None:
+        shared = shared & keep
     extras = _merged_extras(kept.columns)
     groups = (kept.with_row_index("_row").filter(shared)
               .group_by(keys, maintain_order=True)
               .agg(pl.col("_row").first(), pl.col("_row").alias("_rows"), pl.col("duplicate_count").sum(), *extras))
     later = groups["_rows"].explode()
-    survive = (pl.repeat(True, kept.height, eager=True).scatter(later, False)
-               .scatter(groups["_row"], True))  # (n_rows,): singles and each group's first row
+    survive = pl.repeat(True, kept.height, eager=True) if keep is None else keep.clone()  # scatter writes in place
+    # (n_rows,): kept singles and each group's first row
+    survive = survive.scatter(later, False).scatter(groups["_row"], True)
     table = kept.filter(survive)
     at = (survive.cast(pl.UInt32).cum_sum() - 1).gather(groups["_row"])  # the groups' rows in `table`
     return table.with_columns(table[c].scatter(at, groups[c].cast(table[c].dtype))
