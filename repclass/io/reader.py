@@ -364,7 +364,8 @@ def _first_non_utf8_line(layout: FileLayout) -> int | None:
 def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> RepertoireRead:
     """Read and normalise one repertoire file.
 
-    Returns the merged table (junction_aa, v_call, j_call, duplicate_count), sorted so that the
+    Returns the merged table (junction_aa, v_call, j_call, duplicate_count and the optional AIRR
+    fields, in the store's column types: gene calls and locus Categorical), sorted so that the
     same input always gives the same rows in the same order, with the count of rows read and
     dropped per reason.
     """
