@@ -3,14 +3,15 @@
 Makes a synthetic AIRR rearrangement TSV (default 5 million rows) and its gzip, then times, each
 in a fresh subprocess so peak RSS is that run's own:
   reference   polars.read_csv(file, separator="\\t")  (parse only, nothing normalised)
-  before      repclass ingest of git revision --baseline (default: the commit before issue 15's
-              ingest work), the same command
+  before      repclass ingest of git revision --baseline (default: the commit before issue 35's
+              store format 3), the same command
   repclass    repclass ingest sheet file --out store   (parse, filter, normalise, merge, write)
 The three alternate, round after round, so that a slow spell of a shared machine hits all of them.
 
     python benchmarks/ingest.py [--rows 5000000] [--threads 2] [--baseline REV|none] [--workdir benchmarks/out]
 
-Prints a table (seconds, rows/s, peak RSS, ratio to the reference).
+Prints a table (seconds, rows/s, peak RSS, ratio to the reference, CPU seconds and their ratio,
+size of the store written).
 """
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, baseline_source, commit  # noqa: E402
 
-#: The last commit before this round's ingest changes (issue 15).
-BASELINE = "e16c587"
+#: The last commit before this round's ingest changes (issue 35: store format 3).
+BASELINE = "664163d"
 AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
 
 
@@ -69,15 +70,18 @@ def make_airr(path: Path, n_rows: int, seed: int = 0) -> None:
             handle.write(buffer.encode())
 
 
-def measure(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
-    """Run `command` (from `cwd`) under a fresh Python that reports that child's own peak RSS."""
+def measure(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float, float]:
+    """Run `command` (from `cwd`) under a fresh Python that reports that child's own wall time, peak
+    RSS and CPU time (user + system, all threads): on a machine shared with other jobs the CPU time
+    moves far less from run to run than the wall time."""
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
              "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+             "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+             "print(time.perf_counter() - t, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime)")
     out = subprocess.run([sys.executable, "-c", probe, *command], check=True, env=env, capture_output=True,
                          text=True, cwd=cwd)
-    seconds, peak = out.stdout.split()
-    return float(seconds), float(peak)
+    seconds, peak, cpu = out.stdout.split()
+    return float(seconds), float(peak), float(cpu)
 
 
 def main() -> None:
@@ -115,22 +119,28 @@ def main() -> None:
         store = args.workdir / "store"
         ours = [sys.executable, "-m", "repclass", "-q", "ingest", str(sheet), "--out", str(store), "--force",
                 "--threads", str(args.threads)]
-        runs: dict[str, list[tuple[float, float]]] = {"polars.read_csv": []}
+        runs: dict[str, list[tuple[float, float, float]]] = {"polars.read_csv": []}
+        sizes: dict[str, float] = {}
         for _ in range(args.repeats):
             runs["polars.read_csv"].append(measure(reference, env))
             for name, source in sources:
                 runs.setdefault(name, []).append(measure(ours, env, cwd=source))
+                sizes[name] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e6
         ref_s = min(r[0] for r in runs["polars.read_csv"])
+        ref_cpu = min(r[2] for r in runs["polars.read_csv"])
         for name, measured in runs.items():
             seconds = min(r[0] for r in measured)
-            rows.append((path.name, name, seconds, args.rows / seconds, max(r[1] for r in measured), seconds / ref_s))
+            cpu = min(r[2] for r in measured)
+            rows.append((path.name, name, seconds, args.rows / seconds, max(r[1] for r in measured), seconds / ref_s,
+                         cpu, cpu / ref_cpu, sizes.get(name)))
 
     print(f"# ingest benchmark: {args.rows:,} rows, {args.threads} threads, {platform.processor() or platform.machine()}"
           f", {os.cpu_count()} cores, python {platform.python_version()}; commit {commit()}, {time.strftime('%Y-%m-%d')}")
-    print("| file | method | seconds | rows/s | peak RSS (MB) | x reference |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name, method, seconds, rate, rss, ratio in rows:
-        print(f"| {name} | {method} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss:.0f} | {ratio:.2f} |")
+    print("| file | method | seconds | rows/s | peak RSS (MB) | x reference | CPU s | CPU x reference | store (MB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, method, seconds, rate, rss, ratio, cpu, cpu_ratio, size in rows:
+        print(f"| {name} | {method} | {seconds:.2f} | {rate / 1e6:.2f} M | {rss:.0f} | {ratio:.2f} | {cpu:.2f} | "
+              f"{cpu_ratio:.2f} | {'' if size is None else f'{size:.1f}'} |")
 
 
 if __name__ == "__main__":

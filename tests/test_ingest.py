@@ -1,5 +1,8 @@
 import hashlib
+import logging
 import os
+import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -7,7 +10,7 @@ import pytest
 from conftest import write_airr
 from repclass import combine, ingest
 from repclass.errors import OutputExistsError, RepclassError, StoreError
-from repclass.io.store import Store
+from repclass.io.store import STORE_FORMAT_VERSION, Store
 
 
 def _digests(folder):
@@ -153,3 +156,63 @@ def test_airr_repertoire_id_sheet_is_accepted_and_kept(small_cohort, tmp_path):
     combined = combine(parts, tmp_path / "combined")
     assert combined.id_column == "repertoire_id" and _digests(combined.path) == _digests(whole.path)
 
+
+
+# ---- store format versions: 3 writes Categorical gene calls, 2 (committed) still loads ----------
+OLD_STORE = Path(__file__).resolve().parent / "data" / "store_v2"  # written by repclass 664163d
+
+
+def test_new_store_writes_gene_calls_as_categorical(small_cohort, tmp_path):
+    sheet, folder = small_cohort
+    store = ingest(sheet, tmp_path / "store", [folder])
+    assert store.format_version == STORE_FORMAT_VERSION == 3
+    raw = pl.read_parquet(store.repertoire_path("s1"))
+    assert {c: raw.schema[c] for c in ("v_call", "j_call", "locus")} == dict.fromkeys(("v_call", "j_call", "locus"),
+                                                                                    pl.Categorical)
+    # every reader gets strings, whichever version wrote the store
+    table = store.read("s1")
+    assert table.schema["v_call"] == table.schema["locus"] == pl.String
+    assert table["v_call"].to_list() == ["TRBV5-1*01", "TRBV7-9*01"]
+
+
+def test_format_2_store_loads_and_says_its_version(tmp_path, caplog):
+    copy = tmp_path / "old.store"  # a fresh path: the version is logged once per store and process
+    shutil.copytree(OLD_STORE, copy)
+    with caplog.at_level(logging.INFO, logger="repclass"):
+        store = Store.open(copy)
+        Store.open(copy)
+    said = [r.getMessage() for r in caplog.records if "store format version" in r.getMessage()]
+    assert said == [f"{copy}: store format version 2 (an older format, read as it is; this repclass writes "
+                    "version 3)"]
+    store.verify()
+    assert store.sample_ids == [f"old{i}" for i in range(1, 7)] and store.loci() == ["TRB"]
+    first = store.read("old1").row(0, named=True)
+    assert first == {"junction_aa": "CFPCGLWQDVENWCTF", "v_call": "TRBV7-9*01", "j_call": "TRBJ2-5*01",
+                     "duplicate_count": 8, "locus": "TRB", "c_call": "TRBC1,TRBC2", "sequence_id": "old1_0,old1_dup"}
+
+
+def test_format_2_store_trains_and_predicts(tmp_path, monkeypatch):
+    from repclass.config import TrainConfig
+    from repclass.prediction.run import predict
+    from repclass.training.loop import train
+
+    # the training-curve figure is most of a 4-update run's time and reads nothing from the store
+    monkeypatch.setattr("repclass.plot.plot_training_curve", lambda *args, **kwargs: None)
+    train(OLD_STORE, tmp_path / "model", targets=["status"], device="cpu",
+          config=TrainConfig(max_updates=2, eval_every=2, sequences_per_bag=100, seed=0))
+    result = predict(tmp_path / "model", [OLD_STORE], tmp_path / "p.tsv", attention_top_n=2)
+    assert result.table["sample_id"].to_list() == [f"old{i}" for i in range(1, 7)]
+    attention = pl.read_csv(tmp_path / "p.attention.tsv", separator="\t")
+    assert attention.height == 12 and attention["v_call"].str.starts_with("TRBV").all()
+
+
+def test_combine_of_an_old_and_a_new_store_is_all_new(small_cohort, tmp_path):
+    sheet, folder = small_cohort
+    new = ingest(sheet, tmp_path / "new", [folder])
+    combined = combine([OLD_STORE, new.path], tmp_path / "both")
+    assert combined.format_version == 3 and len(combined) == 9
+    combined.verify()
+    raw = pl.read_parquet(combined.repertoire_path("old1"))
+    assert raw.schema["v_call"] == raw.schema["c_call"] == pl.Categorical
+    assert combined.read("old1").equals(Store.open(OLD_STORE).read("old1"))
+    assert combined.read("s1").equals(new.read("s1"))

@@ -135,5 +135,5 @@ def combine(parts: Sequence[str | Path], out: str | Path, *, force: bool = False
                                      f"{store.path}; each sample must come from one store")
                 seen[record.sample_id] = store.path
                 record.labels = {c: record.labels.get(c) for c in label_columns}
-                writer.add_file(record, store.path / record.file)
+                writer.add_file(record, store.path / record.file, store.format_version)
         return writer.commit()

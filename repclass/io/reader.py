@@ -125,16 +125,35 @@ class _DistinctValues:
             self.failed.append(written and result is None)
         self._codes: pl.Series | None = None
 
-    def _spread(self, per_value: list, dtype: pl.DataType) -> pl.Series:
+    @property
+    def codes(self) -> pl.Series:
+        """Each row's index into `values` (UInt32; null where the row is null)."""
         if self._codes is None:
             self._codes = self.series.cast(pl.Enum(self.values)).to_physical()
-        return pl.Series(self.series.name, per_value, dtype=dtype).gather(self._codes)
+        return self._codes
 
-    def result(self) -> pl.Series:
-        """The column with `function` applied (the column itself when nothing changes)."""
-        if all(k == v for k, v in zip(self.values, self.mapped)):
+    def _spread(self, per_value: list, dtype: pl.DataType) -> pl.Series:
+        return pl.Series(self.series.name, per_value, dtype=dtype).gather(self.codes)
+
+    def result(self, dtype: pl.DataType = pl.String) -> pl.Series:
+        """The column with `function` applied, as `dtype` (String: the column itself when nothing
+        changes; Categorical: built from the codes without making a string per row)."""
+        if dtype == pl.String and all(k == v for k, v in zip(self.values, self.mapped)):
             return self.series
-        return self._spread(self.mapped, pl.String)
+        return self._spread(self.mapped, dtype)
+
+    def failed_counts(self, keep: pl.Series) -> tuple[pl.Series | None, dict[str, int]]:
+        """The kept rows whose value `function` failed on (None when none), and {value as written,
+        stripped: kept rows with it}, counted on the codes instead of the strings."""
+        rows = self.failed_rows()
+        if rows is None:
+            return None, {}
+        rows = rows & keep
+        counts: dict[str, int] = {}
+        for code, n in self.codes.filter(rows).value_counts(name="n").iter_rows():
+            name = self.values[code].strip()
+            counts[name] = counts.get(name, 0) + n
+        return (rows if counts else None), counts
 
     def failed_rows(self) -> pl.Series | None:
         """Rows whose value was written but `function` gave None; None when there are none."""
@@ -147,19 +166,21 @@ class _DistinctValues:
         return {value for value in self.mapped if value is not None}
 
 
-def _count_unresolved(raw: dict[str, pl.Series], unresolved: dict[str, pl.Series], keep: pl.Series) -> dict[str, int]:
+def _count_unresolved(genes: dict[str, _DistinctValues], keep: pl.Series) -> dict[str, int]:
     """{name as written: kept rows with it}, most frequent first, and "" -> kept rows with any."""
-    rows = pl.repeat(False, len(keep), eager=True)
-    names: list[pl.Series] = []
-    for column, flags in unresolved.items():
-        hit = flags & keep
-        if hit.any():
-            rows = rows | hit
-            names.append(raw[column].filter(hit).str.strip_chars())
-    if not names:
+    rows: pl.Series | None = None
+    counts: dict[str, int] = {}
+    for values in genes.values():
+        hit, named = values.failed_counts(keep)
+        if hit is None:
+            continue
+        rows = hit if rows is None else rows | hit
+        for name, n in named.items():
+            counts[name] = counts.get(name, 0) + n
+    if rows is None:
         return {}
-    counts = pl.concat(names).value_counts(name="n").sort(["n", names[0].name], descending=[True, False])
-    return {"": int(rows.sum()), **dict(zip(counts[names[0].name].to_list(), counts["n"].to_list()))}
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {"": int(rows.sum()), **dict(ordered)}
 
 
 def _flag_is(df: pl.DataFrame, column: str, layout: FileLayout, wanted: bool) -> pl.Series:
@@ -332,7 +353,8 @@ def _first_non_utf8_line(layout: FileLayout) -> int | None:
 def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> RepertoireRead:
     """Read and normalise one repertoire file.
 
-    Returns the merged table (junction_aa, v_call, j_call, duplicate_count), sorted so that the
+    Returns the merged table (junction_aa, v_call, j_call, duplicate_count and the optional AIRR
+    fields, in the store's column types: gene calls and locus Categorical), sorted so that the
     same input always gives the same rows in the same order, with the count of rows read and
     dropped per reason.
     """
@@ -380,18 +402,17 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
             flags["non_productive"] = _flag_is(df, "vj_in_frame", layout, False)
             if "stop_codon" in df.columns:
                 flags["non_productive"] = flags["non_productive"] | _flag_is(df, "stop_codon", layout, True)
-    no_calls = pl.repeat(None, rows_read, dtype=pl.String, eager=True)
+    no_calls = pl.repeat(None, rows_read, dtype=pl.Categorical, eager=True)
     genes = {column: _DistinctValues(df[column], normalise_gene) for column in ("v_call", "j_call", "c_call")
              if column in df.columns}
-    v_call = genes["v_call"].result() if "v_call" in genes else no_calls
-    j_call = genes["j_call"].result() if "j_call" in genes else no_calls
-    c_call = genes["c_call"].result() if "c_call" in genes else None
-    unresolved = {column: rows for column, values in genes.items() if (rows := values.failed_rows()) is not None}
+    v_call = genes["v_call"].result(pl.Categorical) if "v_call" in genes else no_calls
+    j_call = genes["j_call"].result(pl.Categorical) if "j_call" in genes else no_calls
+    c_call = genes["c_call"].result(pl.Categorical) if "c_call" in genes else None
     loci = _DistinctValues(df["locus"], lambda value: value.strip().upper()) if "locus" in df.columns else None
     locus = loci.result() if loci is not None else None
     if options.locus is not None:
         if locus is None:  # inferred from the IMGT gene names (TRBV5-1 -> TRB)
-            locus = v_call.str.slice(0, 3).fill_null(j_call.str.slice(0, 3))
+            locus = v_call.cast(pl.String).str.slice(0, 3).fill_null(j_call.cast(pl.String).str.slice(0, 3))
         flags["locus"] = locus.fill_null("") != options.locus
     flags["invalid_residue"] = junction_reason == 2
     flags["no_anchor"] = junction_reason == 3
@@ -420,26 +441,31 @@ def read_repertoire(path: str | Path, options: ReadOptions | None = None) -> Rep
             file_locus = options.locus or next(iter(locus.filter(keep).drop_nulls().unique().to_list()), None)
     optional = {"c_call": c_call, "sequence_id": df["sequence_id"] if "sequence_id" in df.columns else None}
     kept = pl.DataFrame({"junction_aa": junction, "v_call": v_call, "j_call": j_call, "duplicate_count": counts,
-                         **{name: values for name, values in optional.items() if values is not None}}).filter(keep)
+                         **{name: values for name, values in optional.items() if values is not None}})
+    # the rows still to drop; None once none are (the merge drops them in its own pass)
+    pending: pl.Series | None = None if keep.all() else keep
     if "barcode" in df.columns and "count" not in df.columns:
         # 10x contigs: a clonotype counts once per cell, however many contigs (or UMIs) the cell
         # has for it (the cell's other contigs of it count 0, their ids are still kept); the
         # merge below then sums cells.
-        first = pl.struct(df["barcode"].filter(keep), "junction_aa", "v_call", "j_call").is_first_distinct()
+        barcodes = df["barcode"]
+        if pending is not None:
+            kept, barcodes, pending = kept.filter(pending), barcodes.filter(pending), None
+        first = pl.struct(barcodes, "junction_aa", "v_call", "j_call").is_first_distinct()
         kept = kept.with_columns(first.cast(pl.Int64).alias("duplicate_count"))
     if layout.convention == "junction" and convention == "cdr3":
         kept = kept.with_columns(pl.col("junction_aa").str.slice(1, pl.col("junction_aa").str.len_bytes() - 2))
     _check_lengths(junction, keep, layout)
-    table = _merge_identical(kept)
+    table = _merge_identical(kept, pending)
     if locus is not None:
-        table = table.with_columns(pl.lit(file_locus, dtype=pl.String).alias("locus"))
+        table = table.with_columns(pl.lit(file_locus, dtype=pl.String).cast(pl.Categorical).alias("locus"))
     table = table.select([pl.col(name).cast(dtype) for name, dtype in {**STORE_COLUMNS, **OPTIONAL_STORE_COLUMNS}.items()
                           if name in table.columns])
     if table.height and table["duplicate_count"].cast(pl.Float64).sum() >= 2.0**62:
         raise InputFileError(layout.path, "the clone counts add up to more than 2^62 templates; the count column "
                                           f"{excerpt(layout.columns.get('count', ''))} is damaged: fix the file or "
                                           "give another column with --count-column")
-    unresolved_genes = _count_unresolved({c: df[c] for c in unresolved}, unresolved, keep)
+    unresolved_genes = _count_unresolved(genes, keep)
     if "frequency" in df.columns and "count" not in df.columns:
         log.debug("%s: no count column; counts derived from the frequencies in column %r (frequency / the "
                   "file's smallest non-zero frequency, rounded, at least 1)", layout.path, layout.columns["frequency"])
@@ -471,9 +497,10 @@ def _check_one_locus(locus: pl.Series, layout: FileLayout) -> None:
                                           "ingest once per locus, one store each)")
 
 
-def _check_lengths(junction: pl.Series, keep: pl.Series, layout: FileLayout) -> None:
-    """Refuse a kept junction longer than the store can encode (names the line)."""
-    too_long = keep & (junction.str.len_bytes().fill_null(0) > MAX_JUNCTION_LENGTH)
+def _check_lengths(junction: pl.Series, keep: pl.Series | None, layout: FileLayout) -> None:
+    """Refuse a kept junction (all when `keep` is None) longer than the store can encode (names the line)."""
+    too_long = junction.str.len_bytes().fill_null(0) > MAX_JUNCTION_LENGTH
+    too_long = too_long if keep is None else keep & too_long
     if too_long.any():
         row = int(too_long.arg_true()[0])
         raise InputFileError(layout.path, f"junction of {junction.str.len_bytes()[row]} residues (starting "
@@ -514,36 +541,49 @@ def _check_junctions(junction: pl.Series, anchored: bool) -> tuple[pl.Series, pl
     return junction, reason
 
 
-def _merge_identical(kept: pl.DataFrame) -> pl.DataFrame:
-    """Sum the counts of identical (junction_aa, v_call, j_call) rows, in order of first appearance.
+def _merge_identical(kept: pl.DataFrame, keep: pl.Series | None = None) -> pl.DataFrame:
+    """Sum the counts of identical (junction_aa, v_call, j_call) rows, in order of first appearance;
+    with `keep`, only of the rows it marks (the others are dropped in the same pass).
 
-    A 64-bit hash of the key finds out cheaply whether there is anything to merge; groups are
-    then formed on the hash and checked against the strings, so a hash collision can never merge
-    two different clonotypes (it falls back to grouping on the strings).
+    A row whose 64-bit key hash no other row shares is a clonotype of its own and stays as it is.
+    Only the rows that share a hash (nearly always true duplicates) are grouped, on the key columns
+    themselves, so a hash collision can never merge two different clonotypes; each group's values
+    go to its first row and its other rows are dropped.
     """
     keys = ["junction_aa", "v_call", "j_call"]
     if kept.height == 0:
         return kept
-    hashed = kept.with_columns(pl.struct(keys).hash(seed=0).alias("_key"))
-    if hashed["_key"].n_unique() == kept.height:
-        return kept
+    # The junction's hash mixed with one of the gene calls' codes (the same call has the same code
+    # within a process; codes are 32-bit, so v * 2^32 + j names the pair): cheaper than a struct hash.
+    genes = pl.col("v_call").to_physical().cast(pl.UInt64) * (1 << 32) + pl.col("j_call").to_physical().cast(pl.UInt64)
+    hashes = kept.select(pl.col("junction_aa").hash(seed=0) ^ genes.hash(seed=1)).to_series()
+    live = hashes if keep is None else hashes.filter(keep)
+    ordered = live.sort()  # a sort finds repeated hashes cheaper than is_duplicated's hash table
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    if repeated.is_empty():
+        return kept if keep is None else kept.filter(keep)
+    shared = hashes.is_in(repeated.unique().implode())
+    if keep is not None:
+        shared = shared & keep
     extras = _merged_extras(kept.columns)
-    merged = (hashed.group_by("_key", maintain_order=True)
-              .agg(*[pl.col(k).first() for k in keys], pl.col("duplicate_count").sum(), *extras,
-                   pl.len().alias("_n")))
-    multi = merged.filter(pl.col("_n") > 1).select("_key", *[pl.col(k).alias(f"_first_{k}") for k in keys])
-    members = hashed.join(multi, on="_key", how="inner")
-    collided = pl.any_horizontal([pl.col(k).ne_missing(pl.col(f"_first_{k}")) for k in keys])
-    if members.select(collided.any()).item():
-        return kept.group_by(keys, maintain_order=True).agg(pl.col("duplicate_count").sum(), *extras)
-    return merged.select(*keys, "duplicate_count", *[e.meta.output_name() for e in extras])
+    groups = (kept.with_row_index("_row").filter(shared)
+              .group_by(keys, maintain_order=True)
+              .agg(pl.col("_row").first(), pl.col("_row").alias("_rows"), pl.col("duplicate_count").sum(), *extras))
+    later = groups["_rows"].explode()
+    survive = pl.repeat(True, kept.height, eager=True) if keep is None else keep.clone()  # scatter writes in place
+    # (n_rows,): kept singles and each group's first row
+    survive = survive.scatter(later, False).scatter(groups["_row"], True)
+    table = kept.filter(survive)
+    at = (survive.cast(pl.UInt32).cum_sum() - 1).gather(groups["_row"])  # the groups' rows in `table`
+    return table.with_columns(table[c].scatter(at, groups[c].cast(table[c].dtype))
+                              for c in ["duplicate_count", *[e.meta.output_name() for e in extras]])
 
 
 def _merged_extras(columns: list[str]) -> list[pl.Expr]:
     """How a merged clonotype's optional AIRR fields combine: every sequence_id and the distinct
     C calls, comma-separated, in file order; null when none."""
     def joined(column: str, distinct: bool) -> pl.Expr:
-        values = pl.col(column).drop_nulls()
+        values = pl.col(column).cast(pl.String).drop_nulls()
         values = values.unique(maintain_order=True) if distinct else values
         text = values.str.join(",")
         return pl.when(text.str.len_bytes() > 0).then(text).otherwise(None).alias(column)

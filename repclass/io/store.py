@@ -6,7 +6,8 @@
       samples.tsv              one row per repertoire: id, labels, sequences and templates kept,
                                rows read and dropped by reason, source file and its sha256
       repertoires/<id>.parquet junction_aa, v_call, j_call, duplicate_count, and where the input
-                               has them locus, c_call, sequence_id (zstd Parquet)
+                               has them locus, c_call, sequence_id (zstd Parquet; since format 3
+                               the gene calls and the locus are dictionary-encoded: Categorical)
 
 A store is written into a temporary sibling folder and renamed into place at the end, so a
 failed or killed write never leaves a folder that looks complete. The same inputs give
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -32,11 +34,17 @@ from repclass.files import Output, Outputs, check_replaceable, prepare_parent, s
 from repclass.io.sheet import MAX_ID_BYTES
 from repclass.names import MANIFEST_NAME, REPERTOIRE_DIR, SAMPLES_NAME
 
+log = logging.getLogger(__name__)
+
 STORE_FORMAT = "repclass-store"
 #: 2: repertoire files may also hold locus, c_call and sequence_id (the AIRR fields the input
 #: had), 10x contig tables count cells. Version 1 stores (without those columns) are still read.
-STORE_FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+#: 3: v_call, j_call, c_call and locus are Categorical (dictionary-encoded) columns instead of
+#: strings. Versions 1 and 2 are still read; `Store.read` gives the same table for all three.
+STORE_FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
+#: Columns stored as Categorical since version 3; `Store.read` gives them as strings.
+CATEGORICAL_COLUMNS = ("v_call", "j_call", "c_call", "locus")
 SOURCE_COLUMNS = ("source_file", "source_sha256", "source_format")
 #: samples.tsv's text columns besides the id, labels and sources.
 TEXT_COLUMNS = ("unresolved_gene_examples", "counts_from")
@@ -45,11 +53,14 @@ TEXT_COLUMNS = ("unresolved_gene_examples", "counts_from")
 DROP_REASONS = ("not_cell", "low_confidence", "missing_junction", "non_productive", "locus", "invalid_residue",
                 "no_anchor", "zero_count")
 #: Columns of a repertoire table in the store.
-STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.String, "j_call": pl.String, "duplicate_count": pl.Int64}
+#: Gene calls and the locus repeat a few hundred values over millions of rows: Categorical (a
+#: dictionary-encoded Parquet column; store format 3).
+STORE_COLUMNS = {"junction_aa": pl.String, "v_call": pl.Categorical, "j_call": pl.Categorical,
+                 "duplicate_count": pl.Int64}
 #: AIRR fields kept after those where the input has them: the rearrangement's locus, its C gene
 #: (the distinct calls of a merged clonotype, comma-separated) and the `sequence_id`s of all the
 #: rows merged into the clonotype (comma-separated, in file order), to join outputs back.
-OPTIONAL_STORE_COLUMNS = {"locus": pl.String, "c_call": pl.String, "sequence_id": pl.String}
+OPTIONAL_STORE_COLUMNS = {"locus": pl.Categorical, "c_call": pl.Categorical, "sequence_id": pl.String}
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -58,6 +69,13 @@ def reserved_sample_columns() -> tuple[str, ...]:
     """The columns a store's samples.tsv writes itself: a sheet's label column may not take one's name."""
     return ("sample_id", "n_sequences", "n_templates", "rows_read", "rows_kept",
             *[f"dropped_{reason}" for reason in DROP_REASONS], "unresolved_genes", *TEXT_COLUMNS, *SOURCE_COLUMNS)
+
+
+def as_strings(table: pl.DataFrame) -> pl.DataFrame:
+    """The table with its Categorical columns as strings: what every reader of a store gets,
+    whichever format version wrote it (string operations and joins need them as strings)."""
+    categorical = [name for name, dtype in table.schema.items() if dtype == pl.Categorical]
+    return table.with_columns(pl.col(categorical).cast(pl.String)) if categorical else table
 
 
 def repertoire_filename(sample_id: str) -> str:
@@ -172,9 +190,18 @@ class StoreWriter:
         record.sha256 = sha256_of(target)
         self._records[record.sample_id] = record
 
-    def add_file(self, record: SampleRecord, parquet: Path) -> None:
-        """Copy an already written repertoire file (from another store), checking its checksum."""
+    def add_file(self, record: SampleRecord, parquet: Path, format_version: int = STORE_FORMAT_VERSION) -> None:
+        """Copy an already written repertoire file (from another store), checking its checksum; a
+        file of an older format version is written again in this version's column types."""
         expected = record.sha256
+        if format_version != STORE_FORMAT_VERSION:
+            if sha256_of(parquet) != expected:
+                raise StoreError(f"{parquet}: checksum differs from the one in its store's manifest; "
+                                 "the store is corrupt: ingest that sample again")
+            table = pl.read_parquet(parquet)
+            self.add(record, table.with_columns(pl.col(c).cast(pl.Categorical) for c in CATEGORICAL_COLUMNS
+                                                if c in table.columns))
+            return
         record.file = self._claim_file(record)
         target = self._temporary / record.file
         shutil.copyfile(parquet, target)
@@ -234,6 +261,9 @@ def _samples_frame(records: list[SampleRecord], label_columns: list[str]) -> pl.
     return pl.DataFrame(data, schema=schema)
 
 
+#: Stores whose format version was logged in this process (by resolved path).
+_ANNOUNCED: set[str] = set()
+
 #: Files whose checksum was verified in this process, by (path, size, mtime): each repertoire
 #: file is hashed once per run, when it is first read, not at every read.
 _VERIFIED: set[tuple[str, int, int, str]] = set()
@@ -260,7 +290,9 @@ def table_loci(table: "pl.DataFrame | pl.LazyFrame") -> set[str]:
     names = frame.collect_schema().names()
     for column in ("locus", "v_call", "j_call"):
         if column in names:
-            values = frame.select(pl.col(column).drop_nulls().str.slice(0, 3).str.to_uppercase().unique()).collect()
+            # distinct values first: cheap on a Categorical column, and fewer strings to slice
+            values = frame.select(pl.col(column).drop_nulls().unique().cast(pl.String).str.slice(0, 3)
+                                  .str.to_uppercase().unique()).collect()
             found = {v for v in values.to_series().to_list() if v in LOCI}
             if found:
                 return found
@@ -320,6 +352,12 @@ class Store:
         if missing or sorted(samples["sample_id"].to_list()) != sorted(e["sample_id"] for e in entries):
             raise StoreError(f"{samples_path}: does not match {MANIFEST_NAME} (other samples or columns); the store "
                              "is corrupt: ingest the data again")
+        key = str(path.resolve())
+        if key not in _ANNOUNCED:  # once per store and process: commands open a store several times
+            _ANNOUNCED.add(key)
+            log.info("%s: store format version %d%s", path, version,
+                     "" if version == STORE_FORMAT_VERSION else
+                     f" (an older format, read as it is; this repclass writes version {STORE_FORMAT_VERSION})")
         return cls(path=path, manifest=manifest, samples=samples)
 
     # --- what the store holds ---------------------------------------------------------------
@@ -370,8 +408,13 @@ class Store:
     def repertoire_path(self, sample_id: str) -> Path:
         return self.path / self._entry(sample_id)["file"]
 
+    @property
+    def format_version(self) -> int:
+        return int(self.manifest["format_version"])
+
     def read(self, sample_id: str, columns: list[str] | None = None) -> pl.DataFrame:
-        """One repertoire's table (all columns unless `columns` names some)."""
+        """One repertoire's table (all columns unless `columns` names some), gene calls and locus
+        as strings whichever format version the store has (`as_strings`)."""
         entry = self._entry(sample_id)
         path = self.path / entry["file"]
         if not path.is_file():
@@ -385,7 +428,7 @@ class Store:
         if table.height != int(entry["n_sequences"]):
             raise StoreError(f"{path}: holds {table.height} sequences where the manifest says {entry['n_sequences']}; "
                              "the store is corrupt: ingest that sample again")
-        return table
+        return as_strings(table)
 
     def loci(self) -> list[str]:
         """The loci (TRB, IGH, ...) of the store's sequences: each file's `locus` column, or the

@@ -18,7 +18,7 @@ from repclass.errors import RepclassError, UsageError
 from repclass.io.formats import ColumnOverrides
 from repclass.io.reader import ReadOptions, read_repertoire
 from repclass.io.sheet import file_stem
-from repclass.io.store import MANIFEST_NAME, Store, table_loci
+from repclass.io.store import MANIFEST_NAME, Store, as_strings, table_loci
 from repclass.model.checkpoint import check_locus, check_store_fits, resolve_model_path
 from repclass.prediction.ensemble import fold_model_paths, load_models
 
@@ -84,7 +84,7 @@ class Inputs:
             def read(columns: list[str] | None, path: Path = path) -> pl.DataFrame:
                 if path not in memo:
                     memo.clear()
-                    memo[path] = read_repertoire(path, options).table
+                    memo[path] = as_strings(read_repertoire(path, options).table)
                     if getattr(info, "locus", None):  # reading the loci costs a pass over the table
                         check_locus(info, table_loci(memo[path]), path, allow_other_locus)
                 table = memo[path]
