@@ -72,6 +72,11 @@ def reset() -> None:
     _compiled.clear()
 
 
+def failure() -> str | None:
+    """Why this process gave up compiling (the log line's reason), or None."""
+    return _broken
+
+
 def cxx_compiler() -> str | None:
     """The C++ compiler Inductor would use on CPU ($CXX, else c++ / g++ / clang++ on PATH), or None."""
     candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
