@@ -95,10 +95,12 @@ def _give_up(reason: str) -> None:
     _broken = reason
 
 
-def kernel(function: Callable[..., Any], n_sequences: int, device_type: str) -> Callable[..., Any]:
+def kernel(function: Callable[..., Any], n_sequences: int, device_type: str,
+           options: dict[str, Any] | None = None) -> Callable[..., Any]:
     """`function` compiled when the mode says so (counting `n_sequences` towards COMPILE_AFTER),
-    else `function` itself. A compiled kernel that fails on its first call is given up for the
-    rest of the process: the caller gets `function`'s result and one log line says why."""
+    else `function` itself. `options`: Inductor settings for it (torch.compile's `options`). A
+    compiled kernel that fails on its first call is given up for the rest of the process: the
+    caller gets `function`'s result and one log line says why."""
     global _seen
     chosen = mode()
     if chosen == "off" or _broken is not None:
@@ -118,7 +120,7 @@ def kernel(function: Callable[..., Any], n_sequences: int, device_type: str) -> 
         with warnings.catch_warnings():
             # torch's compiler imports its own deprecated torch.jit.script_method: nothing a user can act on
             warnings.simplefilter("ignore", DeprecationWarning)
-            compiled = _guarded(torch.compile(function, dynamic=True), function)
+            compiled = _guarded(torch.compile(function, dynamic=True, options=options), function)
         _compiled[function] = compiled
     return compiled
 
