@@ -36,8 +36,9 @@ MODES = ("auto", "on", "off")
 #: The environment variable that sets the mode when `--compile` is not given.
 ENVIRONMENT = "REPCLASS_COMPILE"
 #: In mode "auto", sequences run eagerly through the kernels before they are compiled: about 20 s
-#: of eager work on 2 CPU cores, against a cold compilation of 10-25 s and a warm one (Inductor's
-#: cache) of 3-5 s with the dynamo import (docs/performance.md, "torch.compile").
+#: of eager work on 2 CPU cores, against a cold compilation of 20-30 s and a warm one (Inductor's
+#: cache, the compiler's imports included) of several seconds; the compiled kernels save 10-20%
+#: (docs/performance.md, "torch.compile").
 COMPILE_AFTER = 20_000_000
 
 _mode: str | None = None
