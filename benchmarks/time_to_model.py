@@ -8,6 +8,9 @@ training) is what a new user tries first. Side by side, alternating, each a fres
   before, capped  the same, stopped by --updates at the update where its validation AUC first
                   reached 1.0 (what "time to a usable model" meant before runs stopped by themselves)
   now             this checkout: the run ends once the validation split is solved (--stop-loss)
+  now, --compile on  the same with torch.compile from the first update (mode auto, the default,
+                  leaves a job this small eager: what compiling would cost it; `--no-compile`
+                  leaves this row out). Inductor's cache is as the machine has it.
 
     python benchmarks/time_to_model.py [--repeats 2] [--baseline REV]
 
@@ -66,16 +69,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per row (the table shows the fastest)")
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision for 'before' (default {BASELINE})")
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated cohort")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="leave out the `--compile on` row")
+    parser.add_argument("--no-baseline", dest="with_baseline", action="store_false",
+                        help="leave out the baseline revision's rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         store = make_cohort(work, args.seed)
-        before = baseline_source(args.baseline, work)
-        first = train(store, work / "probe", before, [])
-        contenders = [(f"before ({args.baseline})", before, []),
-                      (f"before ({args.baseline}), capped at update {first['first_perfect']}", before,
-                       ["--updates", str(first["first_perfect"])]),
-                      ("now", ROOT, [])]
+        contenders = [("now", ROOT, [])]
+        if args.with_baseline:
+            before = baseline_source(args.baseline, work)
+            first = train(store, work / "probe", before, [])
+            contenders[:0] = [(f"before ({args.baseline})", before, []),
+                              (f"before ({args.baseline}), capped at update {first['first_perfect']}", before,
+                               ["--updates", str(first["first_perfect"])])]
+        if args.compile:
+            contenders.append(("now, --compile on", ROOT, ["--compile", "on"]))
         best: dict[str, dict] = {}
         for _ in range(args.repeats):
             for name, source, extra in contenders:

@@ -6,10 +6,14 @@ Side by side in one run (same data, same weights, same threads):
   before     the fast path as a git revision had it (default: the last commit before issue 15's
              CPU work), imported from `git archive` under another package name
   repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
+  repclass, torch.compile   the fast path with its window kernels compiled (--compile on;
+                    repclass/compute/compiling.py), alternating with `repclass`; its first update
+                    is timed apart, with Inductor's cache cold (a fresh folder) and warm (compiled
+                    again from that folder after torch._dynamo.reset())
   repclass + data   the same plus sampling the batch from four 300k-sequence repertoires
                     (what `repclass train` does per update, without the prefetch thread)
 
-    python benchmarks/train.py [--updates 30] [--threads 2] [--baseline REV]
+    python benchmarks/train.py [--updates 30] [--threads 2] [--baseline REV] [--no-compile]
 
 "before" and "repclass" alternate in rounds, so that a slow spell of a shared machine hits both.
 
@@ -18,6 +22,7 @@ The original DeepRC needs 0.296 s per such update on 2 CPU cores in fp32 (issue 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import baseline_source, commit, machine, random_junctions  # noqa: E402
 
+from repclass.compute import compiling  # noqa: E402
 from repclass.config import ModelConfig  # noqa: E402
 from repclass.model.data import EncodedRepertoire, encode_sequences, make_batch, sample_rows  # noqa: E402
 from repclass.model.deeprc import DeepRC, top_k_per_bag  # noqa: E402
@@ -95,7 +101,10 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE,
                         help=f"git revision for 'before' (default {BASELINE}); 'none' to leave it out")
     parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "train")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="leave out the torch.compile row (and its compilation)")
     args = parser.parse_args()
+    compiling.configure("off")
     torch.set_num_threads(args.threads)
     tune_allocator()
     rng = np.random.default_rng(0)
@@ -132,13 +141,38 @@ def main() -> None:
         contenders[f"before ({args.baseline})"] = lambda: before_step(before_model, before_optimizer, fixed, targets,
                                                                       values, present, device, 8192)
     fast_model, fast_optimizer = fresh()
-    contenders["repclass"] = lambda: train_step(fast_model, fast_optimizer, fixed, targets, values, present, device,
-                                                8192)
+    contenders["repclass"] = lambda: (compiling.configure("off"),
+                                      train_step(fast_model, fast_optimizer, fixed, targets, values, present, device,
+                                                 8192))
+    first_updates = {}
+    if args.compile:
+        import tempfile
+
+        compiled_model, compiled_optimizer = fresh()
+
+        def compiled_step():
+            compiling.configure("on")
+            train_step(compiled_model, compiled_optimizer, fixed, targets, values, present, device, 8192)
+
+        # Inductor reads its cache folder when it compiles: a fresh one makes the first compilation cold.
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-", dir=args.workdir.resolve())
+        for cache in ("cold", "warm"):
+            if cache == "warm":  # forget the compiled kernels in memory: compile again from the disk cache
+                from torch._dynamo import reset
+
+                reset()
+                compiling.reset()
+            start = time.perf_counter()
+            compiled_step()
+            first_updates[cache] = time.perf_counter() - start
+        contenders["repclass, torch.compile"] = compiled_step
     times: dict[str, list[float]] = {name: [] for name in contenders}
     rounds = 3
     for _ in range(rounds):
         for name, step in contenders.items():
             times[name] += timed(step, max(1, args.updates // rounds))
+    compiling.configure("off")
     counter = iter(range(10 ** 9))
     data_model, data_optimizer = fresh()
     with_data = timed(lambda: train_step(data_model, data_optimizer, sampled_batch(next(counter)), targets, values,
@@ -158,6 +192,8 @@ def main() -> None:
         print(f"| {name} | {median(times):.4f} | {min(times):.4f} | {median(reference) / median(times):.1f} | "
               f"{ORIGINAL_SECONDS / median(times):.1f} |")
     print(f"| data sampling alone (4 x 10k of 300k) | {median(sampling):.4f} | {min(sampling):.4f} | | |")
+    for cache, seconds in first_updates.items():
+        print(f"| first update with torch.compile, Inductor cache {cache} (incl. compiling) | {seconds:.2f} | | | |")
     print(f"\npeak RSS {peak:.0f} MB (four {args.repertoire_size:,}-sequence repertoires in memory)")
 
 

@@ -233,6 +233,16 @@ def _default_from(where: str, field: str | Callable[[Any], Any], *decls: str, **
 threads_option = click.option("--threads", type=int, default=None, callback=_set_threads, is_eager=True,
                               help="CPU threads for reading and computing (default: the CPUs this job may use: "
                                    "its CPU affinity and cgroup quota, e.g. under SLURM or in a container).")
+def _set_compile(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from repclass.compute.compiling import configure
+
+    configure(value)
+
+
+compile_option = click.option(
+    "--compile", type=click.Choice(["auto", "on", "off"]), default=None, callback=_set_compile, expose_value=False,
+    help="torch.compile for the embedding's kernels: auto (once a job is large: 20M sequences embedded), on, or "
+         "off (default: $REPCLASS_COMPILE, else auto). Without a C++ compiler the eager kernels run.")
 force_option = click.option("--force", is_flag=True, help="Replace an existing output (only one repclass wrote, "
                                                            "of the same kind).")
 allow_other_locus_option = click.option(
@@ -494,6 +504,7 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("cache_gb", "Memory for decoded repertoires kept between updates.")
 @device_option
 @force_option
+@compile_option
 @threads_option
 def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ...], positives: tuple[str, ...],
           loss_weights: tuple[str, ...], split_column: str | None, folds: int | None, fold: int | None,
@@ -577,6 +588,7 @@ def train(store: Path, targets: tuple[str, ...], out: Path, types: tuple[str, ..
 @device_option
 @allow_other_locus_option
 @force_option
+@compile_option
 @threads_option
 def predict(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], attention_top_n: int,
             attention_out: Path | None, chunk_size: int, device: str, allow_other_locus: bool, force: bool,
@@ -654,6 +666,7 @@ def _metrics_line(values: dict[str, Any]) -> str:
               help="Seed for the random parts (the same seed gives the same outputs).")
 @allow_other_locus_option
 @force_option
+@compile_option
 @threads_option
 def motifs(model: Path, inputs: tuple[Path, ...], out: Path, samples: tuple[str, ...], target: str | None,
            class_name: str | None, top_sequences: int, n_motifs: int, ig_steps: int, include_training: bool,

@@ -29,6 +29,7 @@ from torch import nn
 
 from repclass.model.activation import selu_
 from repclass.alphabet import N_AMINO_ACIDS, PAD_CODE
+from repclass.compute import compiling
 from repclass.config import CHUNK_SIZE, ModelConfig
 
 N_POSITION_FEATURES = 3
@@ -37,6 +38,9 @@ N_INPUT_FEATURES = N_AMINO_ACIDS + N_POSITION_FEATURES
 _MASKED = -1.0e6
 #: Standard deviation of the convolution's amino-acid weights at initialisation.
 CONV_INIT_STD = 0.02
+#: Inductor settings of the compiled window kernels: no bounds check per look-up (the window
+#: indices lie in the table by construction, `_window_indices`); the checks cost 15% of the kernel.
+_WINDOW_KERNEL_OPTIONS = {"assert_indirect_indexing": False}
 
 
 def position_features(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -341,8 +345,36 @@ class ConvolutionEmbedding(SequenceEmbedding):
         for start in range(0, codes.shape[0], chunk_size):
             indices, n_windows = self._window_indices(codes[start:start + chunk_size],
                                                       lengths[start:start + chunk_size], layout, buffer)
-            sums = F.embedding_bag(indices, table, mode="sum")  # (n_chunk * T, D)
-            yield start, sums.view(-1, n_windows, self.out_features).amax(dim=1)
+            n = indices.shape[0] // n_windows
+            fused = compiling.kernel(window_max, n, table.device.type, _WINDOW_KERNEL_OPTIONS)
+            if fused is window_max:  # eager: embedding_bag is faster than window_max uncompiled
+                sums = F.embedding_bag(indices, table, mode="sum")  # (n_chunk * T, D)
+                yield start, sums.view(-1, n_windows, self.out_features).amax(dim=1)
+            else:
+                yield start, fused(indices.view(n, n_windows, -1), table)
+
+
+def window_max(indices: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(n, T, columns) row indices -> (n, D): the maximum over windows of each window's row sum.
+
+    `torch.compile`'s kernel for `_chunk_maxima` (compute/compiling.py): the look-ups, the sum and
+    the maximum in one pass, where the eager path writes every window's sum to memory first
+    (embedding_bag) and reads it back (amax). It adds the rows in the order embedding_bag does,
+    starting from the first, so the sums are the same floats.
+    """
+    sums = table[indices[:, :, 0]]  # (n, T, D)
+    for column in range(1, indices.shape[2]):
+        sums = sums + table[indices[:, :, column]]
+    return sums.amax(dim=1)
+
+
+def window_argmax(indices: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`window_max` with the winning window of each (sequence, kernel): ((n, D), (n, D)); the
+    gradient pass's kernel (`_WindowMax`)."""
+    sums = table[indices[:, :, 0]]  # (n, T, D)
+    for column in range(1, indices.shape[2]):
+        sums = sums + table[indices[:, :, column]]
+    return sums.max(dim=1)
 
 
 class _WindowMax(torch.autograd.Function):
@@ -351,8 +383,12 @@ class _WindowMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, indices: torch.Tensor, table: torch.Tensor, n_windows: int) -> torch.Tensor:
         n = indices.shape[0] // n_windows
-        sums = F.embedding_bag(indices, table, mode="sum").view(n, n_windows, -1)  # (n, T, D)
-        best, arg = sums.max(dim=1)  # (n, D) each
+        fused = compiling.kernel(window_argmax, n, table.device.type, _WINDOW_KERNEL_OPTIONS)
+        if fused is window_argmax:
+            sums = F.embedding_bag(indices, table, mode="sum").view(n, n_windows, -1)  # (n, T, D)
+            best, arg = sums.max(dim=1)  # (n, D) each
+        else:
+            best, arg = fused(indices.view(n, n_windows, -1), table.detach())  # a graph without autograd
         ctx.save_for_backward(indices, arg)
         ctx.table_shape = table.shape
         ctx.n_windows = n_windows
