@@ -3,13 +3,13 @@
 Side by side in one run (same data, same weights, same threads):
   reference  the plain model: dense one-hot input, torch conv1d, for the no-gradient scoring pass
              and the gradient pass (tests/support/reference.py)
-  before     the fast path as a git revision had it (default: the last commit before issue 15's
-             CPU work), imported from `git archive` under another package name
+  before     the fast path as git revision --baseline REV had it (left out without one), imported
+             from `git archive` under another package name
   repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
   repclass + data   the same plus sampling the batch from four 300k-sequence repertoires
                     (what `repclass train` does per update, without the prefetch thread)
 
-    python benchmarks/train.py [--updates 30] [--threads 2] [--baseline REV]
+    python benchmarks/perf/train.py [--updates 30] [--threads 2] [--baseline REV]
 
 "before" and "repclass" alternate in rounds, so that a slow spell of a shared machine hits both.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import baseline_source, commit, machine, random_junctions  # noqa: E402
 
 from repclass.config import ModelConfig  # noqa: E402
@@ -39,8 +39,6 @@ from repclass.targets import Target, total_loss  # noqa: E402
 from repclass.training.loop import train_step  # noqa: E402
 
 ORIGINAL_SECONDS = 0.296
-#: The last commit before the second round of CPU work (issue 15): "before" in the table.
-BASELINE = "9369dbf"
 
 
 def import_baseline(revision: str, workdir: Path):
@@ -92,9 +90,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repertoire-size", type=int, default=300_000)
-    parser.add_argument("--baseline", default=BASELINE,
-                        help=f"git revision for 'before' (default {BASELINE}); 'none' to leave it out")
-    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "train")
+    parser.add_argument("--baseline", default="none",
+                        help="git revision for 'before' (default none: left out)")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parents[1] / "out" / "train")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tune_allocator()
