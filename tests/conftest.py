@@ -2,32 +2,12 @@
 seeded cohort with an implanted motif for model tests."""
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_DATA = ROOT / "example_data"
-PUBLIC_DATA = Path(__file__).resolve().parent / "data" / "public"
-
-AIRR_HEADER = ["sequence_id", "junction_aa", "v_call", "j_call", "duplicate_count", "productive", "locus"]
-
-
-def write_table(path: Path, header: list[str], rows: list[list[object]], separator: str = "\t",
-                compress: bool = False) -> Path:
-    text = separator.join(header) + "\n" + "".join(
-        separator.join("" if v is None else str(v) for v in row) + "\n" for row in rows)
-    if compress:
-        with gzip.open(path, "wb") as handle:
-            handle.write(text.encode())
-    else:
-        path.write_text(text)
-    return path
-
-
-def write_airr(path: Path, rows: list[list[object]], compress: bool = False) -> Path:
-    return write_table(path, AIRR_HEADER, rows, compress=compress)
+from support.cohort import TINY_TRAIN
+from support.files import write_airr, write_table
 
 
 @pytest.fixture
@@ -55,13 +35,10 @@ def small_cohort(tmp_path: Path) -> tuple[Path, Path]:
 
 
 # ---- a tiny trained model, shared by the model, predict and motif tests -------------------------
-TINY_TRAIN = dict(max_updates=300, eval_every=50, patience=100, sequences_per_bag=10_000, seed=0)
-
-
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """(store path, implanted sequences per sample) for a 16-repertoire cohort, motif at 5%."""
-    from cohort import make_cohort
+    from support.cohort import make_cohort
     from repclass import ingest
 
     folder = tmp_path_factory.mktemp("tiny")

@@ -63,7 +63,7 @@ def steps(sheet: Path, reps: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The whole job in run_a/ and run_b/, concurrently; returns (folders, {step: [result_a, result_b]})."""
-    from cohort import make_cohort
+    from support.cohort import make_cohort
 
     base = tmp_path_factory.mktemp("determinism")
     sheet, reps, _ = make_cohort(base / "cohort")

@@ -66,7 +66,7 @@ def _sheet_ids(sheet: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> tuple[Path, Path]:
-    from cohort import make_cohort
+    from support.cohort import make_cohort
 
     sheet, reps, _ = make_cohort(tmp_path_factory.mktemp("cohort"))
     assert shutil.which("repclass", path=str(BIN)), f"repclass is not installed in {BIN}"
