@@ -146,8 +146,8 @@ def _weights(path):
 
 def test_resume_after_kill_gives_the_same_model(tiny_cohort, tmp_path):
     store_path, _ = tiny_cohort
-    args = [sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status", "--updates", "400",
-            "--eval-every", "100", "--checkpoint-every", "20", "--patience", "100", "--threads", "1",
+    args = [sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status", "--updates", "200",
+            "--eval-every", "50", "--checkpoint-every", "20", "--patience", "100", "--threads", "1",
             "--device", "cpu"]
     subprocess.run(args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
     interrupted = tmp_path / "interrupted"
@@ -163,7 +163,7 @@ def test_resume_after_kill_gives_the_same_model(tiny_cohort, tmp_path):
     process.wait()
     assert not interrupted.exists()  # a killed run leaves nothing that looks finished
     state = torch.load(checkpoint, weights_only=True)["state"]
-    assert 0 < state["update"] < 400
+    assert 0 < state["update"] < 200
     subprocess.run(args + ["--out", str(interrupted), "--resume"], check=True, capture_output=True)
     whole, resumed = _weights(tmp_path / "whole"), _weights(interrupted)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
