@@ -39,10 +39,10 @@ package-check:
 	PYTHON=$(PYTHON) bash scripts/check_package.sh
 
 bench: setup
-	$(PY) benchmarks/ingest.py
-	$(PY) benchmarks/train.py
-	$(PY) benchmarks/predict.py
-	$(PY) benchmarks/time_to_model.py
+	$(PY) benchmarks/perf/ingest.py
+	$(PY) benchmarks/perf/train.py
+	$(PY) benchmarks/perf/predict.py
+	$(PY) benchmarks/perf/time_to_model.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -244,7 +244,7 @@ def grouped_folds(subjects: dict[str, str], labels: dict[str, str], k: int, seed
 
 
 # ---- run ------------------------------------------------------------------------------------------
-#: `run --implant RATE`: the accuracy grid's reference cell (benchmarks/accuracy.py, `w0.1%`) but
+#: `run --implant RATE`: the accuracy grid's reference cell (benchmarks/studies/accuracy.py, `w0.1%`) but
 #: for the rate: three random motifs of length 4-5 with gaps and substitutions, broken copies in
 #: the negatives at the same rate, the motifs' own occurrences purged from the repertoires.
 IMPLANT = dict(random_motifs=3, random_motif_length=(4, 5), gap_probability=0.5, substitution_probability=0.1,

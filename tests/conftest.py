@@ -2,32 +2,15 @@
 seeded cohort with an implanted motif for model tests."""
 from __future__ import annotations
 
-import gzip
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_DATA = ROOT / "example_data"
-PUBLIC_DATA = Path(__file__).resolve().parent / "data" / "public"
-
-AIRR_HEADER = ["sequence_id", "junction_aa", "v_call", "j_call", "duplicate_count", "productive", "locus"]
-
-
-def write_table(path: Path, header: list[str], rows: list[list[object]], separator: str = "\t",
-                compress: bool = False) -> Path:
-    text = separator.join(header) + "\n" + "".join(
-        separator.join("" if v is None else str(v) for v in row) + "\n" for row in rows)
-    if compress:
-        with gzip.open(path, "wb") as handle:
-            handle.write(text.encode())
-    else:
-        path.write_text(text)
-    return path
-
-
-def write_airr(path: Path, rows: list[list[object]], compress: bool = False) -> Path:
-    return write_table(path, AIRR_HEADER, rows, compress=compress)
+from support.cohort import TINY_TRAIN
+from support.files import write_airr, write_table
 
 
 @pytest.fixture
@@ -55,28 +38,56 @@ def small_cohort(tmp_path: Path) -> tuple[Path, Path]:
 
 
 # ---- a tiny trained model, shared by the model, predict and motif tests -------------------------
-TINY_TRAIN = dict(max_updates=300, eval_every=50, patience=100, sequences_per_bag=10_000, seed=0)
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder `build(folder)` fills, made once per test run: under pytest-xdist the workers share
+    it (the first one to get the lock builds it, the others wait and read it), so an expensive
+    fixture such as the tiny model costs one build per run, not one per worker."""
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    folder = shared / f"shared_{name}"
+    with FileLock(str(shared / f"shared_{name}.lock")):
+        if not (folder / ".built").exists():
+            if folder.exists():  # a worker that failed half-way
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").write_text("")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """(store path, implanted sequences per sample) for a 16-repertoire cohort, motif at 5%."""
-    from cohort import make_cohort
-    from repclass import ingest
 
-    folder = tmp_path_factory.mktemp("tiny")
-    sheet, reps, implanted = make_cohort(folder, seed=0)
-    store = ingest(sheet, folder / "tiny.store", [reps])
-    return store.path, implanted
+    def build(folder: Path) -> None:
+        from support.cohort import make_cohort
+        from repclass import ingest
+
+        sheet, reps, implanted = make_cohort(folder, seed=0)
+        ingest(sheet, folder / "tiny.store", [reps])
+        (folder / "implanted.json").write_text(json.dumps({k: sorted(v) for k, v in implanted.items()}))
+
+    folder = _built_once(tmp_path_factory, "tiny", build)
+    implanted = {k: set(v) for k, v in json.loads((folder / "implanted.json").read_text()).items()}
+    return folder / "tiny.store", implanted
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_cohort, tmp_path_factory):
-    """A model trained on the tiny cohort (about 15 s on 2 CPU cores)."""
+    """A model trained on the tiny cohort (about 15 s on 2 CPU cores, once per test run)."""
     from repclass.config import TrainConfig
-    from repclass.training.loop import train
+    from repclass.training.loop import TrainResult, train
 
     store_path, _ = tiny_cohort
-    out = tmp_path_factory.mktemp("model") / "model"
-    result = train(store_path, out, targets=["status"], config=TrainConfig(**TINY_TRAIN), device="cpu")
-    return result
+
+    def build(folder: Path) -> None:
+        train(store_path, folder / "model", targets=["status"], config=TrainConfig(**TINY_TRAIN), device="cpu")
+
+    out = _built_once(tmp_path_factory, "model", build) / "model"
+    metrics = json.loads((out / "metrics.json").read_text())
+    return TrainResult(path=out, metrics=metrics, best_update=metrics["best_update"])

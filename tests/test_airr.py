@@ -63,7 +63,7 @@ def test_predict_attention_is_also_an_airr_file_that_joins_back(tiny_model, tiny
     plain = pl.read_csv(tmp_path / "p.attention.tsv", separator="\t")
     assert [(r["repertoire_id"], int(r["rank"]), r["junction_aa"]) for r in records] == \
         list(plain.select("sample_id", "rank", "junction_aa").iter_rows())
-    # the ids are those of the input rows (tests/cohort.py names them <sample>_<row>); extra fields are text
+    # the ids are those of the input rows (tests/support/cohort.py names them <sample>_<row>); extra fields are text
     assert all(r["sequence_id"].startswith(f"{r['repertoire_id']}_") for r in records)
     assert all(r["locus"] == "TRB" and r["productive"] is True for r in records)
 
@@ -93,7 +93,7 @@ def test_motifs_sequences_are_also_an_airr_file_that_joins_back(tiny_model, tiny
         records = list(airr.io.RearrangementReader(handle, validate=True))
     assert [r["junction_aa"] for r in records] == sequences["junction_aa"].to_list()
     assert [r["repertoire_id"] for r in records] == sequences["sample_id"].to_list()
-    # the input files' own sequence ids (tests/cohort.py names them <sample>_<row>), not invented ones
+    # the input files' own sequence ids (tests/support/cohort.py names them <sample>_<row>), not invented ones
     stored = {(s, j): i for s, j, i in _stored_ids(store_path)}
     assert [r["sequence_id"] for r in records] == [stored[(r["repertoire_id"], r["junction_aa"])] for r in records]
 
@@ -113,7 +113,7 @@ def test_example_data_repertoires_are_valid_airr_files(tmp_path):
     repertoires AIRR (one file checked: they are written by one command)."""
     import gzip
 
-    from conftest import EXAMPLE_DATA
+    from support.files import EXAMPLE_DATA
 
     plain = tmp_path / "sample_01.tsv"
     plain.write_bytes(gzip.decompress((EXAMPLE_DATA / "repertoires" / "sample_01.tsv.gz").read_bytes()))

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from cohort import MOTIF, background_pool, implant
-from conftest import write_airr, write_table
+from support.cohort import MOTIF, background_pool, implant
+from support.files import write_airr, write_table
 from repclass.alphabet import AMINO_ACIDS
 from repclass.baselines import KmerConfig, KmerSpec, kmer_counts, kmer_features, kmer_vector, train_kmer
 from repclass.baselines.burden import BurdenConfig, enrichment_p_values, train_burden

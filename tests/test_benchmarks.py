@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_cpu_dry_run(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--out",
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "checks" / "gpu_check.py"), "--device", "cpu", "--out",
                              str(tmp_path / "gpu.json")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| forward fp32 |" in result.stdout and "| update fp32 ms |" in result.stdout
@@ -20,9 +20,9 @@ def test_gpu_check_cpu_dry_run(tmp_path):
 
 
 def test_power_analysis_runs_every_method_and_draws_the_figure(tmp_path):
-    """benchmarks/power.py end to end on a tiny grid: one row per method, a table and a figure."""
+    """benchmarks/studies/power.py end to end on a tiny grid: one row per method, a table and a figure."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "power.py"), "--rates", "0.05", "--sizes", "16", "--sequences",
+        [sys.executable, str(ROOT / "benchmarks" / "studies" / "power.py"), "--rates", "0.05", "--sizes", "16", "--sequences",
          "200-300", "--set", "max_updates=20", "--set", "eval_every=10", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -34,10 +34,10 @@ def test_power_analysis_runs_every_method_and_draws_the_figure(tmp_path):
 
 
 def test_ingest_benchmark_times_reference_before_and_now_side_by_side(tmp_path):
-    """benchmarks/ingest.py on a tiny file: the bare polars read, a git revision's ingest and this
+    """benchmarks/perf/ingest.py on a tiny file: the bare polars read, a git revision's ingest and this
     checkout's, on the plain and the gzipped file, each a row with its ratio to the reference."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "ingest.py"), "--rows", "2000", "--repeats", "1", "--threads", "1",
+        [sys.executable, str(ROOT / "benchmarks" / "perf" / "ingest.py"), "--rows", "2000", "--repeats", "1", "--threads", "1",
          "--baseline", "HEAD", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| bench_2000")]
@@ -48,7 +48,7 @@ def test_ingest_benchmark_times_reference_before_and_now_side_by_side(tmp_path):
 
 def test_accuracy_table_pairs_deeprc_and_kmer_by_cohort():
     """The accuracy grid's table compares the two methods seed by seed (same cohort, same split)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks" / "studies"))
     import accuracy
 
     cell = accuracy.Cell("demo", 0.001)
@@ -61,8 +61,8 @@ def test_accuracy_table_pairs_deeprc_and_kmer_by_cohort():
 
 
 def test_accuracy_overrides_reach_the_model_and_the_training():
-    """`benchmarks/accuracy.py --set` takes ModelConfig fields as well as TrainConfig ones."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    """`benchmarks/studies/accuracy.py --set` takes ModelConfig fields as well as TrainConfig ones."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "studies"))
     import accuracy
 
     config, model_config = accuracy.deeprc_configs(4, accuracy.parse_overrides(["count_readout=false",
@@ -75,7 +75,7 @@ def test_accuracy_overrides_reach_the_model_and_the_training():
 
 
 def test_accuracy_keeps_tuning_and_reporting_seeds_apart():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks" / "studies"))
     import accuracy
 
     assert accuracy.seed_range("tuning", 3) == ("tuning", range(1, 4))
@@ -89,7 +89,7 @@ def test_accuracy_keeps_tuning_and_reporting_seeds_apart():
 def test_accuracy_resumes_only_rows_with_the_same_settings(tmp_path, monkeypatch):
     """A row made with other --set values (or before settings were recorded) is run again, not
     reprinted; rows record --set, the seed set and the commit."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks" / "studies"))
     import accuracy
 
     calls = []

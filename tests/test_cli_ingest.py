@@ -5,7 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_airr
+from support.files import write_airr
 from repclass import __version__
 from repclass.cli import main
 from repclass.io.store import Store

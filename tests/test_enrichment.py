@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 import torch
 
-from cohort import background_pool
-from conftest import write_airr, write_table
+from support.cohort import background_pool
+from support.files import write_airr, write_table
 
 PUBLIC = ["CASSLGQGNTEAFF", "CASSPDRGYEQYF", "CASRTGGSYNEQFF", "CASSQEGTGELFF", "CASSLAPGATNEKLFF",
           "CASSYSGRDTQYF", "CASSVDWGSYEQYF", "CASSPTSGGQETQYF"]

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from cohort import MOTIF, background_pool, implant
-from conftest import write_airr, write_table
+from support.cohort import MOTIF, background_pool, implant
+from support.files import write_airr, write_table
 from repclass.cli import main
 from repclass.config import TrainConfig
 from repclass.errors import UsageError

@@ -3,7 +3,7 @@ import gzip
 import pytest
 import zstandard
 
-from conftest import PUBLIC_DATA, write_table
+from support.files import PUBLIC_DATA, write_table
 from repclass.errors import InputFileError
 from repclass.io.formats import ColumnOverrides, sniff
 

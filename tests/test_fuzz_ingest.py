@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import AIRR_HEADER, PUBLIC_DATA
+from support.files import AIRR_HEADER, PUBLIC_DATA
 from repclass.cli import main
 from repclass.errors import RepclassError
 from repclass.io.ingestion import ingest

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import write_airr
+from support.files import write_airr
 from repclass import combine, ingest
 from repclass.errors import OutputExistsError, RepclassError, StoreError
 from repclass.io.store import STORE_FORMAT_VERSION, Store
@@ -110,23 +110,6 @@ def test_empty_repertoire_is_an_error_unless_allowed(small_cohort, tmp_path):
     assert store.sample_ids == ["s1", "s3"]
 
 
-def test_incomplete_store_is_not_opened(tmp_path):
-    (tmp_path / "half").mkdir()
-    with pytest.raises(StoreError, match="manifest.json is missing"):
-        Store.open(tmp_path / "half")
-
-
-def test_store_format_version_is_checked(small_cohort, tmp_path):
-    import json
-    sheet, folder = small_cohort
-    out = ingest(sheet, tmp_path / "store", [folder]).path
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["format_version"] = 99
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(StoreError, match="format version 99 is not supported"):
-        Store.open(out)
-
-
 def test_mixed_conventions_are_refused(small_cohort, tmp_path):
     sheet, folder = small_cohort
     (folder / "s3.tsv").write_text("cdr3_aa\tduplicate_count\nASSLGQETQY\t1\n")
@@ -135,15 +118,6 @@ def test_mixed_conventions_are_refused(small_cohort, tmp_path):
     from repclass.io.reader import ReadOptions
     store = ingest(sheet, tmp_path / "store", [folder], options=ReadOptions(convention="cdr3"))
     assert store.read("s3")["junction_aa"].to_list() == ["ASSLGQETQY"]
-
-
-def test_store_iterates_its_repertoires(small_cohort, tmp_path):
-    sheet, folder = small_cohort
-    store = ingest(sheet, tmp_path / "store", [folder])
-    tables = dict(store.iter_tables(["junction_aa"]))
-    assert list(tables) == ["s1", "s2", "s3"]
-    assert tables["s2"].columns == ["junction_aa"] and tables["s2"].height == 1
-    assert store.n_sequences() == {"s1": 2, "s2": 1, "s3": 1}
 
 
 def test_airr_repertoire_id_sheet_is_accepted_and_kept(small_cohort, tmp_path):

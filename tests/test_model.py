@@ -253,15 +253,6 @@ def test_count_readout_starts_as_the_papers_and_then_counts_witnesses():
     assert counting_gap - paper_gap > 0.8 * np.log(15)
 
 
-def test_model_files_from_before_the_count_readout_load_without_it():
-    old = ModelConfig().to_dict()
-    del old["count_readout"]
-    assert ModelConfig.from_dict(old).count_readout is False
-    assert ModelConfig.from_dict({**old, "count_readout": True}).count_readout is True
-    del old["evidence_gradient"]  # files from before the option trained with the gradient
-    assert ModelConfig.from_dict(old).evidence_gradient is True and not ModelConfig().evidence_gradient
-
-
 def test_evidence_without_its_gradient_gives_the_same_outputs_and_trains_only_its_weight():
     """The count read-out's default: the same outputs as with --evidence-gradient; the attention's gradient
     is what it would be with the evidence a constant (the pooled path alone), the weight's unchanged."""

@@ -177,16 +177,10 @@ def _cli_run(model: Path, store: Path, out: Path, *options: str):
                                      *options])
 
 
-def test_cli_end_to_end_gives_the_same_bytes(explained, tiny_model, tiny_cohort, tmp_path):
-    store_path, _ = tiny_cohort
-    out = tmp_path / "again"
-    result = _cli_run(tiny_model.path, store_path, out, "--threads", "2")
-    assert result.exit_code == 0, result.output
-    assert result.stdout == f"{out / 'report.html'}\n"
-    assert _md5s(out) == _md5s(explained.out)
-
-
-def test_chunk_size_reaches_scoring_and_changes_no_byte(explained, tiny_model, tiny_cohort, tmp_path, monkeypatch):
+def test_cli_end_to_end_gives_the_same_bytes_and_its_chunk_size_reaches_scoring(explained, tiny_model, tiny_cohort,
+                                                                               tmp_path, monkeypatch):
+    """`repclass motifs` with the main run's settings writes the library run's bytes, and
+    --chunk-size reaches the scoring without changing a byte (one CLI run checks both)."""
     import repclass.explain.collect as collect
 
     chunk_sizes = set()
@@ -197,9 +191,10 @@ def test_chunk_size_reaches_scoring_and_changes_no_byte(explained, tiny_model, t
 
     monkeypatch.setattr(collect, "score_repertoire", scoring)
     store_path, _ = tiny_cohort
-    out = tmp_path / "chunked"
-    result = _cli_run(tiny_model.path, store_path, out, "--chunk-size", "7")
+    out = tmp_path / "again"
+    result = _cli_run(tiny_model.path, store_path, out, "--threads", "2", "--chunk-size", "7")
     assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out / 'report.html'}\n"
     assert chunk_sizes == {7}
     assert _md5s(out) == _md5s(explained.out)
 

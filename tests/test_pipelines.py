@@ -34,9 +34,9 @@ MODULES_DIR = NEXTFLOW_DIR / "modules" / "local" / "repclass"
 BIN = Path(sys.executable).parent  # the environment's bin: repclass (and snakemake) live here
 
 FOLDS = 3
-TRAIN_ARGS = "--updates 100 --eval-every 50"
+TRAIN_ARGS = "--updates 20 --eval-every 10"
 ATTENTION = 5
-#: The explained repertoires are named, so that motifs never depends on how well a 100-update
+#: The explained repertoires are named, so that motifs never depends on how well a 20-update
 #: model classifies (with no repertoire predicted positive, `repclass motifs` has nothing to explain),
 #: nor on which fold holds them out (--include-training: motifs explains held-out ones by default).
 MOTIF_SAMPLES = ("r01", "r02", "r03")
@@ -66,9 +66,11 @@ def _sheet_ids(sheet: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> tuple[Path, Path]:
-    from cohort import make_cohort
+    from support.cohort import make_cohort
 
-    sheet, reps, _ = make_cohort(tmp_path_factory.mktemp("cohort"))
+    # 10 small repertoires: every pipeline job runs (one ingest process per sample, three folds
+    # with two classes in each split), at 10 start-ups of `repclass ingest` per pipeline, not 16
+    sheet, reps, _ = make_cohort(tmp_path_factory.mktemp("cohort"), n_repertoires=10, n_sequences=300)
     assert shutil.which("repclass", path=str(BIN)), f"repclass is not installed in {BIN}"
     return sheet, reps
 
@@ -149,7 +151,7 @@ def test_snakemake_passes_threads_and_extra_options(snakemake_run):
                for c in by_command["train"])
     assert all(f"--attention {ATTENTION} --attention-out" in c and "--threads 1" in c for c in by_command["predict"])
     assert all(MOTIFS_ARGS in c and "--threads 1" in c for c in by_command["motifs"])
-    assert [len(by_command[c]) for c in ("ingest", "combine", "train", "predict", "motifs")] == [16, 1, 3, 3, 3]
+    assert [len(by_command[c]) for c in ("ingest", "combine", "train", "predict", "motifs")] == [10, 1, 3, 3, 3]
     assert all(re.search(r"(2> \S+\.log|> \S+\.log 2>&1)$", c) for c in commands)  # stderr -> the job's log
 
 
@@ -710,7 +712,7 @@ def test_train_predict_motifs_module_commands_run(module_tasks):
     predict = module_tasks["predict"]
     for output in predict.module.outputs:  # --attention given and the store has labels: all present
         assert output.pattern is None or predict.outputs(output), output.pattern
-    assert pl.read_csv(predict.work / "fold_1.predictions.tsv", separator="\t").height == 16
+    assert pl.read_csv(predict.work / "fold_1.predictions.tsv", separator="\t").height == 10
     assert module_tasks["motifs"].result.stdout.strip() == "fold_1.motifs/report.html"
 
 

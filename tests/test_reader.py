@@ -2,7 +2,7 @@
 import polars as pl
 import pytest
 
-from conftest import PUBLIC_DATA, write_airr, write_table
+from support.files import PUBLIC_DATA, write_airr, write_table
 from repclass.errors import InputFileError, UsageError
 from repclass.io.reader import ReadOptions, read_repertoire
 

@@ -118,11 +118,6 @@ def test_python_callers_get_usage_errors_in_the_users_words(make, message):
         make()
 
 
-def test_split_ids_turn_an_assignment_around():
-    assert split_ids({"b": "train", "c": "test", "a": "train"}) == {"train": ["a", "b"], "validation": [],
-                                                                    "test": ["c"]}
-
-
 def test_target_specs_fill_in_named_columns():
     specs = target_specs(["status", TargetSpec("age", kind="regression")], kinds={"status": "binary"},
                          positives={"status": "+"}, weights={"age": 0.5})

@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import write_table
+from support.files import write_table
 from repclass.errors import SheetError
 from repclass.io.sheet import file_stem, match_files, read_sheet
 

@@ -6,7 +6,6 @@ import torch
 
 from repclass.errors import UsageError
 from repclass.metrics import balanced_accuracy, f1_score, macro_auc, regression_metrics, roc_auc
-from repclass.training.splits import column_split, kfold_splits, random_split
 from repclass.targets import assign_offsets, infer_target
 
 
@@ -81,33 +80,3 @@ def test_regression_metrics():
     assert result["mse"] == pytest.approx(1 / 3)
     assert result["r2"] == pytest.approx(1 - (1 / 3) / np.var([1, 2, 3]))
     assert result["pearson_r"] == pytest.approx(np.corrcoef([1, 2, 3], [1, 2, 4])[0, 1])
-
-
-def test_random_split_is_stratified_and_seeded():
-    ids = [f"s{i}" for i in range(40)]
-    strata = ["+"] * 20 + ["-"] * 20
-    split = random_split(ids, strata, 0.2, 0.2, seed=1)
-    assert split == random_split(ids, strata, 0.2, 0.2, seed=1)
-    assert split != random_split(ids, strata, 0.2, 0.2, seed=2)
-    for name, expected in (("train", 12), ("validation", 4), ("test", 4)):
-        members = [i for i, s in split.items() if s == name]
-        assert sum(strata[ids.index(m)] == "+" for m in members) == expected
-
-
-def test_kfold_tests_each_repertoire_once():
-    ids = [f"s{i}" for i in range(25)]
-    strata = ["+", "-"] * 12 + ["+"]
-    folds = kfold_splits(ids, strata, 5, seed=0)
-    tested = [i for fold in folds for i, s in fold.items() if s == "test"]
-    assert sorted(tested) == sorted(ids)
-    for fold in folds:
-        assert {"train", "validation", "test"} == set(fold.values())
-    with pytest.raises(UsageError, match="at least 3 folds"):
-        kfold_splits(ids, strata, 2, seed=0)
-
-
-def test_column_split_spellings():
-    assert column_split(["a", "b", "c"], ["Train", "val", "TEST"], "split") == {"a": "train", "b": "validation",
-                                                                                "c": "test"}
-    with pytest.raises(UsageError, match="'holdout' for sample 'a'"):
-        column_split(["a"], ["holdout"], "split")

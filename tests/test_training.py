@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_TRAIN
+from support.cohort import TINY_TRAIN
 from repclass.model.checkpoint import load_model
 from repclass.config import TrainConfig
 from repclass.model.data import RepertoireCache
@@ -61,7 +61,7 @@ def test_model_folder_contents(tiny_model):
 
 
 def test_every_target_type_with_missing_labels(tmp_path):
-    from cohort import make_cohort
+    from support.cohort import make_cohort
     from repclass import ingest
 
     sheet, reps, _ = make_cohort(tmp_path, n_repertoires=12, n_sequences=200, extra_labels=True)
@@ -129,20 +129,6 @@ def test_kfold_writes_one_model_per_fold(tiny_cohort, tmp_path):
     assert load_model(single.path)[1].splits == load_model(tmp_path / "cv" / "fold_2")[1].splits
 
 
-def test_split_column(tmp_path):
-    from cohort import make_cohort
-    from repclass import ingest
-
-    sheet, reps, _ = make_cohort(tmp_path, n_repertoires=8, n_sequences=100)
-    lines = sheet.read_text().splitlines()
-    splits = ["train"] * 4 + ["validation"] * 2 + ["test"] * 2
-    sheet.write_text("\n".join([lines[0] + "\tsplit"] + [f"{l}\t{s}" for l, s in zip(lines[1:], splits)]) + "\n")
-    store = ingest(sheet, tmp_path / "store", [reps])
-    result = train(store, tmp_path / "m", targets=["status"], split=SplitSpec(column="split"), device="cpu",
-                   config=TrainConfig(max_updates=5, eval_every=5))
-    assert (result.metrics["train"]["n"], result.metrics["validation"]["n"], result.metrics["test"]["n"]) == (4, 2, 2)
-
-
 def test_bad_requests(tiny_cohort, tmp_path):
     store_path, _ = tiny_cohort
     with pytest.raises(Exception, match="no label column 'nope'"):
@@ -160,8 +146,8 @@ def _weights(path):
 
 def test_resume_after_kill_gives_the_same_model(tiny_cohort, tmp_path):
     store_path, _ = tiny_cohort
-    args = [sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status", "--updates", "400",
-            "--eval-every", "100", "--checkpoint-every", "20", "--patience", "100", "--threads", "1",
+    args = [sys.executable, "-m", "repclass", "train", str(store_path), "--target", "status", "--updates", "200",
+            "--eval-every", "50", "--checkpoint-every", "20", "--patience", "100", "--threads", "1",
             "--device", "cpu"]
     subprocess.run(args + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
     interrupted = tmp_path / "interrupted"
@@ -177,7 +163,7 @@ def test_resume_after_kill_gives_the_same_model(tiny_cohort, tmp_path):
     process.wait()
     assert not interrupted.exists()  # a killed run leaves nothing that looks finished
     state = torch.load(checkpoint, weights_only=True)["state"]
-    assert 0 < state["update"] < 400
+    assert 0 < state["update"] < 200
     subprocess.run(args + ["--out", str(interrupted), "--resume"], check=True, capture_output=True)
     whole, resumed = _weights(tmp_path / "whole"), _weights(interrupted)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
@@ -210,7 +196,7 @@ def test_labels_without_a_clear_kmer_seed_the_best_one_or_with_no_fallback_the_p
     # other kernels keep the paper's random start). Without the fallback nothing is seeded and the
     # attention gets no head start: the model is the one --init-kmers 0 --init-attention 0 trains,
     # weight for weight (the model files' metadata records the settings, so their bytes differ).
-    from cohort import make_cohort
+    from support.cohort import make_cohort
     from repclass import ingest
 
     sheet, reps, _ = make_cohort(tmp_path, n_repertoires=16, n_sequences=300, extra_labels=True)
@@ -265,7 +251,7 @@ def test_count_readout_is_the_default_from_the_cli_and_the_papers_read_out_an_op
 def _clonal_cohort(folder, n_repertoires: int = 40, n_sequences: int = 200, seed: int = 3):
     """No motif: positives hold expanded clones (mean count about 5), negatives few (about 1.25)."""
     import numpy as np
-    from cohort import background_pool, write_airr, write_table
+    from support.cohort import background_pool, write_airr, write_table
 
     rng = np.random.default_rng(seed)
     pool = background_pool()

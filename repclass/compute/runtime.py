@@ -23,7 +23,7 @@ def tune_allocator() -> None:
     glibc hands large allocations (> 128 KiB) to mmap and gives them back on free, so every
     new activation tensor costs page faults; on small CPU machines (and in VMs) that is a large
     share of a training update. Raising the thresholds, as tcmalloc/jemalloc users get by
-    default, makes updates ~20-30% faster here (benchmarks/train.py). Linux/glibc only; a no-op
+    default, makes updates ~20-30% faster here (benchmarks/perf/train.py). Linux/glibc only; a no-op
     elsewhere.
     """
     global _ALLOCATOR_TUNED

@@ -3,8 +3,8 @@
 Side by side in one run (same data, same weights, same threads):
   reference  the plain model: dense one-hot input, torch conv1d, for the no-gradient scoring pass
              and the gradient pass (tests/support/reference.py)
-  before     the fast path as a git revision had it (default: the last commit before issue 15's
-             CPU work), imported from `git archive` under another package name
+  before     the fast path as git revision --baseline REV had it (left out without one), imported
+             from `git archive` under another package name
   repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
   repclass, torch.compile   the fast path with its window kernels compiled (--compile on;
                     repclass/compute/compiling.py), alternating with `repclass`; its first update
@@ -13,7 +13,7 @@ Side by side in one run (same data, same weights, same threads):
   repclass + data   the same plus sampling the batch from four 300k-sequence repertoires
                     (what `repclass train` does per update, without the prefetch thread)
 
-    python benchmarks/train.py [--updates 30] [--threads 2] [--baseline REV] [--no-compile]
+    python benchmarks/perf/train.py [--updates 30] [--threads 2] [--baseline REV] [--no-compile]
 
 "before" and "repclass" alternate in rounds, so that a slow spell of a shared machine hits both.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import baseline_source, commit, machine, random_junctions  # noqa: E402
 
 from repclass.compute import compiling  # noqa: E402
@@ -45,8 +45,6 @@ from repclass.targets import Target, total_loss  # noqa: E402
 from repclass.training.loop import train_step  # noqa: E402
 
 ORIGINAL_SECONDS = 0.296
-#: The last commit before the second round of CPU work (issue 15): "before" in the table.
-BASELINE = "9369dbf"
 
 
 def import_baseline(revision: str, workdir: Path):
@@ -98,9 +96,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repertoire-size", type=int, default=300_000)
-    parser.add_argument("--baseline", default=BASELINE,
-                        help=f"git revision for 'before' (default {BASELINE}); 'none' to leave it out")
-    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "train")
+    parser.add_argument("--baseline", default="none",
+                        help="git revision for 'before' (default none: left out)")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parents[1] / "out" / "train")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out the torch.compile row (and its compilation)")
     args = parser.parse_args()

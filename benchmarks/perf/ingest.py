@@ -3,12 +3,12 @@
 Makes a synthetic AIRR rearrangement TSV (default 5 million rows) and its gzip, then times, each
 in a fresh subprocess so peak RSS is that run's own:
   reference   polars.read_csv(file, separator="\\t")  (parse only, nothing normalised)
-  before      repclass ingest of git revision --baseline (default: the commit before issue 35's
-              store format 3), the same command
+  before      repclass ingest of git revision --baseline REV, the same command (left out without
+              --baseline)
   repclass    repclass ingest sheet file --out store   (parse, filter, normalise, merge, write)
 The three alternate, round after round, so that a slow spell of a shared machine hits all of them.
 
-    python benchmarks/ingest.py [--rows 5000000] [--threads 2] [--baseline REV|none] [--workdir benchmarks/out]
+    python benchmarks/perf/ingest.py [--rows 5000000] [--threads 2] [--baseline REV|none] [--workdir benchmarks/out]
 
 Prints a table (seconds, rows/s, peak RSS, ratio to the reference, CPU seconds and their ratio,
 size of the store written).
@@ -27,11 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import ROOT, baseline_source, commit  # noqa: E402
 
-#: The last commit before this round's ingest changes (issue 35: store format 3).
-BASELINE = "664163d"
 AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
 
 
@@ -88,11 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "ingest")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parents[1] / "out" / "ingest")
     parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row of the table")
-    parser.add_argument("--baseline", default=BASELINE,
-                        help=f"git revision whose `repclass ingest` runs as 'before' (default {BASELINE}); 'none' "
-                             "to leave it out")
+    parser.add_argument("--baseline", default="none",
+                        help="git revision whose `repclass ingest` runs as 'before' (default none: left out)")
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()  # children run from elsewhere (common.run_child)
     args.workdir.mkdir(parents=True, exist_ok=True)

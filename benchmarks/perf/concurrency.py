@@ -7,7 +7,7 @@ other work: each job must then slow down in proportion, not collapse. Side by si
           one thread per core of the machine)
   now     repclass's defaults (threads = CPUs the job may use, OpenMP workers sleep while waiting)
 
-    python benchmarks/concurrency.py [--updates 300] [--jobs 2]
+    python benchmarks/perf/concurrency.py [--updates 300] [--jobs 2]
 
 Run it alone on the machine.
 """
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import ROOT, commit, machine, make_store  # noqa: E402
 
 

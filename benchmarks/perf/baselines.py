@@ -9,7 +9,7 @@ this measures cost, not accuracy). Each measurement runs in a fresh process (pea
   train kmer     repclass.baselines.train_kmer (k=4, 5-fold inner CV over 6 penalties, refit)
   train burden   repclass.baselines.train_burden (5-fold inner CV over 5 thresholds)
 
-    python benchmarks/baselines.py [--repertoires 200] [--sequences 20000] [--threads 1]
+    python benchmarks/perf/baselines.py [--repertoires 200] [--sequences 20000] [--threads 1]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import commit, machine, make_store, run_child  # noqa: E402
 
 FEATURES = r"""

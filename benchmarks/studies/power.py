@@ -7,9 +7,9 @@ of your own store with --background), trains DeepRC (repclass's defaults), the k
 burden baselines on the same split, prints one table and draws the test AUC against the witness
 rate, one line per cohort size and one panel per method:
 
-    python benchmarks/power.py                                   # the default grid, 1 seed
-    python benchmarks/power.py --background my_cohort.store --sequences 20000-30000 --seeds 3
-    python benchmarks/power.py --rates 0.001,0.0005 --sizes 100,200 --plot docs/power.png
+    python benchmarks/studies/power.py                                   # the default grid, 1 seed
+    python benchmarks/studies/power.py --background my_cohort.store --sequences 20000-30000 --seeds 3
+    python benchmarks/studies/power.py --rates 0.001,0.0005 --sizes 100,200 --plot docs/power.png
 
 Rows are appended to OUT/runs_power.jsonl, so an interrupted grid resumes and a second call with
 more seeds adds to it. Run it alone on the machine if you want the training times.
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from accuracy import Cell, parse_overrides, run_one  # noqa: E402
 from common import ROOT, commit, machine  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The prepared GPU check: correctness on CUDA against CPU, then timings. One run, a few minutes.
 
-    python benchmarks/gpu_check.py [--out results.json]
+    python benchmarks/checks/gpu_check.py [--out results.json]
 
 1. Correctness (same weights, same inputs): embeddings, outputs and gradients on CUDA (fp32)
    against the CPU, and a whole-repertoire score; bf16 autocast against fp32; the torch.compile
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import commit, random_junctions  # noqa: E402
 
 from repclass.compute import compiling  # noqa: E402

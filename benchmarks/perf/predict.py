@@ -6,7 +6,7 @@ Side by side, each in a fresh process (so peak RSS is that run's own), same mode
   repclass   repclass.predict(model, [store], out): read, encode, score (length-sorted look-up
              embedding in bounded memory), write the predictions table
 
-    python benchmarks/predict.py [--threads 2] [--sizes 300000 1000000]
+    python benchmarks/perf/predict.py [--threads 2] [--sizes 300000 1000000] [--baseline REV]
 
 Times exclude interpreter start-up and imports (reported separately as `CLI wall`).
 
@@ -25,11 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import ROOT as ROOT_SOURCE, baseline_source, commit, machine, make_model, make_store, run_child  # noqa: E402
-
-#: The last commit before the second round of CPU work (issue 15): "before" in the table.
-BASELINE = "9369dbf"
 
 REFERENCE = r"""
 import json, sys, time, math
@@ -96,12 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[300_000, 1_000_000])
-    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "predict")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parents[1] / "out" / "predict")
     parser.add_argument("--repeats", type=int, default=2, help="best of N runs per row")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--baseline", default=BASELINE,
-                        help=f"git revision whose repclass.predict runs as 'before' (default {BASELINE}); "
-                             "'none' to leave it out")
+    parser.add_argument("--baseline", default="none",
+                        help="git revision whose repclass.predict runs as 'before' (default none: left out)")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out the torch.compile rows")
     args = parser.parse_args()

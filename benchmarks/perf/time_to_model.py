@@ -4,7 +4,7 @@ An easy cohort (1% witnesses, one motif, 80 repertoires of 8-12k OLGA sequences,
 training) is what a new user tries first. Side by side, alternating, each a fresh
 `python -m repclass train` with default settings:
 
-  before          a git revision's repclass (default: the last commit before issue 15's CPU work)
+  before          the repclass of git revision --baseline REV (both before rows left out without it)
   before, capped  the same, stopped by --updates at the update where its validation AUC first
                   reached 1.0 (what "time to a usable model" meant before runs stopped by themselves)
   now             this checkout: the run ends once the validation split is solved (--stop-loss)
@@ -12,7 +12,7 @@ training) is what a new user tries first. Side by side, alternating, each a fres
                   leaves a job this small eager: what compiling would cost it; `--no-compile`
                   leaves this row out). Inductor's cache is as the machine has it.
 
-    python benchmarks/time_to_model.py [--repeats 2] [--baseline REV]
+    python benchmarks/perf/time_to_model.py [--repeats 2] [--baseline REV]
 
 Needs olga (pip install olga, or the `simulate` extra). Run it alone on the machine.
 """
@@ -29,10 +29,8 @@ from pathlib import Path
 
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import ROOT, baseline_source, commit, machine  # noqa: E402
-
-BASELINE = "9369dbf"
 
 
 def make_cohort(work: Path, seed: int) -> Path:
@@ -67,18 +65,16 @@ def train(store: Path, out: Path, source: Path, extra: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2, help="runs per row (the table shows the fastest)")
-    parser.add_argument("--baseline", default=BASELINE, help=f"git revision for 'before' (default {BASELINE})")
+    parser.add_argument("--baseline", default="none", help="git revision for 'before' (default none: left out)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated cohort")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out the `--compile on` row")
-    parser.add_argument("--no-baseline", dest="with_baseline", action="store_false",
-                        help="leave out the baseline revision's rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         store = make_cohort(work, args.seed)
         contenders = [("now", ROOT, [])]
-        if args.with_baseline:
+        if args.baseline != "none":
             before = baseline_source(args.baseline, work)
             first = train(store, work / "probe", before, [])
             contenders[:0] = [(f"before ({args.baseline})", before, []),

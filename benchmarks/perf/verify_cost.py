@@ -1,6 +1,6 @@
 """Cost of verifying each repertoire file's sha256 once per run, on example_data.
 
-Run from the repository root: `OMP_NUM_THREADS=1 POLARS_MAX_THREADS=1 python benchmarks/verify_cost.py [work folder]`.
+Run from the repository root: `OMP_NUM_THREADS=1 POLARS_MAX_THREADS=1 python benchmarks/perf/verify_cost.py [work folder]`.
 """
 import shutil, sys, time
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Scale: a synthetic cohort the size of the CMV study (700 repertoires x 300,000 sequences).
 
-    python benchmarks/scaling.py [--repertoires 700] [--sequences 300000] [--threads 2]
+    python benchmarks/perf/scaling.py [--repertoires 700] [--sequences 300000] [--threads 2]
 
 1. Writes the cohort as gzipped AIRR TSVs (not timed as part of the figures).
 2. Ingests it with `repclass ingest` (wall time, peak RSS, store size vs the gzipped TSVs).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import commit, machine, make_model, random_junctions, run_child  # noqa: E402
 
 DATA_PATH = r"""
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=300_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--updates", type=int, default=100, help="updates of 4 repertoires for the data path")
-    parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out" / "scaling")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parents[1] / "out" / "scaling")
     parser.add_argument("--keep", action="store_true", help="keep the cohort and the store afterwards")
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()  # children run from elsewhere (common.run_child)

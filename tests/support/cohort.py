@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from conftest import EXAMPLE_DATA, write_airr, write_table
+from support.files import EXAMPLE_DATA, write_airr, write_table
 
 MOTIF = "WQRY"
+#: The settings of the tiny model (tests/conftest.py) and of tests that train like it.
+TINY_TRAIN = dict(max_updates=300, eval_every=50, patience=100, sequences_per_bag=10_000, seed=0)
 
 
 def background_pool(motif: str = MOTIF) -> list[str]:

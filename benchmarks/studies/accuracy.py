@@ -13,10 +13,10 @@ The grid varies one factor at a time around the reference cell `w0.1%` (0.1% wit
 gapped and substituted motifs of length 4-5, motif k-mers purged from the background, noise
 implants in negatives, 200 repertoires of 15-25k sequences), plus the two cohorts of issue 9:
 
-    python benchmarks/accuracy.py                 # the full grid on tuning seeds (about an hour on 2 cores)
-    python benchmarks/accuracy.py --quick         # small cohorts, a few minutes
-    python benchmarks/accuracy.py --cells w0.1%,w0.05%-bg --n-seeds 5
-    python benchmarks/accuracy.py --seeds reporting   # the figures to report: seeds never tuned on
+    python benchmarks/studies/accuracy.py                 # the full grid on tuning seeds (about an hour on 2 cores)
+    python benchmarks/studies/accuracy.py --quick         # small cohorts, a few minutes
+    python benchmarks/studies/accuracy.py --cells w0.1%,w0.05%-bg --n-seeds 5
+    python benchmarks/studies/accuracy.py --seeds reporting   # the figures to report: seeds never tuned on
 
 Tuning and reporting seeds are kept apart: every default was chosen on seeds 1-99 (the tuning
 seeds, `--seeds tuning`, the default); figures that docs report as what repclass achieves come
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import ROOT, commit, machine  # noqa: E402
 
 if TYPE_CHECKING:  # repclass (torch) is imported where a run needs it, not to print a table

@@ -15,7 +15,7 @@ and prints, for the analysed repertoires (those predicted positive):
   completeness      worst relative integrated-gradients completeness error
 and the seconds each step took.
 
-    python benchmarks/motifs_ground_truth.py [--workdir benchmarks/out/motifs] [--threads 2]
+    python benchmarks/studies/motifs_ground_truth.py [--workdir benchmarks/out/motifs] [--threads 2]
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 from common import commit  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example_data"
 MOTIF = "SFEN"
 
