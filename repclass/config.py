@@ -111,8 +111,11 @@ class ModelConfig:
     #: reads each repertoire's share of distinct junctions enriched in the positive training
     #: repertoires (cross-fitted on the training split, log-scaled, standardised) with a weight of
     #: its own, beside the attention-pooled embedding. For cohorts whose label lies in thousands of
-    #: rare public clonotypes. Binary targets; the set is saved in the model file. Off by default.
-    enrichment: bool = False
+    #: rare public clonotypes. Binary targets; the set is saved in the model file. On by default
+    #: since issue 30 (docs/method.md, "The enrichment path by default"); a run whose targets are
+    #: not one binary target, or whose training split has fewer than 2 repertoires of a class,
+    #: trains without it and says so in the log. --no-enrichment turns it off.
+    enrichment: bool = True
 
     def __post_init__(self) -> None:
         _require(_number(self.reduction_fraction) and 0.0 < self.reduction_fraction <= 1.0, "reduction_fraction",
@@ -121,10 +124,7 @@ class ModelConfig:
         _at_least(self, 1, "n_outputs", "kernel_size", "n_kernels", "attention_units", "output_units")
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not self.enrichment:  # model files without the enrichment path stay as they were before it
-            del data["enrichment"]
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -133,8 +133,9 @@ class ModelConfig:
         if unknown:
             raise UsageError(f"unknown model settings: {', '.join(unknown)}")
         # Model files written before the count read-out existed have none, whatever today's default;
-        # those written before evidence_gradient existed trained with it (a resumed run goes on so).
-        return cls(**{"count_readout": False, "evidence_gradient": True, **data})
+        # those written before evidence_gradient existed trained with it (a resumed run goes on so);
+        # those written before the enrichment path was the default have it only where they say so.
+        return cls(**{"count_readout": False, "evidence_gradient": True, "enrichment": False, **data})
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import torch
 
-from support.cohort import background_pool
+from support.cohort import TINY_TRAIN, background_pool
 from support.files import write_airr, write_table
 
 PUBLIC = ["CASSLGQGNTEAFF", "CASSPDRGYEQYF", "CASRTGGSYNEQFF", "CASSQEGTGELFF", "CASSLAPGATNEKLFF",
@@ -152,17 +152,34 @@ def test_saved_model_with_the_path_scores_identically(enriched_model, public_sto
         assert first.composition == second.composition and first.composition_outputs is not None
 
 
-def test_default_model_has_no_enrichment_path(tiny_model):
-    """Off by default: no parameters, buffers or settings of it in a model file, and no new
-    columns from predict; the read-out is the one it was."""
-    from repclass.model.checkpoint import load_model
-    from repclass.config import ModelConfig, TrainConfig
+def test_the_path_is_on_by_default_and_off_where_it_cannot_be_fitted(tiny_model, tiny_cohort, tmp_path, caplog):
+    """On by default for one binary target (the model file holds the set, predict its columns);
+    --no-enrichment (enrichment=False) gives the plain read-out with no buffer or setting of it in
+    the file; a regression target trains without it and says so in the log."""
+    import logging
 
-    assert "enrichment" not in ModelConfig().to_dict() and "enrichment_folds" not in TrainConfig().to_dict()
+    from repclass.config import ModelConfig, TrainConfig
+    from repclass.model.checkpoint import load_model
+    from repclass.training.loop import train
+
+    assert ModelConfig().enrichment and ModelConfig.from_dict({}).enrichment is False  # old files: off
     model, info = load_model(tiny_model.path / "model.safetensors")
-    assert not info.model_config.enrichment
+    assert info.model_config.enrichment and model.enrichment_codes.shape[0] >= 0
+    store_path, _ = tiny_cohort
+    small = {**TINY_TRAIN, "max_updates": 4, "eval_every": 2}
+    plain = train(store_path, tmp_path / "plain", targets=["status"], device="cpu", config=TrainConfig(**small),
+                  model_config=ModelConfig(enrichment=False))
+    model, info = load_model(plain.path / "model.safetensors")
+    assert not info.model_config.enrichment and "enrichment" not in plain.metrics
     assert not any("enrichment" in key for key in model.state_dict())
-    description = (tiny_model.path / "model.json").read_text()
-    assert "enrichment" not in description
     pooled, evidence = torch.randn(3, model.embedding.out_features), torch.randn(3)
     assert torch.equal(model.read_out(pooled, evidence), model.read_out(pooled, evidence, None))
+    from support.cohort import make_cohort
+    from repclass import ingest
+
+    sheet, reps, _ = make_cohort(tmp_path / "aged", n_repertoires=8, n_sequences=100, extra_labels=True)
+    aged = ingest(sheet, tmp_path / "aged.store", [reps])
+    with caplog.at_level(logging.INFO, logger="repclass"):
+        numeric = train(aged, tmp_path / "numeric", targets=["age"], device="cpu", config=TrainConfig(**small))
+    assert not load_model(numeric.path / "model.safetensors")[1].model_config.enrichment
+    assert any("enrichment path off: it reads one binary target" in r.getMessage() for r in caplog.records)

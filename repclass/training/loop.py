@@ -200,9 +200,6 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
     k-mer baseline (docs/real-data.md)."""
     from repclass.training.seeding import fit_evidence_start
 
-    if len(data.targets) != 1 or data.targets[0].kind != "binary":
-        raise UsageError("--enrichment needs one binary target, got "
-                         + ", ".join(f"{t.column} ({t.kind})" for t in data.targets))
     ids = data.ids["train"]
     values, present = _label_columns(data.targets, *data.labels.rows(ids))
     with torch.no_grad():
@@ -226,6 +223,24 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
              evidence.min(), evidence.max())
 
 
+def _enrichment_applies(data: "_Data", label: str) -> bool:
+    """Whether the enrichment path (on by default) can be fitted for this run: one binary target and
+    at least 2 training repertoires of each class (its inner cross-fitting needs them). Where not,
+    the run trains without it and says so; the model file records it as off."""
+    if len(data.targets) != 1 or data.targets[0].kind != "binary":
+        log.info("%senrichment path off: it reads one binary target, this run has %s", label,
+                 ", ".join(f"{t.column} ({t.kind})" for t in data.targets))
+        return False
+    values, present = data.labels.rows(data.ids["train"])
+    known = values[present[:, 0].astype(bool), 0]
+    smallest = min(int((known == 1).sum()), int((known == 0).sum()))
+    if smallest < 2:
+        log.info("%senrichment path off: its inner cross-fitting needs 2 training repertoires of each class, "
+                 "the training split has %d of one", label, smallest)
+        return False
+    return True
+
+
 def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: TrainConfig, start: bool,
                          label: str, groups: dict[str, str] | None = None) -> dict[str, Any]:
     """The enrichment path (repclass/model/enrichment.py): cross-fit the enriched set on the training
@@ -236,9 +251,6 @@ def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: Tra
     from repclass.model.enrichment import encode_junctions, fit_enrichment
     from repclass.training.seeding import fit_evidence_start
 
-    if len(data.targets) != 1 or data.targets[0].kind != "binary":
-        raise UsageError("--enrichment needs one binary target, got "
-                         + ", ".join(f"{t.column} ({t.kind})" for t in data.targets))
     ids = data.ids["train"]
     values, present = data.labels.rows(ids)
     known = present[:, 0].astype(bool)
@@ -397,7 +409,8 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     """Train one model in `work` (a folder that becomes a finished model folder); `groups`: each
     repertoire's donor (the enrichment path's inner folds keep a donor's repertoires together)."""
     data = _Data.prepare(store, specs, assignment, config, context)
-    model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in data.targets)})
+    model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in data.targets),
+                                  "enrichment": model_config.enrichment and _enrichment_applies(data, label)})
     checkpoint_path = work / CHECKPOINT_NAME
     resuming = resume and checkpoint_path.exists()
     model, optimizer, network = _build_model(data, config, model_config, device, context, not resuming, label)
