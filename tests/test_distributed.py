@@ -40,6 +40,9 @@ def test_two_processes_train_reproducibly(tiny_cohort, tmp_path):
     # convolution weight on an AMD EPYC), so each tensor is compared at its own scale, and the
     # predictions, which are what a user reads, closely.
     for key in a:
+        if a[key].numel() == 0:  # an empty enriched set (the tiny cohort shares no clonotype)
+            assert c[key].numel() == 0, key
+            continue
         assert float((a[key] - c[key]).abs().max()) <= 1e-2 * float(c[key].abs().max()) + 1e-5, key
     import polars as pl
 

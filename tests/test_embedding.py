@@ -57,12 +57,12 @@ def test_outer_form_equals_the_fast_path(embedding):
 
 def test_cnn_keeps_its_model_file_names_and_order():
     torch.manual_seed(0)
-    model = DeepRC(ModelConfig(use_counts=True))
+    model = DeepRC(ModelConfig(use_counts=True, enrichment=False))
     state = model.state_dict()
     assert list(state)[:3] == ["conv_weight", "conv_bias", "count_scale"]  # as files written before issue 14
     assert state["conv_weight"] is not None and model.conv_weight is model.embedding.conv_weight
     assert model.conv_bias is model.embedding.conv_bias and model.embedding.seedable
-    other = DeepRC(ModelConfig(use_counts=True))
+    other = DeepRC(ModelConfig(use_counts=True, enrichment=False))
     other.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
     wrapped = torch.nn.ModuleDict({"inner": model}).state_dict()  # nested (as DDP nests it): prefixed
@@ -94,7 +94,7 @@ def test_model_files_written_before_load(tmp_path):
 
 
 def test_lstm_parts():
-    model = DeepRC(ModelConfig(embedding="lstm", n_kernels=12))
+    model = DeepRC(ModelConfig(embedding="lstm", n_kernels=12, enrichment=False))
     assert isinstance(model.embedding, LSTMEmbedding) and model.embedding.out_features == 12
     assert not model.embedding.seedable and not model.embedding.kernel_logos and not hasattr(model, "conv_weight")
     assert all(name.startswith(("embedding.lstm.", "attention.", "output.", "evidence_weight"))

@@ -21,7 +21,7 @@ def random_batch(n, seed, min_length=3, max_length=25, width=None):
 
 def random_model(seed, **settings):
     torch.manual_seed(seed)
-    model = DeepRC(ModelConfig(**settings))
+    model = DeepRC(ModelConfig(**{"enrichment": False, **settings}))  # the attention model: no set to read
     with torch.no_grad():  # weights far from the small initialisation, so every term matters
         # (the count read-out's weight last, so that the other parameters get the draws they always
         # had: a draw with two windows within 1e-6 of each other makes the max's gradient ambiguous)
@@ -225,16 +225,16 @@ def test_count_readout_starts_as_the_papers_and_then_counts_witnesses():
     codes, lengths = random_batch(1000, 11)
     bag_index = torch.arange(1000) % 4
     torch.manual_seed(12)
-    fresh_paper = DeepRC(ModelConfig(count_readout=False))
+    fresh_paper = DeepRC(ModelConfig(count_readout=False, enrichment=False))
     torch.manual_seed(12)
-    fresh_counting = DeepRC(ModelConfig(count_readout=True))
+    fresh_counting = DeepRC(ModelConfig(count_readout=True, enrichment=False))
     with torch.no_grad():  # a fresh model with the count read-out gives the paper's outputs
         assert torch.equal(fresh_paper(codes, lengths, bag_index, 4), fresh_counting(codes, lengths, bag_index, 4))
 
     # One witness-like sequence (the one the attention ranks first) among 999 or fifteen copies of it:
     # the paper's read-out sees nearly the same pooled embedding, the count read-out 15 times the evidence.
     paper = random_model(11, count_readout=False)
-    counting = DeepRC(ModelConfig(count_readout=True))
+    counting = DeepRC(ModelConfig(count_readout=True, enrichment=False))
     counting.load_state_dict({**paper.state_dict(), "evidence_weight": torch.ones(1)})
     with torch.no_grad():
         order = torch.argsort(paper.attention_logits(paper.embed(codes, lengths)), descending=True)

@@ -60,11 +60,11 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def correctness(device: torch.device, n: int) -> dict[str, float]:
     compiling.configure("off")
     torch.manual_seed(0)
-    cpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True, count_readout=True))
+    cpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True, count_readout=True, enrichment=False))
     with torch.no_grad():
         for parameter in cpu_model.parameters():
             parameter.normal_(0, 0.3)
-    gpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True, count_readout=True)).to(device)
+    gpu_model = DeepRC(ModelConfig(n_outputs=2, use_counts=True, count_readout=True, enrichment=False)).to(device)
     gpu_model.load_state_dict(cpu_model.state_dict())
     rep = repertoire(n, 1)
     codes, lengths = torch.from_numpy(rep.codes), torch.from_numpy(rep.lengths.astype(np.int64))
@@ -110,7 +110,7 @@ def correctness(device: torch.device, n: int) -> dict[str, float]:
 
 def timings(device: torch.device, predict_n: int, updates: int, eval_n: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = DeepRC(ModelConfig()).to(device)
+    model = DeepRC(ModelConfig(enrichment=False)).to(device)
     figures: dict[str, float] = {}
     big = repertoire(predict_n, 2)
     for mode in ("off", "on"):  # eager, then torch.compile; the warm-up call compiles

@@ -151,6 +151,9 @@ def _predict(model: str | Path, inputs: Sequence[str | Path], claimed: Outputs, 
                 table = table.with_columns(pl.Series(f"{target.column}:label", column_labels, dtype=pl.String))
                 values, present = target.encode(column_labels)
                 metrics[target.column] = held_out_metrics(target, all_outputs, values, present, assignment)
+    # the enrichment path's columns last: the identifying and predicted and label columns keep their places
+    path_columns = [c for c in ("enrichment_input", "enrichment_logit") if c in table.columns]
+    table = table.select([c for c in table.columns if c not in path_columns] + path_columns)
     _write_tsv(table, claimed.temporary(out))
     if metrics is not None:
         claimed.temporary(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
