@@ -30,15 +30,21 @@ def embed_forward_gradients(model, codes, lengths, bag_index):
     return embedded, outputs.detach(), gradients
 
 
-@pytest.mark.slow  # the first compilation on a machine (Inductor's cache is cold) takes 10-30 s
-@pytest.mark.skipif(compiling.cxx_compiler() is None, reason="no C++ compiler: torch.compile cannot build CPU kernels")
-def test_compiled_kernels_equal_eager_and_the_dense_reference(caplog):
-    model = random_model(3, n_outputs=2)
-    codes, lengths = random_batch(600, 3)
-    bag_index = torch.randint(0, 3, (600,), generator=torch.Generator().manual_seed(1))
+def eager_then_compiling(seed, n, bag_seed):
+    """A random model and batch, the eager results on them, and compiling switched on."""
+    model = random_model(seed, n_outputs=2)
+    codes, lengths = random_batch(n, seed)
+    bag_index = torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(bag_seed))
     compiling.configure("off")
     eager = embed_forward_gradients(model, codes, lengths, bag_index)
     compiling.configure("on")
+    return model, codes, lengths, bag_index, eager
+
+
+@pytest.mark.slow  # the first compilation on a machine (Inductor's cache is cold) takes 10-30 s
+@pytest.mark.skipif(compiling.cxx_compiler() is None, reason="no C++ compiler: torch.compile cannot build CPU kernels")
+def test_compiled_kernels_equal_eager_and_the_dense_reference(caplog):
+    model, codes, lengths, bag_index, eager = eager_then_compiling(3, 600, 1)
     with caplog.at_level(logging.WARNING, logger="repclass.compute.compiling"):
         compiled = embed_forward_gradients(model, codes, lengths, bag_index)
     assert not caplog.records, "compiling fell back to eager"
@@ -75,12 +81,7 @@ def test_falls_back_to_eager_with_one_log_line(monkeypatch, caplog, cause):
             return run
 
         monkeypatch.setattr(torch, "compile", broken)
-    model = random_model(1, n_outputs=2)
-    codes, lengths = random_batch(400, 1)
-    bag_index = torch.randint(0, 3, (400,), generator=torch.Generator().manual_seed(2))
-    compiling.configure("off")
-    eager = embed_forward_gradients(model, codes, lengths, bag_index)
-    compiling.configure("on")
+    model, codes, lengths, bag_index, eager = eager_then_compiling(1, 400, 2)
     with caplog.at_level(logging.INFO, logger="repclass.compute.compiling"):
         first = embed_forward_gradients(model, codes, lengths, bag_index)
         again = embed_forward_gradients(model, codes, lengths, bag_index)
