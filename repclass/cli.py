@@ -457,6 +457,9 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
                         "positive training repertoires (cross-fitted on the training split; binary targets; "
                         "docs/method.md, \"An enrichment path\").", is_flag=True)
 @_setting("enrichment_folds", "deeprc, with --enrichment: inner folds its enriched set is cross-fitted over.")
+@_setting("enrichment_gate", "deeprc, with --enrichment: use the path only where its inner cross-validation reads "
+                             "the labels better than chance (--no-enrichment-gate: wherever it can be fitted; "
+                             "docs/method.md).", is_flag=True)
 @_setting("embedding", "Sequence embedding: the paper's 1D convolution (cnn), or the original DeepRC's LSTM "
                        "option (lstm: --kernels hidden units, no k-mer seeding or kernel logos).",
           type=click.Choice(EMBEDDINGS))

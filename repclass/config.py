@@ -217,6 +217,9 @@ class TrainConfig:
     cache_gb: float = 4.0
     #: With ModelConfig.enrichment: the inner folds its enriched set is cross-fitted over.
     enrichment_folds: int = 5
+    #: With ModelConfig.enrichment: use the path only where its inner CV reads the labels better than
+    #: chance (repclass/model/enrichment.py, EnrichmentFit.reads_labels); False: wherever it can be fitted.
+    enrichment_gate: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -256,8 +259,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.enrichment_folds == 5:  # written only where it differs: default runs' files are unchanged
-            del data["enrichment_folds"]
+        # written only where they differ from the default: default runs' files stay as they were
+        for name, default in (("enrichment_folds", 5), ("enrichment_gate", True)):
+            if data[name] == default:
+                del data[name]
         return data
 
     def evaluation_due(self, update: int) -> bool:

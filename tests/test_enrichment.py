@@ -45,8 +45,9 @@ def enriched_model(public_store, tmp_path_factory):
     from repclass.training.loop import train
 
     out = tmp_path_factory.mktemp("enriched") / "model"
+    # 8 training repertoires cannot clear the gate's chance bound (4 against 4: above 1): kept on by hand
     config = TrainConfig(max_updates=5, eval_every=5, seed=0, init_kmers=0, validation_fraction=0.25,
-                         test_fraction=0.25, enrichment_folds=3)
+                         test_fraction=0.25, enrichment_folds=3, enrichment_gate=False)
     return train(public_store.path, out, targets=["status"], config=config,
                  model_config=ModelConfig(enrichment=True), device="cpu")
 
@@ -62,7 +63,7 @@ def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
     positive = np.array([labels[i] == "+" for i in ids])
     folds = [(np.setdiff1d(np.arange(len(ids)), held), held)
              for held in np.array_split(np.random.default_rng(0).permutation(len(ids)), 4)]
-    monkeypatch.setattr(common, "inner_folds", lambda *args, **kwargs: folds)
+    monkeypatch.setattr(common, "dealt_inner_folds", lambda *args, **kwargs: folds)
     base = fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2)
     assert base.train_features[positive].mean() > base.train_features[~positive].mean()
     assert set(base.junctions) <= set(PUBLIC) | set(background_pool())
@@ -89,13 +90,33 @@ def test_inner_folds_keep_a_donors_repertoires_together(public_store, monkeypatc
     order = np.argsort(positive, kind="stable")  # donors pair repertoires of one class
     donor = {ids[row]: f"d{rank // 2}" for rank, row in enumerate(order)}
     used = []
-    real = common.inner_folds
-    monkeypatch.setattr(common, "inner_folds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    real = common.dealt_inner_folds
+    monkeypatch.setattr(common, "dealt_inner_folds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
     fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2,
                    groups=[donor[i] for i in ids])
     assert len(used) == 1 and len(used[0]) >= 2
     for fit_rows, held_rows in used[0]:
         assert not {donor[ids[r]] for r in fit_rows} & {donor[ids[r]] for r in held_rows}
+
+
+def test_the_path_is_used_only_where_its_inner_cv_reads_the_labels(public_store):
+    """The gate (EnrichmentFit.reads_labels): public clonotypes in the positives clear the chance
+    bound; the same repertoires with labels unrelated to them do not; the bound is the one-sided
+    1% bound of a chance AUC and falls with the cohort's size."""
+    from repclass.model.enrichment import chance_auc_bound, fit_enrichment
+
+    ids = public_store.sample_ids
+    labels = public_store.labels("status")
+    positive = np.array([labels[i] == "+" for i in ids])
+    fit = fit_enrichment(public_store, ids, positive, 4, seed=0)
+    assert fit.n_positive == fit.n_negative == 8
+    assert fit.held_out_auc > fit.chance_bound == pytest.approx(0.5 + 2.33 * np.sqrt(17 / (12 * 64)))
+    assert fit.reads_labels
+    unrelated = np.random.default_rng(5).permutation(positive)
+    shuffled = fit_enrichment(public_store, ids, unrelated, 4, seed=0)
+    assert not shuffled.reads_labels and shuffled.held_out_auc < shuffled.chance_bound
+    assert chance_auc_bound(125, 125) == pytest.approx(0.5854, abs=1e-3)
+    assert chance_auc_bound(4, 4) > 1.0 and chance_auc_bound(500, 500) < chance_auc_bound(50, 50)
 
 
 def test_predict_reproduces_training_scores_with_the_path(enriched_model, public_store, tmp_path):
@@ -153,9 +174,10 @@ def test_saved_model_with_the_path_scores_identically(enriched_model, public_sto
 
 
 def test_the_path_is_on_by_default_and_off_where_it_cannot_be_fitted(tiny_model, tiny_cohort, tmp_path, caplog):
-    """On by default for one binary target (the model file holds the set, predict its columns);
-    --no-enrichment (enrichment=False) gives the plain read-out with no buffer or setting of it in
-    the file; a regression target trains without it and says so in the log."""
+    """Tried by default for one binary target; on the tiny cohort (motif witnesses in private
+    junctions) its inner CV reads nothing, so the gate leaves it off: metrics.json says so and why,
+    the model file holds no path. --no-enrichment (enrichment=False) gives the plain read-out with
+    no buffer or setting of it in the file; a regression target trains without it and says so."""
     import logging
 
     from repclass.config import ModelConfig, TrainConfig
@@ -163,8 +185,11 @@ def test_the_path_is_on_by_default_and_off_where_it_cannot_be_fitted(tiny_model,
     from repclass.training.loop import train
 
     assert ModelConfig().enrichment and ModelConfig.from_dict({}).enrichment is False  # old files: off
+    assert TrainConfig().enrichment_gate and "enrichment_gate" not in TrainConfig().to_dict()
+    gate = tiny_model.metrics["enrichment"]
+    assert gate["used"] is False and gate["held_out_auc"] <= gate["chance_bound"]
     model, info = load_model(tiny_model.path / "model.safetensors")
-    assert info.model_config.enrichment and model.enrichment_codes.shape[0] >= 0
+    assert not info.model_config.enrichment and not any("enrichment" in key for key in model.state_dict())
     store_path, _ = tiny_cohort
     small = {**TINY_TRAIN, "max_updates": 4, "eval_every": 2}
     plain = train(store_path, tmp_path / "plain", targets=["status"], device="cpu", config=TrainConfig(**small),

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 

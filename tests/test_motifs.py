@@ -420,3 +420,11 @@ def test_negligible_contributions_rank_as_zero_by_attention_logit():
             candidate(4, 2e-6, -10.0)]
     assert [c.row for c in keep_best([], pool, 5)] == [3, 4, 2, 1, 0]
     assert [c.row for c in keep_best([], pool, 2)] == [3, 4]
+
+
+def test_a_model_whose_enrichment_path_the_gate_left_off_says_so(explained):
+    """The tiny model's training left the enrichment path off (its inner CV read nothing):
+    motifs.json records the decision and the report says the prediction rests on the attention."""
+    off = json.loads((explained.out / "motifs.json").read_text())["evidence"]["enrichment_off"]
+    assert len(off) == 1 and off[0]["fold"] is None and off[0]["held_out_auc"] <= off[0]["chance_bound"]
+    assert "is off in this model" in explained.report.read_text()

@@ -16,8 +16,8 @@ def test_predict_store_with_labels_and_attention(tiny_model, tiny_cohort, tmp_pa
     result = predict(tiny_model.path, [store_path], tmp_path / "p.tsv", attention_top_n=5, device="cpu")
     table = pl.read_csv(tmp_path / "p.tsv", separator="\t")
     # The training store: a split column, and metrics on its held-out (test) repertoires only (test_report.py)
-    assert table.columns == ["sample_id", "n_sequences", "split", "status:p(+)", "status:predicted", "status:label",
-                             "enrichment_input", "enrichment_logit"]  # the enrichment path (on by default)
+    # (no enrichment_input/enrichment_logit: the gate left the enrichment path off on this cohort)
+    assert table.columns == ["sample_id", "n_sequences", "split", "status:p(+)", "status:predicted", "status:label"]
     assert table.height == 16
     assert (table["status:predicted"] == table["status:label"]).mean() >= 0.9
     metrics = json.loads((tmp_path / "p.metrics.json").read_text())

@@ -98,11 +98,32 @@ def enrichment_p_values(in_positive: np.ndarray, in_negative: np.ndarray, n_posi
     Fisher's test of [[a, P-a], [b, N-b]] conditions on the margins, so p = P(X >= a) for X
     hypergeometric (population P+N, P successes, a+b draws); computed once per distinct (a, b).
     """
-    from scipy.stats import hypergeom
-
     pairs, inverse = np.unique(np.stack([in_positive, in_negative], axis=1), axis=0, return_inverse=True)
-    p = hypergeom.sf(pairs[:, 0] - 1, n_positive + n_negative, n_positive, pairs[:, 0] + pairs[:, 1])
+    p = _hypergeometric_tail(pairs[:, 0], pairs[:, 0] + pairs[:, 1], n_positive, n_positive + n_negative)
     return np.clip(p, 0.0, 1.0)[inverse.reshape(-1)]
+
+
+def _hypergeometric_tail(at_least: np.ndarray, draws: np.ndarray, successes: int, population: int) -> np.ndarray:
+    """P(X >= at_least) for X hypergeometric (population, successes, draws), exactly as a sum of
+    the pmf over the tail, in log space from a table of log-factorials (numpy only: scipy.stats'
+    import costs about a second, and this runs at every default `repclass train` start)."""
+    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, population + 1, dtype=np.float64)))])
+
+    def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return log_factorial[n] - log_factorial[k] - log_factorial[n - k]
+
+    at_least, draws = np.asarray(at_least, dtype=np.int64), np.asarray(draws, dtype=np.int64)
+    tail = np.zeros(len(at_least))
+    top = np.minimum(draws, successes)  # the largest possible X
+    for row in range(len(at_least)):
+        low = max(int(at_least[row]), int(draws[row]) - (population - successes), 0)
+        if low > top[row]:
+            continue
+        k = np.arange(low, top[row] + 1)
+        log_pmf = (log_choose(np.int64(successes), k) + log_choose(np.int64(population - successes), draws[row] - k)
+                   - log_choose(np.int64(population), draws[row]))
+        tail[row] = np.exp(log_pmf).sum()
+    return tail
 
 
 @dataclass

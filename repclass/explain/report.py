@@ -227,6 +227,14 @@ def _attention_text(summary: dict[str, Any]) -> str:
 
 def _paths_text(summary: dict[str, Any]) -> str:
     paths = summary.get("evidence", {}).get("paths")
+    gated = summary.get("evidence", {}).get("enrichment_off")
+    if not paths and gated:
+        which = ", ".join(f'{"fold " + str(g["fold"]) + ": " if g["fold"] else ""}held-out AUC '
+                          f'{_value(g["held_out_auc"])} against a chance bound of {_value(g["chance_bound"])}'
+                          for g in gated)
+        return (f'<p>The enrichment path (each repertoire\'s share of clonotypes enriched in the positive training '
+                f'repertoires) is off in this model: cross-fitted on the training split, it read the labels no better '
+                f'than chance ({which}), so the prediction rests on the attention over sequences alone.</p>')
     if not paths:
         return ""
     share = paths["enrichment_share"]

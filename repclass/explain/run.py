@@ -165,6 +165,13 @@ def _motifs(model: str | Path, files: Models, store: Store, outputs: Outputs, de
     shares = path_shares(scores)
     if shares is not None:  # a model with the enrichment path: how much each path moved the predictions
         summary["evidence"]["paths"] = shares
+    # models whose training left the enrichment path off because its inner CV read nothing
+    gated = [{"fold": k if files.folds else None, "held_out_auc": notes["held_out_auc"],
+              "chance_bound": notes["chance_bound"]}
+             for k, (_, fold_info) in enumerate(loaded, start=1)
+             if (notes := fold_info.metrics.get("enrichment")) and notes.get("used") is False]
+    if gated:
+        summary["evidence"]["enrichment_off"] = gated
     histories = [training_history(path) for path in files.paths]
     # what `repclass train` warned about each model's training, as it recorded it in the model folder
     warnings = [(k if files.folds else None, training_warning(path, fold_info, history))

@@ -22,6 +22,11 @@ clonotype weighs the share of the K sets that hold it, so the feature is the mea
 on the same scale as the training features. The p-value threshold is chosen from burden's grid by
 the held-out ROC AUC of the cross-fitted share (ties to the stricter one). Binary targets only.
 
+The path is used only where that held-out AUC says it reads the labels (`EnrichmentFit.reads_labels`):
+above chance by GATE_Z standard errors of a chance AUC. Where the label lies in motifs implanted in
+otherwise private sequences, no clonotype is shared often enough to be enriched, the share is noise,
+and a path that reads noise only slows training down; training then goes on without it and says so.
+
 The set travels inside the model file as tensors (junction codes, weights, the standardisation):
 `repclass predict` and scoring need nothing beside the file.
 """
@@ -45,6 +50,19 @@ log = logging.getLogger(__name__)
 #: The share is scaled to "per 10,000 distinct junctions" before the log.
 SHARE_SCALE = 1e4
 
+#: The path is used where its best held-out AUC lies this many standard errors of a chance AUC above
+#: 0.5: one-sided 1%, so that the best of the 5 thresholds clears it by luck in about 5% of cohorts
+#: without a shared-clonotype signal (docs/method.md, "When the enrichment path is used").
+GATE_Z = 2.33
+
+
+def chance_auc_bound(n_positive: int, n_negative: int, z: float = GATE_Z) -> float:
+    """0.5 plus `z` standard errors of the ROC AUC of a score unrelated to the labels
+    (Mann-Whitney: sqrt((n1 + n0 + 1) / (12 n1 n0)))."""
+    if n_positive < 1 or n_negative < 1:
+        return 1.0
+    return 0.5 + z * math.sqrt((n_positive + n_negative + 1) / (12.0 * n_positive * n_negative))
+
 
 @dataclass
 class EnrichmentFit:
@@ -57,6 +75,23 @@ class EnrichmentFit:
     train_features: np.ndarray  # (n_train,) log(1 + 1e4 * share), each from the sets its own fold is not in
     inner_cv: list[tuple[float, float]]  # (threshold, held-out ROC AUC)
     n_folds: int
+    n_positive: int
+    n_negative: int
+
+    @property
+    def held_out_auc(self) -> float:
+        """The chosen threshold's held-out ROC AUC (NaN where the inner folds could not score)."""
+        return next(auc for threshold, auc in self.inner_cv if threshold == self.threshold)
+
+    @property
+    def chance_bound(self) -> float:
+        return chance_auc_bound(self.n_positive, self.n_negative)
+
+    @property
+    def reads_labels(self) -> bool:
+        """Whether the cross-fitted share reads the training labels better than chance."""
+        auc = self.held_out_auc
+        return auc == auc and auc > self.chance_bound
 
     @property
     def mean(self) -> float:
@@ -80,7 +115,7 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
     repertoire's input never comes from a set fitted on its own donor's other repertoires."""
     from repclass.baselines.burden import (burden_scores, clonotype_incidence, clonotype_strings,
                                            enriched_clonotypes)
-    from repclass.baselines.common import inner_folds
+    from repclass.baselines.common import dealt_inner_folds
     from repclass.metrics import roc_auc
 
     ids = list(ids)
@@ -88,7 +123,7 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
     if positive.all() or not positive.any():
         raise UsageError("the enrichment path needs positive and negative training repertoires")
     incidence = clonotype_incidence(store, ids, "junction", max(min_positive, 1))
-    folds = inner_folds(positive.astype(np.int64), n_folds, True, seed, "the enrichment path", groups)
+    folds = dealt_inner_folds(positive, n_folds, seed, "the enrichment path", groups)
     held_out = np.zeros((len(thresholds), len(ids)))
     membership = np.zeros((len(thresholds), len(incidence.hashes)))
     for train_rows, held_rows in folds:
@@ -103,7 +138,8 @@ def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_f
                                   "junction")
     return EnrichmentFit(junctions=junctions, weights=membership[best][chosen] / len(folds),
                          threshold=float(thresholds[best]), train_features=feature_of_share(held_out[best]),
-                         inner_cv=list(zip(map(float, thresholds), map(float, aucs))), n_folds=len(folds))
+                         inner_cv=list(zip(map(float, thresholds), map(float, aucs))), n_folds=len(folds),
+                         n_positive=int(positive.sum()), n_negative=int((~positive).sum()))
 
 
 def encode_junctions(junctions: Sequence[str]) -> np.ndarray:

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from repclass.training.splits import (SPLITS, SplitSpec, group_column, labelled_
                                       split_ids)
 from repclass.io.store import Store
 from repclass.targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
+
+if TYPE_CHECKING:
+    from repclass.model.enrichment import EnrichmentFit
 
 log = logging.getLogger(__name__)
 
@@ -241,15 +244,13 @@ def _enrichment_applies(data: "_Data", label: str) -> bool:
     return True
 
 
-def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: TrainConfig, start: bool,
-                         label: str, groups: dict[str, str] | None = None) -> dict[str, Any]:
-    """The enrichment path (repclass/model/enrichment.py): cross-fit the enriched set on the training
-    split, hand it to the model, keep the training repertoires' cross-fitted inputs in `data`, and
-    (when `start`, i.e. not resuming) start its weight and the output's bias at their logistic fit
-    to the training labels on those inputs (Adam would take hundreds of updates to move it from 0).
-    `groups` (each repertoire's donor) keeps a donor's repertoires in one inner fold."""
-    from repclass.model.enrichment import encode_junctions, fit_enrichment
-    from repclass.training.seeding import fit_evidence_start
+def _cross_fit_enrichment(store: Store, data: "_Data", config: TrainConfig, label: str,
+                          groups: dict[str, str] | None = None) -> tuple["EnrichmentFit | None", dict[str, Any]]:
+    """The enrichment path's set, cross-fitted on the training split (repclass/model/enrichment.py),
+    and whether the path is used: only where its held-out AUC reads the labels better than chance
+    (EnrichmentFit.reads_labels). Returns (the fit, or None where the path is not used; the notes
+    for metrics.json). `groups` (each repertoire's donor) keeps a donor's repertoires in one inner fold."""
+    from repclass.model.enrichment import fit_enrichment
 
     ids = data.ids["train"]
     values, present = data.labels.rows(ids)
@@ -259,23 +260,46 @@ def _fit_enrichment_path(store: Store, model: DeepRC, data: "_Data", config: Tra
     started = time.perf_counter()
     fit = fit_enrichment(store, ids, positive, config.enrichment_folds, config.seed,
                          groups=[groups[i] for i in ids] if groups is not None else None)
-    mean, scale = fit.mean, fit.scale
-    model.set_enrichment(torch.from_numpy(encode_junctions(fit.junctions)), torch.from_numpy(fit.weights), mean, scale)
-    standard = (fit.train_features - mean) / scale
-    data.composition = dict(zip(ids, standard.tolist()))
-    slope = 0.0
-    if start:
-        slope, shift = fit_evidence_start(standard, np.zeros(len(ids)), positive.astype(np.float64))
-        last = [m for m in model.output if isinstance(m, torch.nn.Linear)][-1]
-        with torch.no_grad():
-            model.enrichment_weight[0] = slope
-            last.bias[0] += shift
-    log.info("%senrichment path: p <= %g chosen by %d-fold cross-fitting on the training split (held-out AUC %s); "
-             "%d enriched junctions; its weight starts at %+.3f (%.1f s)", label, fit.threshold, fit.n_folds,
-             ", ".join(f"{t:g}: {a:.3f}" for t, a in fit.inner_cv), len(fit.junctions), slope,
-             time.perf_counter() - started)
-    return {"threshold": fit.threshold, "n_junctions": len(fit.junctions), "inner_folds": fit.n_folds,
-            "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in fit.inner_cv]}
+    inner = ", ".join(f"{t:g}: {a:.3f}" for t, a in fit.inner_cv)
+    used = fit.reads_labels or not config.enrichment_gate
+    notes = {"used": used, "threshold": fit.threshold, "n_junctions": len(fit.junctions),
+             "inner_folds": fit.n_folds, "held_out_auc": fit.held_out_auc, "chance_bound": fit.chance_bound,
+             "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in fit.inner_cv]}
+    if not used:
+        log.info("%senrichment path off: its %d-fold cross-fitted share reads the training labels no better than "
+                 "chance (held-out AUC %.3f at p <= %g, needs > %.3f; by threshold %s): no clonotype is shared "
+                 "enough to count; training the attention alone (--no-enrichment-gate keeps it; %.1f s)",
+                 label, fit.n_folds, fit.held_out_auc, fit.threshold, fit.chance_bound, inner,
+                 time.perf_counter() - started)
+        return None, notes
+    data.composition = dict(zip(ids, ((fit.train_features - fit.mean) / fit.scale).tolist()))
+    log.info("%senrichment path: p <= %g chosen by %d-fold cross-fitting on the training split (held-out AUC %s; "
+             "chance bound %.3f); %d enriched junctions (%.1f s)", label, fit.threshold, fit.n_folds, inner,
+             fit.chance_bound, len(fit.junctions), time.perf_counter() - started)
+    return fit, notes
+
+
+def _install_enrichment(model: DeepRC, fit: "EnrichmentFit", data: "_Data", start: bool, label: str) -> None:
+    """Hand the cross-fitted set to the model and (when `start`, i.e. not resuming) start the path's
+    weight and the output's bias at their logistic fit to the training labels on the training
+    repertoires' cross-fitted inputs (Adam would take hundreds of updates to move it from 0)."""
+    from repclass.model.enrichment import encode_junctions
+    from repclass.training.seeding import fit_evidence_start
+
+    model.set_enrichment(torch.from_numpy(encode_junctions(fit.junctions)), torch.from_numpy(fit.weights),
+                         fit.mean, fit.scale)
+    if not start:
+        return
+    assert data.composition is not None
+    ids = list(data.composition)
+    values, _ = data.labels.rows(ids)
+    standard = np.array([data.composition[i] for i in ids])
+    slope, shift = fit_evidence_start(standard, np.zeros(len(ids)), (values[:, 0] == 1).astype(np.float64))
+    last = [m for m in model.output if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        model.enrichment_weight[0] = slope
+        last.bias[0] += shift
+    log.info("%senrichment path: its weight starts at %+.3f", label, slope)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,13 +433,16 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     """Train one model in `work` (a folder that becomes a finished model folder); `groups`: each
     repertoire's donor (the enrichment path's inner folds keep a donor's repertoires together)."""
     data = _Data.prepare(store, specs, assignment, config, context)
+    enrichment_fit, enrichment_notes = (_cross_fit_enrichment(store, data, config, label, groups)
+                                        if model_config.enrichment and _enrichment_applies(data, label)
+                                        else (None, None))
     model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in data.targets),
-                                  "enrichment": model_config.enrichment and _enrichment_applies(data, label)})
+                                  "enrichment": enrichment_fit is not None})
     checkpoint_path = work / CHECKPOINT_NAME
     resuming = resume and checkpoint_path.exists()
     model, optimizer, network = _build_model(data, config, model_config, device, context, not resuming, label)
-    enrichment_notes = _fit_enrichment_path(store, model, data, config, not resuming, label, groups) \
-        if model_config.enrichment else None
+    if enrichment_fit is not None:
+        _install_enrichment(model, enrichment_fit, data, not resuming, label)
     settings = run_fingerprint(store, specs, config, model_config, assignment)
     tracker = _Tracker(model, config, data.targets, validated=bool(data.ids["validation"]))
     if resuming:

@@ -74,7 +74,7 @@ def _check_split(assignment: dict[str, str], validation_fraction: float) -> None
                          "evaluation's model")
 
 
-def _group_units(ids: list[str], strata: list[str | None], groups: dict[str, str]
+def group_units(ids: list[str], strata: list[str | None], groups: dict[str, str]
                  ) -> tuple[list[str], list[str | None], dict[str, list[str]]]:
     """Donors as units: (unit names, each unit's majority stratum, unit -> its repertoire ids).
     Ties between labels go to the label first in sorted order (deterministic)."""
@@ -98,7 +98,7 @@ def _grouped_random_split(ids: list[str], strata: list[str | None], groups: dict
                           validation_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
     """random_split over donors: each stratum's donors (by majority label) shuffled, then dealt to
     test until that stratum's test share of repertoires is reached, then to validation, then train."""
-    units, majority, members = _group_units(ids, strata, groups)
+    units, majority, members = group_units(ids, strata, groups)
     assignment: dict[str, str] = {}
     for ordered in _stratified_order(units, majority, seed):
         n = sum(len(members[u]) for u in ordered)
@@ -121,7 +121,7 @@ def _grouped_folds(ids: list[str], strata: list[str | None], groups: dict[str, s
     """Repertoire -> fold, dealing whole donors: each stratum's donors (shuffled by the seed, then
     largest first) go to the fold holding the fewest repertoires of that stratum, then the fewest
     in all (ties: the lower fold after the previous one's turn)."""
-    units, majority, members = _group_units(ids, strata, groups)
+    units, majority, members = group_units(ids, strata, groups)
     if len(units) < n_folds:
         raise UsageError(f"--folds {n_folds} needs at least {n_folds} donors (each fold tests on one and validates "
                          f"on another), but the {len(ids)} labelled repertoires come from {len(units)}; use "
@@ -148,6 +148,22 @@ def _grouped_folds(ids: list[str], strata: list[str | None], groups: dict[str, s
     return fold_of
 
 
+def deal_folds(ids: list[str], strata: list[str | None], n_folds: int, seed: int,
+               groups: dict[str, str] | None = None) -> dict[str, int]:
+    """Repertoire -> fold (0 .. n_folds-1), stratified: each stratum's members (shuffled by the
+    seed) dealt round-robin over the folds; with `groups` (sample id -> donor), whole donors dealt
+    (_grouped_folds). Used for --folds and for the enrichment path's inner folds."""
+    if groups is not None:
+        return _grouped_folds(ids, strata, groups, n_folds, seed)
+    fold_of: dict[str, int] = {}
+    position = 0
+    for members in _stratified_order(ids, strata, seed):
+        for sample_id in members:  # deal the members of each stratum round-robin over the folds
+            fold_of[sample_id] = position % n_folds
+            position += 1
+    return fold_of
+
+
 def kfold_splits(ids: list[str], strata: list[str | None], n_folds: int, seed: int,
                  groups: dict[str, str] | None = None) -> list[dict[str, str]]:
     """k stratified folds; split i tests on fold i, validates on fold i+1, trains on the rest.
@@ -159,15 +175,7 @@ def kfold_splits(ids: list[str], strata: list[str | None], n_folds: int, seed: i
                          f"and validates on another), but there are {len(ids)}; use --folds {max(3, len(ids))} or "
                          "fewer" if len(ids) >= 3 else
                          f"--folds {n_folds} needs at least 3 labelled repertoires, but there are {len(ids)}")
-    fold_of: dict[str, int] = {}
-    if groups is not None:
-        fold_of = _grouped_folds(ids, strata, groups, n_folds, seed)
-    else:
-        position = 0
-        for members in _stratified_order(ids, strata, seed):
-            for sample_id in members:  # deal the members of each stratum round-robin over the folds
-                fold_of[sample_id] = position % n_folds
-                position += 1
+    fold_of = deal_folds(ids, strata, n_folds, seed, groups)
     splits = []
     for fold in range(n_folds):
         validation_fold = (fold + 1) % n_folds
