@@ -39,10 +39,8 @@ def test_two_processes_train_reproducibly(tiny_cohort, tmp_path):
     # gradient is near 0 can drift by about 1e-3 of its tensor's scale (0.003 of 4.0 for one
     # convolution weight on an AMD EPYC), so each tensor is compared at its own scale, and the
     # predictions, which are what a user reads, closely.
+    assert a.keys() == c.keys()
     for key in a:
-        if a[key].numel() == 0:  # an empty enriched set (the tiny cohort shares no clonotype)
-            assert c[key].numel() == 0, key
-            continue
         assert float((a[key] - c[key]).abs().max()) <= 1e-2 * float(c[key].abs().max()) + 1e-5, key
     import polars as pl
 

@@ -42,12 +42,13 @@ def _truth_file(path, implanted):
 
 @pytest.fixture(scope="module")
 def held_out_run(tiny_model, tiny_cohort, tmp_path_factory):
-    """motifs with the defaults (held-out repertoires only) and the implanted ground truth."""
+    """motifs with the default selection (held-out repertoires only) and the implanted ground truth
+    (fewer integrated-gradients steps than the default: the report's contents, not their precision)."""
     store_path, implanted = tiny_cohort
     folder = tmp_path_factory.mktemp("report")
     truth = _truth_file(folder / "truth.tsv", implanted)
     result = CliRunner().invoke(main, ["motifs", str(tiny_model.path), str(store_path), "--out", str(folder / "out"),
-                                       "--motifs", "3", "--device", "cpu", "--truth", str(truth)])
+                                       "--motifs", "3", "--ig-steps", "16", "--device", "cpu", "--truth", str(truth)])
     assert result.exit_code == 0, result.output
     return folder / "out"
 
@@ -193,7 +194,7 @@ def cv_model(tiny_cohort, tmp_path_factory):
     store_path, _ = tiny_cohort
     out = tmp_path_factory.mktemp("cv") / "cv"
     train(store_path, out, targets=["status"], split=SplitSpec(folds=3), device="cpu",
-          config=TrainConfig(max_updates=100, eval_every=50, patience=100, seed=0))
+          config=TrainConfig(max_updates=40, eval_every=20, patience=100, seed=0))
     return out
 
 
@@ -228,7 +229,7 @@ def test_motifs_on_a_cross_validation_folder_explain_out_of_fold(cv_model, tiny_
         return "it memorised" if len(curves) == 2 else None
 
     monkeypatch.setattr(explain_run, "training_warning", warning_of_the_second)
-    result = motifs(cv_model, store_path, tmp_path / "m", device="cpu", n_motifs=2)
+    result = motifs(cv_model, store_path, tmp_path / "m", device="cpu", n_motifs=2, top_sequences=200, ig_steps=16)
     assert curves == [pl.read_csv(p.parent / "training_curve.tsv", separator="\t").height
                       for p in fold_model_paths(cv_model)]
     folds = [read_info(p).splits for p in fold_model_paths(cv_model)]
