@@ -442,6 +442,8 @@ device_option = click.option("--device", type=DeviceType(), default="auto", show
 @_setting("weight_decay", "Adam weight decay.")
 @_setting("batch_size", "Repertoires per update.")
 @_setting("sequences_per_bag", "Sequences sampled per repertoire per update.")
+@_setting("bag_share", "Each update samples at most this share of a repertoire's sequences (1: repertoires "
+                       "smaller than --sequences-per-bag are used whole, as in the paper).")
 @_setting("sampling", "Sample sequences uniformly or in proportion to clone counts.",
           type=click.Choice(SAMPLINGS))
 @_setting("selection", "Gradient-pass sequences: sampled by attention weight, or the paper's top fraction.",

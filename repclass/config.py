@@ -146,6 +146,11 @@ class TrainConfig:
     batch_size: int = 4
     #: Sequences sampled from each repertoire per update (paper: 10,000).
     sequences_per_bag: int = 10_000
+    #: Each update samples at most this share of a repertoire's sequences (and at most
+    #: sequences_per_bag): below 1, repertoires smaller than the bag are subsampled too instead of
+    #: being used whole at every update (the paper), so that a small cohort's training repertoires
+    #: look a little different each time (issue 30, part 2; docs/real-data.md).
+    bag_share: float = 1.0
     #: "uniform" (paper) or "count" (sequences drawn in proportion to their clone counts).
     sampling: str = "uniform"
     #: How the gradient pass's sequences are chosen from each sampled repertoire. "top": the top
@@ -234,6 +239,8 @@ class TrainConfig:
                           "init_attention")
         _at_least(self, 0, "init_kmers")
         _at_least(self, 2, "enrichment_folds")
+        _require(_number(self.bag_share) and 0 < self.bag_share <= 1, "bag_share", "a share above 0 and at most 1",
+                 self.bag_share)
         for name in ("init_kmer_length", "init_kmer_max_length"):
             length = getattr(self, name)
             _require(isinstance(length, numbers.Integral) and 1 <= length <= 5, name, "from 1 to 5", length)
@@ -260,7 +267,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         # written only where they differ from the default: default runs' files stay as they were
-        for name, default in (("enrichment_folds", 5), ("enrichment_gate", True)):
+        for name, default in (("enrichment_folds", 5), ("enrichment_gate", True), ("bag_share", 1.0)):
             if data[name] == default:
                 del data[name]
         return data

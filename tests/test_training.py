@@ -373,3 +373,35 @@ def test_init_evidence_without_the_count_readout_is_refused_before_any_work(tiny
     assert result.exit_code != 0
     assert "--init-evidence starts the count read-out's weight: drop --no-count-readout" in result.output
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
+
+
+def test_bag_share_subsamples_repertoires_smaller_than_the_bag(tiny_cohort):
+    """--bag-share below 1: each update samples that share of a repertoire smaller than the bag (a
+    different subset at each update); at 1 (the default) such a repertoire is used whole, as
+    before; the bag's own limit still holds; the CLI takes it, config.json keeps the default out."""
+    import numpy as np
+
+    from repclass.training.batching import bag_size, update_batches
+    from repclass.training.distributed import Context
+
+    store_path, _ = tiny_cohort
+    store = Store.open(store_path)
+    cache = RepertoireCache(store)
+    ids = store.sample_ids[:4]
+    sizes = {i: len(cache.get(i)) for i in ids}
+
+    def sampled(config: TrainConfig) -> list[dict[str, int]]:
+        return [dict(zip(chosen, np.bincount(batch.bag_index.numpy(), minlength=len(chosen)).tolist()))
+                for _, chosen, batch in update_batches(cache, ids, config, 0, False, Context())]
+
+    whole = sampled(TrainConfig(max_updates=2, batch_size=4, seed=0))
+    assert all(counts == sizes for counts in whole)
+    half = sampled(TrainConfig(max_updates=2, batch_size=4, seed=0, bag_share=0.5))
+    assert all(counts == {i: -(-sizes[i] // 2) for i in ids} for counts in half)
+    batches = list(update_batches(cache, ids[:1], TrainConfig(max_updates=2, batch_size=1, seed=0, bag_share=0.5), 0,
+                                  False, Context()))
+    assert not torch.equal(batches[0][2].codes, batches[1][2].codes)  # another half at the next update
+    assert bag_size(100_000, TrainConfig(bag_share=0.5)) == 10_000 and bag_size(3, TrainConfig(bag_share=0.1)) == 1
+    assert "bag_share" not in TrainConfig().to_dict() and TrainConfig(bag_share=0.5).to_dict()["bag_share"] == 0.5
+    with pytest.raises(UsageError, match="bag"):
+        TrainConfig(bag_share=0.0)

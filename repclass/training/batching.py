@@ -8,6 +8,7 @@ every such thread (each way out of `repclass.training.loop.train` calls it).
 from __future__ import annotations
 
 import atexit
+import math
 import queue
 import threading
 from typing import Iterator
@@ -35,11 +36,19 @@ def update_batches(cache: RepertoireCache, train_ids: list[str], config: TrainCo
             rng = np.random.default_rng([config.seed, update, slot])
             repertoire = cache.get(train_ids[index])
             repertoires.append(repertoire)
-            rows.append(sample_rows(repertoire, config.sequences_per_bag, rng, config.sampling))
+            rows.append(sample_rows(repertoire, bag_size(len(repertoire), config), rng, config.sampling))
             if config.selection == "sample":
                 noise.append(rng.gumbel(size=len(rows[-1])).astype(np.float32))
         batch = make_batch(repertoires, rows, noise or None, sort_by_length=True)
         yield update, [train_ids[i] for _, i in mine], batch.pin_memory() if pin else batch
+
+
+def bag_size(n_sequences: int, config: TrainConfig) -> int:
+    """How many of a repertoire's `n_sequences` one update samples: at most --sequences-per-bag and
+    at most --bag-share of them (at least 1)."""
+    if config.bag_share >= 1.0:
+        return config.sequences_per_bag
+    return max(1, min(config.sequences_per_bag, math.ceil(config.bag_share * n_sequences)))
 
 
 #: Running prefetch threads and their stop flags. A thread still inside numpy/polars/torch when
