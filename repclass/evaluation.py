@@ -31,7 +31,7 @@ from repclass.errors import UsageError
 from repclass.metrics import FEW_PER_CLASS, FEW_REPERTOIRES
 from repclass.names import (DESCRIPTION_NAME, OUT_OF_FOLD_NAME, PERMUTATIONS_NAME, PREDICTIONS_NAME,
                             SUMMARY_NAME)
-from repclass.targets import HEADLINE_METRICS as HEADLINE
+from repclass.targets import BINARY, MULTICLASS, REGRESSION, HEADLINE_METRICS as HEADLINE
 
 if TYPE_CHECKING:
     import polars as pl
@@ -131,13 +131,13 @@ def prediction_metrics(table: "pl.DataFrame", target: dict[str, Any]) -> dict[st
     if rows.height == 0:
         return result
     labels = rows[label].to_list()
-    if kind == "binary":
+    if kind == BINARY:
         negative, positive = target["classes"]
         y = np.array([v.lower() == positive.lower() for v in labels])
         p = rows[f"{column}:p({positive})"].cast(pl.Float64).to_numpy()
         result.update(roc_auc=M.roc_auc(y, p), balanced_accuracy=M.balanced_accuracy(y, p >= 0.5),
                       f1=M.f1_score(y, p >= 0.5))
-    elif kind == "multiclass":
+    elif kind == MULTICLASS:
         classes = target["classes"]
         lowered = [c.lower() for c in classes]
         y = np.array([lowered.index(v.lower()) for v in labels])
@@ -162,7 +162,7 @@ def estimate(table: "pl.DataFrame", target: dict[str, Any], method: str, pooled:
     metric = HEADLINE[target["kind"]]
     if f"{target['column']}:label" not in table.columns or table.height == 0:
         return Estimate(method, target["column"], metric, math.nan, pooled=pooled)
-    if target["kind"] == "binary":
+    if target["kind"] == BINARY:
         y, scores = _binary_labels(table, target)
         value, low, high = roc_auc_interval(y, scores, n_resamples=RESAMPLES, seed=INTERVAL_SEED)
         return Estimate(method, target["column"], metric, value, low, high, n=len(y), n_positive=int(y.sum()),
@@ -238,7 +238,7 @@ def _trainable(store: "Store", columns: Sequence[str], kinds: Sequence[str], sou
     """Whether every fold's training repertoires keep at least two of each class of every
     classification target under a permutation (what each method needs to fit, inner CV included)."""
     for column, kind in zip(columns, kinds):
-        if kind == "regression":
+        if kind == REGRESSION:
             continue
         labels = store.labels(column)
         classes = {labels[i] for i in sources if labels[i] is not None}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from repclass.files import write_file_atomically
+from repclass.targets import BINARY, REGRESSION
 
 
 def _writable_folder(folder: Path) -> bool:
@@ -264,11 +265,11 @@ def draw_evidence_figures(summary: dict[str, Any], scores: Any, history: list[di
                     held["n"], str(explained["class"]), folder / "roc_pr")
         drawn["roc_pr"] = folder / "roc_pr.png"
     if scores.height:
-        regression = explained["kind"] == "regression"
+        regression = explained["kind"] == REGRESSION
         label = (f"predicted {explained['target']}" if regression
                  else f"probability of {explained['target']} = {explained['class']}")
         plot_scores(scores, explained["class"], label, folder / "scores",
-                    threshold=0.5 if explained["kind"] == "binary" else None)
+                    threshold=0.5 if explained["kind"] == BINARY else None)
         drawn["scores"] = folder / "scores.png"
         plot_attention(scores, folder / "attention")
         drawn["attention"] = folder / "attention.png"

@@ -10,18 +10,21 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from repclass import metrics as M
 from repclass.errors import UsageError
 
 if TYPE_CHECKING:
+    import torch
+
     from repclass.io.store import Store
 
-KINDS = ("binary", "multiclass", "regression")
+#: The target kinds, named here only (this module imports torch only inside the functions that need
+#: it, so that torch-free modules, diagnostics and the baselines among them, can compare kinds).
+BINARY, MULTICLASS, REGRESSION = "binary", "multiclass", "regression"
+KINDS = (BINARY, MULTICLASS, REGRESSION)
 #: Each kind's headline metric: the one the training curve, comparisons and summaries report.
-HEADLINE_METRICS = {"binary": "roc_auc", "multiclass": "macro_auc", "regression": "r2"}
+HEADLINE_METRICS = {BINARY: "roc_auc", MULTICLASS: "macro_auc", REGRESSION: "r2"}
 # Label pairs whose positive class is obvious, compared case-insensitively.
 _KNOWN_POSITIVES = [("+", "-"), ("true", "false"), ("1", "0"), ("yes", "no"), ("positive", "negative"),
                     ("pos", "neg"), ("case", "control"), ("t", "f"), ("y", "n")]
@@ -90,11 +93,11 @@ class Target:
 
     @property
     def n_outputs(self) -> int:
-        return len(self.classes) if self.kind == "multiclass" else 1
+        return len(self.classes) if self.kind == MULTICLASS else 1
 
     @property
     def positive(self) -> str | None:
-        return self.classes[1] if self.kind == "binary" else None
+        return self.classes[1] if self.kind == BINARY else None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,7 +114,7 @@ class Target:
         for i, label in enumerate(labels):
             if label is None:
                 continue
-            if self.kind == "regression":
+            if self.kind == REGRESSION:
                 values[i] = float(label)
             else:
                 index = class_index(self.classes, label)
@@ -127,14 +130,17 @@ class Target:
 
     def loss(self, all_outputs: torch.Tensor, values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Mean loss over the repertoires that have this label (0 if none has)."""
+        import torch
+        import torch.nn.functional as F
+
         if not bool(present.any()):
             return all_outputs.sum() * 0.0
         out = self.outputs(all_outputs)[present].float()
         y = values[present]
-        if self.kind == "binary":
+        if self.kind == BINARY:
             return F.binary_cross_entropy_with_logits(out[:, 0], y.float(),
                                                       pos_weight=torch.tensor(self.pos_weight, device=out.device))
-        if self.kind == "multiclass":
+        if self.kind == MULTICLASS:
             return F.cross_entropy(out, y.long())
         return F.mse_loss(out[:, 0], ((y - self.mean) / self.std).float())
 
@@ -142,9 +148,9 @@ class Target:
         """This target's outputs as the user reads them: binary, P(positive) (n,) (sigmoid);
         multiclass, class probabilities (n, C) (softmax); regression, values in label units (n,)."""
         out = all_outputs[:, self.offset:self.offset + self.n_outputs].astype(np.float64)
-        if self.kind == "binary":
+        if self.kind == BINARY:
             return 1.0 / (1.0 + np.exp(-out[:, 0]))
-        if self.kind == "multiclass":
+        if self.kind == MULTICLASS:
             shifted = np.exp(out - out.max(axis=1, keepdims=True))
             return shifted / shifted.sum(axis=1, keepdims=True)
         return out[:, 0] * self.std + self.mean
@@ -152,10 +158,10 @@ class Target:
     def predictions(self, all_outputs: np.ndarray) -> dict[str, np.ndarray]:
         """Columns for a predictions table: probabilities / predicted class / predicted value."""
         activated = self.activate(all_outputs)
-        if self.kind == "binary":
+        if self.kind == BINARY:
             return {f"{self.column}:p({self.positive})": activated,
                     f"{self.column}:predicted": np.where(activated >= 0.5, self.classes[1], self.classes[0])}
-        if self.kind == "multiclass":
+        if self.kind == MULTICLASS:
             columns = {f"{self.column}:p({c})": activated[:, i] for i, c in enumerate(self.classes)}
             columns[f"{self.column}:predicted"] = np.array(self.classes, dtype=object)[activated.argmax(axis=1)]
             return columns
@@ -166,16 +172,18 @@ class Target:
         result: dict[str, float] = {"n": len(y)}  # a count: written as 8, not 8.0
         if len(y) == 0:
             return result
+        import torch
+
         with torch.no_grad():
             result["loss"] = float(self.loss(torch.from_numpy(all_outputs[present]), torch.from_numpy(y),
                                              torch.ones(len(y), dtype=torch.bool)))
         activated = self.activate(all_outputs[present])
-        if self.kind == "binary":
+        if self.kind == BINARY:
             predicted = activated >= 0.5
             result.update(roc_auc=M.roc_auc(y == 1, activated),
                           balanced_accuracy=M.balanced_accuracy(y == 1, predicted),
                           f1=M.f1_score(y == 1, predicted))
-        elif self.kind == "multiclass":
+        elif self.kind == MULTICLASS:
             result.update(macro_auc=M.macro_auc(y.astype(int), activated),
                           accuracy=float((activated.argmax(axis=1) == y).mean()))
         else:
@@ -217,15 +225,15 @@ def infer_target(column: str, labels: list[str | None], kind: str | None = None,
         raise UsageError(f"target {column!r}: no repertoire has a label in this column")
     numeric = all(_is_number(v) for v in values)
     if kind is None:
-        kind = "binary" if len(values) == 2 else "regression" if numeric else "multiclass"
-    if kind == "regression":
+        kind = BINARY if len(values) == 2 else REGRESSION if numeric else MULTICLASS
+    if kind == REGRESSION:
         if not numeric:
             bad = next(v for v in values if not _is_number(v))
             raise UsageError(f"target {column!r}: regression needs numbers, found {bad!r}")
         numbers = np.array([float(v) for v in labels if v is not None])
         std = float(numbers.std()) or 1.0
         return Target(column=column, kind=kind, weight=weight, mean=float(numbers.mean()), std=std)
-    if kind == "multiclass":
+    if kind == MULTICLASS:
         if len(values) < 2:
             raise UsageError(f"target {column!r}: a classification target needs at least two classes, found "
                              f"{values[0]!r}")
@@ -251,7 +259,7 @@ def infer_target(column: str, labels: list[str | None], kind: str | None = None,
     negative = values[1 - matched]
     n_positive = sum(1 for v in labels if v is not None and v == positive)
     n_negative = sum(1 for v in labels if v is not None and v == negative)
-    return Target(column=column, kind="binary", weight=weight, classes=[negative, positive],
+    return Target(column=column, kind=BINARY, weight=weight, classes=[negative, positive],
                   pos_weight=(n_negative / n_positive) if n_positive else 1.0)
 
 

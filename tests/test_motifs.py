@@ -192,10 +192,11 @@ def test_cli_end_to_end_gives_the_same_bytes_and_its_chunk_size_reaches_scoring(
     monkeypatch.setattr(collect, "score_repertoire", scoring)
     store_path, _ = tiny_cohort
     out = tmp_path / "again"
-    result = _cli_run(tiny_model.path, store_path, out, "--threads", "2", "--chunk-size", "7")
+    # 128: every 600-sequence repertoire is scored in 5 chunks
+    result = _cli_run(tiny_model.path, store_path, out, "--threads", "2", "--chunk-size", "128")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out / 'report.html'}\n"
-    assert chunk_sizes == {7}
+    assert chunk_sizes == {128}
     assert _md5s(out) == _md5s(explained.out)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from repclass.errors import UsageError
 from repclass.baselines.common import inner_folds, quiet_fit, train_baseline
 from repclass.names import ENRICHED_NAME
+from repclass.targets import BINARY
 
 if TYPE_CHECKING:
     import polars as pl
@@ -222,7 +223,7 @@ def _fit(store: "Store", ids: dict[str, list[str]], targets: list["Target"], con
     from repclass.targets import encode_targets
 
     for target in targets:
-        if target.kind != "binary":
+        if target.kind != BINARY:
             raise UsageError(f"the burden baseline needs binary targets; {target.column!r} is {target.kind} "
                              "(use --method kmer or deeprc for it)")
     fit_ids = ids["train"] + ids["validation"]  # the 80% DeepRC learns from (validation: its model choice)

@@ -30,6 +30,7 @@ import numpy as np
 from repclass.errors import UsageError
 from repclass.baselines.common import inner_folds, quiet_fit, train_baseline
 from repclass.baselines.features import KmerSpec, kmer_features, kmer_vector, select_columns
+from repclass.targets import BINARY, MULTICLASS, REGRESSION
 
 if TYPE_CHECKING:
     import polars as pl
@@ -150,13 +151,13 @@ def _fit_at(strength: float, x: np.ndarray, y: np.ndarray, target: "Target", con
             seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(coef (n_outputs, p), intercept (n_outputs,)): logits for classes (one L1 logistic model
     per class, one-vs-rest, for multiclass), the raw predicted value for regression."""
-    if target.kind == "regression":
+    if target.kind == REGRESSION:
         from sklearn.linear_model import ElasticNet
 
         model = quiet_fit(lambda: ElasticNet(alpha=strength, l1_ratio=config.l1_ratio, max_iter=config.max_iter,
                                              random_state=seed).fit(x, y), "k-mer elastic net")
         return np.asarray(model.coef_, dtype=np.float64)[None, :], np.array([float(model.intercept_)])
-    if target.kind == "binary":
+    if target.kind == BINARY:
         model = quiet_fit(lambda: _l1_logistic(strength, config, seed).fit(x, y), "k-mer logistic")
         return model.coef_.astype(np.float64), model.intercept_.astype(np.float64)
     n_classes = len(target.classes)
@@ -190,7 +191,7 @@ class _Standardised:
         `rows` get a zero residual, so x[rows] is never copied."""
         mask = np.zeros(len(y), dtype=bool)
         mask[np.arange(len(y)) if rows is None else rows] = True
-        if target.kind == "regression":
+        if target.kind == REGRESSION:
             residual = np.where(mask, y - y[mask].mean(), 0.0)[:, None]  # (n, 1)
         else:
             classes = np.unique(y[mask])
@@ -215,7 +216,7 @@ class _Standardised:
 def _strength_grid(gradient: float, y: np.ndarray, target: "Target", config: KmerConfig) -> np.ndarray:
     """Penalties from the one that zeroes every coefficient (given the largest null gradient)
     towards weaker ones."""
-    if target.kind == "regression":  # lasso: alpha_max = max|X'(y - ybar)| / (n l1_ratio)
+    if target.kind == REGRESSION:  # lasso: alpha_max = max|X'(y - ybar)| / (n l1_ratio)
         alpha_max = max(gradient / len(y) / config.l1_ratio, 1e-12)
         return alpha_max * np.logspace(0, -config.strength_decades, config.n_strengths)
     c_min = 1.0 / max(gradient, 1e-12)  # logistic: C below ~1/max|X'(y - ybar)| keeps every coefficient at 0
@@ -224,9 +225,9 @@ def _strength_grid(gradient: float, y: np.ndarray, target: "Target", config: Kme
 
 def _held_out_loss(outputs: np.ndarray, y: np.ndarray, target: "Target") -> float:
     """Mean squared error (regression) or log-loss of the outputs' probabilities."""
-    if target.kind == "regression":
+    if target.kind == REGRESSION:
         return float(np.mean((outputs[:, 0] - y) ** 2))
-    if target.kind == "binary":
+    if target.kind == BINARY:
         logit = outputs[:, 0]
         return float(np.mean(np.logaddexp(0.0, np.where(y == 1, -logit, logit))))
     shifted = outputs - outputs.max(axis=1, keepdims=True)
@@ -239,7 +240,7 @@ def _plain_target(kind: str, labels: np.ndarray) -> "Target":
 
     if kind not in KINDS:
         raise UsageError(f"unknown target kind {kind!r}; use one of {', '.join(KINDS)}")
-    if kind == "regression":
+    if kind == REGRESSION:
         return Target(column="label", kind=kind, mean=float(labels.mean()), std=float(labels.std()) or 1.0)
     n_classes = int(labels.max()) + 1 if len(labels) else 2
     return Target(column="label", kind=kind, classes=[str(c) for c in range(max(n_classes, 2))])
@@ -263,7 +264,7 @@ def _prepared(train_labels: np.ndarray, target: "Target | str") -> tuple[np.ndar
     if isinstance(target, str):
         target = _plain_target(target, np.asarray(train_labels, dtype=np.float64))
     y = np.asarray(train_labels, dtype=np.float64)
-    if target.kind != "regression":
+    if target.kind != REGRESSION:
         y = y.astype(np.int64)
         if len(np.unique(y)) < 2:
             raise UsageError(f"target {target.column!r}: the training repertoires hold only one class")
@@ -273,7 +274,7 @@ def _prepared(train_labels: np.ndarray, target: "Target | str") -> tuple[np.ndar
 def _choose_strength(x: _Standardised, y: np.ndarray, target: "Target", config: KmerConfig, seed: int,
                      groups: Sequence[str] | None) -> tuple[float, list[dict[str, float]], int]:
     """(chosen strength, mean held-out loss per strength, inner folds) by inner cross-validation."""
-    folds = inner_folds(y, config.inner_folds, target.kind != "regression", seed, f"target {target.column!r}",
+    folds = inner_folds(y, config.inner_folds, target.kind != REGRESSION, seed, f"target {target.column!r}",
                         groups)
     grid = _strength_grid(float(x.null_gradient(y, target).max(initial=0.0)), y, target, config)
     losses = np.zeros((len(grid), len(folds)))
@@ -297,7 +298,7 @@ def _final_fit(x: _Standardised, y: np.ndarray, target: "Target", config: KmerCo
     coef_screened, intercept = _fit_at(strength, x.block(np.arange(len(y)), columns), y, target, config, seed)
     coef = np.zeros((coef_screened.shape[0], len(x.active)))
     coef[:, columns] = coef_screened
-    if target.kind == "regression":  # outputs are standardised labels, as DeepRC's regression head gives them
+    if target.kind == REGRESSION:  # outputs are standardised labels, as DeepRC's regression head gives them
         coef, intercept = coef / target.std, (intercept - target.mean) / target.std
     keep = np.flatnonzero(np.any(coef != 0, axis=0))
     kept = x.active[keep]
@@ -307,7 +308,7 @@ def _final_fit(x: _Standardised, y: np.ndarray, target: "Target", config: KmerCo
                    intercept=intercept, strength=strength, inner_cv=inner)
 
 
-def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target | str" = "binary",
+def fit_kmer(train_features: np.ndarray, train_labels: np.ndarray, target: "Target | str" = BINARY,
              config: KmerConfig | None = None, seed: int = 0, groups: Sequence[str] | None = None) -> KmerFit:
     """Fit one target on k-mer frequency rows (n, p) float32 and labels as `Target.encode` gives
     them (class index: 0/1 for binary with 1 positive, 0..C-1 for multiclass; or a number);
@@ -447,8 +448,8 @@ class KmerModel:
         rows = []
         for target, fit in zip(self.targets, self.fits):
             names = self.spec.names(fit.feature_ids)
-            outputs = ([target.positive] if target.kind == "binary" else target.classes
-                       if target.kind == "multiclass" else ["value"])
+            outputs = ([target.positive] if target.kind == BINARY else target.classes
+                       if target.kind == MULTICLASS else ["value"])
             for o, output in enumerate(outputs):
                 for name, value in zip(names, fit.coef[o].tolist()):
                     if value != 0:

@@ -9,7 +9,7 @@ import torch
 
 from repclass.model.checkpoint import ModelInfo
 from repclass.errors import UsageError
-from repclass.targets import class_index
+from repclass.targets import BINARY, MULTICLASS, REGRESSION, class_index
 
 
 @dataclass(frozen=True)
@@ -30,17 +30,17 @@ class ExplainedOutput:
 
     def predicted(self, outputs: np.ndarray, offset: int, n_outputs: int) -> bool:
         """Whether a repertoire with these raw outputs is predicted as the explained class."""
-        if self.kind == "regression":
+        if self.kind == REGRESSION:
             return True
-        if self.kind == "binary":
+        if self.kind == BINARY:
             logit = float(outputs[offset])
             return logit >= 0.0 if self.class_index == 1 else logit < 0.0
         return int(np.argmax(outputs[offset:offset + n_outputs])) == self.class_index
 
     def describe(self) -> str:
-        if self.kind == "regression":
+        if self.kind == REGRESSION:
             return f"{self.target} (standardised predicted value)"
-        if self.kind == "binary" and self.sign < 0:
+        if self.kind == BINARY and self.sign < 0:
             return f"{self.target} = {self.class_name} (negated logit)"
         return f"{self.target} = {self.class_name} (logit)"
 
@@ -58,13 +58,13 @@ def resolve_explained(info: ModelInfo, target: str | None, class_name: str | Non
             raise UsageError(f"target {target!r} is not one of the model's targets ({', '.join(names)}); "
                              f"use --target {names[0]}")
         chosen = matches[0]
-    if chosen.kind == "regression":
+    if chosen.kind == REGRESSION:
         if class_name is not None:
             raise UsageError(f"target {chosen.column!r} is a regression target and has no classes; drop --class")
-        return ExplainedOutput(chosen.column, "regression", chosen.offset, 1.0, None)
+        return ExplainedOutput(chosen.column, REGRESSION, chosen.offset, 1.0, None)
     classes = list(chosen.classes or [])
     if class_name is None:
-        if chosen.kind == "multiclass":
+        if chosen.kind == MULTICLASS:
             raise UsageError(f"target {chosen.column!r} has {len(classes)} classes; name the one to explain with "
                              f"--class (one of {', '.join(classes)})")
         class_name = chosen.positive
@@ -72,7 +72,7 @@ def resolve_explained(info: ModelInfo, target: str | None, class_name: str | Non
     if index is None:
         raise UsageError(f"class {class_name!r} is not one of target {chosen.column!r}'s classes "
                          f"({', '.join(classes)})")
-    if chosen.kind == "binary":
-        return ExplainedOutput(chosen.column, "binary", chosen.offset, 1.0 if index == 1 else -1.0, classes[index],
+    if chosen.kind == BINARY:
+        return ExplainedOutput(chosen.column, BINARY, chosen.offset, 1.0 if index == 1 else -1.0, classes[index],
                                class_index=index)
-    return ExplainedOutput(chosen.column, "multiclass", chosen.offset + index, 1.0, classes[index], class_index=index)
+    return ExplainedOutput(chosen.column, MULTICLASS, chosen.offset + index, 1.0, classes[index], class_index=index)

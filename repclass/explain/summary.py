@@ -25,6 +25,7 @@ from repclass.explain.attribution import COMPLETENESS_TOLERANCE, DELTA_FLOOR
 from repclass.explain.outputs import ExplainedOutput
 from repclass.explain.tables import logo_file, significant, significant_rows
 from repclass.explain.types import KernelSummary, Motif
+from repclass.targets import BINARY, REGRESSION
 
 FORMAT = "repclass-motifs"
 FORMAT_VERSION = 1
@@ -119,7 +120,7 @@ def build_evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, sc
             "n_repertoires": scores.height,
         },
     }
-    if explained.kind != "regression" and labelled.height:
+    if explained.kind != REGRESSION and labelled.height:
         positive = np.array([v == explained.class_name for v in labelled["label"].to_list()])
         values = labelled["score"].to_numpy()
         fpr, tpr = roc_points(positive, values)
@@ -140,7 +141,7 @@ def build_evidence(store: Store, info: ModelInfo, explained: ExplainedOutput, sc
         }
     # Motif enrichment: each motif's share of sequences in every labelled repertoire of the store.
     in_class: dict[str, bool] = {}
-    if explained.kind != "regression" and explained.target in store.label_columns:
+    if explained.kind != REGRESSION and explained.target in store.label_columns:
         in_class = {i: v == explained.class_name for i, v in store.labels(explained.target).items() if v is not None}
     patterns = [consensus_pattern(m.consensus) for m in found]
     shares = motif_frequencies(store.iter_tables(["junction_aa"]), patterns) if found and in_class else {}
@@ -174,7 +175,7 @@ def recorded_auc_intervals(model_paths: Sequence[Path], explained: ExplainedOutp
     """Bootstrap 95% intervals (metrics.roc_auc_interval) of the ROC AUCs recorded at training, keyed
     like the evidence's "model_metrics" (train / validation / test, or "fold k test"), from each model
     folder's predictions.tsv. Binary targets only: a multiclass model records its macro AUC."""
-    if explained.kind != "binary":
+    if explained.kind != BINARY:
         return {}
     intervals: dict[str, list[float]] = {}
     label = f"{explained.target}:label"

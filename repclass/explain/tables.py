@@ -13,6 +13,7 @@ from repclass.io.store import Store
 from repclass.explain.clustering import CORE_WIDTH, peak_window
 from repclass.explain.outputs import ExplainedOutput
 from repclass.explain.types import Candidate, Motif, RepertoireSummary, ScoredRepertoire
+from repclass.targets import REGRESSION
 
 #: The output folder's subfolder of motif and kernel logos.
 LOGO_FOLDER = "logos"
@@ -97,7 +98,7 @@ def scores_table(scored: list[ScoredRepertoire], owner: Any, explained: Explaine
     rest, output - enrichment_output, came from the attention path and the bias)."""
     outputs = np.stack([r.outputs for r in scored]).astype(np.float64)  # (n, n_outputs)
     columns = owner.predictions(outputs)
-    if explained.kind == "regression":
+    if explained.kind == REGRESSION:
         probability = np.asarray(columns[f"{owner.column}:predicted"], dtype=np.float64)
     else:
         probability = np.asarray(columns[f"{owner.column}:p({explained.class_name})"], dtype=np.float64)

@@ -32,6 +32,7 @@ import numpy as np
 
 from repclass.errors import ModelFileError
 from repclass.names import MODEL_FILENAME
+from repclass.targets import BINARY, REGRESSION
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def held_out_metrics(target: Any, outputs: np.ndarray, values: np.ndarray, prese
 
 def _with_auc_interval(result: dict[str, Any], target: Any, outputs: np.ndarray, values: np.ndarray,
                        rows: np.ndarray) -> dict[str, Any]:
-    if target.kind != "binary" or "roc_auc" not in result:
+    if target.kind != BINARY or "roc_auc" not in result:
         return result
     from repclass.metrics import roc_auc_interval
 
@@ -195,7 +196,7 @@ def ensemble_columns(targets: Sequence[Any], fold_outputs: Sequence[np.ndarray])
         per_fold = [target.predictions(np.asarray(o, dtype=np.float64)) for o in fold_outputs]
         names = [n for n in per_fold[0] if n != f"{target.column}:predicted"]
         start, stop = target.offset, target.offset + target.n_outputs
-        if target.kind == "regression":
+        if target.kind == REGRESSION:
             values = np.stack([p[f"{target.column}:predicted"] for p in per_fold])  # (folds, n)
             mean = values.mean(axis=0)
             columns[f"{target.column}:predicted"] = mean
@@ -205,7 +206,7 @@ def ensemble_columns(targets: Sequence[Any], fold_outputs: Sequence[np.ndarray])
         probabilities = {n: np.stack([p[n] for p in per_fold]) for n in names}  # each (folds, n)
         for name, stack in probabilities.items():
             columns[name] = stack.mean(axis=0)
-        if target.kind == "binary":
+        if target.kind == BINARY:
             p = np.clip(columns[names[0]], 1e-12, 1 - 1e-12)
             columns[f"{target.column}:predicted"] = np.where(p >= 0.5, target.classes[1], target.classes[0])
             combined[:, start] = np.log(p) - np.log1p(-p)

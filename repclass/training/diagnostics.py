@@ -8,6 +8,7 @@ of torch so that either can call it.
 from __future__ import annotations
 
 import math
+from repclass.targets import REGRESSION
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ MEMORISED_SHARE = 0.25
 def validation_perfect(row: Mapping[str, Any], targets: Sequence["Target"]) -> bool:
     """Whether a training-curve row's validation metrics are perfect: AUC 1.0 for every target
     (never for a regression target, whose r2 cannot tell a solved split)."""
-    return all(t.kind != "regression" and row.get(t.curve_column) is not None and float(row[t.curve_column]) >= 1.0
+    return all(t.kind != REGRESSION and row.get(t.curve_column) is not None and float(row[t.curve_column]) >= 1.0
                for t in targets)
 
 

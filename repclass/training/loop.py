@@ -47,7 +47,7 @@ from repclass.model.scoring import score_repertoire
 from repclass.training.splits import (SPLITS, SplitSpec, group_column, labelled_ids, sample_groups, split_assignments,
                                       split_ids)
 from repclass.io.store import Store
-from repclass.targets import Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
+from repclass.targets import BINARY, MULTICLASS, Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
 
 if TYPE_CHECKING:
     from repclass.model.enrichment import EnrichmentFit
@@ -127,7 +127,7 @@ def _label_columns(targets: list[Target], values: np.ndarray, present: np.ndarra
     indicators per class of a multiclass target."""
     columns, known = [], []
     for j, target in enumerate(targets):
-        if target.kind == "multiclass":
+        if target.kind == MULTICLASS:
             for c in range(len(target.classes)):
                 columns.append((values[:, j] == c).astype(np.float64))
                 known.append(present[:, j])
@@ -213,7 +213,7 @@ def _start_count_readout(model: DeepRC, data: _Data, device: torch.device, label
     last = [m for m in model.output if isinstance(m, torch.nn.Linear)][-1]
     fitted = []
     for target in data.targets:
-        if target.kind == "binary":  # its label column is its output's (_label_columns keeps that order)
+        if target.kind == BINARY:  # its label column is its output's (_label_columns keeps that order)
             column = target.offset
             known = present[:, column].astype(bool)
             slope, shift = fit_evidence_start(evidence[known], offsets[known, column], values[known, column])
@@ -230,7 +230,7 @@ def _enrichment_applies(data: "_Data", label: str) -> bool:
     """Whether the enrichment path (on by default) can be fitted for this run: one binary target and
     at least 2 training repertoires of each class (its inner cross-fitting needs them). Where not,
     the run trains without it and says so; the model file records it as off."""
-    if len(data.targets) != 1 or data.targets[0].kind != "binary":
+    if len(data.targets) != 1 or data.targets[0].kind != BINARY:
         log.info("%senrichment path off: it reads one binary target, this run has %s", label,
                  ", ".join(f"{t.column} ({t.kind})" for t in data.targets))
         return False

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from repclass.errors import UsageError
+from repclass.targets import MULTICLASS, REGRESSION
 
 if TYPE_CHECKING:
     from repclass.config import TrainConfig
@@ -297,8 +298,8 @@ def split_assignments(store: "Store", specs: Sequence["TargetSpec"], split: Spli
     for spec in specs:
         labels = store.labels(spec.column)
         values = [labels[i] for i in usable]
-        numeric_many = len({v for v in values if v is not None}) > 2 and spec.kind != "multiclass"
-        if spec.kind != "regression" and not numeric_many:
+        numeric_many = len({v for v in values if v is not None}) > 2 and spec.kind != MULTICLASS
+        if spec.kind != REGRESSION and not numeric_many:
             strata = values
             break
     if split.folds is not None:
