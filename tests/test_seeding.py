@@ -39,11 +39,11 @@ def test_kmer_presence_counts_every_window(k):
 @pytest.mark.parametrize("k, n_sequences", [(2, 50), (4, 300), (4, 20_000), (5, 2_000)])
 def test_sparse_kmer_counts_match_the_dense_count(k, n_sequences):
     # a sorted count where k-mers far outnumber windows (5-mers), a dense one elsewhere: the same counts
-    from repclass.training.seeding import _kmer_counts
+    from repclass.training.seeding import sparse_kmer_counts
 
     repertoire = _encoded(_random_sequences(np.random.default_rng(k), n_sequences, low=3) + ["CA", "C"])
     dense = kmer_presence(repertoire, k)
-    kmers, counts = _kmer_counts(repertoire, k)
+    kmers, counts = sparse_kmer_counts(repertoire, k)
     np.testing.assert_array_equal(kmers, np.flatnonzero(dense))
     np.testing.assert_array_equal(counts, dense[kmers])
 

@@ -339,10 +339,10 @@ def test_the_memorisation_warning_needs_an_early_unsolved_best_and_a_falling_tra
     from repclass.config import ModelConfig
     from repclass.model.deeprc import DeepRC
     from repclass.targets import Target
-    from repclass.training.loop import _Tracker
+    from repclass.training.loop import TrainingTracker
 
     def tracker_after(evaluations, eval_every=100):
-        tracker = _Tracker(DeepRC(ModelConfig(use_counts=reads_clone_sizes)),
+        tracker = TrainingTracker(DeepRC(ModelConfig(use_counts=reads_clone_sizes)),
                            TrainConfig(eval_every=eval_every, init_evidence=reads_clone_sizes),
                            [Target("status", "binary", classes=["-", "+"])], validated=True)
         for update, train_loss, validation_loss, auc in evaluations:

@@ -339,7 +339,7 @@ class _Data:
         return evaluate(model, self.cache, self.ids[split], self.targets, self.labels, device, chunk_size, context)
 
 
-class _Tracker:
+class TrainingTracker:
     """The loop's bookkeeping, which a resume checkpoint keeps: updates done, the training loss
     since the last evaluation, the training curve, and early stopping (the best validation loss,
     when it was reached, and the weights then)."""
@@ -444,7 +444,7 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     if enrichment_fit is not None:
         _install_enrichment(model, enrichment_fit, data, not resuming, label)
     settings = run_fingerprint(store, specs, config, model_config, assignment)
-    tracker = _Tracker(model, config, data.targets, validated=bool(data.ids["validation"]))
+    tracker = TrainingTracker(model, config, data.targets, validated=bool(data.ids["validation"]))
     if resuming:
         tracker.best_weights, tracker.state = load_checkpoint(checkpoint_path, settings, model, optimizer, device)
         log.info("%sresuming from update %d", label, tracker.update)

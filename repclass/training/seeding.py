@@ -59,7 +59,7 @@ def _window_ids(repertoire: EncodedRepertoire, k: int) -> np.ndarray:
     return ids[inside]
 
 
-def _kmer_counts(repertoire: EncodedRepertoire, k: int) -> tuple[np.ndarray, np.ndarray]:
+def sparse_kmer_counts(repertoire: EncodedRepertoire, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k-mers present in `repertoire` (sorted ids) and their occurrences.
 
     A repertoire of 20,000 CDR3s holds about 100,000 of the 3.2 million 5-mers: sorting its
@@ -121,7 +121,7 @@ class _AssociationSums:
 
     def add(self, repertoire: EncodedRepertoire, labels: np.ndarray, present: np.ndarray) -> None:
         """labels (1 + n_shuffles, n_columns): this repertoire's labels, then its shuffled ones."""
-        kmers, counts = _kmer_counts(repertoire, self.k)
+        kmers, counts = sparse_kmer_counts(repertoire, self.k)
         self.support[kmers] += 1
         frequency = counts / max(len(repertoire), 1)
         for column in np.flatnonzero(present):
