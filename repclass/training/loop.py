@@ -47,7 +47,8 @@ from repclass.model.scoring import score_repertoire
 from repclass.training.splits import (SPLITS, SplitSpec, group_column, labelled_ids, sample_groups, split_assignments,
                                       split_ids)
 from repclass.io.store import Store
-from repclass.targets import BINARY, MULTICLASS, Target, TargetSpec, encode_targets, infer_targets, target_specs, total_loss
+from repclass.targets import (BINARY, MULTICLASS, Target, TargetSpec, encode_targets, infer_targets, target_specs,
+                              total_loss)
 
 if TYPE_CHECKING:
     from repclass.model.enrichment import EnrichmentFit
@@ -267,8 +268,9 @@ def _cross_fit_enrichment(store: Store, data: "_Data", config: TrainConfig, labe
              "inner_cv": [{"threshold": t, "roc_auc": a} for t, a in fit.inner_cv]}
     if not used:
         log.info("%senrichment path off: its %d-fold cross-fitted share reads the training labels no better than "
-                 "chance (held-out AUC %.3f at p <= %g, needs > %.3f; by threshold %s): no clonotype is shared "
-                 "enough to count; training the attention alone (--no-enrichment-gate keeps it; %.1f s)",
+                 "chance (held-out AUC %.3f at p <= %g, needs > %.3f; by threshold %s): the clonotypes shared by "
+                 "the positives do not tell the classes apart; training the attention alone "
+                 "(--no-enrichment-gate keeps it; %.1f s)",
                  label, fit.n_folds, fit.held_out_auc, fit.threshold, fit.chance_bound, inner,
                  time.perf_counter() - started)
         return None, notes
