@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-# The two xdist workers share the cores with each other and with the repclass processes the tests
-# start. OpenMP's threads spin while they wait by default, and spinning threads of several
-# processes keep preempting each other (docs/performance.md); repclass asks for passive waiting in
-# its own processes (repclass/compute/cpus.py), and the workers' torch gets it here, before any
-# test imports torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from support.cohort import TINY_TRAIN  # noqa: E402
-from support.files import write_airr, write_table  # noqa: E402
+from support.cohort import TINY_TRAIN
+from support.files import write_airr, write_table
 
 #: The slowest test files (about 150, 100, 90, 75, 65, 55, 45, 35 s on 2 cores), run first: with
 #: `-n 2 --dist loadfile` each file goes to one worker in collection order, and a slow file that
