@@ -134,41 +134,46 @@ class _AssociationSums:
 
     def best_t(self, labels: np.ndarray, present: np.ndarray, labelling: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per k-mer: the best |t| over the label columns, the sign of its association and its column."""
+        """Per k-mer: the best |t| over the label columns, the sign of its association and its column.
+
+        Only k-mers seen in at least MIN_SUPPORT repertoires are scored (the others get 0): of the
+        3.2M possible 5-mers a cohort holds a small share, and scoring all of them cost a second
+        per call at every training start whatever the cohort's size."""
         n_kmers = len(self.support)
         best_t = np.zeros(n_kmers)
         best_sign = np.ones(n_kmers)
         best_column = np.zeros(n_kmers, dtype=np.int64)
+        scored = np.flatnonzero(self.support >= MIN_SUPPORT)
         for column in range(labels.shape[1]):
             y = labels[present[:, column], column]  # (shuffling moves labels among these rows only)
             n = len(y)
             if n < 4 or np.ptp(y) == 0:
                 continue
-            sum_x = self.sum_x[column]
-            covariance = n * self.sum_xy[labelling, column] - sum_x * y.sum()
+            sum_x = self.sum_x[column, scored]
+            covariance = n * self.sum_xy[labelling, column, scored] - sum_x * y.sum()
             # n^2 x (the spread of the frequencies across repertoires + their counting noise): a k-mer
             # seen once in each of four repertoires has a frequency known only to about +-100%, and
             # without the counting noise it would "separate" a small cohort perfectly (|t| -> inf).
             mean_frequency = sum_x / n
-            variance_x = n * self.sum_xx[column] - sum_x ** 2 + n * mean_frequency * self.inverse_size[column]
+            variance_x = n * self.sum_xx[column, scored] - sum_x ** 2 + n * mean_frequency * self.inverse_size[column]
             variance_y = n * (y * y).sum() - y.sum() ** 2
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = covariance / np.sqrt(variance_x * variance_y)
                 t = np.abs(r) * np.sqrt((n - 2) / (1 - r * r))
             t = np.nan_to_num(t, nan=0.0, posinf=0.0)
-            better = t > best_t
-            best_t[better] = t[better]
-            best_sign[better] = np.sign(covariance[better])
-            best_column[better] = column
-        best_t[self.support < MIN_SUPPORT] = 0.0
+            better = t > best_t[scored]
+            chosen = scored[better]
+            best_t[chosen] = t[better]
+            best_sign[chosen] = np.sign(covariance[better])
+            best_column[chosen] = column
         return best_t, best_sign, best_column
 
     def ranked(self, labels: np.ndarray, present: np.ndarray, n_best: int) -> KmerAssociation:
         best_t, best_sign, best_column = self.best_t(labels, present, 0)
         chance = max((float(self.best_t(labels, present, labelling)[0].max())
                       for labelling in range(1, len(self.sum_xy))), default=0.0)
-        order = np.argsort(-best_t, kind="stable")[:n_best]
-        order = order[best_t[order] > 0]
+        scored = np.flatnonzero(best_t > 0)  # in index order: the stable sort breaks ties as over all k-mers
+        order = scored[np.argsort(-best_t[scored], kind="stable")[:n_best]]
         return KmerAssociation(kmers=[kmer_text(int(i), self.k) for i in order], scores=best_t[order],
                                support=self.support[order], signs=best_sign[order], columns=best_column[order],
                                chance=chance)
