@@ -355,6 +355,20 @@ def test_mann_whitney_is_scipys_and_agrees_with_the_normal_approximation(x, y):
     assert mann_whitney_greater(x, y) == pytest.approx(_normal_approximation(x, y), rel=1e-9)
 
 
+def test_mann_whitney_equals_scipys_with_and_without_ties():
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):  # sizes on both sides of the exact limit (8), continuous and tied values
+        n1, n2 = (int(n) for n in rng.integers(1, 14, size=2))
+        if rng.random() < 0.5:
+            x, y = rng.random(n1), rng.random(n2) + rng.normal() * 0.3
+        else:
+            x, y = rng.integers(0, 4, n1) / 100, rng.integers(0, 3, n2) / 100
+        expected = float(mannwhitneyu(x, y, alternative="greater").pvalue)
+        assert mann_whitney_greater(x, y) == pytest.approx(expected, rel=1e-12, nan_ok=True)
+
+
 def test_mann_whitney_is_exact_for_small_samples_without_ties():
     # 4 vs 4, complete separation: 1 of the C(8, 4) = 70 equally likely rank assignments
     assert mann_whitney_greater([5, 6, 7, 8], [1, 2, 3, 4]) == pytest.approx(1 / 70)
