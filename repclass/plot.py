@@ -62,16 +62,33 @@ def pyplot():
     return plt
 
 
-def save_figure(figure, path: Path) -> None:
-    """Save deterministically (PNG/SVG/PDF by suffix)."""
+#: Resolution of the PNGs (the SVGs are vectors); the bounding box is measured at it.
+DPI = 120
+
+
+def tight_bounds(figure):
+    """The figure's drawn extent plus matplotlib's padding, in inches: what savefig(bbox_inches=
+    "tight") measures at DPI. Measuring it costs a layout pass of every text, as much as drawing
+    the figure, so a figure saved in several formats is measured once."""
+    import matplotlib
+
+    figure.set_dpi(DPI)
+    figure.draw_without_rendering()
+    return figure.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
+
+
+def save_figure(figure, path: Path, bounds=None) -> None:
+    """Save deterministically (PNG/SVG/PDF by suffix), cropped to `bounds` (tight_bounds) or, when
+    not given, to the tight box measured now."""
     suffix = path.suffix.lower()
     metadata: dict[str, Any] = {"Software": None} if suffix == ".png" else {}
     if suffix == ".svg":
         metadata = {"Date": None}
     elif suffix == ".pdf":
         metadata = {"CreationDate": None, "ModDate": None}
+    bounds = tight_bounds(figure) if bounds is None else bounds
     write_file_atomically(path, lambda temporary: figure.savefig(temporary, format=suffix.lstrip("."),
-                                                                 metadata=metadata, dpi=120, bbox_inches="tight"))
+                                                                 metadata=metadata, dpi=DPI, bbox_inches=bounds))
 
 
 #: Headline metrics bounded by [0, 1] whose chance level is 0.5: drawn on a fixed [0.5, 1] axis so
@@ -98,9 +115,10 @@ def _finite(values: list[Any]) -> list[float]:
 def save_figure_formats(figure, stem: Path, suffixes: tuple[str, ...] = (".png", ".svg")) -> list[Path]:
     """Save one figure as stem.png and stem.svg (deterministic bytes)."""
     paths = []
+    bounds = tight_bounds(figure)
     for suffix in suffixes:
         path = stem.with_suffix(suffix)
-        save_figure(figure, path)
+        save_figure(figure, path, bounds)
         paths.append(path)
     return paths
 
@@ -145,10 +163,11 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: 
         loss_axis.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
                          frameon=False)
     try:
-        save_figure(figure, path)
+        bounds = tight_bounds(figure)
+        save_figure(figure, path, bounds)
         paths = [path]
         if path.suffix.lower() == ".png":
-            save_figure(figure, path.with_suffix(".svg"))
+            save_figure(figure, path.with_suffix(".svg"), bounds)
             paths.append(path.with_suffix(".svg"))
         return paths
     finally:
