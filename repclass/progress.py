@@ -36,11 +36,13 @@ def show_on_terminal() -> bool:
 class Progress:
     """Counts finished steps of a task of known size."""
 
-    def __init__(self, total: int, description: str, *, min_interval: float = 5.0) -> None:
+    def __init__(self, total: int, description: str, *, min_interval: float = 5.0, bound: bool = False) -> None:
         self.total = total
         self.description = description
         self.done = 0
+        self.bound = bound  # the task may end before `total` (training that stops early)
         self._min_interval = min_interval
+        self._started = time.monotonic()
         self._last_log = 0.0
         self._rich = None
         self._task = None
@@ -58,14 +60,37 @@ class Progress:
         now = time.monotonic()
         if self.done >= self.total or now - self._last_log >= self._min_interval:
             self._last_log = now
-            log.info("%s: %d/%d%s", self.description, self.done, self.total, f" {status}" if status else "")
+            log.info("%s: %d/%d%s (%s)", self.description, self.done, self.total, f" {status}" if status else "",
+                     self.timing(now))
+
+    def timing(self, now: float) -> str:
+        """'1m05s', then what is left at the rate so far: '1m05s, ETA 3m10s' (or 'at most 3m10s
+        left' for a task that may stop early); log files have no bar to show it."""
+        elapsed = now - self._started
+        if self.done <= 0 or self.done >= self.total:
+            return duration(elapsed)
+        left = duration(elapsed / self.done * (self.total - self.done))
+        return f"{duration(elapsed)}, at most {left} left" if self.bound else f"{duration(elapsed)}, ETA {left}"
+
+
+def duration(seconds: float) -> str:
+    """12s, 3m05s, 2h04m."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 @contextmanager
-def progress(total: int, description: str, *, enabled: bool | None = None) -> Iterator[Progress]:
+def progress(total: int, description: str, *, enabled: bool | None = None, bound: bool = False
+             ) -> Iterator[Progress]:
     """A progress reporter; a rich bar only when stderr is a terminal and `-q` was not given (or
-    `enabled` says so). Otherwise the steps are info lines, which `-q` keeps off stderr."""
-    tracker = Progress(total, description)
+    `enabled` says so). Otherwise the steps are info lines with the time so far and an ETA (`bound`:
+    the task may stop before `total`, so the time left is an upper bound), which `-q` keeps off
+    stderr."""
+    tracker = Progress(total, description, bound=bound)
     use_rich = show_on_terminal() if enabled is None else enabled
     if not use_rich:
         yield tracker

@@ -66,29 +66,65 @@ print(json.dumps({"seconds": seconds, "sequences": n, "rate": n / seconds}))
 """
 
 
-def write_cohort(folder: Path, repertoires: int, sequences: int) -> None:
+def implant(junctions: list[str], motif: str, rate: float, rng: np.random.Generator) -> int:
+    """Write `motif` over interior residues of round(rate x n) random junctions (those long enough
+    to keep their anchors); returns how many got it."""
+    n = round(rate * len(junctions))
+    chosen = rng.choice(len(junctions), size=n, replace=False) if n else np.zeros(0, dtype=np.int64)
+    done = 0
+    for index in chosen.tolist():
+        junction = junctions[index]
+        room = len(junction) - 2 - len(motif)  # after the leading C, before the trailing F
+        if room < 0:
+            continue
+        at = 1 + int(rng.integers(0, room + 1))
+        junctions[index] = junction[:at] + motif + junction[at + len(motif):]
+        done += 1
+    return done
+
+
+def _write_repertoire(job: tuple[Path, int, int, float, str]) -> None:
     import polars as pl
 
-    folder.mkdir(parents=True, exist_ok=True)
+    path, index, sequences, witness_rate, motif = job
     genes_v = np.array([f"TRBV{f}-{g}*01" for f in range(2, 31) for g in (1, 2)])
     genes_j = np.array([f"TRBJ{f}-{g}*01" for f in (1, 2) for g in range(1, 8)])
-    rows = []
+    rng = np.random.default_rng(index)
+    junctions = random_junctions(sequences, rng)
+    if witness_rate > 0 and index % 2:  # the positives: odd indices
+        implant(junctions, motif, witness_rate, np.random.default_rng([index, 1]))
+    table = pl.DataFrame({"junction_aa": junctions,
+                          "v_call": genes_v[rng.integers(0, len(genes_v), sequences)],
+                          "j_call": genes_j[rng.integers(0, len(genes_j), sequences)],
+                          "duplicate_count": rng.geometric(0.4, sequences),
+                          "productive": np.where(rng.random(sequences) < 0.02, "F", "T")})
+    temporary = path.with_suffix(".tmp")
+    with gzip.open(temporary, "wb", compresslevel=1) as handle:
+        handle.write(table.write_csv(separator="\t").encode())
+    temporary.replace(path)
+
+
+def write_cohort(folder: Path, repertoires: int, sequences: int, witness_rate: float = 0.0, motif: str = "",
+                 workers: int = 1) -> None:
+    """Gzipped AIRR TSVs rep_0000.tsv.gz ... and samples.tsv (odd indices positive); with a
+    `witness_rate`, `motif` is implanted in that share of each positive repertoire's sequences.
+    Files already written are kept (a long write can be resumed)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, jobs = [], []
     for i in range(repertoires):
         sample = f"rep_{i:04d}"
         rows.append(f"{sample}\t{'+' if i % 2 else '-'}")
         path = folder / f"{sample}.tsv.gz"
-        if path.exists():
-            continue
-        rng = np.random.default_rng(i)
-        table = pl.DataFrame({"junction_aa": random_junctions(sequences, rng),
-                              "v_call": genes_v[rng.integers(0, len(genes_v), sequences)],
-                              "j_call": genes_j[rng.integers(0, len(genes_j), sequences)],
-                              "duplicate_count": rng.geometric(0.4, sequences),
-                              "productive": np.where(rng.random(sequences) < 0.02, "F", "T")})
-        temporary = path.with_suffix(".tmp")
-        with gzip.open(temporary, "wb", compresslevel=1) as handle:
-            handle.write(table.write_csv(separator="\t").encode())
-        temporary.replace(path)
+        if not path.exists():
+            jobs.append((path, i, sequences, witness_rate, motif))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_repertoire, jobs, chunksize=4))
+    else:
+        for job in jobs:
+            _write_repertoire(job)
     (folder / "samples.tsv").write_text("sample_id\tstatus\n" + "\n".join(rows) + "\n")
 
 

@@ -456,7 +456,7 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     checkpoint_every = config.checkpoint_every or config.eval_every
     model.train()
     started = time.perf_counter()
-    with progress(config.max_updates - tracker.update, f"{label}train",
+    with progress(config.max_updates - tracker.update, f"{label}train", bound=True,
                   enabled=False if not context.is_main else None) as bar:
         pin = device.type == "cuda"
         for update, chosen, batch in prefetch(update_batches(data.cache, data.ids["train"], config, tracker.update,
