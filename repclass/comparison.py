@@ -241,14 +241,13 @@ def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
     """Headline test metric per method: a bar for the pooled (or single-split) value, dots per fold."""
     import polars as pl
 
-    from repclass.plot import pyplot, save_figure
+    from repclass.plot import save_figure, subplots
 
-    plt = pyplot()
     metrics = [m for m in ("roc_auc", "macro_auc", "r2") if m in set(table["metric"].to_list())]
     targets = list(dict.fromkeys(table["target"].to_list()))
     pairs = [(t, m) for t in targets for m in metrics
              if table.filter((pl.col("target") == t) & (pl.col("metric") == m)).height]
-    figure, axes = plt.subplots(1, max(len(pairs), 1), figsize=(4 * max(len(pairs), 1), 3.5), squeeze=False)
+    figure, axes = subplots(1, max(len(pairs), 1), figsize=(4 * max(len(pairs), 1), 3.5), squeeze=False)
     methods = list(dict.fromkeys(table["method"].to_list()))
     for axis, (target, metric) in zip(axes[0], pairs):
         part = table.filter((pl.col("target") == target) & (pl.col("metric") == metric))
@@ -271,4 +270,3 @@ def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
             axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
             axis.set_ylim(0, 1.02)
     save_figure(figure, path)
-    plt.close(figure)

@@ -51,15 +51,21 @@ def matplotlib_config() -> None:
     os.environ["MPLCONFIGDIR"] = temporary
 
 
-def pyplot():
+def subplots(*grid: int, figsize: tuple[float, float] | None = None, **layout: Any):
+    """`pyplot.subplots` without pyplot: a figure on an Agg canvas and its axes. pyplot's figure
+    registry is of no use to files written and closed at once, and importing it costs about half a
+    second at every start of `repclass train`. (logomaker imports pyplot itself.)"""
     matplotlib_config()
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    plt.rcParams["svg.hashsalt"] = "repclass"
-    return plt
+    matplotlib.rcParams["svg.hashsalt"] = "repclass"
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(*grid, **layout)
 
 
 #: Resolution of the PNGs (the SVGs are vectors); the bounding box is measured at it.
@@ -128,8 +134,7 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: 
     <target>:<metric>): losses on a log axis, the validation metric on a second axis ([0.5, 1]
     for ROC AUC), the best update (the lowest validation loss unless `best_update` is given)
     marked. Writes `path` and, for a .png path, the same figure as .svg beside it."""
-    plt = pyplot()
-    figure, loss_axis = plt.subplots(figsize=(7.5, 4.2))
+    figure, loss_axis = subplots(figsize=(7.5, 4.2))
     handles = []
     if history:
         updates = [row["update"] for row in history]
@@ -162,23 +167,19 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: 
         # Below the axes: a legend inside would sit on the lines.
         loss_axis.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
                          frameon=False)
-    try:
-        bounds = tight_bounds(figure)
-        save_figure(figure, path, bounds)
-        paths = [path]
-        if path.suffix.lower() == ".png":
-            save_figure(figure, path.with_suffix(".svg"), bounds)
-            paths.append(path.with_suffix(".svg"))
-        return paths
-    finally:
-        plt.close(figure)
+    bounds = tight_bounds(figure)
+    save_figure(figure, path, bounds)
+    paths = [path]
+    if path.suffix.lower() == ".png":
+        save_figure(figure, path.with_suffix(".svg"), bounds)
+        paths.append(path.with_suffix(".svg"))
+    return paths
 
 
 def plot_roc_pr(roc: dict[str, list[float]], pr: dict[str, list[float]], auc: float | None,
                 average_precision: float | None, n_class: int, n: int, class_name: str, stem: Path) -> list[Path]:
     """ROC and precision-recall curves of the held-out repertoires, side by side."""
-    plt = pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.9))
+    figure, (left, right) = subplots(1, 2, figsize=(8.5, 3.9))
     left.step(roc["fpr"], roc["tpr"], where="post", color="tab:blue", linewidth=1.6)
     left.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
     left.set_xlabel("false positive rate")
@@ -195,20 +196,16 @@ def plot_roc_pr(roc: dict[str, list[float]], pr: dict[str, list[float]], auc: fl
         axis.set_ylim(-0.02, 1.02)
         axis.set_aspect("equal")
     figure.suptitle(f"{n} held-out repertoires ({n_class} of class {class_name}); dotted: chance", fontsize=9)
-    try:
-        return save_figure_formats(figure, stem)
-    finally:
-        plt.close(figure)
+    return save_figure_formats(figure, stem)
 
 
 def plot_scores(scores: Any, class_name: str | None, score_label: str, stem: Path,
                 threshold: float | None = 0.5) -> list[Path]:
     """Each repertoire's score (probability of the explained class) by label, coloured by split;
     the decision threshold dashed. scores: the scores.tsv table."""
-    plt = pyplot()
     labels = ["(no label)" if v is None else str(v) for v in scores["label"].to_list()]
     classes = sorted(set(labels))
-    figure, axis = plt.subplots(figsize=(max(4.0, 1.6 * len(classes) + 2.5), 3.8))
+    figure, axis = subplots(figsize=(max(4.0, 1.6 * len(classes) + 2.5), 3.8))
     values = scores["score"].to_list()
     splits = scores["split"].to_list()
     for split in SPLIT_COLORS:
@@ -232,17 +229,13 @@ def plot_scores(scores: Any, class_name: str | None, score_label: str, stem: Pat
         axis.set_ylim(-0.03, 1.03)
     axis.set_title("Per-repertoire scores by label and split", fontsize=10)
     axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    try:
-        return save_figure_formats(figure, stem)
-    finally:
-        plt.close(figure)
+    return save_figure_formats(figure, stem)
 
 
 def plot_attention(scores: Any, stem: Path) -> list[Path]:
     """How much each prediction rests on few sequences: the top-1 attention weight and the
     effective number of attended sequences (1 / sum w^2) per repertoire, by label."""
-    plt = pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4))
+    figure, (left, right) = subplots(1, 2, figsize=(8.5, 3.4))
     labels = ["(no label)" if v is None else str(v) for v in scores["label"].to_list()]
     top1 = scores["top1_attention"].to_list()
     effective = scores["effective_n"].to_list()
@@ -263,10 +256,7 @@ def plot_attention(scores: Any, stem: Path) -> list[Path]:
         right.set_xscale("log")
     left.legend(fontsize=8, frameon=False)
     figure.suptitle("Attention concentration, every scored repertoire", fontsize=10)
-    try:
-        return save_figure_formats(figure, stem)
-    finally:
-        plt.close(figure)
+    return save_figure_formats(figure, stem)
 
 
 def draw_evidence_figures(summary: dict[str, Any], scores: Any, history: list[dict[str, Any]],

@@ -57,10 +57,9 @@ def table(rows: list[dict], rates: list[float], sizes: list[int]) -> str:
 
 
 def plot(rows: list[dict], rates: list[float], sizes: list[int], path: Path) -> None:
-    from repclass.plot import pyplot, save_figure
+    from repclass.plot import save_figure, subplots
 
-    plt = pyplot()
-    figure, axes = plt.subplots(1, len(METHODS), figsize=(4 * len(METHODS), 3.4), sharey=True)
+    figure, axes = subplots(1, len(METHODS), figsize=(4 * len(METHODS), 3.4), sharey=True)
     for axis, method in zip(axes, METHODS):
         for size in sizes:
             x, y = [], []

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from repclass.alphabet import AMINO_ACIDS, N_AMINO_ACIDS
-from repclass.plot import pyplot, save_figure_formats
+from repclass.plot import save_figure_formats, subplots
 
 FONT = "DejaVu Sans"
 COLOR_SCHEME = "chemistry"
@@ -84,9 +84,8 @@ def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns:
     """Two stacked logos over the motif's aligned columns: mean integrated-gradients contribution
     per member (letters below the axis argue against the class), and information content (bits).
     `highlight` is the [first, last + 1) column index range of the consensus. Writes stem.png/.svg."""
-    plt = pyplot()
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(MARGIN_WIDTH + COLUMN_WIDTH * len(columns), 3.6),
-                                         sharex=True)
+    figure, (top, bottom) = subplots(2, 1, figsize=(MARGIN_WIDTH + COLUMN_WIDTH * len(columns), 3.6),
+                                     sharex=True)
     _draw(contributions, columns, top, RESIDUE_AXIS)
     _draw(information_heights(frequencies), columns, bottom, "bits")
     bottom.set_ylim(0, math.log2(N_AMINO_ACIDS))
@@ -95,10 +94,7 @@ def draw_motif_logo(contributions: np.ndarray, frequencies: np.ndarray, columns:
             axis.axvspan(columns[highlight[0]] - 0.5, columns[highlight[1] - 1] + 0.5, color="0.93", zorder=-1)
     bottom.set_xlabel("position (1: first residue of the consensus)")
     top.set_title(title, fontsize=9)
-    try:
-        return save_figure_formats(figure, stem, SUFFIXES)
-    finally:
-        plt.close(figure)
+    return save_figure_formats(figure, stem, SUFFIXES)
 
 
 def kernel_residues(weights: np.ndarray, threshold: float = KERNEL_THRESHOLD) -> np.ndarray:
@@ -115,13 +111,12 @@ def draw_kernel_logo(weights: np.ndarray, position_weights: np.ndarray | None, t
     """Logo of one convolution kernel: the residues it responds to (positive centred weights above
     KERNEL_THRESHOLD of its largest), and below it the weights of the 3 position features per
     kernel position. weights: (kernel_size, 20); position_weights: (kernel_size, 3) or None."""
-    plt = pyplot()
     positions = list(range(1, weights.shape[0] + 1))
     with_positions = position_weights is not None and np.asarray(position_weights).size > 0
-    figure, axes = plt.subplots(2 if with_positions else 1, 1, sharex=True, squeeze=False,
-                                figsize=(MARGIN_WIDTH + 0.3 + COLUMN_WIDTH * len(positions),
-                                         3.4 if with_positions else 2.0),
-                                gridspec_kw={"height_ratios": [2, 1]} if with_positions else None)
+    figure, axes = subplots(2 if with_positions else 1, 1, sharex=True, squeeze=False,
+                            figsize=(MARGIN_WIDTH + 0.3 + COLUMN_WIDTH * len(positions),
+                                     3.4 if with_positions else 2.0),
+                            gridspec_kw={"height_ratios": [2, 1]} if with_positions else None)
     axis = axes[0, 0]
     shown = kernel_residues(weights)
     _draw(shown, positions, axis, "residue weight\n(centred, > 0)")
@@ -139,7 +134,4 @@ def draw_kernel_logo(weights: np.ndarray, position_weights: np.ndarray | None, t
         axis = lower
     axis.set_xlabel("kernel position")
     axes[0, 0].set_title(title, fontsize=9)
-    try:
-        return save_figure_formats(figure, stem, SUFFIXES)
-    finally:
-        plt.close(figure)
+    return save_figure_formats(figure, stem, SUFFIXES)
