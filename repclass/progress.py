@@ -9,9 +9,10 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence, TypeVar
 
 log = logging.getLogger("repclass")
+T = TypeVar("T")
 
 
 def on_terminal() -> bool:
@@ -36,14 +37,19 @@ def show_on_terminal() -> bool:
 class Progress:
     """Counts finished steps of a task of known size."""
 
-    def __init__(self, total: int, description: str, *, min_interval: float = 5.0, bound: bool = False) -> None:
+    def __init__(self, total: int, description: str, *, min_interval: float = 5.0, bound: bool = False,
+                 after: float = 0.0) -> None:
         self.total = total
         self.description = description
         self.done = 0
         self.bound = bound  # the task may end before `total` (training that stops early)
         self._min_interval = min_interval
+        # a step of a larger task logs only once it has taken `after` seconds: a small cohort's
+        # run stays as short in the log as it is in time
+        self._after = after
         self._started = time.monotonic()
         self._last_log = 0.0
+        self._logged = False
         self._rich = None
         self._task = None
 
@@ -58,8 +64,11 @@ class Progress:
             self._rich.update(self._task, advance=steps, status=status)
             return
         now = time.monotonic()
-        if self.done >= self.total or now - self._last_log >= self._min_interval:
-            self._last_log = now
+        if now - self._started < self._after and not self._logged:
+            return
+        finished = self.done >= self.total and (self._logged or not self._after)
+        if finished or now - self._last_log >= self._min_interval:
+            self._last_log, self._logged = now, True
             log.info("%s: %d/%d%s (%s)", self.description, self.done, self.total, f" {status}" if status else "",
                      self.timing(now))
 
@@ -81,6 +90,16 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def counted(items: Sequence[T], description: str, after: float = 5.0) -> Iterator[T]:
+    """Yield `items`, logging progress lines (with an ETA) once the loop has taken `after` seconds:
+    for the steps inside a command (reading every training repertoire for the k-mer start or the
+    enrichment path) that take minutes on a large cohort and a blink on a small one."""
+    tracker = Progress(len(items), description, after=after)
+    for item in items:
+        yield item
+        tracker.advance()
 
 
 @contextmanager

@@ -57,3 +57,13 @@ def test_steps_closer_than_the_interval_share_a_line(clock, caplog):
         bar.advance()  # the last step always logs
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["predict: 1/10", "predict: 6/10",
                                                                       "predict: 10/10"]
+
+
+def test_a_step_inside_a_command_logs_only_once_it_takes_long(clock, caplog):
+    from repclass.progress import counted
+
+    with caplog.at_level(logging.INFO, logger="repclass"):
+        assert list(counted(["a", "b", "c"], "quick")) == ["a", "b", "c"]  # a blink: no line at all
+        for _ in counted(list(range(4)), "slow", after=5.0):
+            clock.now += 3  # lines from 5 s on, every 5 s, and the last one once any was written
+    assert [r.getMessage() for r in caplog.records] == ["slow: 2/4 (6s, ETA 6s)", "slow: 4/4 (12s)"]

@@ -31,6 +31,7 @@ import numpy as np
 from repclass.errors import UsageError
 from repclass.baselines.common import inner_folds, quiet_fit, train_baseline
 from repclass.names import ENRICHED_NAME
+from repclass.progress import counted
 from repclass.targets import BINARY
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ def clonotype_incidence(store: "Store", ids: list[str], clonotype: str, min_inci
     """Read each repertoire once, keep its sorted distinct clonotype hashes (8 bytes each), find
     the clonotypes in at least `min_incidence` repertoires one hash-range slice at a time, then
     keep only the (repertoire, clonotype) pairs of those."""
-    per_repertoire = [_hashes(clonotype_keys(store.read(i, _columns(clonotype)), clonotype)) for i in ids]
+    per_repertoire = [_hashes(clonotype_keys(store.read(i, _columns(clonotype)), clonotype))
+                      for i in counted(ids, "shared clonotypes: reading the repertoires")]
     sizes = np.array([len(h) for h in per_repertoire], dtype=np.int64)
     bounds = (np.arange(1 << _BUCKET_BITS, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS))
     cuts = [np.append(np.searchsorted(h, bounds), len(h)) for h in per_repertoire]  # (buckets + 1,) each

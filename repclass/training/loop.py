@@ -41,7 +41,7 @@ from repclass.model.deeprc import DeepRC, top_k_per_bag
 from repclass.names import METRICS_JSON_NAME
 from repclass.training.model_folder import TrainResult, write_fold_summary, write_model_folder
 from repclass.training.optim import Adam
-from repclass.progress import progress
+from repclass.progress import counted, progress
 from repclass.compute.runtime import autocast, describe
 from repclass.model.scoring import score_repertoire
 from repclass.training.splits import (SPLITS, SplitSpec, group_column, labelled_ids, sample_groups, split_assignments,
@@ -161,7 +161,8 @@ def _seed_kernels_from_kmers(model: DeepRC, cache: RepertoireCache, train_ids: l
     values, present = _label_columns(targets, *labels.rows(train_ids))
     started = time.perf_counter()
     lengths = range(config.init_kmer_length, min(config.init_kmer_max_length, model.config.kernel_size) + 1)
-    association = associate_kmers((cache.get(i) for i in train_ids), values, present, lengths, n_kernels,
+    reading = counted(train_ids, f"{label}k-mer start: reading the training repertoires")
+    association = associate_kmers((cache.get(i) for i in reading), values, present, lengths, n_kernels,
                                   seed=config.seed)
     # Only the clear candidates (above the chance level and half the best |t|) become kernels, with
     # a head start in the attention and the output; the other kernels keep their random start.
