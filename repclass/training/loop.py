@@ -42,7 +42,7 @@ from repclass.names import METRICS_JSON_NAME
 from repclass.training.model_folder import TrainResult, write_fold_summary, write_model_folder
 from repclass.training.optim import Adam
 from repclass.progress import counted, progress
-from repclass.compute.runtime import autocast, describe
+from repclass.compute.runtime import autocast, describe, release_free_memory
 from repclass.model.scoring import score_repertoire
 from repclass.training.splits import (SPLITS, SplitSpec, group_column, labelled_ids, sample_groups, split_assignments,
                                       split_ids)
@@ -104,11 +104,15 @@ def train_step(model: DeepRC, optimizer: Adam, batch: Batch, targets: list[Targe
 
 
 def evaluate(model: DeepRC, cache: RepertoireCache, ids: list[str], targets: list[Target], labels: _Labels,
-             device: torch.device, chunk_size: int, context: Context = Context()) -> tuple[np.ndarray, dict[str, Any]]:
+             device: torch.device, chunk_size: int, context: Context = Context(), description: str = ""
+             ) -> tuple[np.ndarray, dict[str, Any]]:
     """Score full repertoires (shared out across processes); returns outputs (n, n_outputs) and
-    loss/metrics per target, the same on every process."""
+    loss/metrics per target, the same on every process. With a `description`, a pass that takes
+    long logs progress lines (the final evaluation of every split: minutes on a large cohort)."""
     model.eval()
-    local = {i: score_repertoire(model, cache.get(i), device, chunk_size).outputs for i in context.shard(ids)}
+    shard = context.shard(ids)
+    local = {i: score_repertoire(model, cache.get(i), device, chunk_size).outputs
+             for i in (counted(shard, description) if description else shard)}
     scored = context.gather(local)
     outputs = np.stack([scored[i] for i in ids]) if ids else np.zeros((0, model.config.n_outputs))
     values, present = labels.rows(ids)
@@ -120,6 +124,7 @@ def evaluate(model: DeepRC, cache: RepertoireCache, ids: list[str], targets: lis
     for j, target in enumerate(targets):
         result[target.column] = target.metrics(outputs, values[:, j], present[:, j])
     model.train()
+    release_free_memory()  # repertoires read past the cache, and their scoring's buffers
     return outputs, result
 
 
@@ -338,8 +343,9 @@ class _Data:
                            for t in self.targets))
 
     def evaluate(self, model: DeepRC, split: str, device: torch.device, chunk_size: int,
-                 context: Context) -> tuple[np.ndarray, dict[str, Any]]:
-        return evaluate(model, self.cache, self.ids[split], self.targets, self.labels, device, chunk_size, context)
+                 context: Context, description: str = "") -> tuple[np.ndarray, dict[str, Any]]:
+        return evaluate(model, self.cache, self.ids[split], self.targets, self.labels, device, chunk_size, context,
+                        description)
 
 
 class TrainingTracker:
@@ -420,6 +426,7 @@ def _build_model(data: _Data, config: TrainConfig, model_config: ModelConfig, de
     if config.init_kmers and seed_kernels:
         if model.embedding.seedable:
             _seed_kernels_from_kmers(model, data.cache, data.ids["train"], data.targets, data.labels, config, label)
+            release_free_memory()  # the pass over every training repertoire
         else:  # an LSTM has no kernels to seed: it starts random, as in the original
             log.info("%sno k-mer start: the %s embedding has no kernels to seed", label, model_config.embedding)
     model = model.to(device)
@@ -439,6 +446,7 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     enrichment_fit, enrichment_notes = (_cross_fit_enrichment(store, data, config, label, groups)
                                         if model_config.enrichment and _enrichment_applies(data, label)
                                         else (None, None))
+    release_free_memory()  # the clonotypes of every training repertoire
     model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in data.targets),
                                   "enrichment": enrichment_fit is not None})
     checkpoint_path = work / CHECKPOINT_NAME
@@ -498,7 +506,8 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
         metrics["enrichment"] = enrichment_notes
     prediction_rows = []
     for split in SPLITS:
-        outputs, metrics[split] = data.evaluate(model, split, device, config.chunk_size, context)
+        outputs, metrics[split] = data.evaluate(model, split, device, config.chunk_size, context,
+                                                f"{label}final evaluation: {split} repertoires")
         prediction_rows.append((split, data.ids[split], outputs))
     if context.is_main:
         loci = store.loci()
