@@ -115,7 +115,8 @@ def main() -> None:
           f"| {metrics.get('updates', '?')} updates (best {metrics.get('best_update', '?')}), "
           f"test ROC AUC {test.get('roc_auc', float('nan')):.3f} |")
     print(f"| predict (all repertoires) | {stages['predict']['seconds']:.0f} s "
-          f"({rows / stages['predict']['seconds'] / 1e6:.2f} M sequences/s) | {stages['predict']['peak_rss_mb']:.0f} MB "
+          f"({rows / stages['predict']['seconds'] / 1e6:.2f} M sequences/s) "
+          f"| {stages['predict']['peak_rss_mb']:.0f} MB "
           f"| ROC AUC {auc:.3f} on the {n_held} held-out repertoires |")
     print(f"| motifs (defaults) | {stages['motifs']['seconds']:.0f} s | {stages['motifs']['peak_rss_mb']:.0f} MB "
           f"| {len(consensus)} motifs ({', '.join(consensus[:5])}); implanted {args.motif} "

@@ -385,8 +385,8 @@ mean |residue attribution| (sizes, as for the windows), in lower case where fewe
 logos add {summary["settings"]["flank"]} flanking columns on each side. Bottom panel: information content of the
 residue frequencies (bits).</dd>
 <dt>Enrichment</dt><dd>Per labelled repertoire, the share of its sequences matching the consensus (lower-case
-letters match any residue); one-sided Mann-Whitney test (exact when a group has at most 8 repertoires and nothing ties, otherwise
-the normal approximation) that the share is higher in the explained class; computed on the held-out repertoires and on all labelled ones. Repertoires the model trained on
+letters match any residue); one-sided Mann-Whitney test (exact when a group has at most 8 repertoires and
+nothing ties, otherwise the normal approximation) that the share is higher in the explained class; computed on the held-out repertoires and on all labelled ones. Repertoires the model trained on
 are not independent evidence.</dd>
 <dt>Kernels</dt><dd>Ranked by mean g<sub>d</sub> z<sub>d</sub> over the analysed repertoires (logit); titled by
 rank and kernel index. Weights centred per position (only differences between amino acids matter for one-hot
