@@ -64,6 +64,13 @@ def make_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def child_env(threads: int, source: Path = ROOT) -> dict[str, str]:
+    """The environment of a measured child process: `threads` for polars and OpenMP, and the
+    repclass of `source` (this checkout, or a `baseline_source`) first on PYTHONPATH."""
+    return dict(os.environ, POLARS_MAX_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                PYTHONPATH=str(source) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def run_child(code: str, *args: str, threads: int, source: Path = ROOT) -> dict:
     """Run `code` in a fresh interpreter, importing repclass from `source` (this checkout, or a
     `baseline_source`); it prints one JSON object. Adds the child's peak RSS (MB)."""
@@ -72,8 +79,7 @@ def run_child(code: str, *args: str, threads: int, source: Path = ROOT) -> dict:
              "result = json.loads(out.stdout.strip().splitlines()[-1])\n"
              "result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
              "print(json.dumps(result))\n")
-    env = dict(os.environ, POLARS_MAX_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=str(source) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env(threads, source)
     # Run from `source`: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH.
     out = subprocess.run([sys.executable, "-c", probe, sys.executable, "-c", code, *args], check=True,
                          capture_output=True, text=True, env=env, cwd=source)

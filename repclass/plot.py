@@ -120,12 +120,14 @@ def _finite(values: list[Any]) -> list[float]:
 
 def save_figure_formats(figure, stem: Path, suffixes: tuple[str, ...] = (".png", ".svg")) -> list[Path]:
     """Save one figure as stem.png and stem.svg (deterministic bytes)."""
-    paths = []
+    return _save_all(figure, [stem.with_suffix(suffix) for suffix in suffixes])
+
+
+def _save_all(figure, paths: list[Path]) -> list[Path]:
+    """Save one figure to every path (format by suffix), its crop measured once."""
     bounds = tight_bounds(figure)
-    for suffix in suffixes:
-        path = stem.with_suffix(suffix)
+    for path in paths:
         save_figure(figure, path, bounds)
-        paths.append(path)
     return paths
 
 
@@ -167,13 +169,7 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path, best_update: 
         # Below the axes: a legend inside would sit on the lines.
         loss_axis.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
                          frameon=False)
-    bounds = tight_bounds(figure)
-    save_figure(figure, path, bounds)
-    paths = [path]
-    if path.suffix.lower() == ".png":
-        save_figure(figure, path.with_suffix(".svg"), bounds)
-        paths.append(path.with_suffix(".svg"))
-    return paths
+    return _save_all(figure, [path, path.with_suffix(".svg")] if path.suffix.lower() == ".png" else [path])
 
 
 def plot_roc_pr(roc: dict[str, list[float]], pr: dict[str, list[float]], auc: float | None,

@@ -64,7 +64,7 @@ class Progress:
             self._rich.update(self._task, advance=steps, status=status)
             return
         now = time.monotonic()
-        if now - self._started < self._after and not self._logged:
+        if now - self._started < self._after:
             return
         finished = self.done >= self.total and (self._logged or not self._after)
         if finished or now - self._last_log >= self._min_interval:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scaling.py
-from common import ROOT, commit, machine  # noqa: E402
+from common import ROOT, child_env, commit, machine  # noqa: E402
 from scaling import folder_size, write_cohort  # noqa: E402
 
 #: Runs one stage and reports its wall time and peak RSS (of that process and its children).
@@ -42,8 +41,7 @@ PROBE = ("import json, resource, subprocess, sys, time\n"
 
 def run_stage(name: str, workdir: Path, threads: int, *args: str) -> dict:
     log = workdir / f"{name}.log"
-    env = dict(os.environ, POLARS_MAX_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env(threads)
     command = [sys.executable, "-m", "repclass", *args, "--threads", str(threads)]
     print(f"{time.strftime('%H:%M:%S')} {name}: {' '.join(command[2:])}", file=sys.stderr, flush=True)
     out = subprocess.run([sys.executable, "-c", PROBE, str(log), *command], check=True, capture_output=True,

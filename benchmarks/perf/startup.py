@@ -16,7 +16,6 @@ checkout ("now"). Median of --repeats. Run it alone on the machine.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,12 +25,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/common.py
-from common import ROOT, baseline_source, commit, machine, make_store  # noqa: E402
+from common import ROOT, baseline_source, child_env, commit, machine, make_store  # noqa: E402
 
 
 def timed(source: Path, threads: int, *args: str, cwd: Path) -> float:
-    env = dict(os.environ, PYTHONPATH=str(source) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               POLARS_MAX_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env = child_env(threads, source)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "repclass", "-q", *args, "--threads", str(threads), "--device", "cpu"],
                    check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)

@@ -267,6 +267,7 @@ def _cross_fit_enrichment(store: Store, data: "_Data", config: TrainConfig, labe
     started = time.perf_counter()
     fit = fit_enrichment(store, ids, positive, config.enrichment_folds, config.seed,
                          groups=[groups[i] for i in ids] if groups is not None else None)
+    release_free_memory()  # the clonotypes of every training repertoire
     inner = ", ".join(f"{t:g}: {a:.3f}" for t, a in fit.inner_cv)
     used = fit.reads_labels or not config.enrichment_gate
     notes = {"used": used, "threshold": fit.threshold, "n_junctions": len(fit.junctions),
@@ -446,7 +447,6 @@ def _train_one(store: Store, work: Path, specs: list[TargetSpec], assignment: di
     enrichment_fit, enrichment_notes = (_cross_fit_enrichment(store, data, config, label, groups)
                                         if model_config.enrichment and _enrichment_applies(data, label)
                                         else (None, None))
-    release_free_memory()  # the clonotypes of every training repertoire
     model_config = ModelConfig(**{**model_config.to_dict(), "n_outputs": sum(t.n_outputs for t in data.targets),
                                   "enrichment": enrichment_fit is not None})
     checkpoint_path = work / CHECKPOINT_NAME
