@@ -19,7 +19,7 @@ process REPCLASS_PREDICT {
     tuple val(meta), path("*.predictions.metrics.json")  , emit: metrics  , optional: true
     // versions, gathered by the workflow from the `versions` topic: (process, tool, version)
     tuple val("${task.process}"), val('repclass'), eval('repclass --version'), emit: versions_repclass, topic: versions
-    tuple val("${task.process}"), val('torch'), eval('python -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
+    tuple val("${task.process}"), val('torch'), eval('python -c "import sys, importlib.metadata as m; print(m.version(sys.argv[1]))" torch'), emit: versions_torch, topic: versions
     // the device this task computed on: `cpu`, or `cuda` and the GPU's name
     tuple val("${task.process}"), val('device'), eval("${task.ext.use_gpu ? 'echo cuda $(python -c "import torch; print(torch.cuda.get_device_name())")' : 'echo cpu'}"), emit: versions_device, topic: versions
 
