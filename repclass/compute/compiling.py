@@ -10,6 +10,10 @@ variable REPCLASS_COMPILE (pipelines); the option wins.
   on    compile from the first call
   off   never compile
 
+On CPU the no-gradient pass does not wait for any of this: in modes auto and on it runs the C
+kernel of compute/native.py (built once per machine, the eager floats to the bit); `off` keeps the
+eager kernels everywhere.
+
 Compilation needs a C++ compiler on CPU (Inductor writes C++); without one, or when compiling
 fails for any reason, the kernels run eagerly and one log line says why. Compiled results equal
 the eager ones within the dense-reference tolerance (tests/test_compiling.py); the compiled

@@ -29,7 +29,7 @@ from torch import nn
 
 from repclass.model.activation import selu_
 from repclass.alphabet import N_AMINO_ACIDS, PAD_CODE
-from repclass.compute import compiling
+from repclass.compute import compiling, native
 from repclass.config import CHUNK_SIZE, ModelConfig
 
 N_POSITION_FEATURES = 3
@@ -241,17 +241,30 @@ class ConvolutionEmbedding(SequenceEmbedding):
         weight columns; then one row per (length, window) holding bias + position term, or the
         mask for windows past the end (added to each of the last group's rows when folded).
         Returns the table and its layout: (windows per length, number of (length, window) rows)."""
-        k, d = self.kernel_size, self.out_features
-        width = max(max_length, k)
-        n_windows = width - k + 1
-        aa = self.conv_weight[:, :N_AMINO_ACIDS, :].permute(2, 1, 0)  # (K, 20, D)
-        aa = torch.cat([aa, aa.new_zeros(k, 1, d)], dim=1)  # (K, 21, D): code 20 (padding) adds 0
+        d = self.out_features
+        aa, position, layout = self._parts(max_length)
         rows = []
         for first, taps in self._tap_groups():
             combined = aa[first]
             for tap in range(first + 1, first + taps):  # every combination of codes: (21 ** taps, D)
                 combined = (combined[:, None, :] + aa[tap][None, :, :]).reshape(-1, d)
             rows.append(combined)
+        if self._folds_position():  # row code * P + p: the last tap's column plus position row p
+            rows[-1] = (rows[-1][:, None, :] + position[None, :, :]).reshape(-1, d)
+        else:
+            rows.append(position)
+        return torch.cat(rows, dim=0), layout
+
+    def _parts(self, max_length: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """What `_tables` combines: each tap's weight columns by code, (K, 21, D), the padding code's
+        0; one row per (length, window) with bias + position term, or the mask for windows past the
+        end, ((max_length + 1) * T, D); and the layout (T windows per length, number of those rows).
+        The C kernel (compute/native.py) sums these in `_tables`' order."""
+        k, d = self.kernel_size, self.out_features
+        width = max(max_length, k)
+        n_windows = width - k + 1
+        aa = self.conv_weight[:, :N_AMINO_ACIDS, :].permute(2, 1, 0)  # (K, 20, D)
+        aa = torch.cat([aa, aa.new_zeros(k, 1, d)], dim=1)  # (K, 21, D): code 20 (padding) adds 0
         lengths = torch.arange(max_length + 1, device=aa.device)
         features = position_features(lengths, width).to(aa.dtype)  # (L+1, 3, width)
         # fp32 even under autocast: these rows are added to fp32 look-ups, and cost next to nothing.
@@ -259,11 +272,7 @@ class ConvolutionEmbedding(SequenceEmbedding):
             position = F.conv1d(features, self.conv_weight[:, N_AMINO_ACIDS:, :], self.conv_bias)  # (L+1, D, T)
         valid = torch.arange(n_windows, device=aa.device)[None, :] < (lengths.clamp(min=k) - k + 1)[:, None]
         position = position.transpose(1, 2).masked_fill(~valid[:, :, None], _MASKED).reshape(-1, d)  # ((L+1)T, D)
-        if self._folds_position():  # row code * P + p: the last tap's column plus position row p
-            rows[-1] = (rows[-1][:, None, :] + position[None, :, :]).reshape(-1, d)
-        else:
-            rows.append(position)
-        return torch.cat(rows, dim=0), (n_windows, (max_length + 1) * n_windows)
+        return aa, position, (n_windows, (max_length + 1) * n_windows)
 
     def _window_indices(self, codes: torch.Tensor, lengths: torch.Tensor, layout: tuple[int, int],
                         out: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
@@ -317,6 +326,15 @@ class ConvolutionEmbedding(SequenceEmbedding):
         else:
             sorted_lengths, order = torch.sort(lengths, stable=True)
             sorted_codes = codes[order]
+        grad = torch.is_grad_enabled() and self.conv_weight.requires_grad
+        if not grad and self._native(self.conv_weight, sorted_codes):
+            aa, position, layout = self._parts(int(sorted_lengths[-1]))
+            best = native.window_max(sorted_codes, sorted_lengths, aa, position, kernel_size=self.kernel_size,
+                                     groups=self._tap_groups(), folded=self._folds_position(), layout=layout,
+                                     threads=torch.get_num_threads())
+            for start in range(0, n, chunk_size):  # per chunk, in cache: selu_ makes several passes
+                selu_(best[start:start + chunk_size])
+            return _unsort(best, order)
         table, layout = self._tables(int(sorted_lengths[-1]))
         if torch.is_grad_enabled() and table.requires_grad:
             pieces = []
@@ -335,6 +353,13 @@ class ConvolutionEmbedding(SequenceEmbedding):
             else:
                 best.index_copy_(0, order[start:start + maxima.shape[0]], maxima)
         return best
+
+    @staticmethod
+    def _native(weight: torch.Tensor, codes: torch.Tensor) -> bool:
+        """Whether the no-gradient pass runs the C kernel (compute/native.py): on CPU in fp32, unless
+        `--compile off` asks for the eager kernels, where the library is built or can be."""
+        return (weight.device.type == "cpu" and weight.dtype == torch.float32 and codes.dtype == torch.uint8
+                and compiling.mode() != "off" and native.library() is not None)
 
     def _chunk_maxima(self, codes: torch.Tensor, lengths: torch.Tensor, chunk_size: int, table: torch.Tensor,
                       layout: tuple[int, int]) -> Iterator[tuple[int, torch.Tensor]]:

@@ -1,0 +1,95 @@
+"""The embedding's C kernel (repclass/compute/native.py): the same floats as the eager kernels to the
+bit, for every table layout and thread split; built once into its cache folder and loaded from it
+after; without a C compiler, or when building fails, the eager kernels with one log line."""
+import logging
+
+import pytest
+import torch
+
+from repclass.alphabet import PAD_CODE
+from repclass.compute import compiling, native
+from test_model import random_batch, random_model
+
+
+@pytest.fixture(autouse=True)
+def fresh_library():
+    native.reset()
+    compiling.reset()
+    yield
+    compiling.configure(None)
+    native.reset()
+
+
+def embeddings(model, codes, lengths, mode: str) -> torch.Tensor:
+    compiling.configure(mode)
+    with torch.no_grad():
+        return model.embed(codes, lengths, chunk_size=256)
+
+
+needs_compiler = pytest.mark.skipif(native.c_compiler() is None, reason="no C compiler")
+
+
+@needs_compiler
+@pytest.mark.parametrize("kernel_size, n_kernels", [(9, 32), (5, 32), (4, 32), (1, 32), (12, 32), (9, 16)])
+def test_the_c_kernel_gives_the_eager_floats(kernel_size, n_kernels):
+    """Folded position rows (odd kernel sizes) or a position column (even), the 32-kernel
+    vector path and the generic one (16): equal to the bit, sequences shorter than the kernel
+    and unsorted input included."""
+    model = random_model(kernel_size, n_outputs=1, kernel_size=kernel_size, n_kernels=n_kernels)
+    codes, lengths = random_batch(700, kernel_size)
+    lengths[:5] = torch.tensor([1, 2, 3, kernel_size - 1 if kernel_size > 1 else 1, kernel_size])
+    for row, length in enumerate(lengths[:5].tolist()):
+        codes[row, length:] = PAD_CODE
+    eager = embeddings(model, codes, lengths, "off")
+    assert native.library() is not None
+    assert torch.equal(embeddings(model, codes, lengths, "auto"), eager)
+
+
+@needs_compiler
+def test_split_across_threads_gives_the_same_floats():
+    model = random_model(0, n_outputs=1)
+    codes, lengths = random_batch(20_000, 1)
+    aa, position, layout = model.embedding._parts(int(lengths.max()))
+    order = torch.argsort(lengths, stable=True)
+    arguments = dict(kernel_size=9, groups=model.embedding._tap_groups(), folded=True, layout=layout)
+    one = native.window_max(codes[order], lengths[order], aa, position, threads=1, **arguments)
+    four = native.window_max(codes[order], lengths[order], aa, position, threads=4, **arguments)
+    assert torch.equal(one, four)
+
+
+@needs_compiler
+def test_built_once_into_the_cache_folder_then_loaded(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv(native.CACHE_ENVIRONMENT, str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="repclass.compute.native"):
+        assert native.library() is not None
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert len(built) == 1 and built[0].endswith(".so")  # no temporary build folder left
+    assert any("built the embedding's C kernel" in r.getMessage() for r in caplog.records)
+    native.reset()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="repclass.compute.native"):
+        assert native.library() is not None
+    assert not caplog.records and sorted(p.name for p in tmp_path.iterdir()) == built
+
+
+@pytest.mark.parametrize("cause", ["no compiler", "build fails"])
+def test_falls_back_to_the_eager_kernels_with_one_log_line(monkeypatch, tmp_path, caplog, cause):
+    monkeypatch.setenv(native.CACHE_ENVIRONMENT, str(tmp_path))
+    if cause == "no compiler":
+        monkeypatch.setattr(native, "c_compiler", lambda: None)
+    else:
+        broken = tmp_path / "cc"
+        broken.write_text("#!/bin/sh\necho 'cc: fatal error: no input files' >&2\nexit 1\n")
+        broken.chmod(0o755)
+        monkeypatch.setenv("CC", str(broken))
+    model = random_model(2, n_outputs=1)
+    codes, lengths = random_batch(300, 2)
+    eager = embeddings(model, codes, lengths, "off")
+    with caplog.at_level(logging.INFO, logger="repclass.compute.native"):
+        first = embeddings(model, codes, lengths, "auto")
+        again = embeddings(model, codes, lengths, "auto")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert ("no C compiler" if cause == "no compiler" else "no input files") in messages[0]
+    assert torch.equal(first, eager) and torch.equal(again, eager)
+    assert [p for p in tmp_path.iterdir() if p.name != "cc"] == []  # nothing half-built left
