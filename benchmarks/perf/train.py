@@ -5,7 +5,10 @@ Side by side in one run (same data, same weights, same threads):
              and the gradient pass (tests/support/reference.py)
   before     the fast path as git revision --baseline REV had it (left out without one), imported
              from `git archive` under another package name
-  repclass   the fast path (look-up embedding, length-sorted chunks, sparse max backward)
+  repclass, eager kernels   the fast path (look-up embedding, length-sorted chunks, sparse max
+             backward) with torch's eager kernels only (--compile off)
+  repclass   the same with the defaults (--compile auto): the no-gradient pass through the C kernel
+             (repclass/compute/native.py), alternating with the eager row
   repclass, torch.compile   the fast path with its window kernels compiled (--compile on;
                     repclass/compute/compiling.py), alternating with `repclass`; its first update
                     is timed apart, with Inductor's cache cold (a fresh folder) and warm (compiled
@@ -138,8 +141,13 @@ def main() -> None:
         before_model, before_optimizer = fresh(before_class, before_config, torch.optim.Adam)  # what it used
         contenders[f"before ({args.baseline})"] = lambda: before_step(before_model, before_optimizer, fixed, targets,
                                                                       values, present, device, 8192)
+    eager_model, eager_optimizer = fresh()
+    contenders["repclass, eager kernels (--compile off)"] = lambda: (
+        compiling.configure("off"),
+        train_step(eager_model, eager_optimizer, fixed, targets, values, present, device, 8192))
     fast_model, fast_optimizer = fresh()
-    contenders["repclass"] = lambda: (compiling.configure("off"),
+    # the default (--compile auto): the no-gradient pass through the C kernel (compute/native.py)
+    contenders["repclass"] = lambda: (compiling.configure("auto"),
                                       train_step(fast_model, fast_optimizer, fixed, targets, values, present, device,
                                                  8192))
     first_updates = {}
@@ -170,7 +178,7 @@ def main() -> None:
     for _ in range(rounds):
         for name, step in contenders.items():
             times[name] += timed(step, max(1, args.updates // rounds))
-    compiling.configure("off")
+    compiling.configure("auto")
     counter = iter(range(10 ** 9))
     data_model, data_optimizer = fresh()
     with_data = timed(lambda: train_step(data_model, data_optimizer, sampled_batch(next(counter)), targets, values,
