@@ -93,3 +93,11 @@ def test_falls_back_to_the_eager_kernels_with_one_log_line(monkeypatch, tmp_path
     assert ("no C compiler" if cause == "no compiler" else "no input files") in messages[0]
     assert torch.equal(first, eager) and torch.equal(again, eager)
     assert [p for p in tmp_path.iterdir() if p.name != "cc"] == []  # nothing half-built left
+
+
+@needs_compiler
+def test_sequences_longer_than_the_vector_paths_buffer_take_the_generic_loop():
+    """Longer than MAX_SPAN (512) residues: the generic loop, the same floats."""
+    model = random_model(4, n_outputs=1)
+    codes, lengths = random_batch(40, 4, min_length=400, max_length=700)
+    assert torch.equal(embeddings(model, codes, lengths, "auto"), embeddings(model, codes, lengths, "off"))
