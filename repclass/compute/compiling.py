@@ -22,16 +22,16 @@ kernels are chosen so that they sum the same rows in the same order (docs/perfor
 Inductor caches what it compiled (TORCHINDUCTOR_CACHE_DIR, default a folder under the system's
 temporary directory): the first compilation on a machine is the cold one, later processes load it.
 
-May import: errors only (torch is imported when a kernel is first compiled).
+May import: errors, compute.native (torch is imported when a kernel is first compiled).
 """
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import warnings
 from typing import Any, Callable
 
+from repclass.compute.native import compiler_on_path
 from repclass.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,7 @@ def failure() -> str | None:
 
 def cxx_compiler() -> str | None:
     """The C++ compiler Inductor would use on CPU ($CXX, else c++ / g++ / clang++ on PATH), or None."""
-    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
-    for name in candidates:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    return compiler_on_path("CXX", ("c++", "g++", "clang++"))
 
 
 def _give_up(reason: str) -> None:

@@ -167,14 +167,19 @@ _tried = False
 _pool: ThreadPoolExecutor | None = None
 
 
-def c_compiler() -> str | None:
-    """$CC, else cc / gcc / clang on PATH, or None."""
-    candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
-    for name in candidates:
+def compiler_on_path(variable: str, names: tuple[str, ...]) -> str | None:
+    """The compiler named by the environment `variable` if set, else the first of `names` on PATH
+    (the path found), or None."""
+    for name in [os.environ[variable]] if os.environ.get(variable) else names:
         found = shutil.which(name)
         if found:
             return found
     return None
+
+
+def c_compiler() -> str | None:
+    """$CC, else cc / gcc / clang on PATH, or None."""
+    return compiler_on_path("CC", ("cc", "gcc", "clang"))
 
 
 def cache_folder() -> Path:
