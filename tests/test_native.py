@@ -101,3 +101,19 @@ def test_sequences_longer_than_the_vector_paths_buffer_take_the_generic_loop():
     model = random_model(4, n_outputs=1)
     codes, lengths = random_batch(40, 4, min_length=400, max_length=700)
     assert torch.equal(embeddings(model, codes, lengths, "auto"), embeddings(model, codes, lengths, "off"))
+
+
+@needs_compiler
+def test_a_home_that_cannot_be_written_builds_in_the_temporary_directory(monkeypatch, tmp_path):
+    """A cache home that cannot be created (here a file where the folder would go; a read-only
+    home in a container): the per-user folder in the temporary directory, and no warning."""
+    import tempfile
+
+    (tmp_path / "home_cache").write_text("not a folder\n")
+    monkeypatch.delenv(native.CACHE_ENVIRONMENT, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home_cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert native.library() is not None
+    built = list((tmp_path / "tmp").glob("repclass-*/native-*.so"))
+    assert len(built) == 1

@@ -10,8 +10,8 @@ with nothing written but the (n, D) result. It adds the same rows in the same or
 windows past a sequence's end, which the eager path masks with -1e6, are skipped (they never win).
 
 Built on first use with `$CC` (else cc, gcc or clang) at -O3 for this machine's CPU into a cache
-folder ($REPCLASS_CACHE_DIR, else $XDG_CACHE_HOME/repclass, else ~/.cache/repclass), named by the
-source, the compiler and the CPU's instruction sets, so a shared home on a cluster of mixed nodes
+folder ($REPCLASS_CACHE_DIR, else $XDG_CACHE_HOME/repclass or ~/.cache/repclass, and where that
+cannot be written a per-user folder in the temporary directory), named by the source, the compiler and the CPU's instruction sets, so a shared home on a cluster of mixed nodes
 never loads a library built for another CPU. It is loaded with ctypes, which releases the GIL
 during each call: a chunk is split across the process's torch threads. Without a compiler, with an
 unwritable cache or when building fails, the eager kernels run and one log line says why.
@@ -182,11 +182,15 @@ def c_compiler() -> str | None:
     return compiler_on_path("CC", ("cc", "gcc", "clang"))
 
 
-def cache_folder() -> Path:
+def cache_folders() -> list[Path]:
+    """Where the library is looked for and built, in this order: $REPCLASS_CACHE_DIR alone when it
+    is set; else the user's cache folder, then a per-user folder in the system's temporary
+    directory (for a home that cannot be written, as in some containers)."""
     if os.environ.get(CACHE_ENVIRONMENT):
-        return Path(os.environ[CACHE_ENVIRONMENT])
+        return [Path(os.environ[CACHE_ENVIRONMENT])]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "repclass"
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return [Path(base) / "repclass", Path(tempfile.gettempdir()) / f"repclass-{user}"]
 
 
 def _cpu_features() -> str:
@@ -199,9 +203,9 @@ def _cpu_features() -> str:
         return platform.processor()
 
 
-def _library_path(compiler: str) -> Path:
+def _library_name(compiler: str) -> str:
     key = hashlib.sha256("\0".join([SOURCE, compiler, platform.machine(), _cpu_features()]).encode()).hexdigest()
-    return cache_folder() / f"native-{key[:16]}.so"
+    return f"native-{key[:16]}.so"
 
 
 def _build(compiler: str, target: Path) -> None:
@@ -222,6 +226,27 @@ def _build(compiler: str, target: Path) -> None:
         os.replace(built, target)
 
 
+def _load_or_build(compiler: str) -> Any:
+    """The library from the first cache folder that has it or where it can be built; a folder
+    that cannot be written (OSError) passes on to the next, the last one's error is raised."""
+    import ctypes
+
+    name = _library_name(compiler)
+    folders = cache_folders()
+    for index, folder in enumerate(folders):
+        path = folder / name
+        try:
+            if not path.exists():
+                started = time.perf_counter()
+                _build(compiler, path)
+                log.info("built the embedding's C kernel in %.1f s (%s)", time.perf_counter() - started, path)
+            return ctypes.CDLL(str(path))
+        except OSError:
+            if index == len(folders) - 1:
+                raise
+    raise AssertionError("no cache folder")  # cache_folders() is never empty
+
+
 def library() -> Any:
     """The loaded kernel library, built first if needed; None (said once in the log) where it cannot be."""
     global _library, _tried
@@ -234,13 +259,8 @@ def library() -> Any:
     if compiler is None:
         log.info("no C compiler found (set CC or install gcc/clang): the embedding runs its eager kernels")
         return None
-    path = _library_path(compiler)
     try:
-        if not path.exists():
-            started = time.perf_counter()
-            _build(compiler, path)
-            log.info("built the embedding's C kernel in %.1f s (%s)", time.perf_counter() - started, path)
-        loaded = ctypes.CDLL(str(path))
+        loaded = _load_or_build(compiler)
     except Exception as exc:  # noqa: BLE001 - any failure leaves the same results to the eager kernels
         log.warning("the embedding's C kernel is off for this run (%s: %s); the eager kernels give the same "
                     "results, more slowly", type(exc).__name__, str(exc).strip()[:200])
