@@ -1,22 +1,25 @@
 """The convolution embedding's no-gradient kernel in C, built once per machine with its C compiler.
 
-What it computes is `ConvEmbedding._chunk_maxima` before the SELU: for every sequence, the largest
-over its windows of the sum of the window's look-up rows. The eager path builds every window's
-row indices (`_window_indices`, an (n, T, columns) int32 array), sums them with `embedding_bag`
-(an (n, T, D) array written to memory) and reads them back for the maximum (`amax`); this kernel
-computes each window's rows from the codes and keeps the running maximum in registers, one pass
-with nothing written but the (n, D) result. It adds the same rows in the same order, starting from
-0 as `embedding_bag` does, so its results are the eager path's floats to the bit (tests/test_native.py);
-windows past a sequence's end, which the eager path masks with -1e6, are skipped (they never win).
+What it computes is `ConvolutionEmbedding._chunk_maxima` before the SELU: for every sequence, the
+largest over its windows of the window's sum. The eager path builds every window's row indices
+into the pair/position table (`_window_indices`: an (n, T, columns) int32 array), sums those rows
+with `embedding_bag` (an (n, T, D) array written to memory) and reads them back for the maximum
+(`amax`). This kernel reads each sequence's codes once and, per window, adds the taps' weight rows
+of the small per-tap table (`_parts`), two taps at a time exactly as `_tables` built the pair rows,
+the position row last, keeping the running maximum in registers; nothing is written but the (n, D)
+result. The same terms in the same order, starting from 0 as `embedding_bag` does: the eager
+path's floats to the bit (tests/test_native.py). Windows past a sequence's end, which the eager
+path masks with -1e6, are skipped (they never win).
 
 Built on first use with `$CC` (else cc, gcc or clang) at -O3 for this machine's CPU into a cache
-folder ($REPCLASS_CACHE_DIR, else $XDG_CACHE_HOME/repclass or ~/.cache/repclass, and where that
-cannot be written a per-user folder in the temporary directory), named by the source, the compiler and the CPU's instruction sets, so a shared home on a cluster of mixed nodes
-never loads a library built for another CPU. It is loaded with ctypes, which releases the GIL
-during each call: a chunk is split across the process's torch threads. Without a compiler, with an
-unwritable cache or when building fails, the eager kernels run and one log line says why.
+folder ($REPCLASS_CACHE_DIR; else $XDG_CACHE_HOME/repclass or ~/.cache/repclass, and where that
+cannot be written a per-user folder in the temporary directory), under a name made of the source,
+the compiler and the CPU's instruction sets, so a home shared by a cluster's mixed nodes never
+loads a library built for another CPU. Loaded with ctypes, which releases the GIL during each
+call: a block is split across the process's torch threads. Without a compiler, or when building
+fails, the eager kernels run and one log line says why.
 
-May import: errors only (torch and ctypes when first used).
+May import: nothing of repclass (torch and ctypes when first used).
 """
 from __future__ import annotations
 
@@ -39,9 +42,9 @@ CACHE_ENVIRONMENT = "REPCLASS_CACHE_DIR"
 SOURCE = r"""
 #include <stdint.h>
 
-/* One sequence, D floats per row (a compile-time constant where the kernel is specialised: 32
-   kernels are four AVX2 vectors kept in registers; else the runtime d): out = the maximum over the
-   sequence's windows of the window's sum, the terms added in ConvEmbedding._tables' order. */
+/* The generic loop for one sequence (any number of kernels D; sequences longer than MAX_SPAN):
+   out = the maximum over the sequence's windows of the window's sum, the terms added in
+   ConvolutionEmbedding._tables' order. 32 kernels take window_max_32 below. */
 #define WINDOW_MAX_BODY(D)                                                                             \
     const int64_t length = lengths[s];                                                                 \
     const int64_t windows = (length > kernel_size ? length : kernel_size) - kernel_size + 1;           \
