@@ -94,7 +94,7 @@ static inline v8f max8(v8f a, v8f b) { v8i m = a > b; return (v8f)(((v8i)a & m) 
 static void window_max_32(const uint8_t *restrict sequence, int64_t columns, int64_t length,
                           const float *restrict aa, const float *restrict position, int64_t kernel_size,
                           int64_t n_groups, const int64_t *restrict group_first, const int64_t *restrict group_taps,
-                          int32_t folded, int64_t table_windows, float *restrict out) {
+                          int32_t folded, int32_t pairs, int64_t table_windows, float *restrict out) {
     const int64_t windows = (length > kernel_size ? length : kernel_size) - kernel_size + 1;
     /* Each position's row offset in aa for its tap: the codes read once, padding past the columns. */
     int32_t rows[MAX_SPAN];
@@ -104,8 +104,6 @@ static void window_max_32(const uint8_t *restrict sequence, int64_t columns, int
                      __builtin_inff(), __builtin_inff(), __builtin_inff(), __builtin_inff()};
     v8f b0 = -inf, b1 = -inf, b2 = -inf, b3 = -inf;
     const float *last_place = position + length * table_windows * 32;
-    int pairs = 1;  /* every group but the last is two adjacent taps, g-th starting at tap 2g */
-    for (int64_t g = 0; g + 1 < n_groups; g++) pairs &= group_first[g] == 2 * g && group_taps[g] == 2;
     for (int64_t t = 0; t < windows; t++) {
         v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
         /* every group but the last: pairs of taps where the table was built from pairs (the default) */
@@ -153,11 +151,13 @@ void window_max_f32(const uint8_t *restrict codes, int64_t columns, const int64_
                     const float *restrict aa, const float *restrict position, int64_t d, int64_t kernel_size,
                     int64_t n_groups, const int64_t *restrict group_first, const int64_t *restrict group_taps,
                     int32_t folded, int64_t table_windows, float *restrict out, int64_t begin, int64_t end) {
+    int32_t pairs = 1;  /* every group but the last is two adjacent taps, g-th starting at tap 2g */
+    for (int64_t g = 0; g + 1 < n_groups; g++) pairs &= group_first[g] == 2 * g && group_taps[g] == 2;
     for (int64_t s = begin; s < end; s++) {
         const uint8_t *sequence = codes + s * columns;
         if (d == 32 && (lengths[s] > kernel_size ? lengths[s] : kernel_size) <= MAX_SPAN) {
             window_max_32(sequence, columns, lengths[s], aa, position, kernel_size, n_groups, group_first,
-                          group_taps, folded, table_windows, out + s * 32);
+                          group_taps, folded, pairs, table_windows, out + s * 32);
         } else {
             WINDOW_MAX_BODY(d)
         }
@@ -168,6 +168,7 @@ void window_max_f32(const uint8_t *restrict codes, int64_t columns, const int64_
 _library: Any = None
 _tried = False
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
 
 
 def compiler_on_path(variable: str, names: tuple[str, ...]) -> str | None:
@@ -292,7 +293,7 @@ def window_max(codes: Any, lengths: Any, aa: Any, position: Any, *, kernel_size:
     and `folded` whether the position rows are added to the last group's rows (`_tables`)."""
     import torch
 
-    global _pool
+    global _pool, _pool_workers
     function = library().window_max_f32
     codes, lengths = codes.contiguous(), lengths.contiguous()
     aa, position = aa.detach().float().contiguous(), position.detach().float().contiguous()
@@ -308,8 +309,8 @@ def window_max(codes: Any, lengths: Any, aa: Any, position: Any, *, kernel_size:
     if pieces == 1:
         function(*fixed, 0, n)
     else:
-        if _pool is None or _pool._max_workers < pieces:
-            _pool = ThreadPoolExecutor(max_workers=pieces, thread_name_prefix="repclass-native")
+        if _pool is None or _pool_workers < pieces:
+            _pool, _pool_workers = ThreadPoolExecutor(max_workers=pieces, thread_name_prefix="repclass-native"), pieces
         for future in [_pool.submit(function, *fixed, bounds[i], bounds[i + 1]) for i in range(pieces)]:
             future.result()
     return out
