@@ -68,14 +68,22 @@ def subplots(*grid: int, figsize: tuple[float, float] | None = None, **layout: A
     return figure, figure.subplots(*grid, **layout)
 
 
-#: Resolution of the PNGs (the SVGs are vectors); the bounding box is measured at it.
+#: Resolution of the PNGs (the SVGs are vectors).
 DPI = 120
+#: How far past the figure's canvas the first render reaches, in inches: legends and labels placed
+#: outside the axes (below them, right of them) land in it and are kept.
+OVERHANG = 1.5
+
+
+def _metadata(suffix: str) -> dict[str, Any]:
+    """No date and no software version in the file: bytes depend only on the drawing."""
+    return {".png": {"Software": None}, ".svg": {"Date": None},
+            ".pdf": {"CreationDate": None, "ModDate": None}}.get(suffix, {})
 
 
 def tight_bounds(figure):
     """The figure's drawn extent plus matplotlib's padding, in inches: what savefig(bbox_inches=
-    "tight") measures at DPI. Measuring it costs a layout pass of every text, as much as drawing
-    the figure, so a figure saved in several formats is measured once."""
+    "tight") measures at DPI. A layout pass of every text: as costly as drawing the figure."""
     import matplotlib
 
     figure.set_dpi(DPI)
@@ -83,18 +91,50 @@ def tight_bounds(figure):
     return figure.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
 
 
-def save_figure(figure, path: Path, bounds=None) -> None:
-    """Save deterministically (PNG/SVG/PDF by suffix), cropped to `bounds` (tight_bounds) or, when
-    not given, to the tight box measured now."""
-    suffix = path.suffix.lower()
-    metadata: dict[str, Any] = {"Software": None} if suffix == ".png" else {}
-    if suffix == ".svg":
-        metadata = {"Date": None}
-    elif suffix == ".pdf":
-        metadata = {"CreationDate": None, "ModDate": None}
-    bounds = tight_bounds(figure) if bounds is None else bounds
-    write_file_atomically(path, lambda temporary: figure.savefig(temporary, format=suffix.lstrip("."),
-                                                                 metadata=metadata, dpi=DPI, bbox_inches=bounds))
+def render_cropped(figure):
+    """Render the figure once at DPI on a canvas OVERHANG larger on every side and crop it to its
+    ink plus matplotlib's padding: returns (RGBA pixels (h, w, 4) uint8, their box in inches), or
+    None when nothing is drawn or the ink reaches the canvas's edge (more overhang than allowed).
+
+    savefig(bbox_inches="tight") draws a figure twice (a layout pass to measure, then the
+    drawing); a figure wanted as PNG and SVG, three times. Cropping this render gives the PNG from
+    one drawing, and its box crops the SVG, so both show the same extent. The box is in whole
+    pixels from the canvas's corner, so the crop equals matplotlib's own render of that box.
+    (Ink lying wholly beyond the overhang would not be seen; no figure here places any that far.)"""
+    import io
+
+    import matplotlib
+    import numpy as np
+    from matplotlib.colors import to_rgba_array
+    from matplotlib.transforms import Bbox
+
+    figure.set_dpi(DPI)
+    width, height = figure.get_size_inches()
+    canvas = Bbox.from_extents(-OVERHANG, -OVERHANG, width + OVERHANG, height + OVERHANG)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="rgba", dpi=DPI, bbox_inches=canvas)
+    columns = int(canvas.width * DPI)
+    raw = buffer.getvalue()
+    if columns <= 0 or len(raw) % (columns * 4):
+        return None
+    pixels = np.frombuffer(raw, dtype=np.uint8).reshape(-1, columns, 4)
+    background = np.round(to_rgba_array(figure.get_facecolor())[0] * 255).astype(np.uint8)
+    ink = (pixels != background).any(axis=2)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if not rows.size or rows[0] == 0 or cols[0] == 0 or rows[-1] == ink.shape[0] - 1 or cols[-1] == ink.shape[1] - 1:
+        return None
+    pad = round(matplotlib.rcParams["savefig.pad_inches"] * DPI)
+    top, bottom = max(int(rows[0]) - pad, 0), min(int(rows[-1]) + 1 + pad, ink.shape[0])
+    left, right = max(int(cols[0]) - pad, 0), min(int(cols[-1]) + 1 + pad, ink.shape[1])
+    canvas_top = canvas.y0 + ink.shape[0] / DPI  # row 0 of the buffer
+    box = Bbox.from_extents(canvas.x0 + left / DPI, canvas_top - bottom / DPI,
+                            canvas.x0 + right / DPI, canvas_top - top / DPI)
+    return np.ascontiguousarray(pixels[top:bottom, left:right]), box
+
+
+def save_figure(figure, path: Path) -> None:
+    """Save deterministically (PNG/SVG/PDF by suffix), cropped to the figure's ink."""
+    _save_all(figure, [path])
 
 
 #: Headline metrics bounded by [0, 1] whose chance level is 0.5: drawn on a fixed [0.5, 1] axis so
@@ -124,10 +164,25 @@ def save_figure_formats(figure, stem: Path, suffixes: tuple[str, ...] = (".png",
 
 
 def _save_all(figure, paths: list[Path]) -> list[Path]:
-    """Save one figure to every path (format by suffix), its crop measured once."""
-    bounds = tight_bounds(figure)
+    """Save one figure to every path (format by suffix): rendered once and cropped to its ink
+    (render_cropped), which is the PNG, and drawn again for each vector format within that box.
+    A figure whose ink reaches past the overhang is measured by matplotlib instead."""
+    import matplotlib.image
+
+    rendered = render_cropped(figure)
+    if rendered is None:
+        pixels, bounds = None, tight_bounds(figure)
+    else:
+        pixels, bounds = rendered
     for path in paths:
-        save_figure(figure, path, bounds)
+        suffix = path.suffix.lower()
+        if suffix == ".png" and pixels is not None:
+            # What savefig itself does with the canvas's pixels (same writer, dpi and metadata).
+            write_file_atomically(path, lambda temporary: matplotlib.image.imsave(
+                temporary, pixels, format="png", origin="upper", dpi=DPI, metadata=_metadata(suffix)))
+        else:
+            write_file_atomically(path, lambda temporary: figure.savefig(
+                temporary, format=suffix.lstrip("."), metadata=_metadata(suffix), dpi=DPI, bbox_inches=bounds))
     return paths
 
 

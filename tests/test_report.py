@@ -391,6 +391,28 @@ def test_effective_number(weights, expected):
     assert effective_number(np.array(weights)) == pytest.approx(expected)
 
 
+def test_the_report_shows_the_training_curve_train_drew(held_out_run, tiny_model, tmp_path):
+    """motifs copies the model folder's figure: the one it would draw again from the same curve."""
+    from repclass.explain.writing import training_curve_figures, training_history
+
+    for suffix in (".png", ".svg"):
+        drawn = (tiny_model.path / "training_curve").with_suffix(suffix).read_bytes()
+        assert (held_out_run / "figures" / "training_curve").with_suffix(suffix).read_bytes() == drawn
+    model_file = tiny_model.path / "model.safetensors"
+    plot_training_curve(training_history(model_file), tmp_path / "again.png", tiny_model.best_update)
+    for suffix in (".png", ".svg"):
+        assert ((tmp_path / "again").with_suffix(suffix).read_bytes()
+                == (tiny_model.path / "training_curve").with_suffix(suffix).read_bytes())
+    # a folder missing either file has its curve drawn from training_curve.tsv instead
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "training_curve.png").write_bytes(b"")
+    assert training_curve_figures(folder / "model.safetensors") == []
+    (folder / "training_curve.svg").write_bytes(b"")
+    assert training_curve_figures(folder / "model.safetensors") == [folder / "training_curve.png",
+                                                                   folder / "training_curve.svg"]
+
+
 def test_training_curve_png_and_svg_are_deterministic(tmp_path):
     history = [{"update": u, "train_loss": 1 / u, "validation_loss": 2 / u + (u == 300) * 0.1, "status:roc_auc": 0.9}
                for u in (100, 200, 300)]

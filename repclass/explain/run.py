@@ -32,7 +32,7 @@ from repclass.explain.summary import build_evidence, build_summary, recorded_auc
 from repclass.explain.tables import (airr_sequences, motif_table, path_shares, repertoire_table, scores_table,
                                      sequence_table)
 from repclass.explain.types import MotifResult
-from repclass.explain.writing import publish_folder, training_history
+from repclass.explain.writing import publish_folder, training_curve_figures, training_history
 
 if TYPE_CHECKING:
     import torch
@@ -191,7 +191,8 @@ def _motifs(model: str | Path, files: Models, store: Store, outputs: Outputs, de
     clustered = time.perf_counter()
 
     publish_folder(outputs, summary, ranked, repertoire_table(summaries, ranked), motif_table(found, sequences),
-                   scores, [] if files.folds else histories[0], airr_sequences(store, ranked))
+                   scores, [] if files.folds else histories[0], airr_sequences(store, ranked),
+                   [] if files.folds or not histories[0] else training_curve_figures(files.paths[0]))
     finished = time.perf_counter()
     timings = {"score": scored_at - started, "integrated_gradients": attributed - scored_at,
                "motifs": clustered - attributed, "write": finished - clustered, "total": finished - started}

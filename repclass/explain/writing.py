@@ -3,6 +3,7 @@ a temporary sibling folder, then published as `out` in one rename (under the out
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import polars as pl
 from repclass.io.airr import write_airr_rearrangements
 from repclass.files import Outputs
 from repclass.explain.tables import LOGO_FOLDER
-from repclass.names import TRAINING_CURVE_NAME
+from repclass.names import TRAINING_CURVE_NAME, TRAINING_CURVE_PLOT_NAME
 
 
 def training_history(model_path: Path) -> list[dict[str, Any]]:
@@ -24,13 +25,21 @@ def training_history(model_path: Path) -> list[dict[str, Any]]:
     return table.to_dicts() if "update" in table.columns and table.height else []
 
 
+def training_curve_figures(model_path: Path) -> list[Path]:
+    """The model folder's training-curve figure (PNG and SVG) that `repclass train` drew, or []
+    when either is missing. It shows the history and best update the report would draw again."""
+    png = model_path.parent / TRAINING_CURVE_PLOT_NAME
+    paths = [png, png.with_suffix(".svg")]
+    return paths if all(path.is_file() for path in paths) else []
+
+
 def _write_tsv(table: pl.DataFrame, path: Path) -> None:
     table.write_csv(path, separator="\t")
 
 
 def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.DataFrame,
                   repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
-                  history: list[dict[str, Any]]) -> Path:
+                  history: list[dict[str, Any]], curve_figures: list[Path]) -> Path:
     from repclass.plot import draw_evidence_figures
     from repclass.explain.logos import draw_kernel_logo, draw_motif_logo
     from repclass.explain.report import write_report
@@ -45,7 +54,10 @@ def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.Data
         (folder / "truth.json").write_text(json.dumps(summary["truth"], indent=1, sort_keys=True) + "\n")
     figures = folder / "figures"
     figures.mkdir()
-    draw_evidence_figures(summary, scores_table, history, figures)
+    # The training curve as train drew it (drawing it again costs a second of matplotlib).
+    for path in curve_figures:
+        shutil.copyfile(path, figures / path.name)
+    draw_evidence_figures(summary, scores_table, [] if curve_figures else history, figures)
     (folder / LOGO_FOLDER).mkdir()
     # Drawn from the rounded matrices of motifs.json: last-bit differences (thread counts, say)
     # never change a pixel.
@@ -63,9 +75,13 @@ def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.Data
 
 def publish_folder(outputs: Outputs, summary: dict[str, Any], sequence_table: pl.DataFrame,
                    repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
-                   history: list[dict[str, Any]], airr_table: pl.DataFrame) -> None:
-    """Write everything into the output's temporary folder, then publish it (files.Outputs)."""
+                   history: list[dict[str, Any]], airr_table: pl.DataFrame,
+                   curve_figures: list[Path] | None = None) -> None:
+    """Write everything into the output's temporary folder, then publish it (files.Outputs).
+    `curve_figures`: the model folder's training-curve PNG and SVG, copied instead of drawing
+    `history` again (training_curve_figures)."""
     temporary = outputs.temporary(outputs.path)
-    _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history)
+    _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history,
+                  curve_figures or [])
     write_airr_rearrangements(airr_table, temporary / "sequences.airr.tsv")
     outputs.publish()
