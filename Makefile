@@ -32,7 +32,7 @@ demo: setup
 # Two workers, a test file each (module fixtures are built once): the suite is mostly
 # single-threaded work and subprocesses that wait on each other, so two cores run it in a little over half the time.
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Needs no set-up: the script makes its own environments (build and twine in one, the wheel in another).
 package-check:

@@ -9,15 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from support.cohort import TINY_TRAIN
-from support.files import write_airr, write_table
+# Before anything imports torch: the tests that train in the worker's own process wait the way
+# `repclass` itself does (repclass.compute.cpus.configure_threads). With OpenMP's default
+# spin-waiting, such a test running beside the other worker's multi-process tests (pipelines,
+# torchrun) ran 3-4x slower, its idle threads spinning against them.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-#: The slowest test files (about 150, 100, 90, 75, 65, 55, 45, 35 s on 2 cores), run first: with
-#: `-n 2 --dist loadfile` each file goes to one worker in collection order, and a slow file that
-#: started last kept that worker busy long after the other had finished (longest first, as a
-#: scheduler would deal jobs).
-SLOW_FILES_FIRST = ("test_pipelines.py", "test_training.py", "test_report.py", "test_determinism.py",
-                    "test_reliability.py", "test_motifs.py", "test_distributed.py", "test_benchmarks.py")
+from support.cohort import TINY_TRAIN  # noqa: E402
+from support.files import write_airr, write_table  # noqa: E402
+
+#: The slowest test files (about 120, 95, 75, 65, 60, 60, 45, 30, 25, 25 s on 2 cores), run first:
+#: with `-n 2 --dist loadfile --no-loadscope-reorder` (make test) each file goes to one worker in
+#: collection order, and a slow file that started last kept that worker busy long after the other
+#: had finished (longest first, as a scheduler would deal jobs). Without --no-loadscope-reorder,
+#: pytest-xdist deals the files with the most tests first instead, whatever they cost.
+SLOW_FILES_FIRST = ("test_pipelines.py", "test_report.py", "test_training.py", "test_reliability.py",
+                    "test_determinism.py", "test_distributed.py", "test_motifs.py", "test_benchmarks.py",
+                    "test_seeding.py", "test_baselines.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
