@@ -45,6 +45,51 @@ def test_the_c_kernel_gives_the_eager_floats(kernel_size, n_kernels):
     assert torch.equal(embeddings(model, codes, lengths, "auto"), eager)
 
 
+def embeddings_and_gradients(model, codes, lengths, mode: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    compiling.configure(mode)
+    model.zero_grad()
+    out = model.embed(codes, lengths, chunk_size=256)
+    out.pow(2).sum().backward()
+    return out.detach(), [parameter.grad.clone() for parameter in model.embedding.parameters()]
+
+
+@needs_compiler
+@pytest.mark.parametrize("kernel_size, n_kernels", [(9, 32), (4, 32), (1, 32), (12, 32), (9, 16)])
+def test_the_gradient_pass_takes_the_c_kernels_maxima_and_windows(kernel_size, n_kernels, monkeypatch):
+    """Training's forward through the C kernel (maxima and winning windows): the eager outputs
+    and weight gradients to the bit; the backward reaches the same windows."""
+    model = random_model(kernel_size, n_outputs=1, kernel_size=kernel_size, n_kernels=n_kernels)
+    codes, lengths = random_batch(700, kernel_size)
+    lengths[:3] = torch.tensor([1, 2, kernel_size])
+    for row, length in enumerate(lengths[:3].tolist()):
+        codes[row, length:] = PAD_CODE
+    eager = embeddings_and_gradients(model, codes, lengths, "off")
+    calls = []
+    window_max = native.window_max
+    monkeypatch.setattr(native, "window_max", lambda *a, **k: calls.append(k.get("argmax")) or window_max(*a, **k))
+    fast = embeddings_and_gradients(model, codes, lengths, "auto")
+    assert calls and all(calls)  # every chunk's forward, with its windows
+    assert torch.equal(fast[0], eager[0])
+    assert all(torch.equal(a, b) for a, b in zip(fast[1], eager[1]))
+
+
+@needs_compiler
+@pytest.mark.parametrize("n_kernels", [32, 16])
+def test_tied_windows_send_the_gradient_to_the_first_like_torch(n_kernels):
+    """A repeated residue with no position term: every full window has the same sum; the C
+    kernel names the first, as torch's max does, so the position weights' gradients agree."""
+    model = random_model(0, n_outputs=1, n_kernels=n_kernels)
+    with torch.no_grad():
+        model.embedding.conv_weight[:, 20:, :] = 0.0  # the position features' weights
+        model.embedding.conv_bias.zero_()
+    codes, lengths = random_batch(300, 3)
+    codes[:100] = 3  # one residue throughout
+    eager = embeddings_and_gradients(model, codes, lengths, "off")
+    fast = embeddings_and_gradients(model, codes, lengths, "auto")
+    assert torch.equal(fast[0], eager[0])
+    assert all(torch.equal(a, b) for a, b in zip(fast[1], eager[1]))
+
+
 @needs_compiler
 def test_split_across_threads_gives_the_same_floats():
     model = random_model(0, n_outputs=1)

@@ -9,7 +9,9 @@ of the small per-tap table (`_parts`), two taps at a time exactly as `_tables` b
 the position row last, keeping the running maximum in registers; nothing is written but the (n, D)
 result. The same terms in the same order, starting from 0 as `embedding_bag` does: the eager
 path's floats to the bit (tests/test_native.py). Windows past a sequence's end, which the eager
-path masks with -1e6, are skipped (they never win).
+path masks with -1e6, are skipped (they never win). Training's gradient pass asks for the winning
+window of each maximum too (`argmax`), the first one on ties as torch's `max(dim)` reports it, so
+its sparse backward reaches the same table rows as the eager path's.
 
 Built on first use with `$CC` (else cc, gcc or clang) at -O3 for this machine's CPU into a cache
 folder ($REPCLASS_CACHE_DIR; else $XDG_CACHE_HOME/repclass or ~/.cache/repclass, and where that
@@ -44,12 +46,14 @@ SOURCE = r"""
 
 /* The generic loop for one sequence (any number of kernels D; sequences longer than MAX_SPAN):
    out = the maximum over the sequence's windows of the window's sum, the terms added in
-   ConvolutionEmbedding._tables' order. 32 kernels take window_max_32 below. */
+   ConvolutionEmbedding._tables' order; arg (unless NULL) = the first window that reaches it, as
+   torch's max(dim) reports it. 32 kernels take window_max_32 below. */
 #define WINDOW_MAX_BODY(D)                                                                             \
     const int64_t length = lengths[s];                                                                 \
     const int64_t windows = (length > kernel_size ? length : kernel_size) - kernel_size + 1;           \
     float best[D], sum[D], combined[D];                                                                \
-    for (int64_t j = 0; j < (D); j++) best[j] = -__builtin_inff();                                     \
+    int64_t where[D];                                                                                  \
+    for (int64_t j = 0; j < (D); j++) { best[j] = -__builtin_inff(); where[j] = 0; }                   \
     for (int64_t t = 0; t < windows; t++) {                                                            \
         for (int64_t j = 0; j < (D); j++) sum[j] = 0.0f;                                               \
         for (int64_t g = 0; g < n_groups; g++) {                                                       \
@@ -73,9 +77,13 @@ SOURCE = r"""
                 for (int64_t j = 0; j < (D); j++) sum[j] += combined[j];                               \
             }                                                                                          \
         }                                                                                              \
-        for (int64_t j = 0; j < (D); j++) best[j] = sum[j] > best[j] ? sum[j] : best[j];               \
+        for (int64_t j = 0; j < (D); j++) {                                                            \
+            where[j] = sum[j] > best[j] ? t : where[j];                                                \
+            best[j] = sum[j] > best[j] ? sum[j] : best[j];                                             \
+        }                                                                                              \
     }                                                                                                  \
-    for (int64_t j = 0; j < (D); j++) out[s * (D) + j] = best[j];
+    for (int64_t j = 0; j < (D); j++) out[s * (D) + j] = best[j];                                      \
+    if (arg) for (int64_t j = 0; j < (D); j++) arg[s * (D) + j] = where[j];
 
 /* The code at `p`; past the codes' columns, the padding code 20 (whose weight rows are 0). */
 static inline int64_t code(const uint8_t *sequence, int64_t columns, int64_t p) {
@@ -94,7 +102,8 @@ static inline v8f max8(v8f a, v8f b) { v8i m = a > b; return (v8f)(((v8i)a & m) 
 static void window_max_32(const uint8_t *restrict sequence, int64_t columns, int64_t length,
                           const float *restrict aa, const float *restrict position, int64_t kernel_size,
                           int64_t n_groups, const int64_t *restrict group_first, const int64_t *restrict group_taps,
-                          int32_t folded, int32_t pairs, int64_t table_windows, float *restrict out) {
+                          int32_t folded, int32_t pairs, int64_t table_windows, float *restrict out,
+                          int64_t *restrict arg) {
     const int64_t windows = (length > kernel_size ? length : kernel_size) - kernel_size + 1;
     /* Each position's row offset in aa for its tap: the codes read once, padding past the columns. */
     int32_t rows[MAX_SPAN];
@@ -103,6 +112,7 @@ static void window_max_32(const uint8_t *restrict sequence, int64_t columns, int
     const v8f inf = {__builtin_inff(), __builtin_inff(), __builtin_inff(), __builtin_inff(),
                      __builtin_inff(), __builtin_inff(), __builtin_inff(), __builtin_inff()};
     v8f b0 = -inf, b1 = -inf, b2 = -inf, b3 = -inf;
+    v8i w0 = {0}, w1 = {0}, w2 = {0}, w3 = {0};  /* the winning windows, where arg is wanted */
     const float *last_place = position + length * table_windows * 32;
     for (int64_t t = 0; t < windows; t++) {
         v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
@@ -137,27 +147,42 @@ static void window_max_32(const uint8_t *restrict sequence, int64_t columns, int
                 s0 += c0; s1 += c1; s2 += c2; s3 += c3;
             }
         }
+        if (arg) {  /* loop-invariant: the compiler keeps two copies of the loop */
+            const v8i now = {(int32_t)t, (int32_t)t, (int32_t)t, (int32_t)t,
+                             (int32_t)t, (int32_t)t, (int32_t)t, (int32_t)t};
+            v8i m = s0 > b0; w0 = (now & m) | (w0 & ~m);
+            m = s1 > b1; w1 = (now & m) | (w1 & ~m);
+            m = s2 > b2; w2 = (now & m) | (w2 & ~m);
+            m = s3 > b3; w3 = (now & m) | (w3 & ~m);
+        }
         b0 = max8(s0, b0); b1 = max8(s1, b1); b2 = max8(s2, b2); b3 = max8(s3, b3);
     }
     __builtin_memcpy(out, &b0, 32); __builtin_memcpy(out + 8, &b1, 32);
     __builtin_memcpy(out + 16, &b2, 32); __builtin_memcpy(out + 24, &b3, 32);
+    if (arg) {
+        for (int j = 0; j < 8; j++) {
+            arg[j] = w0[j]; arg[8 + j] = w1[j]; arg[16 + j] = w2[j]; arg[24 + j] = w3[j];
+        }
+    }
 }
 
 /* For sequences [begin, end) (codes: (n, columns), lengths: (n,)): out[s, :] (d floats) = the
    maximum over the sequence's windows t of sum over its tap groups g of (the group's taps' weight
    rows aa[tap, code, :] added left to right), the last group's plus the (length, window) row of
-   `position` (folded: added to the group's sum first). */
+   `position` (folded: added to the group's sum first); arg[s, :] (unless NULL) the window of that
+   maximum (the gradient pass's: its backward reaches only the winning window). */
 void window_max_f32(const uint8_t *restrict codes, int64_t columns, const int64_t *restrict lengths,
                     const float *restrict aa, const float *restrict position, int64_t d, int64_t kernel_size,
                     int64_t n_groups, const int64_t *restrict group_first, const int64_t *restrict group_taps,
-                    int32_t folded, int64_t table_windows, float *restrict out, int64_t begin, int64_t end) {
+                    int32_t folded, int64_t table_windows, float *restrict out, int64_t *restrict arg,
+                    int64_t begin, int64_t end) {
     int32_t pairs = 1;  /* every group but the last is two adjacent taps, g-th starting at tap 2g */
     for (int64_t g = 0; g + 1 < n_groups; g++) pairs &= group_first[g] == 2 * g && group_taps[g] == 2;
     for (int64_t s = begin; s < end; s++) {
         const uint8_t *sequence = codes + s * columns;
         if (d == 32 && (lengths[s] > kernel_size ? lengths[s] : kernel_size) <= MAX_SPAN) {
             window_max_32(sequence, columns, lengths[s], aa, position, kernel_size, n_groups, group_first,
-                          group_taps, folded, pairs, table_windows, out + s * 32);
+                          group_taps, folded, pairs, table_windows, out + s * 32, arg ? arg + s * 32 : 0);
         } else {
             WINDOW_MAX_BODY(d)
         }
@@ -272,7 +297,7 @@ def library() -> Any:
     function = loaded.window_max_f32
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     function.argtypes = [pointer, int64, pointer, pointer, pointer, int64, int64, int64, pointer, pointer,
-                         ctypes.c_int32, int64, pointer, int64, int64]
+                         ctypes.c_int32, int64, pointer, pointer, int64, int64]
     function.restype = None
     _library = loaded
     return _library
@@ -285,9 +310,12 @@ def reset() -> None:
 
 
 def window_max(codes: Any, lengths: Any, aa: Any, position: Any, *, kernel_size: int,
-               groups: list[tuple[int, int]], folded: bool, layout: tuple[int, int], threads: int) -> Any:
+               groups: list[tuple[int, int]], folded: bool, layout: tuple[int, int], threads: int,
+               argmax: bool = False) -> Any:
     """(n, columns) uint8 codes, (n,) int64 lengths -> (n, D) float32: each sequence's maximum over
     its windows of the window's sum, before the SELU (`ConvEmbedding._chunk_maxima`'s values).
+    With `argmax`, also (n, D) int64: the first window reaching each maximum (torch's `max(dim)`),
+    as (maxima, windows).
 
     `aa` (K, 21, D), `position` and `layout` are `ConvEmbedding._parts`; `groups` its tap groups
     and `folded` whether the position rows are added to the last group's rows (`_tables`)."""
@@ -299,10 +327,12 @@ def window_max(codes: Any, lengths: Any, aa: Any, position: Any, *, kernel_size:
     aa, position = aa.detach().float().contiguous(), position.detach().float().contiguous()
     n, d = codes.shape[0], aa.shape[2]
     out = torch.empty((n, d), dtype=torch.float32)
+    arg = torch.empty((n, d), dtype=torch.int64) if argmax else None
     first = torch.tensor([g[0] for g in groups], dtype=torch.int64)
     taps = torch.tensor([g[1] for g in groups], dtype=torch.int64)
     fixed = (codes.data_ptr(), codes.shape[1], lengths.data_ptr(), aa.data_ptr(), position.data_ptr(), d, kernel_size,
-             len(groups), first.data_ptr(), taps.data_ptr(), int(folded), layout[0], out.data_ptr())
+             len(groups), first.data_ptr(), taps.data_ptr(), int(folded), layout[0], out.data_ptr(),
+             arg.data_ptr() if arg is not None else None)
     # Pieces of at least 4096 sequences: below that a thread's start costs more than it saves.
     pieces = max(1, min(threads, n // 4096))
     bounds = [n * i // pieces for i in range(pieces + 1)]
@@ -313,4 +343,4 @@ def window_max(codes: Any, lengths: Any, aa: Any, position: Any, *, kernel_size:
             _pool, _pool_workers = ThreadPoolExecutor(max_workers=pieces, thread_name_prefix="repclass-native"), pieces
         for future in [_pool.submit(function, *fixed, bounds[i], bounds[i + 1]) for i in range(pieces)]:
             future.result()
-    return out
+    return (out, arg) if argmax else out

@@ -235,14 +235,16 @@ class ConvolutionEmbedding(SequenceEmbedding):
         """Rows summed per window: one per tap group, plus the position row unless folded."""
         return len(self._tap_groups()) + (0 if self._folds_position() else 1)
 
-    def _tables(self, max_length: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _tables(self, max_length: int, parts: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None
+                ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Look-up rows for sequences up to `max_length`: per tap group, one row per combination of
         its taps' codes (21 ** taps rows, the padding code's columns are 0) holding the sum of their
         weight columns; then one row per (length, window) holding bias + position term, or the
         mask for windows past the end (added to each of the last group's rows when folded).
-        Returns the table and its layout: (windows per length, number of (length, window) rows)."""
+        Returns the table and its layout: (windows per length, number of (length, window) rows).
+        `parts`: `_parts(max_length)` where the caller has it already."""
         d = self.out_features
-        aa, position, layout = self._parts(max_length)
+        aa, position, layout = self._parts(max_length) if parts is None else parts
         rows = []
         for first, taps in self._tap_groups():
             combined = aa[first]
@@ -335,14 +337,22 @@ class ConvolutionEmbedding(SequenceEmbedding):
             for start in range(0, n, chunk_size):  # per chunk, in cache: selu_ makes several passes
                 selu_(best[start:start + chunk_size])
             return _unsort(best, order)
-        table, layout = self._tables(int(sorted_lengths[-1]))
+        parts = self._parts(int(sorted_lengths[-1]))
+        table, layout = self._tables(int(sorted_lengths[-1]), parts)
         if torch.is_grad_enabled() and table.requires_grad:
+            # By default the C kernel gives the forward's maxima and winning windows (the eager
+            # floats and windows); the backward scatters into the table's rows as the eager path
+            # does. `--compile on` asks for torch.compile's kernel here instead.
+            use_native = compiling.mode() == "auto" and self._native(self.conv_weight, sorted_codes)
             pieces = []
             for start in range(0, n, chunk_size):
-                chunk_lengths = sorted_lengths[start:start + chunk_size]
-                indices, n_windows = self._window_indices(sorted_codes[start:start + chunk_size], chunk_lengths,
-                                                          layout)
-                pieces.append(_WindowMax.apply(indices, table, n_windows))
+                rows = slice(start, start + chunk_size)
+                chunk_codes, chunk_lengths = sorted_codes[rows], sorted_lengths[rows]
+                indices, n_windows = self._window_indices(chunk_codes, chunk_lengths, layout)
+                found = (native.window_max(chunk_codes, chunk_lengths, parts[0], parts[1], kernel_size=self.kernel_size,
+                                           groups=self._tap_groups(), folded=self._folds_position(), layout=layout,
+                                           threads=torch.get_num_threads(), argmax=True) if use_native else None)
+                pieces.append(_WindowMax.apply(indices, table, n_windows, found))
             best = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
             return F.selu(_unsort(best, order))
         best = table.new_empty((n, d))
@@ -406,10 +416,13 @@ class _WindowMax(torch.autograd.Function):
     """max over windows of embedding_bag(window_indices, table), with a sparse backward."""
 
     @staticmethod
-    def forward(ctx, indices: torch.Tensor, table: torch.Tensor, n_windows: int) -> torch.Tensor:
+    def forward(ctx, indices: torch.Tensor, table: torch.Tensor, n_windows: int,
+                found: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """`found`: (maxima, winning windows) computed already (the C kernel), else computed here."""
         n = indices.shape[0] // n_windows
-        fused = compiling.kernel(window_argmax, n, table.device.type, _WINDOW_KERNEL_OPTIONS)
-        if fused is window_argmax:
+        if found is not None:
+            best, arg = found
+        elif (fused := compiling.kernel(window_argmax, n, table.device.type, _WINDOW_KERNEL_OPTIONS)) is window_argmax:
             sums = F.embedding_bag(indices, table, mode="sum").view(n, n_windows, -1)  # (n, T, D)
             best, arg = sums.max(dim=1)  # (n, D) each
         else:
@@ -432,7 +445,7 @@ class _WindowMax(torch.autograd.Function):
         values = grad_best[:, :, None].expand_as(rows).reshape(-1)
         grad_table = torch.zeros(n_rows * width, device=grad_best.device, dtype=grad_best.dtype)
         grad_table.index_add_(0, flat, values)
-        return None, grad_table.view(n_rows, width), None
+        return None, grad_table.view(n_rows, width), None, None
 
 
 class LSTMEmbedding(SequenceEmbedding):
