@@ -241,10 +241,10 @@ def _set_compile(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 compile_option = click.option(
     "--compile", type=click.Choice(["auto", "on", "off"]), default=None, callback=_set_compile, expose_value=False,
-    help="Compiled kernels for the embedding: auto (the C kernel for the no-gradient pass on CPU, built once per "
-         "machine; torch.compile once a job is large: 20M sequences embedded), on (torch.compile from the start), or "
-         "off (eager kernels only; default: $REPCLASS_COMPILE, else auto). Results are the same; without a C/C++ "
-         "compiler the eager kernels run.")
+    help="Compiled kernels for the embedding: auto (on CPU the C kernel, built once per machine, for scoring and "
+         "training's forward; elsewhere torch.compile once a job is large: 20M sequences embedded), on "
+         "(torch.compile from the start; the C kernel still scores), or off (eager kernels only; default: "
+         "$REPCLASS_COMPILE, else auto). Results are the same; without a C/C++ compiler the eager kernels run.")
 force_option = click.option("--force", is_flag=True, help="Replace an existing output (only one repclass wrote, "
                                                            "of the same kind).")
 allow_other_locus_option = click.option(

@@ -11,8 +11,8 @@ variable REPCLASS_COMPILE (pipelines); the option wins.
   off   never compile
 
 On CPU the no-gradient pass does not wait for any of this: in modes auto and on it runs the C
-kernel of compute/native.py (built once per machine, the eager floats to the bit); `off` keeps the
-eager kernels everywhere.
+kernel of compute/native.py (built once per machine, the eager floats to the bit), and in mode auto
+so does the gradient pass's forward; `off` keeps the eager kernels everywhere.
 
 Compilation needs a C++ compiler on CPU (Inductor writes C++); without one, or when compiling
 fails for any reason, the kernels run eagerly and one log line says why. Compiled results equal

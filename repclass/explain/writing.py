@@ -75,13 +75,12 @@ def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.Data
 
 def publish_folder(outputs: Outputs, summary: dict[str, Any], sequence_table: pl.DataFrame,
                    repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
-                   history: list[dict[str, Any]], airr_table: pl.DataFrame,
-                   curve_figures: list[Path] | None = None) -> None:
+                   history: list[dict[str, Any]], airr_table: pl.DataFrame, curve_figures: list[Path]) -> None:
     """Write everything into the output's temporary folder, then publish it (files.Outputs).
     `curve_figures`: the model folder's training-curve PNG and SVG, copied instead of drawing
     `history` again (training_curve_figures)."""
     temporary = outputs.temporary(outputs.path)
     _write_folder(temporary, summary, sequence_table, repertoire_table, motif_table, scores_table, history,
-                  curve_figures or [])
+                  curve_figures)
     write_airr_rearrangements(airr_table, temporary / "sequences.airr.tsv")
     outputs.publish()

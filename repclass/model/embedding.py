@@ -330,10 +330,7 @@ class ConvolutionEmbedding(SequenceEmbedding):
             sorted_codes = codes[order]
         grad = torch.is_grad_enabled() and self.conv_weight.requires_grad
         if not grad and self._native(self.conv_weight, sorted_codes):
-            aa, position, layout = self._parts(int(sorted_lengths[-1]))
-            best = native.window_max(sorted_codes, sorted_lengths, aa, position, kernel_size=self.kernel_size,
-                                     groups=self._tap_groups(), folded=self._folds_position(), layout=layout,
-                                     threads=torch.get_num_threads())
+            best = self._native_window_max(sorted_codes, sorted_lengths, self._parts(int(sorted_lengths[-1])))
             for start in range(0, n, chunk_size):  # per chunk, in cache: selu_ makes several passes
                 selu_(best[start:start + chunk_size])
             return _unsort(best, order)
@@ -349,9 +346,7 @@ class ConvolutionEmbedding(SequenceEmbedding):
                 rows = slice(start, start + chunk_size)
                 chunk_codes, chunk_lengths = sorted_codes[rows], sorted_lengths[rows]
                 indices, n_windows = self._window_indices(chunk_codes, chunk_lengths, layout)
-                found = (native.window_max(chunk_codes, chunk_lengths, parts[0], parts[1], kernel_size=self.kernel_size,
-                                           groups=self._tap_groups(), folded=self._folds_position(), layout=layout,
-                                           threads=torch.get_num_threads(), argmax=True) if use_native else None)
+                found = self._native_window_max(chunk_codes, chunk_lengths, parts, argmax=True) if use_native else None
                 pieces.append(_WindowMax.apply(indices, table, n_windows, found))
             best = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
             return F.selu(_unsort(best, order))
@@ -366,10 +361,20 @@ class ConvolutionEmbedding(SequenceEmbedding):
 
     @staticmethod
     def _native(weight: torch.Tensor, codes: torch.Tensor) -> bool:
-        """Whether the no-gradient pass runs the C kernel (compute/native.py): on CPU in fp32, unless
-        `--compile off` asks for the eager kernels, where the library is built or can be."""
+        """Whether the C kernel (compute/native.py) can run: on CPU in fp32, unless `--compile off`
+        asks for the eager kernels, where the library is built or can be. The no-gradient pass
+        takes it whenever it can, the gradient pass's forward in mode auto."""
         return (weight.device.type == "cpu" and weight.dtype == torch.float32 and codes.dtype == torch.uint8
                 and compiling.mode() != "off" and native.library() is not None)
+
+    def _native_window_max(self, codes: torch.Tensor, lengths: torch.Tensor,
+                           parts: tuple[torch.Tensor, torch.Tensor, tuple[int, int]], argmax: bool = False):
+        """native.window_max of length-sorted sequences with this embedding's `_parts`: the maxima
+        before SELU, (n, D), and with `argmax` their windows too."""
+        aa, position, layout = parts
+        return native.window_max(codes, lengths, aa, position, kernel_size=self.kernel_size,
+                                 groups=self._tap_groups(), folded=self._folds_position(), layout=layout,
+                                 threads=torch.get_num_threads(), argmax=argmax)
 
     def _chunk_maxima(self, codes: torch.Tensor, lengths: torch.Tensor, chunk_size: int, table: torch.Tensor,
                       layout: tuple[int, int]) -> Iterator[tuple[int, torch.Tensor]]:
