@@ -2,6 +2,7 @@
 seeded cohort with an implanted motif for model tests."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -31,6 +32,12 @@ SLOW_FILES_FIRST = ("test_pipelines.py", "test_report.py", "test_training.py", "
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The worker's exit skips the interpreter's last garbage collections, as `repclass` does
+    (cli._skip_the_exit_collection): with torch and matplotlib loaded they take about a second."""
+    gc.freeze()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """CLI habits (issue 13): -q/-v/--log-file on every subcommand and before it, help text on every
 option, --device checked while parsing."""
 import re
+import subprocess
+import sys
 
 import click
 import pytest
@@ -76,6 +78,26 @@ def test_log_file_records_the_run_whatever_quiet_says(small_cohort, tmp_path):
     assert result.exit_code == 1
     lines = log_file.read_text().splitlines()
     assert len(lines) > len(text.splitlines()) and "ERROR: Error: " in lines[-1] and "--force" in lines[-1]
+
+
+def test_a_finished_command_skips_the_exit_collection_and_still_runs_the_exit_handlers(small_cohort, tmp_path):
+    """The interpreter's last garbage collections (a second of CPU once torch is imported) are
+    skipped by freezing every object at exit; the log file is still complete and the other exit
+    handlers still run."""
+    sheet, folder = small_cohort
+    script = (
+        "import atexit, gc, sys\n"
+        "from repclass.cli import main\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0, flush=True))\n"
+        "print('frozen before:', gc.get_freeze_count() > 0, flush=True)\n"
+        "main(sys.argv[1:], prog_name='repclass')\n")
+    log_file = tmp_path / "ingest.log"
+    result = subprocess.run([sys.executable, "-c", script, "ingest", str(sheet), str(folder), "--out",
+                             str(tmp_path / "store"), "--log-file", str(log_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["frozen before: False", "frozen at exit: True"]
+    assert "repclass INFO: wrote " in log_file.read_text().splitlines()[-1]
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -5,6 +5,7 @@ alternating, each a fresh process:
 
   train   `repclass train --updates 20 --eval-every 10` (import torch, the k-mer start, the
           enrichment path's fit, 20 updates, the model folder and its training-curve figure)
+  predict `repclass predict` on that model (import torch, score the 16 repertoires, the table)
   motifs  `repclass motifs --motifs 1 --top-sequences 50 --ig-steps 8` on that model (tables,
           report, 9 figures as PNG and SVG)
 
@@ -56,6 +57,8 @@ def main() -> None:
                 times.setdefault((name, "train"), []).append(timed(
                     source, args.threads, "train", str(store), "--target", "status", "--out", "model",
                     "--updates", "20", "--eval-every", "10", "--seed", "0", cwd=run))
+                times.setdefault((name, "predict"), []).append(timed(
+                    source, args.threads, "predict", "model", str(store), "--out", "predictions.tsv", cwd=run))
                 times.setdefault((name, "motifs"), []).append(timed(
                     source, args.threads, "motifs", "model", str(store), "--out", "motifs", "--motifs", "1",
                     "--top-sequences", "50", "--ig-steps", "8", "--seed", "0", cwd=run))
@@ -64,7 +67,7 @@ def main() -> None:
     print(f"# {machine()}, commit {commit()}, {time.strftime('%Y-%m-%d')}"
           + (f"; before = {args.baseline}" if args.baseline else ""))
     print("| command | " + " | ".join(sources) + " |\n|---|" + "---|" * len(sources))
-    for command in ("train", "motifs"):
+    for command in ("train", "predict", "motifs"):
         cells = [f"{statistics.median(times[(name, command)]):.2f} s" for name in sources]
         print(f"| `repclass {command}` | " + " | ".join(cells) + " |")
 
