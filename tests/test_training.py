@@ -314,7 +314,8 @@ def test_a_model_that_only_memorises_is_flagged_and_the_advice_reads_the_label(t
     assert "--use-counts --init-evidence --init-kmers 0" in warnings[0]
     # repclass motifs reads the same warning off the model folder, into its report and motifs.json
     explained = CliRunner().invoke(main, ["motifs", str(blind.path), str(store.path), "--out", str(tmp_path / "motifs"),
-                                          "--top-sequences", "50", "--device", "cpu"])
+                                          "--top-sequences", "50", "--motifs", "1", "--ig-steps", "8", "--device",
+                                          "cpu"])
     assert explained.exit_code == 0, explained.output
     evidence = json.loads((tmp_path / "motifs" / "motifs.json").read_text())["evidence"]
     assert evidence["training_warnings"] == [{"fold": None, "warning": warnings[0]}]
