@@ -13,16 +13,21 @@ of each method carries a bootstrap 95% interval (`test_low`, `test_high`) and, w
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from repclass.errors import OutputExistsError, UsageError
-from repclass.evaluation import prediction_metrics
-from repclass.names import COMPARISON_NAME, COMPARISON_PLOT_NAME as PLOT_NAME
+from repclass.evaluation import (Estimate, folder_estimates, folder_targets, held_out_predictions, model_parts,
+                                 permuted_sources, prediction_metrics, statistic, write_summary)
+from repclass.names import COMPARISON_NAME, COMPARISON_PLOT_NAME as PLOT_NAME, DESCRIPTION_NAME, PERMUTATIONS_NAME
+from repclass.targets import HEADLINE_METRICS as HEADLINE, REGRESSION
 
 if TYPE_CHECKING:
     import polars as pl
@@ -86,8 +91,6 @@ def train_chosen(methods: Sequence[str], store: "str | Path | Store", out: str |
                           model_config=model_config, kmer=kmer, burden=burden, device=device, resume=resume,
                           force=force)
     if permutations:
-        from repclass.evaluation import permutation_test
-
         permutation_test(chosen[0], store, result.path, targets, permutations, split=split, config=config,
                          model_config=model_config, kmer=kmer, burden=burden, device=device)
     return result
@@ -141,10 +144,8 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
                    split: "SplitSpec | None", config: "TrainConfig | None", model_config: "ModelConfig | None",
                    kmer: "KmerConfig | None", burden: Any, device: str, resume: bool,
                    permutations: int = 0) -> ComparisonResult:
-    from repclass.evaluation import (PERMUTATIONS_NAME, folder_estimates, permutation_test, split_description,
-                                     write_summary)
     from repclass.files import partial_path, publish
-    from repclass.training.splits import SplitSpec
+    from repclass.training.splits import SplitSpec, split_description
     from repclass.targets import target_specs
 
     work = partial_path(out)
@@ -196,7 +197,6 @@ def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
     ROC AUC), permutation_p and permutations (when the method's folder holds permutations.tsv)."""
     import polars as pl
 
-    from repclass.evaluation import folder_estimates, model_parts
     from repclass.training.model_folder import metric_rows
 
     rows = []
@@ -270,3 +270,180 @@ def plot_comparison(table: "pl.DataFrame", path: Path) -> None:
             axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
             axis.set_ylim(0, 1.02)
     save_figure(figure, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# the label-permutation test: the null of a finished run, by retraining its method
+# ----------------------------------------------------------------------------------------------
+#: The prefix of the split columns a permuted store carries (one per fold model).
+_FOLD_COLUMN = "_repclass_permutation_fold_"
+
+
+def _trainable(store: "Store", columns: Sequence[str], kinds: Sequence[str], sources: dict[str, str],
+               assignments: Sequence[dict[str, str]]) -> bool:
+    """Whether every fold's training repertoires keep at least two of each class of every
+    classification target under a permutation (what each method needs to fit, inner CV included)."""
+    for column, kind in zip(columns, kinds):
+        if kind == REGRESSION:
+            continue
+        labels = store.labels(column)
+        classes = {labels[i] for i in sources if labels[i] is not None}
+        for assignment in assignments:
+            counts: dict[str, int] = {}
+            for sample_id, side in assignment.items():
+                label = labels[sources.get(sample_id, sample_id)]
+                if side == "train" and label is not None:
+                    counts[label] = counts.get(label, 0) + 1
+            if len(counts) < len(classes) or min(counts.values()) < 2:
+                return False
+    return True
+
+
+#: Memory for repertoire tables kept between the trainings of a permutation test (each of the N x K
+#: trainings reads the same repertoires; beyond this they are read from the store again).
+READ_CACHE_BYTES = 1 << 30
+
+
+def _read_once(store: "Store") -> "Store":
+    """`store` whose `read` keeps tables in memory (up to READ_CACHE_BYTES) across trainings."""
+    from repclass.io.store import Store
+
+    class ReadOnce(Store):
+        def read(self, sample_id: str, columns: list[str] | None = None) -> "pl.DataFrame":
+            key = (sample_id, None if columns is None else tuple(columns))
+            table = cache.get(key)
+            if table is None:
+                table = super().read(sample_id, columns)
+                if used[0] + table.estimated_size() <= READ_CACHE_BYTES:
+                    cache[key] = table
+                    used[0] += table.estimated_size()
+            return table
+
+    cache: dict[tuple[str, tuple[str, ...] | None], "pl.DataFrame"] = {}
+    used = [0]
+    return ReadOnce(path=store.path, manifest=store.manifest, samples=store.samples)
+
+
+def permuted_store(store: "Store", columns: Sequence[str], sources: dict[str, str],
+                   assignments: Sequence[dict[str, str]]) -> "Store":
+    """A copy of `store` (in memory: same files) whose label `columns` are permuted by `sources`, with
+    one split column per assignment (`_repclass_permutation_fold_<i>`) so the folds stay fixed."""
+    import polars as pl
+
+    ids = store.samples["sample_id"].to_list()
+    labels = {column: store.labels(column) for column in columns}
+    updates = {column: [labels[column][sources.get(i, i)] for i in ids] for column in columns}
+    fold_columns = {f"{_FOLD_COLUMN}{k}": [a.get(i) for i in ids] for k, a in enumerate(assignments, start=1)}
+    samples = store.samples.with_columns(
+        *(pl.Series(name, values, dtype=pl.String) for name, values in {**updates, **fold_columns}.items()))
+    manifest = {**store.manifest, "label_columns": [*store.label_columns, *fold_columns]}
+    return replace(store, samples=samples, manifest=manifest)
+
+
+def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence["TargetSpec"], n_permutations: int,
+                     work: Path, *, split: "SplitSpec", config: "TrainConfig",
+                     model_config: "ModelConfig | None" = None, kmer: Any = None, burden: Any = None,
+                     device: str = "auto") -> list[dict[str, Any]]:
+    """Retrain `method` `n_permutations` times on the folds (or split) of the trained `folder`, the
+    labels permuted each time (seeded by `config.seed` and the permutation's number), and return
+    one row per (permutation, target): its pooled held-out headline metric. Works in `work`
+    (removed afterwards)."""
+    from repclass.comparison import train_method
+    from repclass.training.splits import NO_GROUPS, SplitSpec, group_column, sample_groups
+
+    if n_permutations < 1:
+        raise UsageError(f"--permutations must be at least 1, got {n_permutations}")
+    parts = model_parts(folder)
+    assignments = [json.loads((part / DESCRIPTION_NAME).read_text())["splits"] for _, part in parts]
+    ids = sorted({i for assignment in assignments for i in assignment})
+    grouping = group_column(store, split)
+    groups = sample_groups(store, ids, grouping) if grouping is not None else None
+    targets = folder_targets(folder)
+    columns = [t["column"] for t in targets]
+    kinds = [t["kind"] for t in targets]
+    identity = {i: i for i in ids}
+    check = _trainable(store, columns, kinds, identity, assignments)
+    rows: list[dict[str, Any]] = []
+    store = _read_once(store)
+    shutil.rmtree(work, ignore_errors=True)  # left by a killed test
+    work.mkdir(parents=True)
+    quiet = logging.getLogger("repclass")
+    level = quiet.level
+    try:
+        for number in range(1, n_permutations + 1):
+            rng = np.random.default_rng([config.seed, number])
+            sources = permuted_sources(ids, groups, rng)
+            # A permutation that leaves some fold's training repertoires without two of each class
+            # cannot be fitted; draw again (the null is conditional on trainable folds, as the data are).
+            for _ in range(1000):
+                if not check or _trainable(store, columns, kinds, sources, assignments):
+                    break
+                sources = permuted_sources(ids, groups, rng)
+            else:
+                raise UsageError(f"--permutations: no permutation of the labels among {len(ids)} repertoires keeps "
+                                 "two of each class in every fold's training repertoires; use fewer folds")
+            relabelled = permuted_store(store, columns, sources, assignments)
+            quiet.setLevel(logging.ERROR)  # N x K trainings: their own logs would drown the result
+            try:
+                for k in range(1, len(assignments) + 1):
+                    fixed = SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=grouping or NO_GROUPS)
+                    train_method(method, relabelled, work / f"fold_{k}", targets=specs, split=fixed, config=config,
+                                 model_config=model_config, kmer=kmer, burden=burden, device=device, force=True)
+                pooled = held_out_predictions(work)
+            finally:
+                quiet.setLevel(level)
+            for target in targets:
+                rows.append({"permutation": number, "target": target["column"], "metric": HEADLINE[target["kind"]],
+                             "value": statistic(pooled, target)})
+            log.info("%s: permutation %d/%d: %s", method, number, n_permutations,
+                     ", ".join(f"{r['target']} {r['value']:.3f}" for r in rows[-len(targets):]))
+            for k in range(1, len(assignments) + 1):
+                shutil.rmtree(work / f"fold_{k}", ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def write_permutations(folder: Path, rows: list[dict[str, Any]]) -> None:
+    import polars as pl
+
+    from repclass.files import write_file_atomically
+
+    table = pl.DataFrame(rows, schema={"permutation": pl.Int64, "target": pl.String, "metric": pl.String,
+                                       "value": pl.Float64})
+    write_file_atomically(Path(folder) / PERMUTATIONS_NAME,
+                          lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
+
+
+def permutation_test(method: str, store: "str | Path | Store", folder: str | Path,
+                     targets: Sequence["TargetSpec | str"], n_permutations: int, *, split: "SplitSpec | None" = None,
+                     config: "TrainConfig | None" = None, model_config: "ModelConfig | None" = None,
+                     kmer: Any = None, burden: Any = None, device: str = "auto") -> list[Estimate]:
+    """The label-permutation test of a finished model folder (`repclass train --permutations N`):
+    retrains `method` N times on its folds with permuted labels, writes permutations.tsv (the
+    null) beside its results, refreshes folds_summary.tsv/.json and summary.md with the p-value,
+    and returns the estimates. N x K trainings: as long as the run itself, N times over."""
+    from repclass.config import TrainConfig
+    from repclass.training.model_folder import refresh_fold_summary
+    from repclass.training.splits import SplitSpec, split_description
+    from repclass.io.store import Store
+    from repclass.targets import target_specs
+
+    store = store if isinstance(store, Store) else Store.open(store)
+    folder = Path(folder)
+    split = split or SplitSpec()
+    config = config or TrainConfig()
+    n_models = len(model_parts(folder))
+    log.info("%s: permutation test, %d permutations x %d model(s) = %d trainings", method, n_permutations, n_models,
+             n_permutations * n_models)
+    rows = permutation_null(method, store, folder, target_specs(targets), n_permutations,
+                            folder.parent / f".{folder.name}.permutations", split=split, config=config,
+                            model_config=model_config, kmer=kmer, burden=burden, device=device)
+    write_permutations(folder, rows)
+    estimates = folder_estimates(folder, method)
+    note = split_description(store, split, target_specs(targets))
+    if n_models > 1:
+        refresh_fold_summary(folder, note)  # (writes summary.md too)
+    else:
+        write_summary(folder, estimates, note=note)
+    return estimates

@@ -6,8 +6,8 @@ label-permutation test, and the result in words.
   single split otherwise) and `estimate` scores them with one headline metric (ROC AUC, macro
   AUC, r2), with a stratified bootstrap 95% interval for ROC AUC
   (`repclass.metrics.roc_auc_interval`).
-- **Is there any signal at all?** `permutation_test` retrains a method N times on the same folds
-  with the labels permuted (among the labelled repertoires; whole donors exchange labels when
+- **Is there any signal at all?** `repclass.comparison.permutation_test` retrains a method N
+  times on the same folds with the labels permuted (among the labelled repertoires; whole donors exchange labels when
   the split is grouped by donor) and compares the pooled metric with that null:
   p = (1 + #null >= observed) / (N + 1). It costs N x K trainings.
 - **In words.** `describe`, `recommendation` and `summary_markdown` turn estimates into the
@@ -20,23 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from repclass.errors import UsageError
 from repclass.metrics import FEW_PER_CLASS, FEW_REPERTOIRES
 from repclass.names import (DESCRIPTION_NAME, OUT_OF_FOLD_NAME, PERMUTATIONS_NAME, PREDICTIONS_NAME,
                             SUMMARY_NAME)
-from repclass.targets import BINARY, MULTICLASS, REGRESSION, HEADLINE_METRICS as HEADLINE
+from repclass.targets import BINARY, MULTICLASS, HEADLINE_METRICS as HEADLINE
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from repclass.config import ModelConfig, TrainConfig
     from repclass.training.splits import SplitSpec
     from repclass.io.store import Store
     from repclass.targets import TargetSpec
@@ -48,8 +45,6 @@ RESAMPLES = 2000
 INTERVAL_SEED = 0
 METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_auc": "macro AUC", "r2": "r2"}
 METHOD_NAMES = {"deeprc": "DeepRC", "kmer": "k-mer", "burden": "burden"}
-#: The prefix of the split columns a permuted store carries (one per fold model).
-_FOLD_COLUMN = "_repclass_permutation_fold_"
 
 
 @dataclass(frozen=True)
@@ -233,67 +228,6 @@ def permuted_sources(ids: Sequence[str], groups: dict[str, str] | None, rng: np.
     return sources
 
 
-def _trainable(store: "Store", columns: Sequence[str], kinds: Sequence[str], sources: dict[str, str],
-               assignments: Sequence[dict[str, str]]) -> bool:
-    """Whether every fold's training repertoires keep at least two of each class of every
-    classification target under a permutation (what each method needs to fit, inner CV included)."""
-    for column, kind in zip(columns, kinds):
-        if kind == REGRESSION:
-            continue
-        labels = store.labels(column)
-        classes = {labels[i] for i in sources if labels[i] is not None}
-        for assignment in assignments:
-            counts: dict[str, int] = {}
-            for sample_id, side in assignment.items():
-                label = labels[sources.get(sample_id, sample_id)]
-                if side == "train" and label is not None:
-                    counts[label] = counts.get(label, 0) + 1
-            if len(counts) < len(classes) or min(counts.values()) < 2:
-                return False
-    return True
-
-
-#: Memory for repertoire tables kept between the trainings of a permutation test (each of the N x K
-#: trainings reads the same repertoires; beyond this they are read from the store again).
-READ_CACHE_BYTES = 1 << 30
-
-
-def _read_once(store: "Store") -> "Store":
-    """`store` whose `read` keeps tables in memory (up to READ_CACHE_BYTES) across trainings."""
-    from repclass.io.store import Store
-
-    class ReadOnce(Store):
-        def read(self, sample_id: str, columns: list[str] | None = None) -> "pl.DataFrame":
-            key = (sample_id, None if columns is None else tuple(columns))
-            table = cache.get(key)
-            if table is None:
-                table = super().read(sample_id, columns)
-                if used[0] + table.estimated_size() <= READ_CACHE_BYTES:
-                    cache[key] = table
-                    used[0] += table.estimated_size()
-            return table
-
-    cache: dict[tuple[str, tuple[str, ...] | None], "pl.DataFrame"] = {}
-    used = [0]
-    return ReadOnce(path=store.path, manifest=store.manifest, samples=store.samples)
-
-
-def permuted_store(store: "Store", columns: Sequence[str], sources: dict[str, str],
-                   assignments: Sequence[dict[str, str]]) -> "Store":
-    """A copy of `store` (in memory: same files) whose label `columns` are permuted by `sources`, with
-    one split column per assignment (`_repclass_permutation_fold_<i>`) so the folds stay fixed."""
-    import polars as pl
-
-    ids = store.samples["sample_id"].to_list()
-    labels = {column: store.labels(column) for column in columns}
-    updates = {column: [labels[column][sources.get(i, i)] for i in ids] for column in columns}
-    fold_columns = {f"{_FOLD_COLUMN}{k}": [a.get(i) for i in ids] for k, a in enumerate(assignments, start=1)}
-    samples = store.samples.with_columns(
-        *(pl.Series(name, values, dtype=pl.String) for name, values in {**updates, **fold_columns}.items()))
-    manifest = {**store.manifest, "label_columns": [*store.label_columns, *fold_columns]}
-    return replace(store, samples=samples, manifest=manifest)
-
-
 def read_permutations(folder: Path) -> dict[str, list[float]]:
     """target -> the null values in a folder's permutations.tsv ({} when there is none)."""
     import polars as pl
@@ -308,137 +242,9 @@ def read_permutations(folder: Path) -> dict[str, list[float]]:
     return null
 
 
-def permutation_null(method: str, store: "Store", folder: Path, specs: Sequence["TargetSpec"], n_permutations: int,
-                     work: Path, *, split: "SplitSpec", config: "TrainConfig",
-                     model_config: "ModelConfig | None" = None, kmer: Any = None, burden: Any = None,
-                     device: str = "auto") -> list[dict[str, Any]]:
-    """Retrain `method` `n_permutations` times on the folds (or split) of the trained `folder`, the
-    labels permuted each time (seeded by `config.seed` and the permutation's number), and return
-    one row per (permutation, target): its pooled held-out headline metric. Works in `work`
-    (removed afterwards)."""
-    from repclass.comparison import train_method
-    from repclass.training.splits import NO_GROUPS, SplitSpec, group_column, sample_groups
-
-    if n_permutations < 1:
-        raise UsageError(f"--permutations must be at least 1, got {n_permutations}")
-    parts = model_parts(folder)
-    assignments = [json.loads((part / DESCRIPTION_NAME).read_text())["splits"] for _, part in parts]
-    ids = sorted({i for assignment in assignments for i in assignment})
-    grouping = group_column(store, split)
-    groups = sample_groups(store, ids, grouping) if grouping is not None else None
-    targets = folder_targets(folder)
-    columns = [t["column"] for t in targets]
-    kinds = [t["kind"] for t in targets]
-    identity = {i: i for i in ids}
-    check = _trainable(store, columns, kinds, identity, assignments)
-    rows: list[dict[str, Any]] = []
-    store = _read_once(store)
-    shutil.rmtree(work, ignore_errors=True)  # left by a killed test
-    work.mkdir(parents=True)
-    quiet = logging.getLogger("repclass")
-    level = quiet.level
-    try:
-        for number in range(1, n_permutations + 1):
-            rng = np.random.default_rng([config.seed, number])
-            sources = permuted_sources(ids, groups, rng)
-            # A permutation that leaves some fold's training repertoires without two of each class
-            # cannot be fitted; draw again (the null is conditional on trainable folds, as the data are).
-            for _ in range(1000):
-                if not check or _trainable(store, columns, kinds, sources, assignments):
-                    break
-                sources = permuted_sources(ids, groups, rng)
-            else:
-                raise UsageError(f"--permutations: no permutation of the labels among {len(ids)} repertoires keeps "
-                                 "two of each class in every fold's training repertoires; use fewer folds")
-            relabelled = permuted_store(store, columns, sources, assignments)
-            quiet.setLevel(logging.ERROR)  # N x K trainings: their own logs would drown the result
-            try:
-                for k in range(1, len(assignments) + 1):
-                    fixed = SplitSpec(column=f"{_FOLD_COLUMN}{k}", group_column=grouping or NO_GROUPS)
-                    train_method(method, relabelled, work / f"fold_{k}", targets=specs, split=fixed, config=config,
-                                 model_config=model_config, kmer=kmer, burden=burden, device=device, force=True)
-                pooled = held_out_predictions(work)
-            finally:
-                quiet.setLevel(level)
-            for target in targets:
-                rows.append({"permutation": number, "target": target["column"], "metric": HEADLINE[target["kind"]],
-                             "value": statistic(pooled, target)})
-            log.info("%s: permutation %d/%d: %s", method, number, n_permutations,
-                     ", ".join(f"{r['target']} {r['value']:.3f}" for r in rows[-len(targets):]))
-            for k in range(1, len(assignments) + 1):
-                shutil.rmtree(work / f"fold_{k}", ignore_errors=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return rows
-
-
-def write_permutations(folder: Path, rows: list[dict[str, Any]]) -> None:
-    import polars as pl
-
-    from repclass.files import write_file_atomically
-
-    table = pl.DataFrame(rows, schema={"permutation": pl.Int64, "target": pl.String, "metric": pl.String,
-                                       "value": pl.Float64})
-    write_file_atomically(Path(folder) / PERMUTATIONS_NAME,
-                          lambda temporary: table.write_csv(temporary, separator="\t", float_precision=6))
-
-
-def permutation_test(method: str, store: "str | Path | Store", folder: str | Path,
-                     targets: Sequence["TargetSpec | str"], n_permutations: int, *, split: "SplitSpec | None" = None,
-                     config: "TrainConfig | None" = None, model_config: "ModelConfig | None" = None,
-                     kmer: Any = None, burden: Any = None, device: str = "auto") -> list[Estimate]:
-    """The label-permutation test of a finished model folder (`repclass train --permutations N`):
-    retrains `method` N times on its folds with permuted labels, writes permutations.tsv (the
-    null) beside its results, refreshes folds_summary.tsv/.json and summary.md with the p-value,
-    and returns the estimates. N x K trainings: as long as the run itself, N times over."""
-    from repclass.config import TrainConfig
-    from repclass.training.model_folder import refresh_fold_summary
-    from repclass.training.splits import SplitSpec
-    from repclass.io.store import Store
-    from repclass.targets import target_specs
-
-    store = store if isinstance(store, Store) else Store.open(store)
-    folder = Path(folder)
-    split = split or SplitSpec()
-    config = config or TrainConfig()
-    n_models = len(model_parts(folder))
-    log.info("%s: permutation test, %d permutations x %d model(s) = %d trainings", method, n_permutations, n_models,
-             n_permutations * n_models)
-    rows = permutation_null(method, store, folder, target_specs(targets), n_permutations,
-                            folder.parent / f".{folder.name}.permutations", split=split, config=config,
-                            model_config=model_config, kmer=kmer, burden=burden, device=device)
-    write_permutations(folder, rows)
-    estimates = folder_estimates(folder, method)
-    note = split_description(store, split, target_specs(targets))
-    if n_models > 1:
-        refresh_fold_summary(folder, note)  # (writes summary.md too)
-    else:
-        write_summary(folder, estimates, note=note)
-    return estimates
-
-
 # ----------------------------------------------------------------------------------------------
 # in words
 # ----------------------------------------------------------------------------------------------
-def split_description(store: "Store", split: "SplitSpec", specs: Sequence["TargetSpec"]) -> str:
-    """One sentence on how a run's repertoires were split: by donor (which column, how many) or not."""
-    from repclass.training.splits import (AUTO, DEFAULT_GROUP_COLUMN, NO_GROUPS, group_column, labelled_ids,
-                                          sample_groups)
-
-    ids = labelled_ids(store, specs)
-    column = group_column(store, split)
-    if column is not None:
-        n_donors = len(set(sample_groups(store, ids, column).values()))
-        return (f"Splits are by donor: column {column!r} groups the {len(ids)} labelled repertoires into "
-                f"{n_donors} donors, and no donor is on both sides of a fold or split.")
-    if split.group_column == NO_GROUPS:
-        return "Splits are by repertoire, not by donor (--group-column none)."
-    assert split.group_column == AUTO
-    return (f"Splits are by repertoire: the sheet has no {DEFAULT_GROUP_COLUMN!r} column; if a donor gave several "
-            "repertoires, name the column that says so with --group-column.")
-
-
-
 def _number(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 

@@ -242,7 +242,7 @@ def test_the_words_name_the_intervals_the_best_method_and_the_caveat():
 def test_the_permutation_null_is_seeded(donors, tmp_path):
     """The same folder, seed and N give the same null, and the work folder is removed."""
     from repclass.baselines.burden import BurdenConfig, train_burden
-    from repclass.evaluation import permutation_null
+    from repclass.comparison import permutation_null
 
     store = Store.open(donors)
     burden = BurdenConfig(inner_folds=2)

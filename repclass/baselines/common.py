@@ -348,7 +348,7 @@ def train_baseline(method: str, fit: FitFunction, store: "str | Path | Store", o
                 fold_dir.mkdir()
                 fold_metrics.append(train_one(method, fit, store, fold_dir, specs, assignment, config, settings,
                                               f"fold {index}/{len(assignments)}: ", groups=groups))
-            from repclass.evaluation import split_description
+            from repclass.training.splits import split_description
 
             summary = write_fold_summary(work, fold_metrics, specs, split_description(store, split, specs))
             publish(work, out)

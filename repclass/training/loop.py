@@ -640,7 +640,7 @@ def _train_all(store: Store, out: Path, specs: list[TargetSpec], config: TrainCo
                                        resume, f"fold {index}/{len(assignments)}: ", context, groups))
     summary = {}
     if context.is_main:
-        from repclass.evaluation import split_description
+        from repclass.training.splits import split_description
 
         summary = write_fold_summary(work, fold_metrics, specs, split_description(store, split, specs))
         claimed.temporary(out, work)

@@ -306,3 +306,18 @@ def split_assignments(store: "Store", specs: Sequence["TargetSpec"], split: Spli
         folds = kfold_splits(usable, strata, split.folds, config.seed, groups)
         return folds if split.fold is None else [folds[split.fold - 1]]
     return [random_split(usable, strata, config.validation_fraction, config.test_fraction, config.seed, groups)]
+
+
+def split_description(store: "Store", split: SplitSpec, specs: Sequence["TargetSpec"]) -> str:
+    """One sentence on how a run's repertoires were split: by donor (which column, how many) or not."""
+    ids = labelled_ids(store, specs)
+    column = group_column(store, split)
+    if column is not None:
+        n_donors = len(set(sample_groups(store, ids, column).values()))
+        return (f"Splits are by donor: column {column!r} groups the {len(ids)} labelled repertoires into "
+                f"{n_donors} donors, and no donor is on both sides of a fold or split.")
+    if split.group_column == NO_GROUPS:
+        return "Splits are by repertoire, not by donor (--group-column none)."
+    assert split.group_column == AUTO
+    return (f"Splits are by repertoire: the sheet has no {DEFAULT_GROUP_COLUMN!r} column; if a donor gave several "
+            "repertoires, name the column that says so with --group-column.")
