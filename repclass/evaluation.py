@@ -34,10 +34,6 @@ from repclass.targets import BINARY, MULTICLASS, HEADLINE_METRICS as HEADLINE
 if TYPE_CHECKING:
     import polars as pl
 
-    from repclass.training.splits import SplitSpec
-    from repclass.io.store import Store
-    from repclass.targets import TargetSpec
-
 log = logging.getLogger(__name__)
 
 #: Bootstrap resamples and seed of every interval (fixed: the same predictions give the same interval).

@@ -16,7 +16,8 @@ from support.cohort import MOTIF, background_pool, implant
 from support.files import write_airr, write_table
 from repclass.alphabet import AMINO_ACIDS
 from repclass.baselines import KmerConfig, KmerSpec, kmer_counts, kmer_features, kmer_vector, train_kmer
-from repclass.baselines.burden import BurdenConfig, enrichment_p_values, train_burden
+from repclass.baselines.burden import BurdenConfig, train_burden
+from repclass.clonotypes import enrichment_p_values
 from repclass.cli import main
 from repclass.io.store import Store
 
@@ -385,7 +386,7 @@ def test_outputs_follow_the_replacement_rules(cohort, tmp_path):
 
 @pytest.mark.parametrize("min_incidence", [1, 2, 3])
 def test_burden_incidence_equals_a_python_count(cohort, min_incidence):
-    from repclass.baselines.burden import clonotype_incidence
+    from repclass.clonotypes import clonotype_incidence
 
     store_path, _ = cohort
     store = Store.open(store_path)

@@ -55,15 +55,15 @@ def enriched_model(public_store, tmp_path_factory):
 def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
     """Flipping one training repertoire's label (inner folds fixed) changes the others' features
     but never its own: its own feature comes from enrichment on the folds it is not in."""
-    import repclass.baselines.common as common
-    from repclass.model.enrichment import fit_enrichment
+    import repclass.training.enrichment as fitting
+    from repclass.training.enrichment import fit_enrichment
 
     ids = public_store.sample_ids
     labels = public_store.labels("status")
     positive = np.array([labels[i] == "+" for i in ids])
     folds = [(np.setdiff1d(np.arange(len(ids)), held), held)
              for held in np.array_split(np.random.default_rng(0).permutation(len(ids)), 4)]
-    monkeypatch.setattr(common, "dealt_inner_folds", lambda *args, **kwargs: folds)
+    monkeypatch.setattr(fitting, "dealt_inner_folds", lambda *args, **kwargs: folds)
     base = fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2)
     assert base.train_features[positive].mean() > base.train_features[~positive].mean()
     assert set(base.junctions) <= set(PUBLIC) | set(background_pool())
@@ -81,8 +81,8 @@ def test_cross_fitted_feature_never_reads_own_label(public_store, monkeypatch):
 def test_inner_folds_keep_a_donors_repertoires_together(public_store, monkeypatch):
     """With donors (two repertoires each), no inner fold fits the enriched set on one of a donor's
     repertoires and scores the other: the donor's own clonotypes would leak into its feature."""
-    import repclass.baselines.common as common
-    from repclass.model.enrichment import fit_enrichment
+    import repclass.training.enrichment as fitting
+    from repclass.training.enrichment import fit_enrichment
 
     ids = public_store.sample_ids
     labels = public_store.labels("status")
@@ -90,8 +90,8 @@ def test_inner_folds_keep_a_donors_repertoires_together(public_store, monkeypatc
     order = np.argsort(positive, kind="stable")  # donors pair repertoires of one class
     donor = {ids[row]: f"d{rank // 2}" for rank, row in enumerate(order)}
     used = []
-    real = common.dealt_inner_folds
-    monkeypatch.setattr(common, "dealt_inner_folds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
+    real = fitting.dealt_inner_folds
+    monkeypatch.setattr(fitting, "dealt_inner_folds", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
     fit_enrichment(public_store, ids, positive, 4, seed=0, thresholds=(0.5,), min_positive=2,
                    groups=[donor[i] for i in ids])
     assert len(used) == 1 and len(used[0]) >= 2
@@ -103,7 +103,8 @@ def test_the_path_is_used_only_where_its_inner_cv_reads_the_labels(public_store)
     """The gate (EnrichmentFit.reads_labels): public clonotypes in the positives clear the chance
     bound; the same repertoires with labels unrelated to them do not; the bound is the one-sided
     1% bound of a chance AUC and falls with the cohort's size."""
-    from repclass.model.enrichment import chance_auc_bound, fit_enrichment
+    from repclass.model.enrichment import chance_auc_bound
+    from repclass.training.enrichment import fit_enrichment
 
     ids = public_store.sample_ids
     labels = public_store.labels("status")

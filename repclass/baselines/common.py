@@ -199,29 +199,6 @@ def inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: in
     return list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n)))
 
 
-def dealt_inner_folds(positive: np.ndarray, n_folds: int, seed: int, what: str,
-                      groups: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified inner folds over binary-labelled repertoires (with `groups`, each repertoire's
-    donor, a donor's repertoires share a fold), dealt as --folds deals them (training.splits.deal_folds):
-    numpy only. The enrichment path runs in every default `repclass train`, where importing
-    sklearn's splitters (and scipy.stats with them) would add about 2 s to each start."""
-    from repclass.training.splits import group_units, deal_folds
-
-    positive = np.asarray(positive, dtype=bool)
-    ids = [f"{row:09d}" for row in range(len(positive))]
-    strata: list[str | None] = ["1" if p else "0" for p in positive]
-    by_id = dict(zip(ids, groups)) if groups is not None else None
-    units = group_units(ids, strata, by_id)[1] if by_id is not None else strata
-    n_folds = min([n_folds] + [units.count(label) for label in ("0", "1")])
-    if n_folds < 2:
-        units_named = "donors" if groups is not None else "training repertoires"
-        raise UsageError(f"{what}: inner cross-validation needs at least 2 {units_named} of every class; use more "
-                         "repertoires or a smaller --test-fraction/--validation-fraction")
-    fold_of = deal_folds(ids, strata, n_folds, seed, by_id)
-    fold = np.array([fold_of[i] for i in ids])
-    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]
-
-
 def _grouped_inner_folds(labels: np.ndarray, n_folds: int, classification: bool, seed: int, what: str,
                          groups: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold

@@ -5,8 +5,9 @@
 - data: store to model inputs (encoded repertoires, the bounded repertoire cache, batches)
 - scoring: whole repertoires through the model in chunks
 - checkpoint: the safe model file (model.safetensors + model.json) and resume checkpoints
-- enrichment: the cross-fitted clonotype-enrichment path beside the attention (`--enrichment`)
+- enrichment: the clonotype-enrichment path beside the attention (`--enrichment`; fitted by
+  training.enrichment)
 
-May import: io (the store), compute, baselines' clonotype statistics (enrichment), the top-level helpers.
-Never training, prediction or explain.
+May import: io (the store), compute, the top-level helpers. Never training, prediction,
+baselines or explain.
 """

@@ -13,7 +13,7 @@ The enriched share is the weighted share of the repertoire's distinct junctions 
 set. The set is cross-fitted on the training split only (no validation, no test repertoire): the
 training repertoires are cut into K inner folds (stratified, seeded, by donor where the run groups
 repertoires by donor); for each fold, the
-clonotypes enriched among the other K-1 folds (one-sided Fisher test, `burden`'s functions) form
+clonotypes enriched among the other K-1 folds (one-sided Fisher test, `repclass.clonotypes`) form
 a set, and a training repertoire's own feature is its share in the set of the folds it is not in,
 so that its label never enters its own feature (an in-sample set would hold its private
 clonotypes and teach the model to trust the feature far more than it deserves on new repertoires).
@@ -21,6 +21,8 @@ Every other repertoire (validation, test, `predict`) is scored against all K set
 clonotype weighs the share of the K sets that hold it, so the feature is the mean of its K shares,
 on the same scale as the training features. The p-value threshold is chosen from burden's grid by
 the held-out ROC AUC of the cross-fitted share (ties to the stricter one). Binary targets only.
+
+The fit runs in training (`repclass.training.enrichment.fit_enrichment`); this module holds the path.
 
 The path is used only where that held-out AUC says it reads the labels (`EnrichmentFit.reads_labels`):
 above chance by GATE_Z standard errors of a chance AUC. Where the label lies in motifs implanted in
@@ -39,11 +41,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from repclass.errors import UsageError
-
 if TYPE_CHECKING:
     from repclass.model.data import EncodedRepertoire
-    from repclass.io.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -105,41 +104,6 @@ class EnrichmentFit:
 
 def feature_of_share(share: np.ndarray | float) -> np.ndarray:
     return np.log1p(SHARE_SCALE * np.asarray(share, dtype=np.float64))
-
-
-def fit_enrichment(store: "Store", ids: Sequence[str], positive: np.ndarray, n_folds: int, seed: int,
-                   thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2, 5e-2, 1e-1), min_positive: int = 2,
-                   groups: Sequence[str] | None = None) -> EnrichmentFit:
-    """Cross-fit the enriched junctions on training repertoires `ids` with binary labels `positive`;
-    `groups` (each repertoire's donor) keeps a donor's repertoires in one inner fold, so that a
-    repertoire's input never comes from a set fitted on its own donor's other repertoires."""
-    from repclass.baselines.burden import (burden_scores, clonotype_incidence, clonotype_strings,
-                                           enriched_clonotypes)
-    from repclass.baselines.common import dealt_inner_folds
-    from repclass.metrics import roc_auc
-
-    ids = list(ids)
-    positive = np.asarray(positive, dtype=bool)
-    if positive.all() or not positive.any():
-        raise UsageError("the enrichment path needs positive and negative training repertoires")
-    incidence = clonotype_incidence(store, ids, "junction", max(min_positive, 1))
-    folds = dealt_inner_folds(positive, n_folds, seed, "the enrichment path", groups)
-    held_out = np.zeros((len(thresholds), len(ids)))
-    membership = np.zeros((len(thresholds), len(incidence.hashes)))
-    for train_rows, held_rows in folds:
-        masks, _, _, _ = enriched_clonotypes(incidence, train_rows, positive, thresholds, min_positive)
-        for t, mask in enumerate(masks):
-            held_out[t, held_rows] = burden_scores(incidence, mask)[held_rows]
-            membership[t] += mask
-    aucs = [roc_auc(positive, held_out[t]) for t in range(len(thresholds))]
-    best = min(range(len(aucs)), key=lambda t: (-(aucs[t] if aucs[t] == aucs[t] else -1.0), t))
-    chosen = membership[best] > 0
-    junctions = clonotype_strings(store, [i for i, p in zip(ids, positive) if p], incidence.hashes[chosen],
-                                  "junction")
-    return EnrichmentFit(junctions=junctions, weights=membership[best][chosen] / len(folds),
-                         threshold=float(thresholds[best]), train_features=feature_of_share(held_out[best]),
-                         inner_cv=list(zip(map(float, thresholds), map(float, aucs))), n_folds=len(folds),
-                         n_positive=int(positive.sum()), n_negative=int((~positive).sum()))
 
 
 def encode_junctions(junctions: Sequence[str]) -> np.ndarray:

@@ -253,11 +253,11 @@ def _enrichment_applies(data: "_Data", label: str) -> bool:
 
 def _cross_fit_enrichment(store: Store, data: "_Data", config: TrainConfig, label: str,
                           groups: dict[str, str] | None = None) -> tuple["EnrichmentFit | None", dict[str, Any]]:
-    """The enrichment path's set, cross-fitted on the training split (repclass/model/enrichment.py),
+    """The enrichment path's set, cross-fitted on the training split (repclass/training/enrichment.py),
     and whether the path is used: only where its held-out AUC reads the labels better than chance
     (EnrichmentFit.reads_labels). Returns (the fit, or None where the path is not used; the notes
     for metrics.json). `groups` (each repertoire's donor) keeps a donor's repertoires in one inner fold."""
-    from repclass.model.enrichment import fit_enrichment
+    from repclass.training.enrichment import fit_enrichment
 
     ids = data.ids["train"]
     values, present = data.labels.rows(ids)
