@@ -10,6 +10,9 @@ same definitions (repclass.metrics) for every method. The pooled (or single-spli
 of each method carries a bootstrap 95% interval (`test_low`, `test_high`) and, with
 `permutations`, the label-permutation p-value; OUT/summary.md says it in words
 (repclass.evaluation).
+
+The label-permutation test lives here too (`permutation_test`): its null comes from retraining
+a method on permuted labels, and this is the module that dispatches methods.
 """
 from __future__ import annotations
 
