@@ -7,9 +7,9 @@ label-permutation test, and the result in words.
   AUC, r2), with a stratified bootstrap 95% interval for ROC AUC
   (`repclass.metrics.roc_auc_interval`).
 - **Is there any signal at all?** `repclass.comparison.permutation_test` retrains a method N
-  times on the same folds with the labels permuted (among the labelled repertoires; whole donors exchange labels when
-  the split is grouped by donor) and compares the pooled metric with that null:
-  p = (1 + #null >= observed) / (N + 1). It costs N x K trainings.
+  times on the same folds with the labels permuted (among the labelled repertoires; whole donors
+  exchange labels when the split is grouped by donor) and compares the pooled metric with that
+  null: p = (1 + #null >= observed) / (N + 1) (`permutation_p` here). It costs N x K trainings.
 - **In words.** `describe`, `recommendation` and `summary_markdown` turn estimates into the
   sentences a lab reads ("DeepRC 0.62 [0.55-0.69], k-mer 0.66 [0.59-0.73]; permutation p = 0.01"),
   which method to trust, and a caveat when the held-out set is small; `write_summary` writes them
