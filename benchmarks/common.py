@@ -47,17 +47,23 @@ def make_store(path: Path, sizes: dict[str, int], seed: int = 0) -> Path:
     return path
 
 
-def make_model(path: Path, seed: int = 0) -> Path:
-    """A randomly initialised binary DeepRC saved as a model file (for speed, not accuracy)."""
+def make_model(path: Path, seed: int = 0, enriched: int = 10_000) -> Path:
+    """A randomly initialised binary DeepRC saved as a model file (for speed, not accuracy), with an
+    enrichment set of `enriched` junctions, as a model trained on a cohort with public clonotypes has
+    (scoring looks every repertoire up in it)."""
     import torch
 
     from repclass.model.checkpoint import ModelInfo, save_model
     from repclass.config import ModelConfig
     from repclass.model.deeprc import DeepRC
+    from repclass.model.enrichment import encode_junctions
     from repclass.targets import Target
 
     torch.manual_seed(seed)
     model = DeepRC(ModelConfig())
+    rng = np.random.default_rng(seed + 1)
+    model.set_enrichment(torch.from_numpy(encode_junctions(random_junctions(enriched, rng))),
+                         torch.from_numpy(rng.choice([0.2, 0.4, 0.6, 0.8, 1.0], enriched)), 0.0, 1.0)
     info = ModelInfo(model_config=model.config, targets=[Target(column="status", kind="binary", classes=["-", "+"])])
     path.mkdir(parents=True, exist_ok=True)
     save_model(path / "model.safetensors", model, info)

@@ -209,3 +209,32 @@ def test_the_path_is_on_by_default_and_off_where_it_cannot_be_fitted(tiny_model,
         numeric = train(aged, tmp_path / "numeric", targets=["age"], device="cpu", config=TrainConfig(**small))
     assert not load_model(numeric.path / "model.safetensors")[1].model_config.enrichment
     assert any("enrichment path off: it reads one binary target" in r.getMessage() for r in caplog.records)
+
+
+def test_enriched_share_is_the_weighted_share_of_distinct_junctions():
+    """The share a repertoire is scored with: the weights of its distinct junctions found in the set,
+    over its number of distinct junctions, whatever the widths of the set and of the repertoire, with
+    repeated junctions on both sides (a junction listed twice in the set keeps its last weight)."""
+    import math
+
+    from repclass.model.data import encode_table
+    from repclass.model.enrichment import EnrichedLookup, encode_junctions
+
+    rng = np.random.default_rng(11)
+    letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+
+    def junctions(n, longest):  # few letters, so that short junctions repeat
+        return ["".join(rng.choice(letters[:3], rng.integers(1, longest + 1))) for _ in range(n)]
+
+    for set_longest, repertoire_longest in [(6, 6), (4, 20), (20, 4), (9, 17), (17, 9)]:
+        listed = junctions(30, set_longest)
+        listed += listed[:3]  # listed twice, the second time with other weights
+        weights = rng.choice([0.2, 0.4, 0.6, 0.8, 1.0], len(listed))
+        sequences = junctions(400, repertoire_longest) + listed[::4]
+        repertoire = encode_table(pl.DataFrame({"junction_aa": sequences}))
+        table = dict(zip(listed, weights))
+        distinct = set(sequences)
+        expected = math.fsum(table[j] for j in distinct if j in table) / len(distinct)
+        share = EnrichedLookup(encode_junctions(listed), weights).share(repertoire)
+        assert share == expected and share > 0
+    assert EnrichedLookup(np.zeros((0, 1), np.uint8), np.zeros(0)).share(repertoire) == 0.0

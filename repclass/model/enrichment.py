@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from repclass.model.data import EncodedRepertoire
 
 log = logging.getLogger(__name__)
@@ -117,29 +119,51 @@ def encode_junctions(junctions: Sequence[str]) -> np.ndarray:
 
 
 class EnrichedLookup:
-    """A repertoire's weighted share of distinct junctions in the set, from its code matrix."""
+    """A repertoire's weighted share of distinct junctions in the set, from its code matrix.
+
+    Without a Python loop over sequences (a set of 1M row bytes took longer than scoring the
+    repertoire): each code row, padded to a common width that is a multiple of 8, is read as a few
+    uint64 words, and polars counts the distinct rows and finds the set's rows among them by hashing
+    those words. Rows are equal exactly when their junctions are (the padding code is not a
+    residue's), so this is the set semantics of junction strings. The matched weights are summed
+    with `math.fsum`, correctly rounded, so the share does not depend on any hash order."""
 
     def __init__(self, codes: np.ndarray, weights: np.ndarray) -> None:
         from repclass.alphabet import PAD_CODE
 
-        self.width = codes.shape[1]
         self.pad = PAD_CODE
-        self.table = {row.tobytes(): float(w) for row, w in zip(codes, weights)}
+        self.codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def _keys(self, codes: np.ndarray, width: int) -> "pl.LazyFrame":
+        """(n, w) codes -> n rows of uint64 words holding the codes padded to `width` (a multiple of 8)."""
+        import polars as pl
+
+        columns = {}
+        for word in range(width // 8):
+            part = codes[:, 8 * word:8 * word + 8]
+            if part.shape[1] < 8:  # this word runs past the codes' width: the rest is padding
+                part = np.concatenate([part, np.full((len(part), 8 - part.shape[1]), self.pad, np.uint8)], axis=1)
+            columns[f"w{word}"] = np.ascontiguousarray(part).view(np.uint64)[:, 0]
+        return pl.LazyFrame(columns)
 
     def share(self, repertoire: "EncodedRepertoire") -> float:
+        import polars as pl
+
         codes = repertoire.codes
-        if codes.shape[0] == 0:
+        if codes.shape[0] == 0 or self.codes.shape[0] == 0:
             return 0.0
-        if codes.shape[1] < self.width:
-            codes = np.pad(codes, ((0, 0), (0, self.width - codes.shape[1])), constant_values=self.pad)
-        elif codes.shape[1] > self.width:
-            # longer junctions than any in the set cannot match; the rest compare on the set's width
-            short = repertoire.lengths.astype(np.int64) <= self.width
-            distinct = len({row.tobytes() for row in codes[~short]})
-            keys = {row.tobytes() for row in codes[short, :self.width]}
-            return sum(self.table.get(k, 0.0) for k in keys) / max(len(keys) + distinct, 1)
-        keys = {row.tobytes() for row in codes}
-        return sum(self.table.get(k, 0.0) for k in keys) / max(len(keys), 1)
+        width = -(-max(codes.shape[1], self.codes.shape[1]) // 8) * 8
+        keys = self._keys(codes, width)
+        words = keys.collect_schema().names()
+        # A junction listed twice in the set counts once, with its last weight (as a dict would).
+        enriched = self._keys(self.codes, width).with_columns(weight=pl.Series(self.weights)).unique(
+            subset=words, keep="last", maintain_order=True)
+        # Lazy queries: polars' eager n_unique over several columns holds 6x the memory of unique + len.
+        # The repertoire's rows probe a hash table of the (small) set, not the other way round.
+        distinct = keys.unique().select(pl.len()).collect().item()
+        matched = keys.join(enriched, on=words, how="inner").unique(subset=words).collect()["weight"]
+        return math.fsum(matched.to_numpy()) / distinct
 
 
 def standardised(share: float, mean: float, scale: float) -> float:
