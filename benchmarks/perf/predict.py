@@ -8,7 +8,10 @@ Side by side, each in a fresh process (so peak RSS is that run's own), same mode
 
     python benchmarks/perf/predict.py [--threads 2] [--sizes 300000 1000000] [--baseline REV]
 
-Times exclude interpreter start-up and imports (reported separately as `CLI wall`).
+Times exclude interpreter start-up and imports (reported separately as `CLI wall`). Each repclass
+child predicts twice: its first call (what a one-repertoire `repclass predict` pays: libraries
+loaded, memory first touched) and a warm second call (each further repertoire of a run; the issue's
+target is warm).
 
 With torch.compile (`--compile on`, repclass/compute/compiling.py), alternating with the eager
 rows: each child process predicts twice, the first call compiling the kernels (Inductor's cache
@@ -64,10 +67,12 @@ try:
 except ModuleNotFoundError:  # a --baseline revision from before the stage subpackages
     from repclass.runtime import tune_allocator
 tune_allocator(); torch.set_num_threads(int(sys.argv[3]))
-start = time.perf_counter()
-result = predict(sys.argv[1], [sys.argv[2]], sys.argv[5], samples=[sys.argv[4]], device="cpu", force=True)
-seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "n": int(result.table["n_sequences"][0]),
+times = []
+for _ in range(2):  # the first call in a fresh process, then warm (libraries loaded, memory mapped)
+    start = time.perf_counter()
+    result = predict(sys.argv[1], [sys.argv[2]], sys.argv[5], samples=[sys.argv[4]], device="cpu", force=True)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"seconds": times[0], "warm": times[1], "n": int(result.table["n_sequences"][0]),
                   "output": float(result.table["status:p(+)"][0])}))
 """
 
@@ -137,6 +142,10 @@ def main() -> None:
                                    threads=args.threads, source=source)
                 if name not in best or result["seconds"] < best[name]["seconds"]:
                     best[name] = result
+                if "warm" in result:  # the issue's target is warm: a second repertoire in the same process
+                    warm = f"{name}, warm (second call)"
+                    if warm not in best or result["warm"] < best[warm]["seconds"]:
+                        best[warm] = {**result, "seconds": result["warm"]}
                 if "first" in result:
                     first = f"repclass.predict, torch.compile: first call, Inductor cache {'cold' if cold else 'warm'}"
                     cold = False

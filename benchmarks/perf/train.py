@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,9 +61,25 @@ def import_baseline(revision: str, workdir: Path):
     if not (renamed / "repclass_before").is_dir():
         renamed.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source / "repclass", renamed / "repclass_before")
+        # Its own modules, not this checkout's: every absolute import of repclass renamed too.
+        for path in (renamed / "repclass_before").rglob("*.py"):
+            text = path.read_text()
+            for old, new in (("from repclass.", "from repclass_before."), ("from repclass import", "from "
+                             "repclass_before import"), ("import repclass.", "import repclass_before.")):
+                text = text.replace(old, new)
+            path.write_text(text)
     sys.path.insert(0, str(renamed))
-    module = lambda name: importlib.import_module(f"repclass_before.{name}")  # noqa: E731
-    return module("model").DeepRC, module("config").ModelConfig, module("training").train_step
+
+    def first(*names: str) -> Any:  # the module as the revision laid it out (stage subpackages or not)
+        for name in names:
+            try:
+                return importlib.import_module(f"repclass_before.{name}")
+            except ModuleNotFoundError:
+                continue
+        raise ModuleNotFoundError(names[-1])
+
+    return (first("model.deeprc", "model").DeepRC, first("config").ModelConfig,
+            first("training.loop", "training").train_step)
 
 
 def reference_step(model, optimizer, batch, targets, values, present) -> float:
