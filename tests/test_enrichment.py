@@ -211,14 +211,19 @@ def test_the_path_is_on_by_default_and_off_where_it_cannot_be_fitted(tiny_model,
     assert any("enrichment path off: it reads one binary target" in r.getMessage() for r in caplog.records)
 
 
-def test_enriched_share_is_the_weighted_share_of_distinct_junctions():
+@pytest.mark.parametrize("path", ["python set", "polars"])
+def test_enriched_share_is_the_weighted_share_of_distinct_junctions(path, monkeypatch):
     """The share a repertoire is scored with: the weights of its distinct junctions found in the set,
     over its number of distinct junctions, whatever the widths of the set and of the repertoire, with
-    repeated junctions on both sides (a junction listed twice in the set keeps its last weight)."""
+    repeated junctions on both sides (a junction listed twice in the set keeps its last weight);
+    the same through both paths (small and large repertoires)."""
     import math
 
+    import repclass.model.enrichment as enrichment
     from repclass.model.data import encode_table
     from repclass.model.enrichment import EnrichedLookup, encode_junctions
+
+    monkeypatch.setattr(enrichment, "POLARS_FROM", 0 if path == "polars" else 10**9)
 
     rng = np.random.default_rng(11)
     letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
@@ -235,6 +240,11 @@ def test_enriched_share_is_the_weighted_share_of_distinct_junctions():
         table = dict(zip(listed, weights))
         distinct = set(sequences)
         expected = math.fsum(table[j] for j in distinct if j in table) / len(distinct)
-        share = EnrichedLookup(encode_junctions(listed), weights).share(repertoire)
+        lookup = EnrichedLookup(encode_junctions(listed), weights)
+        share = lookup.share(repertoire)
         assert share == expected and share > 0
     assert EnrichedLookup(np.zeros((0, 1), np.uint8), np.zeros(0)).share(repertoire) == 0.0
+    # kept while the repertoire lives (training scores its validation repertoires again and again)
+    assert lookup.share(repertoire) == share and len(lookup._shares) == 1
+    del repertoire
+    assert not lookup._shares
