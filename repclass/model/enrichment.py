@@ -155,6 +155,7 @@ class EnrichedLookup:
         return self._shares[key]
 
     def _share(self, codes: np.ndarray) -> float:
+        codes = np.asarray(codes, dtype=np.uint8)  # rows are compared as bytes (no copy when already uint8)
         if codes.shape[0] == 0 or self.codes.shape[0] == 0:
             return 0.0
         if codes.shape[0] < POLARS_FROM:
