@@ -217,7 +217,9 @@ def test_enriched_share_is_the_weighted_share_of_distinct_junctions(path, monkey
     over its number of distinct junctions, whatever the widths of the set and of the repertoire, with
     repeated junctions on both sides (a junction listed twice in the set keeps its last weight);
     the same through both paths (small and large repertoires)."""
+    import copy
     import math
+    import pickle
 
     import repclass.model.enrichment as enrichment
     from repclass.model.data import encode_table
@@ -244,7 +246,9 @@ def test_enriched_share_is_the_weighted_share_of_distinct_junctions(path, monkey
         share = lookup.share(repertoire)
         assert share == expected and share > 0
     assert EnrichedLookup(np.zeros((0, 1), np.uint8), np.zeros(0)).share(repertoire) == 0.0
-    # kept while the repertoire lives (training scores its validation repertoires again and again)
+    # kept while the repertoire lives (training scores its validation repertoires again and again);
+    # a copy of the lookup (a model's deepcopy, a pickle) keeps none: their keys are object ids
     assert lookup.share(repertoire) == share and len(lookup._shares) == 1
+    assert not copy.deepcopy(lookup)._shares and not pickle.loads(pickle.dumps(lookup))._shares
     del repertoire
     assert not lookup._shares

@@ -147,6 +147,14 @@ class EnrichedLookup:
         self._tables: dict[int, dict[bytes, float]] = {}  # width -> the set's row bytes -> weight
         self._shares: dict[int, float] = {}  # id of a living repertoire -> its share
 
+    def __deepcopy__(self, memo: dict) -> "EnrichedLookup":
+        # A copy (a model's deepcopy, as motifs makes) keeps none of the shares: their keys are ids
+        # that only this lookup's finalizers clear.
+        return EnrichedLookup(self.codes.copy(), self.weights.copy())
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_shares": {}}
+
     def share(self, repertoire: "EncodedRepertoire") -> float:
         key = id(repertoire)
         if key not in self._shares:
