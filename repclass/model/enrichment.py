@@ -147,12 +147,9 @@ class EnrichedLookup:
         self._tables: dict[int, dict[bytes, float]] = {}  # width -> the set's row bytes -> weight
         self._shares: dict[int, float] = {}  # id of a living repertoire -> its share
 
-    def __deepcopy__(self, memo: dict) -> "EnrichedLookup":
-        # A copy (a model's deepcopy, as motifs makes) keeps none of the shares: their keys are ids
-        # that only this lookup's finalizers clear.
-        return EnrichedLookup(self.codes.copy(), self.weights.copy())
-
     def __getstate__(self) -> dict:
+        # A copy (a model's deepcopy, as motifs makes, or a pickle) keeps none of the shares: their
+        # keys are ids that only this lookup's finalizers clear.
         return {**self.__dict__, "_shares": {}}
 
     def share(self, repertoire: "EncodedRepertoire") -> float:
