@@ -314,15 +314,12 @@ def plot_attention(scores: Any, stem: Path) -> list[Path]:
     return save_figure_formats(figure, stem)
 
 
-def draw_evidence_figures(summary: dict[str, Any], scores: Any, history: list[dict[str, Any]],
-                          folder: Path) -> dict[str, Path]:
-    """The report's figures (PNG and SVG) in `folder`; returns {name: PNG path} of those drawn."""
+def draw_evidence_figures(summary: dict[str, Any], scores: Any, folder: Path) -> dict[str, Path]:
+    """The report's figures from motifs.json's `summary` and scores.tsv (PNG and SVG) in `folder`,
+    the training curve aside (the writer copies train's); returns {name: PNG path} of those drawn."""
     evidence = summary.get("evidence", {})
     explained = summary["explained"]
     drawn: dict[str, Path] = {}
-    if history:
-        plot_training_curve(history, folder / "training_curve.png", evidence.get("best_update"))
-        drawn["training_curve"] = folder / "training_curve.png"
     held = evidence.get("held_out")
     if held and held.get("n_class") and held["n_class"] < held["n"]:
         plot_roc_pr(held["roc"], held["pr"], held.get("roc_auc"), held.get("average_precision"), held["n_class"],

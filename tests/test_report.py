@@ -413,6 +413,23 @@ def test_the_report_shows_the_training_curve_train_drew(held_out_run, tiny_model
                                                                    folder / "training_curve.svg"]
 
 
+def test_a_model_folder_without_its_curve_figure_gets_it_drawn(tiny_model, tiny_cohort, tmp_path):
+    """A model folder copied without training_curve.png: motifs draws the curve from the model's
+    history, the same bytes train drew."""
+    import shutil
+
+    store_path, _ = tiny_cohort
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model.path, model)
+    (model / "training_curve.png").unlink()
+    result = CliRunner().invoke(main, ["motifs", str(model), str(store_path), "--out", str(tmp_path / "out"),
+                                       "--motifs", "1", "--ig-steps", "8", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for suffix in (".png", ".svg"):
+        assert ((tmp_path / "out" / "figures" / "training_curve").with_suffix(suffix).read_bytes()
+                == (tiny_model.path / "training_curve").with_suffix(suffix).read_bytes())
+
+
 def test_training_curve_png_and_svg_are_deterministic(tmp_path):
     history = [{"update": u, "train_loss": 1 / u, "validation_loss": 2 / u + (u == 300) * 0.1, "status:roc_auc": 0.9}
                for u in (100, 200, 300)]

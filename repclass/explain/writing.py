@@ -40,7 +40,7 @@ def _write_tsv(table: pl.DataFrame, path: Path) -> None:
 def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.DataFrame,
                   repertoire_table: pl.DataFrame, motif_table: pl.DataFrame, scores_table: pl.DataFrame,
                   history: list[dict[str, Any]], curve_figures: list[Path]) -> Path:
-    from repclass.plot import draw_evidence_figures
+    from repclass.plot import draw_evidence_figures, plot_training_curve
     from repclass.explain.logos import draw_kernel_logo, draw_motif_logo
     from repclass.explain.report import write_report
 
@@ -54,10 +54,13 @@ def _write_folder(folder: Path, summary: dict[str, Any], sequence_table: pl.Data
         (folder / "truth.json").write_text(json.dumps(summary["truth"], indent=1, sort_keys=True) + "\n")
     figures = folder / "figures"
     figures.mkdir()
-    # The training curve as train drew it (drawing it again costs a second of matplotlib).
+    # The training curve as train drew it (drawing it again costs a second of matplotlib); drawn
+    # from the model's history only where the model folder has no figure.
     for path in curve_figures:
         shutil.copyfile(path, figures / path.name)
-    draw_evidence_figures(summary, scores_table, [] if curve_figures else history, figures)
+    if history and not curve_figures:
+        plot_training_curve(history, figures / "training_curve.png", summary.get("evidence", {}).get("best_update"))
+    draw_evidence_figures(summary, scores_table, figures)
     (folder / LOGO_FOLDER).mkdir()
     # Drawn from the rounded matrices of motifs.json: last-bit differences (thread counts, say)
     # never change a pixel.
