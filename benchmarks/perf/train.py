@@ -62,10 +62,11 @@ def import_baseline(revision: str, workdir: Path):
         renamed.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source / "repclass", renamed / "repclass_before")
         # Its own modules, not this checkout's: every absolute import of repclass renamed too.
+        renames = [("from repclass.", "from repclass_before."), ("import repclass.", "import repclass_before."),
+                   ("from repclass import", "from repclass_before import")]
         for path in (renamed / "repclass_before").rglob("*.py"):
             text = path.read_text()
-            for old, new in (("from repclass.", "from repclass_before."), ("from repclass import", "from "
-                             "repclass_before import"), ("import repclass.", "import repclass_before.")):
+            for old, new in renames:
                 text = text.replace(old, new)
             path.write_text(text)
     sys.path.insert(0, str(renamed))
