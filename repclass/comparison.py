@@ -188,12 +188,6 @@ def _train_methods(store: "Store", out: Path, chosen: list[str], *, targets: Seq
 # ----------------------------------------------------------------------------------------------
 # the comparison table, from the model folders' predictions
 # ----------------------------------------------------------------------------------------------
-def _targets(folder: Path) -> list[dict[str, Any]]:
-    import json
-
-    return json.loads((folder / "model.json").read_text())["targets"]
-
-
 def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
     """method, fold (1..K and 'pooled', or 'all' for one split), target, metric, validation, test,
     and on the pooled / single-split headline rows test_low, test_high (bootstrap 95% interval of
@@ -212,7 +206,7 @@ def comparison_table(folders: dict[str, Path]) -> "pl.DataFrame":
             tables.append((fold, predictions))
         if len(tables) > 1:
             tables.append(("pooled", pl.concat([t for _, t in tables], how="diagonal")))
-        targets = _targets(parts[0][1])
+        targets = folder_targets(folder)
         for fold, predictions in tables:
             for target in targets:
                 column = target["column"]
